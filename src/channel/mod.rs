@@ -1,0 +1,64 @@
+//! Channel adapters: one `Channel` trait, one file per platform, the built-in
+//! simulator, and the factory that builds instances from `[channels.*]`.
+
+use crate::config::ChannelConfig;
+use crate::model::{DeliveryId, MemberId, Outbound, Platform, SendError, SendOk};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who a message goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub member_id: MemberId,
+    /// The platform's id for the user (phone number, PSID, chat id, OPENID, ...).
+    pub channel_user_id: String,
+    /// Stable across retries: adapters that support idempotency keys use it.
+    pub delivery_id: DeliveryId,
+}
+
+/// A named instance of a platform (`[channels.<name>]`).
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// The instance name from config.
+    fn name(&self) -> &str;
+
+    fn platform(&self) -> Platform;
+
+    /// Checks, at script-load time, that `outbound` can be expressed on this
+    /// platform within its limits (button counts, title lengths, ...).
+    /// The error says what is wrong and what the limit is.
+    fn validate(&self, outbound: &Outbound) -> Result<(), String>;
+
+    /// Sends one message. Every response — success, documented error, HTML
+    /// error page, truncated body, timeout — becomes `Ok` or a classified
+    /// `SendError`; never a panic.
+    async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError>;
+
+    /// The platform's documented default throughput for one instance, in
+    /// messages per second (`rate_per_second` in config overrides it).
+    fn default_rate_per_second(&self) -> Option<f64>;
+}
+
+/// What adapters share: one HTTP client (connection pool, rustls), timeouts,
+/// and the receipt path (used by the simulator to feed receipts back).
+#[derive(Clone)]
+pub struct ChannelContext {
+    pub http: reqwest::Client,
+    /// Per-request timeout unless the channel sets `timeout`.
+    pub send_timeout: Duration,
+    pub receipts: crate::receipts::ReceiptSink,
+}
+
+/// Builds the shared HTTP client.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("pushd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+pub type ChannelRef = Arc<dyn Channel>;

@@ -1,0 +1,432 @@
+//! The control protocol, shared by the daemon and the CLI so it cannot drift:
+//! one JSON object per line each way.
+//!
+//! Request: `{"cmd":"status"}` or `{"cmd":"push.create","args":{...}}`.
+//! Reply: `{"ok":true,"data":{...}}` or `{"ok":false,"error":{"code":"...","message":"..."}}`.
+//! A streamed reply (export) is several `{"ok":true,"data":…,"more":true}` lines
+//! ended by one without `more`.
+
+use crate::store::audit::AuditEntry;
+use crate::store::members::ImportReport;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why a request line was refused before it reached a command.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProtoError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ProtoError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> ProtoError {
+        ProtoError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawRequest {
+    cmd: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    args: Value,
+}
+
+macro_rules! requests {
+    ($( $variant:ident($args:ty) = $name:literal, mutates: $m:literal; )*) => {
+        /// Every command the daemon understands.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Request { $( $variant($args), )* }
+
+        /// The command names, for help and error messages.
+        pub const COMMANDS: &[&str] = &[$($name),*];
+
+        impl Request {
+            pub fn cmd(&self) -> &'static str {
+                match self { $( Request::$variant(_) => $name, )* }
+            }
+
+            /// Changes state, so only admins may run it, and it is audited.
+            pub fn mutates(&self) -> bool {
+                match self { $( Request::$variant(_) => $m, )* }
+            }
+
+            fn from_raw(raw: RawRequest) -> Result<Request, ProtoError> {
+                let args = if raw.args.is_null() { Value::Object(Default::default()) } else { raw.args };
+                match raw.cmd.as_str() {
+                    $( $name => serde_json::from_value::<$args>(args)
+                        .map(Request::$variant)
+                        .map_err(|e| ProtoError::new("invalid_args", format!("{}: {e}", $name))), )*
+                    other => Err(ProtoError::new(
+                        "unknown_command",
+                        format!("unknown command {other:?} (commands: {})", COMMANDS.join(", ")),
+                    )),
+                }
+            }
+
+            fn args_value(&self) -> Value {
+                let v = match self { $( Request::$variant(a) => serde_json::to_value(a), )* };
+                v.unwrap_or(Value::Null)
+            }
+        }
+    };
+}
+
+requests! {
+    Status(StatusArgs) = "status", mutates: false;
+    Reload(ReloadArgs) = "reload", mutates: true;
+    MembersImport(MembersImportArgs) = "members.import", mutates: true;
+    AuditList(AuditListArgs) = "audit.list", mutates: false;
+    PushCreate(PushCreateArgs) = "push.create", mutates: true;
+    PushList(PushListArgs) = "push.list", mutates: false;
+    PushShow(PushRef) = "push.show", mutates: false;
+    PushPause(PushRef) = "push.pause", mutates: true;
+    PushResume(PushRef) = "push.resume", mutates: true;
+    PushCancel(PushRef) = "push.cancel", mutates: true;
+    PushReport(PushRef) = "push.report", mutates: false;
+    PushFailures(PushFailuresArgs) = "push.failures", mutates: false;
+    PushExport(PushRef) = "push.export", mutates: false;
+    AudiencePreview(AudiencePreviewArgs) = "audience.preview", mutates: false;
+    AudienceRetry(AudienceRetryArgs) = "audience.retry", mutates: true;
+    EventsList(EventsListArgs) = "events.list", mutates: false;
+}
+
+impl Request {
+    /// Parses one request line (without the newline).
+    pub fn parse(line: &[u8]) -> Result<Request, ProtoError> {
+        let text = std::str::from_utf8(line)
+            .map_err(|_| ProtoError::new("bad_request", "request is not valid UTF-8"))?;
+        let raw: RawRequest = serde_json::from_str(text).map_err(|e| {
+            ProtoError::new(
+                "bad_request",
+                format!("request is not a JSON object with a \"cmd\" ({e})"),
+            )
+        })?;
+        Request::from_raw(raw)
+    }
+
+    /// The request as one line (with the newline).
+    pub fn to_line(&self) -> String {
+        let raw = RawRequest {
+            cmd: self.cmd().to_string(),
+            args: self.args_value(),
+        };
+        let mut s = serde_json::to_string(&raw).unwrap_or_else(|_| "{}".into());
+        s.push('\n');
+        s
+    }
+
+    /// What the audit trail names as the target of this request.
+    pub fn target(&self) -> Option<String> {
+        match self {
+            Request::PushCreate(a) => a.name.clone().or_else(|| Some(a.audience.clone())),
+            Request::PushShow(p)
+            | Request::PushPause(p)
+            | Request::PushResume(p)
+            | Request::PushCancel(p)
+            | Request::PushReport(p)
+            | Request::PushExport(p) => Some(p.push.clone()),
+            Request::PushFailures(a) => Some(a.push.clone()),
+            Request::AudienceRetry(a) => Some(format!("{} -> {}", a.push, a.name)),
+            Request::AudiencePreview(a) => Some(a.name.clone()),
+            Request::MembersImport(a) => a.path.clone().or_else(|| Some("inline".into())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusArgs {}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadArgs {}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersImportArgs {
+    /// A file the daemon reads (absolute path; the CLI resolves it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Or the rows themselves (CSV with header, or JSON lines), for small imports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(default)]
+    pub skip_invalid: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditListArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Only this action (or its sub-actions: "push" matches "push.create").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// Names a push by id or unique name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRef {
+    pub push: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushCreateArgs {
+    pub audience: String,
+    pub template: String,
+    /// Unique name; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// RFC 3339 time or "now" (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// Human duration, e.g. "1h".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_every: Option<String>,
+    /// "HH:MM" in each member's timezone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushListArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushFailuresArgs {
+    pub push: String,
+    /// Sample recipients listed per error group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudiencePreviewArgs {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Render with this template instead of the one a push names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceRetryArgs {
+    pub push: String,
+    pub name: String,
+    /// "transient": only failures worth retrying as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsListArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<String>,
+    /// Member id, or `channel:channel_user_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// One reply line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    /// More lines follow for this request (streamed replies).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
+}
+
+impl Response {
+    pub fn ok(data: impl Serialize) -> Response {
+        Response {
+            ok: true,
+            data: Some(serde_json::to_value(data).unwrap_or(Value::Null)),
+            error: None,
+            more: false,
+        }
+    }
+
+    pub fn chunk(data: impl Serialize) -> Response {
+        Response {
+            more: true,
+            ..Response::ok(data)
+        }
+    }
+
+    pub fn err(code: &str, message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            data: None,
+            error: Some(ErrorBody {
+                code: code.to_string(),
+                message: message.into(),
+            }),
+            more: false,
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_else(|_| {
+            "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"unserializable reply\"}}"
+                .into()
+        });
+        s.push('\n');
+        s
+    }
+}
+
+// ---- reply payloads --------------------------------------------------------
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusData {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub uptime_secs: u64,
+    pub config_path: String,
+    pub config_loaded_at: String,
+    pub database_path: String,
+    pub socket_path: String,
+    pub http_listen: Option<String>,
+    pub members: u64,
+    pub rate_per_minute: u32,
+    pub channels: Vec<ChannelStatus>,
+    pub scripts: Option<ScriptStatus>,
+    pub last_reload: Option<ReloadStatus>,
+    pub pushes: Vec<PushSummary>,
+    /// Problems the operator should act on (storage faults, paused pushes).
+    pub alerts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    pub name: String,
+    pub kind: String,
+    pub rate_per_second: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScriptStatus {
+    pub generation: i64,
+    pub hash: String,
+    pub loaded_at: String,
+    pub files: Vec<String>,
+    pub audiences: Vec<String>,
+    pub templates: Vec<String>,
+    pub pushes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    pub at: String,
+    /// "scripts" or "config".
+    pub what: String,
+    pub ok: bool,
+    /// file:line problems of a failed reload.
+    pub errors: Vec<String>,
+    /// Changed settings that only take effect after a restart.
+    pub restart_required: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushSummary {
+    pub id: i64,
+    pub name: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub audience: String,
+    pub template: String,
+    pub start_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub recipients: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub cancelled: u64,
+    pub remaining: u64,
+    /// Messages per minute over the last minute.
+    pub current_rate: f64,
+    pub rate_limit: Option<u32>,
+    pub eta: Option<String>,
+    pub eta_secs: Option<u64>,
+    pub generation: Option<i64>,
+    pub retry_of: Option<String>,
+}
+
+pub type ImportData = ImportReport;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditData {
+    pub entries: Vec<AuditEntry>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadData {
+    pub config: ReloadStatus,
+    pub scripts: ReloadStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_errors() {
+        let r = Request::PushCreate(PushCreateArgs {
+            audience: "a".into(),
+            template: "t".into(),
+            ..Default::default()
+        });
+        let line = r.to_line();
+        assert_eq!(Request::parse(line.trim_end().as_bytes()).unwrap(), r);
+        assert_eq!(
+            Request::parse(br#"{"cmd":"status"}"#).unwrap(),
+            Request::Status(StatusArgs {})
+        );
+        assert_eq!(Request::parse(b"{nope").unwrap_err().code, "bad_request");
+        assert_eq!(
+            Request::parse(br#"{"cmd":"fly"}"#).unwrap_err().code,
+            "unknown_command"
+        );
+        let e = Request::parse(br#"{"cmd":"push.create","args":{"audience":"a"}}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_args");
+        assert!(e.message.contains("template"), "{}", e.message);
+        assert!(Request::parse(br#"{"cmd":"status","args":{"x":1}}"#).is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! Human output of the CLI: aligned tables over the typed reply payloads.
+
+use super::protocol::{AuditData, ImportData, PushSummary, ReloadData, ReloadStatus, StatusData};
+use crate::model::fmt_ms;
+use crate::util::table;
+
+pub fn status(s: &StatusData) -> String {
+    let mut out = table::kv(&[
+        ("pushd", format!("{} (pid {})", s.version, s.pid)),
+        ("uptime", human_secs(s.uptime_secs)),
+        ("config", format!("{} (loaded {})", s.config_path, s.config_loaded_at)),
+        ("database", s.database_path.clone()),
+        ("socket", s.socket_path.clone()),
+        ("webhooks", s.http_listen.clone().unwrap_or_else(|| "disabled".into())),
+        ("members", s.members.to_string()),
+        ("global rate", format!("{}/min", s.rate_per_minute)),
+    ]);
+    if let Some(sc) = &s.scripts {
+        out.push_str(&table::kv(&[(
+            "scripts",
+            format!(
+                "generation {} ({}), loaded {}, {} file(s)",
+                sc.generation,
+                &sc.hash[..sc.hash.len().min(12)],
+                sc.loaded_at,
+                sc.files.len()
+            ),
+        )]));
+    }
+    if let Some(r) = &s.last_reload {
+        out.push_str(&table::kv(&[("last reload", reload_line(r))]));
+        for e in &r.errors {
+            out.push_str(&format!("  {e}\n"));
+        }
+    }
+    if !s.channels.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = s
+            .channels
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.kind.clone(),
+                    c.rate_per_second
+                        .map(|r| format!("{r}/s"))
+                        .unwrap_or_else(|| "default".into()),
+                ]
+            })
+            .collect();
+        out.push_str(&table::render(&["CHANNEL", "KIND", "RATE"], &rows));
+    }
+    if !s.pushes.is_empty() {
+        out.push('\n');
+        out.push_str(&pushes(&s.pushes));
+    }
+    for a in &s.alerts {
+        out.push_str(&format!("\n! {a}"));
+    }
+    if !s.alerts.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+pub fn pushes(list: &[PushSummary]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.name.clone(),
+                match &p.status_reason {
+                    Some(r) if p.status == "paused" => format!("paused ({r})"),
+                    _ => p.status.clone(),
+                },
+                p.recipients.to_string(),
+                p.sent.to_string(),
+                p.failed.to_string(),
+                p.remaining.to_string(),
+                format!("{:.0}/min", p.current_rate),
+                p.eta.clone().unwrap_or_else(|| "-".into()),
+                p.start_at.clone(),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            ">ID", "PUSH", "STATUS", ">RECIPIENTS", ">SENT", ">FAILED", ">REMAINING", ">RATE", "ETA",
+            "START AT",
+        ],
+        &rows,
+    )
+}
+
+fn reload_line(r: &ReloadStatus) -> String {
+    let mut s = format!(
+        "{} {} at {}",
+        r.what,
+        if r.ok { "ok" } else { "FAILED" },
+        r.at
+    );
+    if !r.restart_required.is_empty() {
+        s.push_str(&format!(
+            " (restart needed for: {})",
+            r.restart_required.join(", ")
+        ));
+    }
+    s
+}
+
+pub fn reload(d: &ReloadData) -> String {
+    let mut out = String::new();
+    for r in [&d.config, &d.scripts] {
+        out.push_str(&reload_line(r));
+        out.push('\n');
+        for e in &r.errors {
+            out.push_str(&format!("  {e}\n"));
+        }
+    }
+    out
+}
+
+pub fn import(r: &ImportData) -> String {
+    let mut out = table::kv(&[
+        ("inserted", r.inserted.to_string()),
+        ("updated", r.updated.to_string()),
+        ("rejected", r.rejected.to_string()),
+    ]);
+    if r.aborted {
+        out.push_str("nothing imported: fix the rows below or pass --skip-invalid\n");
+    }
+    for e in &r.errors {
+        out.push_str(&format!("  line {}: {}\n", e.line, e.reason));
+    }
+    out
+}
+
+pub fn audit(d: &AuditData) -> String {
+    let rows: Vec<Vec<String>> = d
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                fmt_ms(e.at),
+                e.uid.map(|u| u.to_string()).unwrap_or_else(|| "daemon".into()),
+                e.action.clone(),
+                e.target.clone().unwrap_or_default(),
+                if e.ok { "ok".into() } else { "FAILED".into() },
+                e.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::render(&["AT", "UID", "ACTION", "TARGET", "RESULT", "DETAIL"], &rows)
+}
+
+pub fn human_secs(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}

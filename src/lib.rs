@@ -1,0 +1,15 @@
+//! pushd: a push-messaging daemon for chatbot operators.
+//!
+//! Audiences, templates and routing live in Lua scripts (`script`); a fixed
+//! core schedules and sends (`dispatch`) through channel adapters (`channel`),
+//! records every outcome in SQLite (`store`), ingests receipts (`receipts`),
+//! and reports (`analytics`). Operators steer it over a Unix socket (`control`).
+
+pub mod channel;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod model;
+pub mod receipts;
+pub mod store;
+pub mod util;

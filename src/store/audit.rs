@@ -1,0 +1,55 @@
+//! The audit trail: who changed what, when (reloads included, good or bad).
+
+use super::Result;
+use crate::model::{Millis, now_ms};
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Millis,
+    /// Peer uid over the socket; `None` when the daemon acted on its own
+    /// (file-watch reload, startup).
+    pub uid: Option<u32>,
+    pub action: String,
+    pub target: Option<String>,
+    pub ok: bool,
+    pub detail: Option<String>,
+}
+
+pub fn record(
+    conn: &Connection,
+    uid: Option<u32>,
+    action: &str,
+    target: Option<&str>,
+    ok: bool,
+    detail: Option<&str>,
+) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO audit (at, uid, action, target, ok, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![now_ms(), uid, action, target, ok, detail])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Newest first.
+pub fn list(conn: &Connection, limit: u32, action: Option<&str>) -> Result<Vec<AuditEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, uid, action, target, ok, detail FROM audit
+         WHERE ?1 IS NULL OR action = ?1 OR action LIKE ?1 || '.%'
+         ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![action, limit], |r| {
+        Ok(AuditEntry {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            uid: r.get(2)?,
+            action: r.get(3)?,
+            target: r.get(4)?,
+            ok: r.get(5)?,
+            detail: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

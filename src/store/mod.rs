@@ -1,0 +1,190 @@
+//! The SQLite store: WAL, versioned schema, one writer thread that groups
+//! writes into transactions, and a small pool of read-only connections so
+//! reads never wait on the writer.
+
+pub mod audit;
+pub mod members;
+pub mod schema;
+mod writer;
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use writer::Writer;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database is full (disk or quota): {0}")]
+    Full(String),
+    #[error("database is read-only: {0}")]
+    ReadOnly(String),
+    #[error("database I/O error: {0}")]
+    Io(String),
+    #[error("database error: {0}")]
+    Sqlite(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl StoreError {
+    /// Errors the operator fixes on the machine (space, permissions), after
+    /// which pausing work and retrying is the right response.
+    pub fn is_storage_fault(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Full(_) | StoreError::ReadOnly(_) | StoreError::Io(_)
+        )
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi::ErrorCode;
+        let text = e.to_string();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::Full(text),
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) => StoreError::ReadOnly(text),
+            Some(ErrorCode::SystemIoFailure) => {
+                // SQLite reports ENOSPC during WAL growth as an I/O error.
+                if text.to_ascii_lowercase().contains("full") {
+                    StoreError::Full(text)
+                } else {
+                    StoreError::Io(text)
+                }
+            }
+            _ => StoreError::Sqlite(text),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    writer: Writer,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, migrates it and starts the writer.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Io(format!("cannot create folder {}: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path)
+            .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        let writer = Writer::start(conn)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                readers: Mutex::new(Vec::new()),
+                writer,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+
+    /// Runs `f` inside the writer's current transaction; resolves once committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.run(f).await
+    }
+
+    /// Blocking form of [`Store::write`], for threads outside the runtime.
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.run_blocking(f)
+    }
+
+    fn take_reader(&self) -> Result<Connection> {
+        if let Some(c) = self.inner.readers.lock().map_err(poisoned)?.pop() {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            &self.inner.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        configure(&conn)?;
+        Ok(conn)
+    }
+
+    fn put_reader(&self, conn: Connection) {
+        if let Ok(mut pool) = self.inner.readers.lock()
+            && pool.len() < 8
+        {
+            pool.push(conn);
+        }
+    }
+
+    /// Runs a read on a pooled read-only connection, on the calling thread.
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.take_reader()?;
+        let out = f(&conn);
+        self.put_reader(conn);
+        out
+    }
+
+    /// Runs a read off the async runtime's worker threads.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Sqlite(format!("read task failed: {e}")))?
+    }
+
+    /// Waits for queued writes to commit and stops the writer.
+    pub fn close(&self) {
+        self.inner.writer.close();
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError::Sqlite("connection pool lock poisoned".into())
+}

@@ -1,0 +1,192 @@
+//! Schema migrations, versioned in the database (`PRAGMA user_version`).
+//! Append new migrations; never edit one that has shipped.
+
+use rusqlite::Connection;
+
+/// Delivery states are the integer codes of `model::DeliveryState`
+/// (0 pending, 1 sending, 2 sent, 3 failed, 4 skipped, 5 cancelled).
+///
+/// `push_counts` holds, per push, how many deliveries sit in each
+/// (state, read, interacted) cell. Triggers keep it exact on every UPDATE and
+/// DELETE; bulk INSERTs (audience resolution) add their count explicitly, which
+/// is much cheaper than a trigger per row. Reports read these few rows instead
+/// of scanning a million deliveries.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema
+    r#"
+CREATE TABLE members (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    channel_user_id TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    locale TEXT NOT NULL DEFAULT 'en',
+    timezone TEXT NOT NULL DEFAULT 'UTC',
+    tags TEXT NOT NULL DEFAULT '',          -- tags joined with ';' (also in member_tags, indexed)
+    attributes TEXT NOT NULL DEFAULT '{}',  -- JSON object
+    subscribed INTEGER NOT NULL DEFAULT 1,
+    last_interaction_at INTEGER,            -- ms; last inbound message (service window)
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (channel, channel_user_id)
+);
+CREATE TABLE member_tags (
+    tag TEXT NOT NULL,
+    member_id INTEGER NOT NULL,
+    PRIMARY KEY (tag, member_id)
+) WITHOUT ROWID;
+CREATE INDEX member_tags_member ON member_tags(member_id);
+
+CREATE TABLE audiences (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    source_push_id INTEGER,                 -- retry audiences: the push they retry
+    only_class TEXT,                        -- e.g. 'transient' when built with --only
+    created_at INTEGER NOT NULL,
+    created_by INTEGER
+);
+CREATE TABLE audience_members (
+    audience_id INTEGER NOT NULL,
+    member_id INTEGER NOT NULL,
+    PRIMARY KEY (audience_id, member_id)
+) WITHOUT ROWID;
+
+CREATE TABLE pushes (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    origin TEXT NOT NULL,                   -- 'script' | 'cli'
+    audience TEXT NOT NULL,
+    template TEXT NOT NULL,
+    status TEXT NOT NULL,                   -- scheduled|running|paused|completed|cancelled
+    status_reason TEXT,
+    start_at INTEGER NOT NULL,
+    rate_per_minute INTEGER,
+    batch_size INTEGER,
+    batch_every_ms INTEGER,
+    window_from TEXT,
+    window_to TEXT,
+    generation INTEGER,                     -- script generation pinned at start
+    script_hash TEXT,
+    retry_of INTEGER,
+    resolved INTEGER NOT NULL DEFAULT 0,    -- audience frozen into deliveries
+    created_at INTEGER NOT NULL,
+    created_by INTEGER,
+    started_at INTEGER,
+    finished_at INTEGER,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX pushes_status ON pushes(status, start_at);
+
+CREATE TABLE deliveries (
+    id INTEGER PRIMARY KEY,
+    push_id INTEGER NOT NULL,
+    member_id INTEGER NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    channel TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    provider_message_id TEXT,
+    error_class TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    skip_reason TEXT,
+    sending_at INTEGER,
+    sent_at INTEGER,
+    failed_at INTEGER,
+    delivered_at INTEGER,
+    read_at INTEGER,
+    interacted_at INTEGER,
+    updated_at INTEGER
+);
+CREATE INDEX deliveries_push_state ON deliveries(push_id, state, id);
+CREATE INDEX deliveries_member ON deliveries(member_id, sent_at);
+CREATE INDEX deliveries_provider ON deliveries(provider_message_id) WHERE provider_message_id IS NOT NULL;
+
+CREATE TABLE push_counts (
+    push_id INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    rd INTEGER NOT NULL,
+    ia INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (push_id, state, rd, ia)
+) WITHOUT ROWID;
+
+CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state, read_at, interacted_at ON deliveries
+WHEN OLD.state IS NOT NEW.state
+  OR (OLD.read_at IS NULL) IS NOT (NEW.read_at IS NULL)
+  OR (OLD.interacted_at IS NULL) IS NOT (NEW.interacted_at IS NULL)
+BEGIN
+    UPDATE push_counts SET n = n - 1
+     WHERE push_id = OLD.push_id AND state = OLD.state
+       AND rd = (OLD.read_at IS NOT NULL) AND ia = (OLD.interacted_at IS NOT NULL);
+    INSERT INTO push_counts (push_id, state, rd, ia, n)
+    VALUES (NEW.push_id, NEW.state, NEW.read_at IS NOT NULL, NEW.interacted_at IS NOT NULL, 1)
+    ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries
+BEGIN
+    UPDATE push_counts SET n = n - 1
+     WHERE push_id = OLD.push_id AND state = OLD.state
+       AND rd = (OLD.read_at IS NOT NULL) AND ia = (OLD.interacted_at IS NOT NULL);
+END;
+
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    dedupe_key TEXT,                        -- platform's id for the event, when it has one
+    member_id INTEGER,
+    delivery_id INTEGER,
+    push_id INTEGER,
+    summary TEXT,
+    raw TEXT
+);
+CREATE UNIQUE INDEX events_dedupe ON events(channel, kind, dedupe_key) WHERE dedupe_key IS NOT NULL;
+CREATE INDEX events_at ON events(at);
+CREATE INDEX events_member ON events(member_id, at);
+CREATE INDEX events_push ON events(push_id, at);
+
+CREATE TABLE script_generations (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    loaded_at INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    files TEXT NOT NULL,                    -- JSON array
+    error TEXT
+);
+
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    uid INTEGER,                            -- peer uid; NULL for the daemon itself
+    action TEXT NOT NULL,
+    target TEXT,
+    ok INTEGER NOT NULL,
+    detail TEXT
+);
+CREATE INDEX audit_at ON audit(at);
+"#,
+];
+
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to the current schema, one transaction per step.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "database schema version {current} is newer than this pushd ({VERSION}); upgrade pushd"
+            )),
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(VERSION)
+}

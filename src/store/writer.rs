@@ -1,0 +1,141 @@
+//! The one writer. Jobs queue on a channel; the writer thread takes everything
+//! queued, runs each job under its own savepoint inside one transaction, commits,
+//! and only then answers each job. So a caller is never told "done" before its
+//! write is durable, one failing job never undoes the others, and a burst of
+//! small writes costs one commit.
+
+use super::{Result, StoreError};
+use rusqlite::Connection;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// Most jobs folded into one transaction, so a long burst still commits often.
+const MAX_BATCH: usize = 4096;
+
+type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// A job runs against the open transaction, or is told why there is none.
+type Job = Box<dyn FnOnce(std::result::Result<&Connection, &StoreError>) -> Reply + Send>;
+
+pub struct Writer {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection) -> Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("pushd-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Io(format!("cannot start writer thread: {e}")))?;
+        Ok(Writer {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn submit<T, F>(&self, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn: std::result::Result<&Connection, &StoreError>| {
+            let result = match conn {
+                Ok(conn) => run_in_savepoint(conn, f),
+                Err(e) => Err(e.clone()),
+            };
+            Box::new(move |commit_error: Option<&StoreError>| {
+                let out = match commit_error {
+                    Some(e) => Err(e.clone()),
+                    None => result,
+                };
+                let _ = reply_tx.send(out);
+            })
+        });
+        let guard = self.tx.lock().map_err(|_| StoreError::Closed)?;
+        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)?;
+        Ok(reply_rx)
+    }
+
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(f)?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn run_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(f)?
+            .blocking_recv()
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops accepting jobs, lets queued ones commit, joins the thread.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Ok(mut t) = self.thread.lock()
+            && let Some(handle) = t.take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        conn.execute_batch("RELEASE job")
+    } else {
+        conn.execute_batch("ROLLBACK TO job; RELEASE job")
+    };
+    match (result, end) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = StoreError::from(e);
+            tracing::error!(error = %err, "store: cannot begin transaction");
+            for job in batch {
+                job(Err(&err))(None);
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(Ok(&conn))).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let err = match commit {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "store: commit failed; rolling back the batch");
+                let _ = conn.execute_batch("ROLLBACK");
+                Some(e)
+            }
+        };
+        for reply in replies {
+            reply(err.as_ref());
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
