@@ -682,7 +682,10 @@ impl Config {
             ));
         }
         if control.max_connections == 0 {
-            return Err(invalid("control.max_connections", "must be at least 1".into()));
+            return Err(invalid(
+                "control.max_connections",
+                "must be at least 1".into(),
+            ));
         }
         for a in &control.admins {
             if let AdminEntry::Name(n) = a
@@ -697,7 +700,10 @@ impl Config {
         if http.enabled && http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",
-                format!("{:?} is not an address like \"127.0.0.1:8787\"", http.listen),
+                format!(
+                    "{:?} is not an address like \"127.0.0.1:8787\"",
+                    http.listen
+                ),
             ));
         }
 
@@ -706,7 +712,10 @@ impl Config {
             return Err(invalid("dispatch.concurrency", "must be at least 1".into()));
         }
         if dispatch.max_attempts == 0 {
-            return Err(invalid("dispatch.max_attempts", "must be at least 1".into()));
+            return Err(invalid(
+                "dispatch.max_attempts",
+                "must be at least 1".into(),
+            ));
         }
 
         let mut scripts = raw.scripts;
@@ -850,7 +859,12 @@ fn one_line_toml_error(e: &toml::de::Error, src: &str) -> String {
 fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = &src[..offset.min(src.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -891,10 +905,9 @@ mod tests {
             .to_string();
         assert!(err.contains("secret_token"), "{err}");
         assert!(err.contains("insecure_webhooks"), "{err}");
-        let c = parse(
-            "[channels.tg]\nkind = \"telegram\"\ntoken = \"t\"\ninsecure_webhooks = true\n",
-        )
-        .unwrap();
+        let c =
+            parse("[channels.tg]\nkind = \"telegram\"\ntoken = \"t\"\ninsecure_webhooks = true\n")
+                .unwrap();
         assert_eq!(c.channels["tg"].secrets.token, Some(Secret::new("t")));
     }
 
@@ -907,7 +920,10 @@ mod tests {
         )
         .unwrap();
         let ch = &c.channels["sl"];
-        assert_eq!(ch.secrets.token.as_ref().unwrap().expose(), "xoxb-secret-value");
+        assert_eq!(
+            ch.secrets.token.as_ref().unwrap().expose(),
+            "xoxb-secret-value"
+        );
         assert!(!format!("{:?}", ch.secrets).contains("xoxb-secret-value"));
         let err = parse("[channels.sl]\nkind = \"slack\"\ntoken_env = \"PUSHD_NOPE_NOT_SET\"\nsigning_secret = \"x\"\n")
             .unwrap_err()
@@ -918,7 +934,8 @@ mod tests {
     #[test]
     fn restart_required_settings() {
         let a = parse("").unwrap();
-        let b = parse("[control]\nsocket = \"/tmp/x.sock\"\n[dispatch]\nrate_per_minute = 5\n").unwrap();
+        let b = parse("[control]\nsocket = \"/tmp/x.sock\"\n[dispatch]\nrate_per_minute = 5\n")
+            .unwrap();
         assert_eq!(a.restart_required(&b), vec!["control.socket"]);
         assert!(a.changed_sections(&b).contains(&"dispatch".to_string()));
     }

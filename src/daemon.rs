@@ -96,7 +96,9 @@ impl Daemon {
         let detail = detail.map(|d| truncate(&d, 2000));
         let r = self
             .store
-            .write(move |c| audit::record(c, uid, &action, target.as_deref(), ok, detail.as_deref()))
+            .write(move |c| {
+                audit::record(c, uid, &action, target.as_deref(), ok, detail.as_deref())
+            })
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "cannot write the audit trail");
@@ -209,8 +211,12 @@ pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
 
 /// `pushd serve`: runs until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = Store::open(&config.database_path)
-        .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
+    let store = Store::open(&config.database_path).with_context(|| {
+        format!(
+            "cannot open the database {}",
+            config.database_path.display()
+        )
+    })?;
     let mode = config.control.mode_bits().map_err(anyhow::Error::msg)?;
     let listener = server::bind(&config.socket_path, mode, config.control.group.as_deref()).await?;
     let socket_path = config.socket_path.clone();

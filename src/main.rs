@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pushd", version, about = "Push-messaging daemon for chatbot operators")]
+#[command(
+    name = "pushd",
+    version,
+    about = "Push-messaging daemon for chatbot operators"
+)]
 struct Cli {
     /// Config file (default: ./config.toml, else built-in defaults).
     #[arg(long, global = true, value_name = "FILE")]
@@ -75,7 +79,10 @@ struct AuditArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pushd: cannot start the async runtime: {e}");

@@ -202,13 +202,8 @@ pub enum Outbound {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Routed {
-    Send {
-        channel: String,
-        outbound: Outbound,
-    },
-    Skip {
-        reason: String,
-    },
+    Send { channel: String, outbound: Outbound },
+    Skip { reason: String },
 }
 
 /// How a failed send is classified; decides retry vs fail vs pause.

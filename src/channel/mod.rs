@@ -1,7 +1,6 @@
 //! Channel adapters: one `Channel` trait, one file per platform, the built-in
 //! simulator, and the factory that builds instances from `[channels.*]`.
 
-use crate::config::ChannelConfig;
 use crate::model::{DeliveryId, MemberId, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
 use std::sync::Arc;

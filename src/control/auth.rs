@@ -41,7 +41,15 @@ pub fn uid_by_name(name: &str) -> Option<u32> {
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: all pointers are valid for the call; buf outlives it.
-    let rc = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
     (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
 }
 
@@ -51,7 +59,15 @@ pub fn gid_by_name(name: &str) -> Option<u32> {
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut result: *mut libc::group = std::ptr::null_mut();
     // SAFETY: all pointers are valid for the call; buf outlives it.
-    let rc = unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getgrnam_r(
+            c.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
     (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
 }
 
@@ -87,8 +103,16 @@ mod tests {
             owner_is_admin: false,
             ..Default::default()
         };
-        let root = Peer { uid: 0, gid: 0, pid: None };
-        let other = Peer { uid: 4242, gid: 4343, pid: None };
+        let root = Peer {
+            uid: 0,
+            gid: 0,
+            pid: None,
+        };
+        let other = Peer {
+            uid: 4242,
+            gid: 4343,
+            pid: None,
+        };
         assert!(is_admin(&root, &c));
         assert!(!is_admin(&other, &c));
         c.admins = vec![AdminEntry::Uid(4242)];

@@ -8,7 +8,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to {path}: {source} (is `pushd serve` running with this config? try --socket)")]
+    #[error(
+        "cannot connect to {path}: {source} (is `pushd serve` running with this config? try --socket)"
+    )]
     Connect {
         path: PathBuf,
         source: std::io::Error,

@@ -8,10 +8,16 @@ pub fn status(s: &StatusData) -> String {
     let mut out = table::kv(&[
         ("pushd", format!("{} (pid {})", s.version, s.pid)),
         ("uptime", human_secs(s.uptime_secs)),
-        ("config", format!("{} (loaded {})", s.config_path, s.config_loaded_at)),
+        (
+            "config",
+            format!("{} (loaded {})", s.config_path, s.config_loaded_at),
+        ),
         ("database", s.database_path.clone()),
         ("socket", s.socket_path.clone()),
-        ("webhooks", s.http_listen.clone().unwrap_or_else(|| "disabled".into())),
+        (
+            "webhooks",
+            s.http_listen.clone().unwrap_or_else(|| "disabled".into()),
+        ),
         ("members", s.members.to_string()),
         ("global rate", format!("{}/min", s.rate_per_minute)),
     ]);
@@ -86,7 +92,15 @@ pub fn pushes(list: &[PushSummary]) -> String {
         .collect();
     table::render(
         &[
-            ">ID", "PUSH", "STATUS", ">RECIPIENTS", ">SENT", ">FAILED", ">REMAINING", ">RATE", "ETA",
+            ">ID",
+            "PUSH",
+            "STATUS",
+            ">RECIPIENTS",
+            ">SENT",
+            ">FAILED",
+            ">REMAINING",
+            ">RATE",
+            "ETA",
             "START AT",
         ],
         &rows,
@@ -143,7 +157,9 @@ pub fn audit(d: &AuditData) -> String {
         .map(|e| {
             vec![
                 fmt_ms(e.at),
-                e.uid.map(|u| u.to_string()).unwrap_or_else(|| "daemon".into()),
+                e.uid
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|| "daemon".into()),
                 e.action.clone(),
                 e.target.clone().unwrap_or_default(),
                 if e.ok { "ok".into() } else { "FAILED".into() },
@@ -151,7 +167,10 @@ pub fn audit(d: &AuditData) -> String {
             ]
         })
         .collect();
-    table::render(&["AT", "UID", "ACTION", "TARGET", "RESULT", "DETAIL"], &rows)
+    table::render(
+        &["AT", "UID", "ACTION", "TARGET", "RESULT", "DETAIL"],
+        &rows,
+    )
 }
 
 pub fn human_secs(secs: u64) -> String {

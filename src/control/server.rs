@@ -30,7 +30,11 @@ pub enum SocketError {
 
 /// Binds the socket, replacing a stale file a dead daemon left behind but
 /// refusing to steal one a live daemon is serving.
-pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<UnixListener, SocketError> {
+pub async fn bind(
+    path: &Path,
+    mode: u32,
+    group: Option<&str>,
+) -> Result<UnixListener, SocketError> {
     let io_err = |source| SocketError::Io {
         path: path.to_path_buf(),
         source,
@@ -190,7 +194,10 @@ async fn handle_connection(
                     wr.write_all(resp.to_line().as_bytes()).await?;
                 }
                 if !finished {
-                    let end = Response::err("internal", "the reply stream ended early; see the daemon log");
+                    let end = Response::err(
+                        "internal",
+                        "the reply stream ended early; see the daemon log",
+                    );
                     wr.write_all(end.to_line().as_bytes()).await?;
                 }
             }

@@ -150,7 +150,9 @@ impl ImportRow {
         if let Some(l) = &self.locale
             && !valid_locale(l)
         {
-            return Err(format!("locale {l:?} is not a language tag like \"en\" or \"zh-CN\""));
+            return Err(format!(
+                "locale {l:?} is not a language tag like \"en\" or \"zh-CN\""
+            ));
         }
         if let Some(tz) = &self.timezone
             && tz.parse::<chrono_tz::Tz>().is_err()
@@ -181,9 +183,7 @@ impl ImportRow {
                 "channel_user_id" => row.channel_user_id = v.trim().to_string(),
                 "name" => row.name = Some(v),
                 "locale" => row.locale = (!v.trim().is_empty()).then(|| v.trim().to_string()),
-                "timezone" => {
-                    row.timezone = (!v.trim().is_empty()).then(|| v.trim().to_string())
-                }
+                "timezone" => row.timezone = (!v.trim().is_empty()).then(|| v.trim().to_string()),
                 "tags" => row.tags = Some(clean_tags(v.split(';').map(String::from))?),
                 "attributes" => {
                     row.attributes = Some(if v.trim().is_empty() {
@@ -196,17 +196,13 @@ impl ImportRow {
                         }
                     })
                 }
-                "subscribed" => {
-                    if !v.trim().is_empty() {
-                        row.subscribed = Some(parse_bool(&v).ok_or_else(|| {
-                            format!("subscribed {v:?} must be true/false, 1/0 or yes/no")
-                        })?)
-                    }
+                "subscribed" if !v.trim().is_empty() => {
+                    row.subscribed = Some(parse_bool(&v).ok_or_else(|| {
+                        format!("subscribed {v:?} must be true/false, 1/0 or yes/no")
+                    })?)
                 }
-                "last_interaction_at" => {
-                    if !v.trim().is_empty() {
-                        row.last_interaction_at = Some(parse_time(&v)?)
-                    }
+                "last_interaction_at" if !v.trim().is_empty() => {
+                    row.last_interaction_at = Some(parse_time(&v)?)
                 }
                 _ => {}
             }
@@ -280,7 +276,8 @@ impl ImportRow {
             }
             Some(serde_json::Value::String(s)) => {
                 row.subscribed = Some(
-                    parse_bool(s).ok_or_else(|| format!("subscribed {s:?} must be true or false"))?,
+                    parse_bool(s)
+                        .ok_or_else(|| format!("subscribed {s:?} must be true or false"))?,
                 )
             }
             Some(_) => return Err("subscribed must be true or false".into()),
@@ -422,7 +419,10 @@ fn open_rows<'a>(
             let format = Format::detect(Some(path), &head[..n]);
             let file = std::fs::File::open(path)
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            RowReader::new(format, Box::new(std::io::BufReader::with_capacity(1 << 16, file)))
+            RowReader::new(
+                format,
+                Box::new(std::io::BufReader::with_capacity(1 << 16, file)),
+            )
         }
         ImportSource::Inline(text) => {
             let format = Format::detect(None, text.as_bytes());
@@ -453,7 +453,7 @@ pub fn import(
         return Ok(report);
     }
     let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
-    let mut flush = |chunk: Vec<ImportRow>, report: &mut ImportReport| -> Result<()> {
+    let flush = |chunk: Vec<ImportRow>, report: &mut ImportReport| -> Result<()> {
         let (ins, upd) = store.write_blocking(move |conn| upsert_rows(conn, &chunk))?;
         report.inserted += ins;
         report.updated += upd;
@@ -478,7 +478,8 @@ fn join_tags(tags: &[String]) -> String {
 }
 
 fn insert_tags(conn: &Connection, id: MemberId, tags: &[String]) -> rusqlite::Result<()> {
-    let mut ins = conn.prepare_cached("INSERT OR IGNORE INTO member_tags (tag, member_id) VALUES (?1, ?2)")?;
+    let mut ins =
+        conn.prepare_cached("INSERT OR IGNORE INTO member_tags (tag, member_id) VALUES (?1, ?2)")?;
     for t in tags {
         ins.execute(params![t, id])?;
     }
@@ -488,8 +489,8 @@ fn insert_tags(conn: &Connection, id: MemberId, tags: &[String]) -> rusqlite::Re
 /// Upserts rows by (channel, channel_user_id); returns (inserted, updated).
 pub fn upsert_rows(conn: &Connection, rows: &[ImportRow]) -> Result<(u64, u64)> {
     let now = now_ms();
-    let mut find = conn
-        .prepare_cached("SELECT id FROM members WHERE channel = ?1 AND channel_user_id = ?2")?;
+    let mut find =
+        conn.prepare_cached("SELECT id FROM members WHERE channel = ?1 AND channel_user_id = ?2")?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO members (channel, channel_user_id, name, locale, timezone, tags, attributes,
                               subscribed, last_interaction_at, created_at, updated_at)
@@ -592,7 +593,9 @@ pub fn count(conn: &Connection) -> Result<u64> {
 
 pub fn get(conn: &Connection, id: MemberId) -> Result<Option<Member>> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {MEMBER_COLUMNS} FROM members m WHERE m.id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM members m WHERE m.id = ?1"
+        ))?
         .query_row([id], |r| member_from_row(r, 0))
         .optional()?)
 }

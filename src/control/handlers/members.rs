@@ -1,32 +1,34 @@
 use super::{CommandError, CommandResult, Reply, ok};
-use crate::control::protocol::{ErrorBody, Response};
 use crate::control::protocol::MembersImportArgs;
+use crate::control::protocol::{ErrorBody, Response};
 use crate::daemon::Daemon;
 use crate::store::members::{self, ImportSource};
 use std::path::PathBuf;
 
 pub async fn import(daemon: &Daemon, args: MembersImportArgs) -> CommandResult {
     let store = daemon.store.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        match (&args.path, &args.data) {
-            (Some(p), None) => {
-                let path = PathBuf::from(p);
-                if !path.is_absolute() {
-                    return Err(CommandError::Invalid(format!(
-                        "path {p:?} must be absolute (the daemon's working folder is not yours)"
-                    )));
-                }
-                Ok(members::import(&store, ImportSource::File(&path), args.skip_invalid)?)
+    let report = tokio::task::spawn_blocking(move || match (&args.path, &args.data) {
+        (Some(p), None) => {
+            let path = PathBuf::from(p);
+            if !path.is_absolute() {
+                return Err(CommandError::Invalid(format!(
+                    "path {p:?} must be absolute (the daemon's working folder is not yours)"
+                )));
             }
-            (None, Some(data)) => Ok(members::import(
+            Ok(members::import(
                 &store,
-                ImportSource::Inline(data),
+                ImportSource::File(&path),
                 args.skip_invalid,
-            )?),
-            _ => Err(CommandError::Invalid(
-                "members.import takes exactly one of \"path\" or \"data\"".into(),
-            )),
+            )?)
         }
+        (None, Some(data)) => Ok(members::import(
+            &store,
+            ImportSource::Inline(data),
+            args.skip_invalid,
+        )?),
+        _ => Err(CommandError::Invalid(
+            "members.import takes exactly one of \"path\" or \"data\"".into(),
+        )),
     })
     .await
     .map_err(|e| CommandError::Internal(format!("import task failed: {e}")))??;

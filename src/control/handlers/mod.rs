@@ -71,7 +71,11 @@ pub fn ok(data: impl serde::Serialize) -> CommandResult {
 pub async fn handle(daemon: &Arc<Daemon>, peer: &Peer, req: Request) -> Reply {
     let mutates = req.mutates();
     if mutates && !auth::is_admin(peer, &daemon.config().control) {
-        tracing::warn!(uid = peer.uid, cmd = req.cmd(), "refused state change from non-admin peer");
+        tracing::warn!(
+            uid = peer.uid,
+            cmd = req.cmd(),
+            "refused state change from non-admin peer"
+        );
         return Reply::One(Response::err(
             "forbidden",
             format!(
@@ -90,7 +94,9 @@ pub async fn handle(daemon: &Arc<Daemon>, peer: &Peer, req: Request) -> Reply {
             Ok(Reply::Stream(_)) => (true, None),
             Err(e) => (false, Some(e.to_string())),
         };
-        daemon.audit(Some(peer.uid), cmd, target.as_deref(), ok, detail).await;
+        daemon
+            .audit(Some(peer.uid), cmd, target.as_deref(), ok, detail)
+            .await;
     }
     match result {
         Ok(reply) => reply,

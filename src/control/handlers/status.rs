@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 pub async fn status(daemon: &Arc<Daemon>) -> CommandResult {
     let config = daemon.config();
-    let member_count = daemon.store.read(|c| members::count(c)).await?;
+    let member_count = daemon.store.read(members::count).await?;
     let data = StatusData {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),

@@ -1,0 +1,8 @@
+//! One integration-test crate (faster builds, shared helpers). Every test
+//! drives the real `pushd` binary over its real socket / HTTP / SQLite file.
+
+mod support;
+
+mod config_cli;
+mod control;
+mod members;
