@@ -5,11 +5,15 @@
 //! records every outcome in SQLite (`store`), ingests receipts (`receipts`),
 //! and reports (`analytics`). Operators steer it over a Unix socket (`control`).
 
+pub mod analytics;
 pub mod channel;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dispatch;
+pub mod metrics;
 pub mod model;
 pub mod receipts;
+pub mod script;
 pub mod store;
 pub mod util;

@@ -6,7 +6,12 @@
 //! A streamed reply (export) is several `{"ok":true,"data":…,"more":true}` lines
 //! ended by one without `more`.
 
+pub use crate::analytics::Report as ReportData;
+use crate::analytics::failures::FailureGroup;
+use crate::model::Routed;
+use crate::store::audiences::AudienceRow;
 use crate::store::audit::AuditEntry;
+use crate::store::events::LogEntry;
 use crate::store::members::ImportReport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -327,7 +332,8 @@ pub struct StatusData {
     pub rate_per_minute: u32,
     pub channels: Vec<ChannelStatus>,
     pub scripts: Option<ScriptStatus>,
-    pub last_reload: Option<ReloadStatus>,
+    pub last_config_reload: Option<ReloadStatus>,
+    pub last_script_reload: Option<ReloadStatus>,
     pub pushes: Vec<PushSummary>,
     /// Problems the operator should act on (storage faults, paused pushes).
     pub alerts: Vec<String>,
@@ -400,6 +406,73 @@ pub struct AuditData {
 pub struct ReloadData {
     pub config: ReloadStatus,
     pub scripts: ReloadStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushCreateData {
+    pub push: PushSummary,
+    /// Advice the operator should read (e.g. an ETA over an hour).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushListData {
+    pub pushes: Vec<PushSummary>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushShowData {
+    pub push: PushSummary,
+    pub report: ReportData,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailuresData {
+    pub push: String,
+    pub sent_fail: u64,
+    pub groups: Vec<FailureGroup>,
+}
+
+/// One chunk of a streamed CSV export; the last line carries `rows`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExportData {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub csv: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewSample {
+    pub member_id: i64,
+    pub channel: String,
+    pub channel_user_id: String,
+    pub name: String,
+    pub locale: String,
+    /// The routed channel and rendered message, or why it would be skipped.
+    pub routed: Option<Routed>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PreviewData {
+    pub audience: String,
+    pub template: Option<String>,
+    /// Members the audience resolves to now (after `filter`), unsubscribed included.
+    pub size: u64,
+    pub subscribed: u64,
+    pub samples: Vec<PreviewSample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryAudienceData {
+    pub audience: AudienceRow,
+    pub source_push: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventsData {
+    pub events: Vec<LogEntry>,
 }
 
 #[cfg(test)]

@@ -60,3 +60,73 @@ pub enum WebhookError {
     #[error("method not allowed")]
     MethodNotAllowed,
 }
+
+pub mod apply;
+pub mod server;
+
+use crate::daemon::Daemon;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Most events folded into one write.
+const APPLY_BATCH: usize = 2000;
+
+/// Applies events from the in-process sink (the simulator's receipts) in
+/// batches, one transaction per batch.
+pub async fn run_applier(d: Arc<Daemon>, mut rx: mpsc::Receiver<ChannelEvent>) {
+    loop {
+        let first = tokio::select! {
+            e = rx.recv() => match e { Some(e) => e, None => return },
+            _ = d.shutdown.cancelled() => return,
+        };
+        let mut batch = vec![first];
+        while batch.len() < APPLY_BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let mut by_channel: BTreeMap<String, Vec<InboundEvent>> = BTreeMap::new();
+        for e in batch {
+            by_channel.entry(e.channel).or_default().push(e.event);
+        }
+        let cfg = d.config();
+        let groups: Vec<(apply::ApplyContext, Vec<InboundEvent>)> = by_channel
+            .into_iter()
+            .filter_map(|(ch, evs)| {
+                let kind = cfg.channels.get(&ch)?.kind;
+                Some((server::apply_context(&d, &ch, kind), evs))
+            })
+            .collect();
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            let groups = groups.clone();
+            let r = d
+                .store
+                .write(move |c| {
+                    for (ctx, evs) in &groups {
+                        apply::apply(c, ctx, evs, None)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            match r {
+                Ok(()) => break,
+                Err(e) if d.shutdown.is_cancelled() => {
+                    tracing::warn!(error = %e, "dropping receipts at shutdown");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record receipts yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+        for (ctx, evs) in &groups {
+            for e in evs {
+                d.metrics.record_event(&ctx.channel, e.kind());
+            }
+        }
+    }
+}

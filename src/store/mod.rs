@@ -2,8 +2,12 @@
 //! writes into transactions, and a small pool of read-only connections so
 //! reads never wait on the writer.
 
+pub mod audiences;
 pub mod audit;
+pub mod deliveries;
+pub mod events;
 pub mod members;
+pub mod pushes;
 pub mod schema;
 mod writer;
 

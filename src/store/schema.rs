@@ -142,7 +142,7 @@ CREATE TABLE events (
     summary TEXT,
     raw TEXT
 );
-CREATE UNIQUE INDEX events_dedupe ON events(channel, kind, dedupe_key) WHERE dedupe_key IS NOT NULL;
+CREATE UNIQUE INDEX events_dedupe ON events(channel, dedupe_key, kind) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX events_at ON events(at);
 CREATE INDEX events_member ON events(member_id, at);
 CREATE INDEX events_push ON events(push_id, at);

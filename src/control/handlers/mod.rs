@@ -1,8 +1,12 @@
 //! One `match` over the request kinds, one file per kind. Authorization and
 //! the audit record for state changes happen here, once, for every command.
 
+mod audience;
 mod audit;
+mod events;
 mod members;
+mod push;
+mod report;
 mod status;
 
 use super::auth::{self, Peer};
@@ -105,15 +109,22 @@ pub async fn handle(daemon: &Arc<Daemon>, peer: &Peer, req: Request) -> Reply {
 }
 
 async fn dispatch(daemon: &Arc<Daemon>, peer: &Peer, req: Request) -> CommandResult {
-    let _ = peer;
     match req {
         Request::Status(_) => status::status(daemon).await,
-        Request::Reload(_) => status::reload(daemon).await,
+        Request::Reload(_) => status::reload(daemon, peer).await,
         Request::MembersImport(a) => members::import(daemon, a).await,
         Request::AuditList(a) => audit::list(daemon, a).await,
-        other => Err(CommandError::Unavailable(format!(
-            "{} is not available in this build",
-            other.cmd()
-        ))),
+        Request::PushCreate(a) => push::create(daemon, peer, a).await,
+        Request::PushList(a) => push::list(daemon, a).await,
+        Request::PushShow(a) => push::show(daemon, a).await,
+        Request::PushPause(a) => push::pause(daemon, peer, a).await,
+        Request::PushResume(a) => push::resume(daemon, a).await,
+        Request::PushCancel(a) => push::cancel(daemon, a).await,
+        Request::PushReport(a) => report::report(daemon, a).await,
+        Request::PushFailures(a) => report::failures(daemon, a).await,
+        Request::PushExport(a) => report::export(daemon, a).await,
+        Request::AudiencePreview(a) => audience::preview(daemon, a).await,
+        Request::AudienceRetry(a) => audience::retry(daemon, peer, a).await,
+        Request::EventsList(a) => events::list(daemon, a).await,
     }
 }

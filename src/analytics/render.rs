@@ -1,0 +1,214 @@
+//! Report renderings: aligned table with terminal bars, CSV, and one
+//! self-contained HTML page with an SVG pie of the five disjoint slices.
+
+use super::failures::FailureGroup;
+use super::report::Report;
+use crate::util::table;
+use std::f64::consts::PI;
+use std::fmt::Write;
+
+/// Colours of the five slices, in `Report::slices` order.
+const COLOURS: [&str; 5] = ["#2e7d32", "#66bb6a", "#29b6f6", "#bdbdbd", "#e53935"];
+
+fn rows(r: &Report) -> Vec<(&'static str, u64, f64)> {
+    let p = &r.percent;
+    vec![
+        ("Sent Success", r.sent_success, p.sent_success),
+        ("  Read & Interacted", r.read_and_interacted, p.read_and_interacted),
+        ("  Read Only", r.read_only, p.read_only),
+        ("  Interacted Only", r.interacted_only, p.interacted_only),
+        ("  Not Read / Interacted", r.not_read_or_interacted, p.not_read_or_interacted),
+        ("Sent Fail", r.sent_fail, p.sent_fail),
+    ]
+}
+
+/// The terminal report: header facts, the indicator table, and bars.
+pub fn text(r: &Report) -> String {
+    let mut out = table::kv(&[
+        ("push", format!("{} (#{})", r.push, r.push_id)),
+        ("status", r.status.clone()),
+        ("audience", r.audience.clone()),
+        ("template", r.template.clone()),
+        ("start at", r.start_at.clone()),
+        ("started at", r.started_at.clone().unwrap_or_else(|| "-".into())),
+        ("finish at", r.finished_at.clone().unwrap_or_else(|| "-".into())),
+        ("recipients", r.recipients.to_string()),
+        ("skipped", r.skipped.to_string()),
+        ("cancelled", r.cancelled.to_string()),
+        ("as of", r.as_of.clone()),
+    ]);
+    if let Some(src) = &r.retry_of {
+        out.push_str(&format!("retry of {src}\n"));
+    }
+    out.push_str(&format!("{}\n\n", r.note));
+    let body: Vec<Vec<String>> = rows(r)
+        .into_iter()
+        .map(|(name, n, p)| {
+            let bar = "█".repeat((p / 2.5).round() as usize);
+            vec![name.to_string(), n.to_string(), format!("{p:.1}%"), bar]
+        })
+        .collect();
+    out.push_str(&table::render(&["INDICATOR", ">COUNT", ">PERCENT", ""], &body));
+    out
+}
+
+pub fn csv(r: &Report) -> String {
+    let mut out = String::from("indicator,count,percent\n");
+    let p = &r.percent;
+    for (k, n, v) in [
+        ("recipients", r.recipients, 100.0),
+        ("sent_success", r.sent_success, p.sent_success),
+        ("sent_fail", r.sent_fail, p.sent_fail),
+        ("read_and_interacted", r.read_and_interacted, p.read_and_interacted),
+        ("read_only", r.read_only, p.read_only),
+        ("interacted_only", r.interacted_only, p.interacted_only),
+        ("not_read_or_interacted", r.not_read_or_interacted, p.not_read_or_interacted),
+        ("skipped", r.skipped, p.skipped),
+        ("cancelled", r.cancelled, p.cancelled),
+    ] {
+        let _ = writeln!(out, "{k},{n},{v:.2}");
+    }
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An SVG pie: one `<path>` per non-empty slice, each carrying its start and
+/// end angle (degrees clockwise from 12 o'clock) so it can be checked.
+pub fn pie_svg(r: &Report) -> String {
+    let total: u64 = r.slices().iter().map(|s| s.2).sum();
+    let (cx, cy, rad) = (120.0, 120.0, 110.0);
+    let mut svg = String::from(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 240 240\" width=\"240\" height=\"240\" role=\"img\" aria-label=\"push outcome\">",
+    );
+    if total == 0 {
+        let _ = write!(svg, "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"{rad}\" fill=\"#eeeeee\"/>");
+        svg.push_str("</svg>");
+        return svg;
+    }
+    let mut start = 0.0f64;
+    for (i, (key, label, n)) in r.slices().into_iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let sweep = 360.0 * n as f64 / total as f64;
+        let end = start + sweep;
+        let point = |deg: f64| {
+            let a = (deg - 90.0) * PI / 180.0;
+            (cx + rad * a.cos(), cy + rad * a.sin())
+        };
+        let d = if n == total {
+            // A full circle cannot be one arc.
+            format!(
+                "M {cx} {} A {rad} {rad} 0 1 1 {cx} {} A {rad} {rad} 0 1 1 {cx} {} Z",
+                cy - rad,
+                cy + rad,
+                cy - rad
+            )
+        } else {
+            let (x0, y0) = point(start);
+            let (x1, y1) = point(end);
+            let large = if sweep > 180.0 { 1 } else { 0 };
+            format!("M {cx} {cy} L {x0:.3} {y0:.3} A {rad} {rad} 0 {large} 1 {x1:.3} {y1:.3} Z")
+        };
+        let _ = write!(
+            svg,
+            "<path class=\"slice\" data-slice=\"{key}\" data-start=\"{start:.4}\" data-end=\"{end:.4}\" d=\"{d}\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"1\"><title>{} — {n} ({:.1}%)</title></path>",
+            COLOURS[i],
+            esc(label),
+            100.0 * n as f64 / total as f64
+        );
+        start = end;
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// One HTML file, no external assets: pie, legend in %, indicator table,
+/// start/finish times and the failure summary.
+pub fn html(r: &Report, failures: &[FailureGroup]) -> String {
+    let mut legend = String::new();
+    let total: u64 = r.slices().iter().map(|s| s.2).sum();
+    for (i, (_, label, n)) in r.slices().into_iter().enumerate() {
+        let p = if total == 0 { 0.0 } else { 100.0 * n as f64 / total as f64 };
+        let _ = write!(
+            legend,
+            "<li><span class=\"sw\" style=\"background:{}\"></span>{} <b>{p:.1}%</b> ({n})</li>",
+            COLOURS[i],
+            esc(label)
+        );
+    }
+    let mut table_rows = String::new();
+    for (name, n, p) in rows(r) {
+        let _ = write!(
+            table_rows,
+            "<tr><td>{}</td><td class=\"n\">{n}</td><td class=\"n\">{p:.1}%</td></tr>",
+            esc(name.trim()).replace("  ", "")
+        );
+    }
+    let mut fail_rows = String::new();
+    for g in failures {
+        let samples: Vec<String> = g
+            .samples
+            .iter()
+            .map(|s| format!("{}:{}", s.channel, s.channel_user_id))
+            .collect();
+        let _ = write!(
+            fail_rows,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&g.class),
+            esc(&g.code),
+            g.count,
+            esc(&g.message),
+            esc(&samples.join(", "))
+        );
+    }
+    if fail_rows.is_empty() {
+        fail_rows = "<tr><td colspan=\"5\">No failures.</td></tr>".into();
+    }
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>pushd report: {name}</title>
+<style>
+body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#222;max-width:60rem}}
+h1{{font-size:1.4rem}} .row{{display:flex;gap:2rem;align-items:center;flex-wrap:wrap}}
+ul.legend{{list-style:none;padding:0}} ul.legend li{{margin:.3rem 0}}
+.sw{{display:inline-block;width:.9rem;height:.9rem;margin-right:.5rem;vertical-align:middle;border-radius:2px}}
+table{{border-collapse:collapse;margin:1rem 0}} td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}
+td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#666}}
+</style></head><body>
+<h1>Push report: {name}</h1>
+<p class="muted">Status <b>{status}</b> · Start At {start} · Finish At {finish} · {recipients} recipients · as of {as_of}{retry}</p>
+<p class="muted">{note}</p>
+<div class="row"><div>{svg}</div><ul class="legend">{legend}</ul></div>
+<h2>Key indicators</h2>
+<table><tr><th>Indicator</th><th>Count</th><th>%</th></tr>{table_rows}
+<tr><td>Skipped (not in the pie)</td><td class="n">{skipped}</td><td></td></tr>
+<tr><td>Cancelled (not in the pie)</td><td class="n">{cancelled}</td><td></td></tr></table>
+<h2>Failures</h2>
+<table><tr><th>Class</th><th>Code</th><th>Count</th><th>Platform message</th><th>Sample recipients</th></tr>{fail_rows}</table>
+</body></html>
+"#,
+        name = esc(&r.push),
+        status = esc(&r.status),
+        start = esc(&r.start_at),
+        finish = esc(r.finished_at.as_deref().unwrap_or("-")),
+        recipients = r.recipients,
+        as_of = esc(&r.as_of),
+        retry = r
+            .retry_of
+            .as_deref()
+            .map(|s| format!(" · retry of {}", esc(s)))
+            .unwrap_or_default(),
+        note = esc(&r.note),
+        svg = pie_svg(r),
+        skipped = r.skipped,
+        cancelled = r.cancelled,
+    )
+}

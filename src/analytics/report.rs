@@ -1,0 +1,121 @@
+//! The key indicators of a push, read from counters the store keeps exact
+//! (milliseconds whatever the push size).
+
+use crate::model::{fmt_ms, now_ms};
+use crate::store::pushes::{Counts, PushRow};
+use serde::{Deserialize, Serialize};
+
+/// The same keys as the counts, as percentages of `recipients`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentages {
+    pub sent_success: f64,
+    pub sent_fail: f64,
+    pub read_and_interacted: f64,
+    pub read_only: f64,
+    pub interacted_only: f64,
+    pub not_read_or_interacted: f64,
+    pub skipped: f64,
+    pub cancelled: f64,
+}
+
+/// `push.report` data. Field names are the contract (DESIGN.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub push: String,
+    pub push_id: i64,
+    pub status: String,
+    pub audience: String,
+    pub template: String,
+    pub start_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Members the push attempted (skipped and cancelled excluded).
+    pub recipients: u64,
+    pub sent_success: u64,
+    pub sent_fail: u64,
+    pub read_and_interacted: u64,
+    pub read_only: u64,
+    pub interacted_only: u64,
+    pub not_read_or_interacted: u64,
+    pub skipped: u64,
+    pub cancelled: u64,
+    /// Not yet attempted (or in flight) while the push runs.
+    pub remaining: u64,
+    pub percent: Percentages,
+    /// Analytics are final once the push finished; late receipts still update them.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub as_of: String,
+    /// Set when the push sends to a retry audience: the push it retries.
+    pub retry_of: Option<String>,
+    pub note: String,
+}
+
+fn pct(n: u64, of: u64) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        (n as f64 * 10_000.0 / of as f64).round() / 100.0
+    }
+}
+
+/// Builds the report of `push` from its counters.
+pub fn build(push: &PushRow, c: &Counts, retry_of: Option<String>) -> Report {
+    let recipients = c.sent + c.failed + c.pending + c.sending;
+    let is_final = push.status.is_final();
+    Report {
+        push: push.name.clone(),
+        push_id: push.id,
+        status: push.status.to_string(),
+        audience: push.audience.clone(),
+        template: push.template.clone(),
+        start_at: fmt_ms(push.start_at),
+        started_at: push.started_at.map(fmt_ms),
+        finished_at: push.finished_at.map(fmt_ms),
+        recipients,
+        sent_success: c.sent,
+        sent_fail: c.failed,
+        read_and_interacted: c.read_and_interacted,
+        read_only: c.read_only,
+        interacted_only: c.interacted_only,
+        not_read_or_interacted: c.not_read_or_interacted,
+        skipped: c.skipped,
+        cancelled: c.cancelled,
+        remaining: c.remaining(),
+        percent: Percentages {
+            sent_success: pct(c.sent, recipients),
+            sent_fail: pct(c.failed, recipients),
+            read_and_interacted: pct(c.read_and_interacted, recipients),
+            read_only: pct(c.read_only, recipients),
+            interacted_only: pct(c.interacted_only, recipients),
+            not_read_or_interacted: pct(c.not_read_or_interacted, recipients),
+            skipped: pct(c.skipped, recipients),
+            cancelled: pct(c.cancelled, recipients),
+        },
+        is_final,
+        as_of: fmt_ms(now_ms()),
+        retry_of,
+        note: if is_final {
+            "final: the push has finished; late receipts keep updating read/interaction counts".into()
+        } else {
+            format!(
+                "not final: the push is {} with {} recipient(s) remaining",
+                push.status,
+                c.remaining()
+            )
+        },
+    }
+}
+
+impl Report {
+    /// The five disjoint slices of the pie, in display order, with counts.
+    pub fn slices(&self) -> [(&'static str, &'static str, u64); 5] {
+        [
+            ("read_and_interacted", "Read & Interacted", self.read_and_interacted),
+            ("read_only", "Read Only", self.read_only),
+            ("interacted_only", "Interacted Only", self.interacted_only),
+            ("not_read_or_interacted", "Not Read / Interacted", self.not_read_or_interacted),
+            ("sent_fail", "Sent Fail", self.sent_fail),
+        ]
+    }
+}

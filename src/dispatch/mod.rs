@@ -1,0 +1,313 @@
+//! The dispatcher: a scheduler that starts pushes when their time comes, one
+//! runner per running push, shared rate limits and bounded concurrency, and
+//! crash-safe resume.
+
+pub mod progress;
+pub mod rate;
+mod resolve;
+mod runner;
+
+use crate::daemon::Daemon;
+use crate::model::{Millis, PushId, now_ms};
+use crate::store::pushes::{self, PushStatus};
+use crate::store::{StoreError, deliveries};
+use arc_swap::ArcSwap;
+use rate::Rate;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// What a runner should be doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Run,
+    Pause,
+    Cancel,
+    /// The daemon is stopping: finish in-flight sends, leave the push running.
+    Shutdown,
+}
+
+struct RunnerHandle {
+    control: watch::Sender<Control>,
+    task: JoinHandle<()>,
+}
+
+/// Sends of the last minute, for the "current rate" operators see.
+#[derive(Default)]
+struct RateMeter {
+    times: VecDeque<Millis>,
+}
+
+impl RateMeter {
+    fn record(&mut self, at: Millis) {
+        self.times.push_back(at);
+        self.trim(at);
+    }
+    fn trim(&mut self, now: Millis) {
+        while self.times.front().is_some_and(|t| *t < now - 60_000) {
+            self.times.pop_front();
+        }
+    }
+    fn per_minute(&mut self, now: Millis) -> f64 {
+        self.trim(now);
+        self.times.len() as f64
+    }
+}
+
+pub struct Dispatcher {
+    global: ArcSwap<Rate>,
+    global_per_minute: AtomicU32,
+    channel_rates: Mutex<HashMap<String, (Option<f64>, Arc<Rate>)>>,
+    concurrency: Arc<Semaphore>,
+    concurrency_size: Mutex<usize>,
+    runners: Mutex<HashMap<PushId, RunnerHandle>>,
+    meters: Mutex<HashMap<PushId, RateMeter>>,
+    wake: Notify,
+    /// Set while the database refuses writes; every runner holds its sends.
+    storage_fault: AtomicBool,
+    storage_recovered: Notify,
+}
+
+impl Dispatcher {
+    pub fn new(rate_per_minute: u32, concurrency: usize) -> Dispatcher {
+        Dispatcher {
+            global: ArcSwap::from_pointee(Rate::per_minute(rate_per_minute)),
+            global_per_minute: AtomicU32::new(rate_per_minute),
+            channel_rates: Mutex::new(HashMap::new()),
+            concurrency: Arc::new(Semaphore::new(concurrency)),
+            concurrency_size: Mutex::new(concurrency),
+            runners: Mutex::new(HashMap::new()),
+            meters: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            storage_fault: AtomicBool::new(false),
+            storage_recovered: Notify::new(),
+        }
+    }
+
+    /// Applies reloaded `[dispatch]` settings.
+    pub fn apply_config(&self, rate_per_minute: u32, concurrency: usize) {
+        if self.global_per_minute.swap(rate_per_minute, Ordering::SeqCst) != rate_per_minute {
+            self.global.store(Arc::new(Rate::per_minute(rate_per_minute)));
+        }
+        if let Ok(mut size) = self.concurrency_size.lock()
+            && *size != concurrency
+        {
+            if concurrency > *size {
+                self.concurrency.add_permits(concurrency - *size);
+            } else {
+                let excess = (*size - concurrency) as u32;
+                let sem = self.concurrency.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = sem.acquire_many(excess).await {
+                        p.forget();
+                    }
+                });
+            }
+            *size = concurrency;
+        }
+    }
+
+    pub fn global_rate_per_minute(&self) -> u32 {
+        self.global_per_minute.load(Ordering::Relaxed)
+    }
+
+    fn global_rate(&self) -> Arc<Rate> {
+        self.global.load_full()
+    }
+
+    /// The limiter of one channel instance (rebuilt when its rate changes).
+    fn channel_rate(&self, name: &str, per_second: Option<f64>) -> Arc<Rate> {
+        let mut map = match self.channel_rates.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        match map.get(name) {
+            Some((r, rate)) if *r == per_second => rate.clone(),
+            _ => {
+                let rate = Arc::new(match per_second {
+                    Some(r) => Rate::per_second(r),
+                    None => Rate::unlimited(),
+                });
+                map.insert(name.to_string(), (per_second, rate.clone()));
+                rate
+            }
+        }
+    }
+
+    /// Asks the scheduler to look at the pushes again (created, resumed, ...).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Sets what a push's runner should do (pause, cancel, resume).
+    pub fn control(&self, push: PushId, c: Control) -> bool {
+        let runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
+        match runners.get(&push) {
+            Some(h) => {
+                let _ = h.control.send(c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_running(&self, push: PushId) -> bool {
+        self.runners
+            .lock()
+            .map(|r| r.get(&push).is_some_and(|h| !h.task.is_finished()))
+            .unwrap_or(false)
+    }
+
+    fn record_send(&self, push: PushId, at: Millis) {
+        if let Ok(mut m) = self.meters.lock() {
+            m.entry(push).or_default().record(at);
+        }
+    }
+
+    /// Sends per minute over the last minute.
+    pub fn current_rate(&self, push: PushId) -> f64 {
+        self.meters
+            .lock()
+            .ok()
+            .and_then(|mut m| m.get_mut(&push).map(|r| r.per_minute(now_ms())))
+            .unwrap_or(0.0)
+    }
+
+    pub fn storage_fault(&self) -> bool {
+        self.storage_fault.load(Ordering::SeqCst)
+    }
+
+    fn set_storage_fault(&self, daemon: &Daemon, err: Option<&StoreError>) {
+        match err {
+            Some(e) => {
+                if !self.storage_fault.swap(true, Ordering::SeqCst) {
+                    tracing::error!(error = %e, "storage fault: all pushes are held until the database accepts writes again");
+                }
+                daemon.set_alert(
+                    "storage",
+                    Some(format!(
+                        "storage fault: {e}; sends are held (nothing is lost) until the database accepts writes again — free disk space or fix permissions"
+                    )),
+                );
+            }
+            None => {
+                if self.storage_fault.swap(false, Ordering::SeqCst) {
+                    tracing::info!("storage recovered: resuming sends");
+                }
+                daemon.set_alert("storage", None);
+                self.storage_recovered.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Periodically retries a tiny write while the store is faulted, and clears
+/// the fault (resuming held sends) once it succeeds.
+async fn storage_watchdog(d: Arc<Daemon>) {
+    loop {
+        tokio::select! {
+            _ = d.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if !d.dispatcher.storage_fault() {
+            continue;
+        }
+        let probe = d
+            .store
+            .write(|c| {
+                c.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS storage_probe (x INTEGER); INSERT INTO storage_probe VALUES (1); DELETE FROM storage_probe;",
+                )?;
+                Ok(())
+            })
+            .await;
+        match probe {
+            Ok(()) => d.dispatcher.set_storage_fault(&d, None),
+            Err(e) => d.dispatcher.set_storage_fault(&d, Some(&e)),
+        }
+    }
+}
+
+/// Starts the scheduler: ends `sending` rows a crash left behind, then starts
+/// runners for running pushes and for scheduled ones whose time has come.
+pub async fn run(d: Arc<Daemon>) {
+    match d.store.write(deliveries::interrupt_sending).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            recipients = n,
+            "found sends in flight from before a crash; marked failed/interrupted (never resent automatically)"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot settle interrupted sends"),
+    }
+    tokio::spawn(storage_watchdog(d.clone()));
+    loop {
+        let next = match schedule_once(&d).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler cannot read pushes");
+                Some(now_ms() + 1000)
+            }
+        };
+        let wait = next
+            .map(|t| Duration::from_millis((t - now_ms()).clamp(0, 60_000) as u64))
+            .unwrap_or(Duration::from_secs(60));
+        tokio::select! {
+            _ = d.shutdown.cancelled() => break,
+            _ = d.dispatcher.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    // Drain: every runner finishes its in-flight sends and records them.
+    let handles: Vec<RunnerHandle> = {
+        let mut r = d.dispatcher.runners.lock().unwrap_or_else(|p| p.into_inner());
+        r.drain().map(|(_, h)| h).collect()
+    };
+    for h in &handles {
+        let _ = h.control.send(Control::Shutdown);
+    }
+    for h in handles {
+        let _ = h.task.await;
+    }
+}
+
+/// One pass: start what is due; returns when the next scheduled push starts.
+async fn schedule_once(d: &Arc<Daemon>) -> Result<Option<Millis>, StoreError> {
+    let active = d.store.read(pushes::active).await?;
+    let now = now_ms();
+    let mut next: Option<Millis> = None;
+    for p in active {
+        match p.status {
+            PushStatus::Scheduled if p.start_at > now => {
+                next = Some(next.map_or(p.start_at, |n| n.min(p.start_at)));
+            }
+            PushStatus::Scheduled | PushStatus::Running => ensure_runner(d, p.id, Control::Run),
+            PushStatus::Paused => {}
+            PushStatus::Completed | PushStatus::Cancelled => {}
+        }
+    }
+    Ok(next)
+}
+
+fn ensure_runner(d: &Arc<Daemon>, push: PushId, initial: Control) {
+    let mut runners = d.dispatcher.runners.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = runners.get(&push) {
+        if !h.task.is_finished() {
+            let _ = h.control.send(initial);
+            return;
+        }
+    }
+    if d.shutdown.is_cancelled() {
+        return;
+    }
+    let (tx, rx) = watch::channel(initial);
+    let task = tokio::spawn(runner::run(d.clone(), push, rx));
+    runners.insert(push, RunnerHandle { control: tx, task });
+}
+
+/// Resumes a paused push (spawning a runner if this process has none).
+pub fn resume(d: &Arc<Daemon>, push: PushId) {
+    ensure_runner(d, push, Control::Run);
+}

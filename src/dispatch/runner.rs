@@ -1,0 +1,632 @@
+//! One running push: resolve its audience once, then walk the pending
+//! recipients in order — route and render with the push's pinned script
+//! generation, wait for rate and concurrency, mark `sending` (committed),
+//! send, record the outcome. Transient failures go back to pending with a
+//! backoff time; the walk comes back for them.
+
+use super::rate::{Rate, backoff, jitter};
+use super::{Control, resolve};
+use crate::channel::{ChannelRef, Recipient};
+use crate::daemon::Daemon;
+use crate::model::{
+    DeliveryId, ErrorClass, Member, Millis, Outbound, PushId, Routed, SendError, now_ms,
+};
+use crate::script::Generation;
+use crate::store::deliveries::{self, Pending};
+use crate::store::pushes::{self, PushRow, PushStatus};
+use crate::store::{StoreError, audit};
+use chrono::{NaiveTime, TimeZone};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::task::JoinSet;
+
+/// Recipients routed and rendered per round trip to the script host.
+const PAGE: u32 = 512;
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The push cannot run as configured; it is paused with this reason.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What a finished send task reports back to the runner.
+enum Outcome {
+    Done,
+    /// The channel refused our credentials: pause the push.
+    AuthFailed(String),
+    /// The recipient was no longer pending (cancelled meanwhile).
+    Gone,
+}
+
+pub(super) async fn run(d: Arc<Daemon>, push: PushId, mut ctl: watch::Receiver<Control>) {
+    let result = run_push(&d, push, &mut ctl).await;
+    let reason = match result {
+        Ok(()) => return,
+        Err(RunError::Setup(reason)) => reason,
+        Err(RunError::Store(e)) => format!("storage: {e}"),
+    };
+    tracing::error!(push, %reason, "push paused");
+    let r = reason.clone();
+    if let Err(e) = d
+        .store
+        .write(move |c| pushes::set_status(c, push, PushStatus::Paused, Some(&r)))
+        .await
+    {
+        tracing::error!(push, error = %e, "cannot record the pause");
+    }
+    d.audit(None, "push.pause", Some(&push.to_string()), false, Some(reason))
+        .await;
+}
+
+/// The generation a push renders with: the one it pinned if still loaded,
+/// else the live one (after a restart, old generations are gone).
+fn pick_generation(d: &Daemon, push: &PushRow) -> Result<Arc<Generation>, RunError> {
+    if let Some(g) = push.generation.and_then(|n| d.pinned_generation(n)) {
+        return Ok(g);
+    }
+    let g = d.generation().ok_or_else(|| {
+        RunError::Setup(
+            "no script generation is live; fix the scripts (see `pushd status`) and resume".into(),
+        )
+    })?;
+    if let Some(n) = push.generation
+        && n != g.number
+    {
+        tracing::info!(push = push.id, pinned = n, live = g.number, "pinned script generation is no longer loaded (restart); continuing with the live one");
+    }
+    Ok(g)
+}
+
+async fn run_push(
+    d: &Arc<Daemon>,
+    id: PushId,
+    ctl: &mut watch::Receiver<Control>,
+) -> Result<(), RunError> {
+    let push = d.store.read(move |c| pushes::find(c, &id.to_string())).await?;
+    if push.status.is_final() {
+        return Ok(());
+    }
+    let generation = pick_generation(d, &push)?;
+    d.pin_generation(id, generation.clone());
+    let (gnum, ghash) = (generation.number, generation.hash.clone());
+    d.store
+        .write(move |c| pushes::mark_started(c, id, Some(gnum), Some(&ghash)))
+        .await?;
+    if !push.resolved {
+        let n = resolve::resolve(d, &push, &generation)
+            .await
+            .map_err(|e| match e {
+                resolve::ResolveError::Store(e) => RunError::Store(e),
+                resolve::ResolveError::Setup(m) => RunError::Setup(m),
+            })?;
+        tracing::info!(push = id, name = %push.name, recipients = n, "audience frozen");
+    }
+    let push = d.store.read(move |c| pushes::find(c, &id.to_string())).await?;
+    let push_rate = push.rate_per_minute.map(Rate::per_minute);
+    let window = send_window(&push)?;
+    let mut batch = BatchClock::new(&push);
+    let mut inflight: JoinSet<Outcome> = JoinSet::new();
+
+    'passes: loop {
+        let mut cursor: DeliveryId = 0;
+        let mut saw_due = false;
+        let mut earliest_later: Option<Millis> = None;
+        loop {
+            if !wait_runnable(d, ctl, &mut inflight).await {
+                break 'passes;
+            }
+            reap(d, id, &mut inflight, ctl).await;
+            let page = d
+                .store
+                .read(move |c| deliveries::pending_page(c, id, cursor, PAGE))
+                .await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.delivery_id;
+            let now = now_ms();
+            let (due, later): (Vec<Pending>, Vec<Pending>) = page
+                .into_iter()
+                .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
+            for p in &later {
+                let t = p.next_attempt_at.unwrap_or(now);
+                earliest_later = Some(earliest_later.map_or(t, |e| e.min(t)));
+            }
+            if due.is_empty() {
+                continue;
+            }
+            saw_due = true;
+            let members: Vec<Member> = due.iter().map(|p| p.member.clone()).collect();
+            let routed = generation.prepare(&push.template, members, now).await;
+            for (p, r) in due.into_iter().zip(routed) {
+                if !wait_runnable(d, ctl, &mut inflight).await {
+                    break 'passes;
+                }
+                match r {
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let did = p.delivery_id;
+                        write_outcome(d, move |c| {
+                            deliveries::mark_sending(c, did, "", now_ms())?;
+                            deliveries::mark_failed(c, did, ErrorClass::Rejected, "script_error", &msg, now_ms())
+                        })
+                        .await;
+                    }
+                    Ok(Routed::Skip { reason }) => {
+                        let did = p.delivery_id;
+                        write_outcome(d, move |c| deliveries::mark_skipped(c, did, &reason)).await;
+                    }
+                    Ok(Routed::Send { channel, outbound }) => {
+                        let Some(ch) = d.channel(&channel) else {
+                            let did = p.delivery_id;
+                            let reason = format!("channel {channel:?} is not configured");
+                            write_outcome(d, move |c| deliveries::mark_skipped(c, did, &reason)).await;
+                            continue;
+                        };
+                        if let Some(w) = &window
+                            && let Some(until) = w.defer_until(&p.member, now_ms())
+                        {
+                            let did = p.delivery_id;
+                            write_outcome(d, move |c| deliveries::defer(c, did, until)).await;
+                            earliest_later = Some(earliest_later.map_or(until, |e| e.min(until)));
+                            continue;
+                        }
+                        if !batch.wait_turn(ctl).await {
+                            break 'passes;
+                        }
+                        let Some(permit) = acquire_send_slot(d, ctl, push_rate.as_ref(), &ch).await
+                        else {
+                            break 'passes;
+                        };
+                        batch.count();
+                        let task = SendTask {
+                            d: d.clone(),
+                            push: id,
+                            delivery: p.delivery_id,
+                            attempts_before: p.attempts,
+                            user: p.member.channel_user_id.clone(),
+                            member_id: p.member.id,
+                            channel: ch,
+                            outbound,
+                        };
+                        inflight.spawn(task.run(permit));
+                    }
+                }
+            }
+        }
+        // A full pass is done. Wait for in-flight sends (they may requeue retries).
+        while let Some(r) = inflight.join_next().await {
+            handle_outcome(d, id, r, ctl).await;
+        }
+        if *ctl.borrow() != Control::Run {
+            continue 'passes;
+        }
+        if saw_due {
+            continue 'passes;
+        }
+        match earliest_later {
+            Some(t) => {
+                let wait = Duration::from_millis((t - now_ms()).max(0) as u64);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = ctl.changed() => {}
+                }
+            }
+            None => {
+                let counts = d.store.read(move |c| pushes::counts(c, id)).await?;
+                if counts.remaining() == 0 {
+                    d.store.write(move |c| pushes::mark_completed(c, id)).await?;
+                    d.unpin_generation(id);
+                    tracing::info!(push = id, name = %push.name, sent = counts.sent, failed = counts.failed, "push completed");
+                    let _ = d
+                        .store
+                        .write(move |c| {
+                            audit::record(c, None, "push.complete", Some(&id.to_string()), true, None)
+                        })
+                        .await;
+                    return Ok(());
+                }
+                // Rows still `sending` belong to nobody in this process (cannot
+                // happen after startup settles them); look again shortly.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    // Stopped by control: drain what is in flight.
+    while let Some(r) = inflight.join_next().await {
+        handle_outcome(d, id, r, ctl).await;
+    }
+    let control = *ctl.borrow();
+    if control == Control::Cancel {
+        finish_cancel(d, id).await?;
+    }
+    d.unpin_generation(id);
+    Ok(())
+}
+
+/// Cancel: what never left stays out for good.
+async fn finish_cancel(d: &Arc<Daemon>, id: PushId) -> Result<(), StoreError> {
+    d.store
+        .write(move |c| {
+            let n = deliveries::cancel_pending(c, id)?;
+            pushes::set_status(c, id, PushStatus::Cancelled, None)?;
+            Ok(n)
+        })
+        .await?;
+    Ok(())
+}
+
+/// Blocks while the push is paused or storage is faulted; false = stop walking.
+async fn wait_runnable(
+    d: &Arc<Daemon>,
+    ctl: &mut watch::Receiver<Control>,
+    inflight: &mut JoinSet<Outcome>,
+) -> bool {
+    loop {
+        let c = *ctl.borrow();
+        match c {
+            Control::Cancel | Control::Shutdown => return false,
+            Control::Pause => {
+                // Finish what is in flight, then wait to be resumed.
+                while let Some(r) = inflight.join_next().await {
+                    if let Ok(Outcome::AuthFailed(reason)) = r {
+                        tracing::warn!(%reason, "send refused while pausing");
+                    }
+                }
+                if ctl.changed().await.is_err() {
+                    return false;
+                }
+            }
+            Control::Run if d.dispatcher.storage_fault() => {
+                tokio::select! {
+                    _ = d.dispatcher.storage_recovered.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    r = ctl.changed() => if r.is_err() { return false },
+                }
+            }
+            Control::Run => return true,
+        }
+    }
+}
+
+async fn reap(
+    d: &Arc<Daemon>,
+    id: PushId,
+    inflight: &mut JoinSet<Outcome>,
+    ctl: &mut watch::Receiver<Control>,
+) {
+    while let Some(r) = inflight.try_join_next() {
+        handle_outcome(d, id, r, ctl).await;
+    }
+}
+
+async fn handle_outcome(
+    d: &Arc<Daemon>,
+    id: PushId,
+    r: Result<Outcome, tokio::task::JoinError>,
+    _ctl: &mut watch::Receiver<Control>,
+) {
+    match r {
+        Ok(Outcome::Done) | Ok(Outcome::Gone) => {}
+        Ok(Outcome::AuthFailed(reason)) => {
+            if d.dispatcher.control(id, Control::Pause) {
+                tracing::error!(push = id, %reason, "bad credentials: pausing the push (fix the channel's token, then `pushd push resume`)");
+                let r = reason.clone();
+                let _ = d
+                    .store
+                    .write(move |c| pushes::set_status(c, id, PushStatus::Paused, Some(&r)))
+                    .await;
+                d.audit(None, "push.pause", Some(&id.to_string()), true, Some(reason))
+                    .await;
+            }
+        }
+        Err(e) => tracing::error!(push = id, error = %e, "send task failed"),
+    }
+}
+
+/// Waits for a concurrency slot and every rate limit that applies, staying
+/// responsive to pause/cancel. None = stop.
+async fn acquire_send_slot(
+    d: &Arc<Daemon>,
+    ctl: &mut watch::Receiver<Control>,
+    push_rate: Option<&Rate>,
+    channel: &ChannelRef,
+) -> Option<OwnedSemaphorePermit> {
+    let sem = d.dispatcher.concurrency.clone();
+    let per_second = d
+        .config()
+        .channels
+        .get(channel.name())
+        .and_then(|c| c.rate_per_second)
+        .or_else(|| channel.default_rate_per_second());
+    let channel_rate = d.dispatcher.channel_rate(channel.name(), per_second);
+    let global = d.dispatcher.global_rate();
+    let acquire = async move {
+        let permit = sem.acquire_owned().await.ok()?;
+        if let Some(r) = push_rate {
+            r.acquire().await;
+        }
+        channel_rate.acquire().await;
+        global.acquire().await;
+        Some(permit)
+    };
+    tokio::select! {
+        p = acquire => p,
+        _ = wait_stop(ctl) => None,
+    }
+}
+
+async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
+    loop {
+        if *ctl.borrow_and_update() != Control::Run {
+            return;
+        }
+        if ctl.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes an outcome that involves no send (skip, script error, deferral).
+/// A storage fault is flagged (sends hold) and the write retried until it
+/// lands, so the walk never leaves a decision unrecorded.
+async fn write_outcome<F>(d: &Arc<Daemon>, f: F)
+where
+    F: Fn(&rusqlite::Connection) -> Result<(), StoreError> + Send + Sync + Clone + 'static,
+{
+    persist(d, f).await;
+}
+
+/// Retries a write through storage faults; gives up only when the daemon stops.
+async fn persist<F>(d: &Arc<Daemon>, f: F) -> bool
+where
+    F: Fn(&rusqlite::Connection) -> Result<(), StoreError> + Send + Sync + Clone + 'static,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = f.clone();
+        match d.store.write(move |c| attempt(c)).await {
+            Ok(()) => return true,
+            Err(e) if e.is_storage_fault() || matches!(e, StoreError::Sqlite(_)) => {
+                d.dispatcher.set_storage_fault(d, Some(&e));
+                if d.shutdown.is_cancelled() {
+                    return false;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "delivery no longer in the expected state");
+                return false;
+            }
+        }
+    }
+}
+
+struct SendTask {
+    d: Arc<Daemon>,
+    push: PushId,
+    delivery: DeliveryId,
+    attempts_before: u32,
+    user: String,
+    member_id: i64,
+    channel: ChannelRef,
+    outbound: Outbound,
+}
+
+impl SendTask {
+    async fn run(self, permit: OwnedSemaphorePermit) -> Outcome {
+        let d = &self.d;
+        let (did, chname) = (self.delivery, self.channel.name().to_string());
+        // Committed before the request leaves: a crash after this point ends
+        // the row as failed/interrupted, never as a silent double send.
+        let marked = d
+            .store
+            .write(move |c| deliveries::mark_sending(c, did, &chname, now_ms()))
+            .await;
+        match marked {
+            Ok(()) => {}
+            Err(StoreError::Invalid(_)) => return Outcome::Gone,
+            Err(e) => {
+                // Not marked, not sent: the row stays pending for later.
+                d.dispatcher.set_storage_fault(d, Some(&e));
+                return Outcome::Done;
+            }
+        }
+        let recipient = Recipient {
+            member_id: self.member_id,
+            channel_user_id: self.user.clone(),
+            delivery_id: did,
+        };
+        let result = self.channel.send(&recipient, &self.outbound).await;
+        drop(permit);
+        let attempts = self.attempts_before + 1;
+        let now = now_ms();
+        d.metrics.record_send(self.channel.name(), &result);
+        let cfg = d.config();
+        let outcome = match result {
+            Ok(ok) => {
+                d.dispatcher.record_send(self.push, now);
+                let pid = ok.provider_message_id;
+                persist(d, move |c| deliveries::mark_sent(c, did, &pid, now)).await;
+                Outcome::Done
+            }
+            Err(SendError {
+                class: ErrorClass::Auth,
+                code,
+                message,
+                ..
+            }) => {
+                let reason = format!(
+                    "channel {}: bad credentials ({code}: {message})",
+                    self.channel.name()
+                );
+                let (c2, m2) = (code.clone(), message.clone());
+                persist(d, move |c| {
+                    deliveries::mark_retry(c, did, ErrorClass::Auth, &c2, &m2, now, true)
+                })
+                .await;
+                Outcome::AuthFailed(reason)
+            }
+            Err(e) if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
+                let wait = backoff(
+                    attempts,
+                    cfg.dispatch.backoff_base,
+                    cfg.dispatch.backoff_max,
+                    e.retry_after,
+                    jitter(),
+                );
+                let next = now + wait.as_millis() as i64;
+                d.metrics.record_retry(self.channel.name());
+                tracing::debug!(delivery = did, attempts, class = %e.class, code = %e.code, wait_ms = wait.as_millis() as u64, "transient failure; will retry");
+                persist(d, move |c| {
+                    deliveries::mark_retry(c, did, e.class, &e.code, &e.message, next, false)
+                })
+                .await;
+                Outcome::Done
+            }
+            Err(e) => {
+                persist(d, move |c| {
+                    deliveries::mark_failed(c, did, e.class, &e.code, &e.message, now)
+                })
+                .await;
+                Outcome::Done
+            }
+        };
+        outcome
+    }
+}
+
+/// `send_window = { from, to }` in each member's timezone.
+struct Window {
+    from: NaiveTime,
+    to: NaiveTime,
+}
+
+fn send_window(push: &PushRow) -> Result<Option<Window>, RunError> {
+    match (&push.window_from, &push.window_to) {
+        (Some(f), Some(t)) => {
+            let parse = |s: &str| {
+                NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| {
+                    RunError::Setup(format!("send window time {s:?} is not HH:MM"))
+                })
+            };
+            Ok(Some(Window {
+                from: parse(f)?,
+                to: parse(t)?,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+impl Window {
+    fn contains(&self, t: NaiveTime) -> bool {
+        if self.from <= self.to {
+            t >= self.from && t < self.to
+        } else {
+            t >= self.from || t < self.to // wraps past midnight
+        }
+    }
+
+    /// None when the member may be messaged now; else when their window opens.
+    fn defer_until(&self, m: &Member, now: Millis) -> Option<Millis> {
+        let tz: chrono_tz::Tz = m.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let utc = chrono::DateTime::from_timestamp_millis(now)?;
+        let local = utc.with_timezone(&tz);
+        if self.contains(local.time()) {
+            return None;
+        }
+        let mut day = local.date_naive();
+        if local.time() >= self.from {
+            day = day.succ_opt()?;
+        }
+        let start = tz
+            .from_local_datetime(&day.and_time(self.from))
+            .earliest()?;
+        Some(start.timestamp_millis())
+    }
+}
+
+/// `batch = { size, every }`: at most `size` sends per `every`.
+struct BatchClock {
+    size: Option<u32>,
+    every: Duration,
+    sent: u32,
+    started: tokio::time::Instant,
+}
+
+impl BatchClock {
+    fn new(push: &PushRow) -> BatchClock {
+        BatchClock {
+            size: push.batch_size.filter(|s| *s > 0),
+            every: Duration::from_millis(push.batch_every_ms.unwrap_or(0).max(0) as u64),
+            sent: 0,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn wait_turn(&mut self, ctl: &mut watch::Receiver<Control>) -> bool {
+        let Some(size) = self.size else { return true };
+        if self.sent < size {
+            return true;
+        }
+        let next = self.started + self.every;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = wait_stop(ctl) => return false,
+        }
+        self.started = tokio::time::Instant::now();
+        self.sent = 0;
+        true
+    }
+
+    fn count(&mut self) {
+        if self.sent == 0 {
+            self.started = tokio::time::Instant::now();
+        }
+        self.sent += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(tz: &str) -> Member {
+        Member {
+            id: 1,
+            channel: "sim".into(),
+            channel_user_id: "u".into(),
+            name: "n".into(),
+            locale: "en".into(),
+            timezone: tz.into(),
+            tags: vec![],
+            attributes: Default::default(),
+            subscribed: true,
+            last_interaction_at: None,
+        }
+    }
+
+    #[test]
+    fn send_window_defers_to_the_members_morning() {
+        let w = Window {
+            from: NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+            to: NaiveTime::from_hms_opt(21, 0, 0).unwrap(),
+        };
+        // 2026-11-25 23:30 UTC = 07:30 next day in Hong Kong (UTC+8): deferred to 09:00 HKT.
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 25, 23, 30, 0).unwrap().timestamp_millis();
+        let until = w.defer_until(&member("Asia/Hong_Kong"), now).unwrap();
+        let expect = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 1, 0, 0).unwrap().timestamp_millis();
+        assert_eq!(until, expect);
+        // 23:30 in London is outside too: next 09:00 London = 09:00 UTC the next day.
+        let until = w.defer_until(&member("Europe/London"), now).unwrap();
+        let expect = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap().timestamp_millis();
+        assert_eq!(until, expect);
+        // 12:00 UTC is inside for London.
+        let noon = chrono::Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap().timestamp_millis();
+        assert_eq!(w.defer_until(&member("Europe/London"), noon), None);
+    }
+}

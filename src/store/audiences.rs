@@ -1,0 +1,107 @@
+//! Saved (static) audiences: today the retry audiences built from a push's
+//! failed recipients, linked to the push they retry.
+
+use super::{Result, StoreError};
+use crate::model::{DeliveryState, Millis, PushId, now_ms};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudienceRow {
+    pub id: i64,
+    pub name: String,
+    pub source_push_id: Option<PushId>,
+    pub only_class: Option<String>,
+    pub created_at: Millis,
+    pub members: u64,
+}
+
+pub fn find(conn: &Connection, name: &str) -> Result<Option<AudienceRow>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT a.id, a.name, a.source_push_id, a.only_class, a.created_at,
+                    (SELECT count(*) FROM audience_members am WHERE am.audience_id = a.id)
+             FROM audiences a WHERE a.name = ?1",
+        )?
+        .query_row([name], |r| {
+            Ok(AudienceRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                source_push_id: r.get(2)?,
+                only_class: r.get(3)?,
+                created_at: r.get(4)?,
+                members: r.get::<_, i64>(5)? as u64,
+            })
+        })
+        .optional()?)
+}
+
+/// Which failures a retry audience takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryScope {
+    AllFailed,
+    /// Only failures worth retrying as they are (transient, rate limited, interrupted).
+    Transient,
+}
+
+/// A static audience of `push`'s failed recipients, minus members who have
+/// unsubscribed since. `name` must be new (and is checked against script
+/// audiences by the caller).
+pub fn create_retry(
+    conn: &Connection,
+    push: PushId,
+    name: &str,
+    scope: RetryScope,
+    uid: Option<u32>,
+) -> Result<AudienceRow> {
+    if find(conn, name)?.is_some() {
+        return Err(StoreError::Invalid(format!(
+            "an audience named {name:?} already exists; pick another --name"
+        )));
+    }
+    let only = match scope {
+        RetryScope::AllFailed => None,
+        RetryScope::Transient => Some("transient"),
+    };
+    conn.prepare_cached(
+        "INSERT INTO audiences (name, source_push_id, only_class, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![name, push, only, now_ms(), uid])?;
+    let aid = conn.last_insert_rowid();
+    let failed = DeliveryState::Failed as i64;
+    conn.execute(
+        &format!(
+            "INSERT INTO audience_members (audience_id, member_id)
+             SELECT DISTINCT ?1, d.member_id FROM deliveries d JOIN members m ON m.id = d.member_id
+             WHERE d.push_id = ?2 AND d.state = {failed} AND m.subscribed = 1
+               AND (?3 IS NULL OR d.error_class IN ('transient', 'rate_limited', 'interrupted'))"
+        ),
+        params![aid, push, only],
+    )?;
+    find(conn, name)?.ok_or_else(|| StoreError::Sqlite("audience vanished after insert".into()))
+}
+
+/// Freezes a saved audience into a push's deliveries.
+pub fn insert_deliveries(conn: &Connection, audience: i64, push: PushId) -> Result<u64> {
+    let (pending, skipped) = (DeliveryState::Pending as i64, DeliveryState::Skipped as i64);
+    Ok(conn.execute(
+        &format!(
+            "INSERT INTO deliveries (push_id, member_id, state, skip_reason)
+             SELECT ?2, m.id,
+                    CASE WHEN m.subscribed THEN {pending} ELSE {skipped} END,
+                    CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
+             FROM audience_members am JOIN members m ON m.id = am.member_id
+             WHERE am.audience_id = ?1 ORDER BY m.id"
+        ),
+        params![audience, push],
+    )? as u64)
+}
+
+/// Members of a saved audience (for previews).
+pub fn member_ids(conn: &Connection, audience: i64, limit: u32) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT member_id FROM audience_members WHERE audience_id = ?1 ORDER BY member_id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![audience, limit], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

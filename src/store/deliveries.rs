@@ -1,0 +1,223 @@
+//! Deliveries: one row per (push, member), moved through the state machine
+//! `pending → sending → sent | failed | skipped` (+ `cancelled`). Every
+//! transition is guarded by the state it leaves, so a delivery can never be
+//! sent twice by accident, whatever order things happen in.
+
+use super::members::{MEMBER_COLUMNS, member_from_row};
+use super::{Result, StoreError};
+use crate::model::{DeliveryId, DeliveryState, ErrorClass, Member, MemberId, Millis, PushId, now_ms};
+use rusqlite::{Connection, params, params_from_iter};
+
+/// A recipient waiting to be sent.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub delivery_id: DeliveryId,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Millis>,
+    pub member: Member,
+}
+
+const PENDING: i64 = DeliveryState::Pending as i64;
+const SENDING: i64 = DeliveryState::Sending as i64;
+const SENT: i64 = DeliveryState::Sent as i64;
+const FAILED: i64 = DeliveryState::Failed as i64;
+const SKIPPED: i64 = DeliveryState::Skipped as i64;
+const CANCELLED: i64 = DeliveryState::Cancelled as i64;
+
+/// Drops a half-done resolution (after a crash) so it can be redone.
+pub fn clear(conn: &Connection, push: PushId) -> Result<u64> {
+    Ok(conn.execute("DELETE FROM deliveries WHERE push_id = ?1", [push])? as u64)
+}
+
+/// Freezes an audience given as SQL into delivery rows in one statement.
+/// Unsubscribed members are recorded as skipped. `filter_sql` is a boolean
+/// expression over `members m`; `args` are its parameters.
+pub fn insert_from_sql(
+    conn: &Connection,
+    push: PushId,
+    filter_sql: &str,
+    args: &[rusqlite::types::Value],
+) -> Result<u64> {
+    let sql = format!(
+        "INSERT INTO deliveries (push_id, member_id, state, skip_reason)
+         SELECT {push}, m.id,
+                CASE WHEN m.subscribed THEN {PENDING} ELSE {SKIPPED} END,
+                CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
+         FROM members m WHERE ({filter_sql}) ORDER BY m.id"
+    );
+    Ok(conn.execute(&sql, params_from_iter(args.iter()))? as u64)
+}
+
+/// Adds explicit members (Lua-filtered audiences, static audiences).
+pub fn insert_members(conn: &Connection, push: PushId, members: &[(MemberId, bool)]) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO deliveries (push_id, member_id, state, skip_reason) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (id, subscribed) in members {
+        if *subscribed {
+            stmt.execute(params![push, id, PENDING, Option::<&str>::None])?;
+        } else {
+            stmt.execute(params![push, id, SKIPPED, "unsubscribed"])?;
+        }
+    }
+    Ok(members.len() as u64)
+}
+
+/// Rebuilds the push's counters from its rows (after resolution, whose bulk
+/// inserts bypass the per-row triggers).
+pub fn rebuild_counts(conn: &Connection, push: PushId) -> Result<()> {
+    conn.execute("DELETE FROM push_counts WHERE push_id = ?1", [push])?;
+    conn.execute(
+        "INSERT INTO push_counts (push_id, state, rd, ia, n)
+         SELECT push_id, state, read_at IS NOT NULL, interacted_at IS NOT NULL, count(*)
+         FROM deliveries WHERE push_id = ?1 GROUP BY 1, 2, 3, 4",
+        [push],
+    )?;
+    Ok(())
+}
+
+/// The next pending recipients after `after` (by delivery id), with members.
+pub fn pending_page(conn: &Connection, push: PushId, after: DeliveryId, limit: u32) -> Result<Vec<Pending>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT d.id, d.attempts, d.next_attempt_at, {MEMBER_COLUMNS}
+         FROM deliveries d JOIN members m ON m.id = d.member_id
+         WHERE d.push_id = ?1 AND d.state = {PENDING} AND d.id > ?2
+         ORDER BY d.id LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![push, after, limit], |r| {
+        Ok(Pending {
+            delivery_id: r.get(0)?,
+            attempts: r.get(1)?,
+            next_attempt_at: r.get(2)?,
+            member: member_from_row(r, 3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn expect_one(changed: usize, id: DeliveryId, what: &str) -> Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "delivery {id} is not in the state {what} expects"
+        )))
+    }
+}
+
+/// `pending → sending`, committed before the request leaves.
+pub fn mark_sending(conn: &Connection, id: DeliveryId, channel: &str, at: Millis) -> Result<()> {
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = {SENDING}, channel = ?2, attempts = attempts + 1,
+                sending_at = ?3, next_attempt_at = NULL, updated_at = ?3
+             WHERE id = ?1 AND state = {PENDING}"
+        ))?
+        .execute(params![id, channel, at])?;
+    expect_one(n, id, "mark_sending")
+}
+
+/// `sending → sent` with the provider's message id.
+pub fn mark_sent(conn: &Connection, id: DeliveryId, provider_id: &str, at: Millis) -> Result<()> {
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = {SENT}, provider_message_id = ?2, sent_at = ?3, updated_at = ?3
+             WHERE id = ?1 AND state = {SENDING}"
+        ))?
+        .execute(params![id, provider_id, at])?;
+    expect_one(n, id, "mark_sent")
+}
+
+/// `sending → failed` (permanent error, or attempts exhausted).
+pub fn mark_failed(
+    conn: &Connection,
+    id: DeliveryId,
+    class: ErrorClass,
+    code: &str,
+    message: &str,
+    at: Millis,
+) -> Result<()> {
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = {FAILED}, error_class = ?2, error_code = ?3, error_message = ?4,
+                failed_at = ?5, updated_at = ?5
+             WHERE id = ?1 AND state = {SENDING}"
+        ))?
+        .execute(params![id, class.as_str(), code, message, at])?;
+    expect_one(n, id, "mark_failed")
+}
+
+/// `sending → pending` to be tried again at `next_at` (transient error), or
+/// without counting the attempt (`refund`: the push paused before it could
+/// really be tried, e.g. bad credentials).
+pub fn mark_retry(
+    conn: &Connection,
+    id: DeliveryId,
+    class: ErrorClass,
+    code: &str,
+    message: &str,
+    next_at: Millis,
+    refund: bool,
+) -> Result<()> {
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = {PENDING}, error_class = ?2, error_code = ?3, error_message = ?4,
+                next_attempt_at = ?5, attempts = attempts - ?6, updated_at = ?7
+             WHERE id = ?1 AND state = {SENDING}"
+        ))?
+        .execute(params![id, class.as_str(), code, message, next_at, refund as i64, now_ms()])?;
+    expect_one(n, id, "mark_retry")
+}
+
+/// `pending → skipped` with the reason (route skip, channel not configured).
+pub fn mark_skipped(conn: &Connection, id: DeliveryId, reason: &str) -> Result<()> {
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = {SKIPPED}, skip_reason = ?2, updated_at = ?3
+             WHERE id = ?1 AND state = {PENDING}"
+        ))?
+        .execute(params![id, reason, now_ms()])?;
+    expect_one(n, id, "mark_skipped")
+}
+
+/// Defers a pending recipient (send window) without counting an attempt.
+pub fn defer(conn: &Connection, id: DeliveryId, until: Millis) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND state = {PENDING}"
+    ))?
+    .execute(params![id, until])?;
+    Ok(())
+}
+
+/// Everything still pending in a cancelled push ends `cancelled`.
+pub fn cancel_pending(conn: &Connection, push: PushId) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = {CANCELLED}, updated_at = ?2 WHERE push_id = ?1 AND state = {PENDING}"
+        ))?
+        .execute(params![push, now_ms()])? as u64)
+}
+
+/// After a crash: rows left in `sending` may or may not have reached the
+/// platform. They are never resent automatically; they end failed with class
+/// `interrupted`, so a retry audience can pick them up deliberately.
+pub fn interrupt_sending(conn: &Connection) -> Result<u64> {
+    let now = now_ms();
+    Ok(conn
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = {FAILED}, error_class = 'interrupted', error_code = 'interrupted',
+                error_message = 'pushd stopped while this send was in flight; it may or may not have arrived, so it is not resent automatically',
+                failed_at = ?1, updated_at = ?1
+             WHERE state = {SENDING}"
+        ))?
+        .execute([now])? as u64)
+}
+
+/// Earliest deferred/backoff time among pending rows of a push.
+pub fn next_due(conn: &Connection, push: PushId) -> Result<Option<Millis>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE push_id = ?1 AND state = {PENDING}"
+        ))?
+        .query_row([push], |r| r.get(0))?)
+}
