@@ -11,5 +11,6 @@ pub mod control;
 pub mod daemon;
 pub mod model;
 pub mod receipts;
+pub mod script;
 pub mod store;
 pub mod util;
