@@ -1,0 +1,659 @@
+//! The definition functions scripts call while they load: `audience`,
+//! `template`, `route`, `push`, plus `log.*` (and `print`, an alias of
+//! `log.info`). Problems in a definition are recorded with its file:line and
+//! loading goes on, so one run reports every mistake.
+
+use super::convert::{MESSAGE_KEYS, buttons_of, check_keys, text_of};
+use super::error::{Location, ScriptError};
+use super::template::{CompiledButton, CompiledMessage, Text, is_locale_tag};
+use super::where_sql;
+use super::{AudienceDef, BatchDef, PushDef, PushStart, SendWindow, Shared, TemplateDef};
+use mlua::{Function, Lua, Table, Value, Variadic};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub(crate) struct AudienceSlot {
+    pub def: AudienceDef,
+    pub filter: Option<(Function, Location)>,
+}
+
+pub(crate) struct TemplateSlot {
+    pub def: TemplateDef,
+    /// Sorted by locale key.
+    pub locales: Vec<(String, CompiledMessage)>,
+    pub render: Option<(Function, Location)>,
+}
+
+/// Everything the scripts defined, plus the problems found on the way.
+#[derive(Default)]
+pub(crate) struct Defs {
+    pub audiences: BTreeMap<String, AudienceSlot>,
+    pub templates: BTreeMap<String, TemplateSlot>,
+    pub pushes: Vec<PushDef>,
+    pub route: Option<(Function, Location)>,
+    pub errors: Vec<ScriptError>,
+    pub loading: bool,
+}
+
+type DefsRef = Rc<RefCell<Defs>>;
+
+/// The script line calling into Rust: the first Lua frame above the callback.
+pub(crate) fn caller(lua: &Lua) -> Location {
+    for level in 1..8 {
+        let found = lua.inspect_stack(level, |d| {
+            let src = d.source();
+            match (src.what, src.short_src, d.current_line()) {
+                ("Lua" | "main", Some(file), Some(line)) => Some(Location {
+                    file: file.into_owned(),
+                    line: line as u32,
+                }),
+                _ => None,
+            }
+        });
+        match found {
+            Some(Some(loc)) => return loc,
+            Some(None) => continue,
+            None => break,
+        }
+    }
+    Location {
+        file: "?".into(),
+        line: 0,
+    }
+}
+
+/// Where a script function was defined.
+pub(crate) fn defined_at(f: &Function) -> Location {
+    let info = f.info();
+    Location {
+        file: info.short_src.unwrap_or_else(|| "?".into()),
+        line: info.line_defined.unwrap_or(0) as u32,
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+fn not_loading(what: &str) -> mlua::Error {
+    mlua::Error::RuntimeError(format!(
+        "{what}() defines things and may only run while the scripts load, not inside filter/render/route"
+    ))
+}
+
+/// Installs the API globals into a state.
+pub(crate) fn install(lua: &Lua, defs: DefsRef, shared: Arc<Shared>) -> mlua::Result<()> {
+    let g = lua.globals();
+    g.set(
+        "audience",
+        definer(lua, defs.clone(), shared.clone(), "audience", define_audience)?,
+    )?;
+    g.set(
+        "template",
+        definer(lua, defs.clone(), shared.clone(), "template", define_template)?,
+    )?;
+    g.set(
+        "push",
+        definer(lua, defs.clone(), shared.clone(), "push", define_push)?,
+    )?;
+    let d = defs;
+    g.set(
+        "route",
+        lua.create_function(move |lua, f: Value| {
+            let at = caller(lua);
+            let mut defs = d.borrow_mut();
+            if !defs.loading {
+                return Err(not_loading("route"));
+            }
+            match f {
+                Value::Function(f) => {
+                    if let Some((_, first)) = &defs.route {
+                        let msg = format!("route is already defined at {first}; scripts have one router");
+                        defs.errors.push(ScriptError::at(at, msg));
+                    } else {
+                        defs.route = Some((f, at));
+                    }
+                }
+                other => defs.errors.push(ScriptError::at(
+                    at,
+                    format!("route takes a function(m, msg, ctx), found {}", other.type_name()),
+                )),
+            }
+            Ok(())
+        })?,
+    )?;
+    let log = lua.create_table()?;
+    for level in ["debug", "info", "warn", "error"] {
+        log.set(level, log_fn(lua, level)?)?;
+    }
+    g.set("print", log_fn(lua, "info")?)?;
+    g.set("log", log)?;
+    Ok(())
+}
+
+fn log_fn(lua: &Lua, level: &'static str) -> mlua::Result<Function> {
+    lua.create_function(move |lua, args: Variadic<Value>| {
+        let at = caller(lua);
+        let mut text = String::new();
+        for (i, a) in args.iter().enumerate() {
+            if i > 0 {
+                text.push(' ');
+            }
+            match a {
+                Value::String(s) => text.push_str(&s.to_string_lossy()),
+                other => text.push_str(&other.to_string().unwrap_or_else(|_| other.type_name().into())),
+            }
+        }
+        let at = at.to_string();
+        match level {
+            "debug" => tracing::debug!(target: "pushd::script", at = %at, "{text}"),
+            "info" => tracing::info!(target: "pushd::script", at = %at, "{text}"),
+            "warn" => tracing::warn!(target: "pushd::script", at = %at, "{text}"),
+            _ => tracing::error!(target: "pushd::script", at = %at, "{text}"),
+        }
+        Ok(())
+    })
+}
+
+type DefineFn = fn(&Lua, &DefsRef, &Shared, String, Location, Value);
+
+/// `kind "name" { … }` (also `kind("name", { … })`).
+fn definer(
+    lua: &Lua,
+    defs: DefsRef,
+    shared: Arc<Shared>,
+    kind: &'static str,
+    define: DefineFn,
+) -> mlua::Result<Function> {
+    lua.create_function(move |lua, (name, body): (Value, Value)| {
+        let at = caller(lua);
+        if !defs.borrow().loading {
+            return Err(not_loading(kind));
+        }
+        let name = match &name {
+            Value::String(s) if valid_name(&s.to_string_lossy()) => s.to_string_lossy(),
+            other => {
+                let shown = match other {
+                    Value::String(s) => format!("{:?}", s.to_string_lossy()),
+                    v => format!("a {}", v.type_name()),
+                };
+                defs.borrow_mut().errors.push(ScriptError::at(
+                    at,
+                    format!(
+                        "{kind} needs a name (letters, digits, '_', '-', '.', ':'), like {kind} \"name\" {{ … }}; found {shown}"
+                    ),
+                ));
+                // Swallow the body so the script keeps loading.
+                return lua.create_function(|_, _: Value| Ok(())).map(Value::Function);
+            }
+        };
+        if !body.is_nil() {
+            define(lua, &defs, &shared, name, at, body);
+            return Ok(Value::Nil);
+        }
+        let defs = defs.clone();
+        let shared = shared.clone();
+        lua.create_function(move |lua, body: Value| {
+            if !defs.borrow().loading {
+                return Err(not_loading(kind));
+            }
+            define(lua, &defs, &shared, name.clone(), at.clone(), body);
+            Ok(())
+        })
+        .map(Value::Function)
+    })
+}
+
+fn body_table<'a>(
+    defs: &DefsRef,
+    kind: &str,
+    name: &str,
+    at: &Location,
+    body: &'a Value,
+    allowed: &[&str],
+) -> Option<&'a Table> {
+    let err = match body {
+        Value::Table(t) => match check_keys(t, allowed, &format!("{kind} {name:?}")) {
+            Ok(()) => return Some(t),
+            Err(e) => e,
+        },
+        other => format!(
+            "{kind} {name:?} needs a table body ({kind} \"{name}\" {{ … }}), found {}",
+            other.type_name()
+        ),
+    };
+    defs.borrow_mut()
+        .errors
+        .push(ScriptError::at(at.clone(), err));
+    None
+}
+
+fn field(t: &Table, key: &str) -> Value {
+    t.raw_get(key).unwrap_or(Value::Nil)
+}
+
+fn opt_string(t: &Table, key: &str, errs: &mut Vec<String>) -> Option<String> {
+    match field(t, key) {
+        Value::Nil => None,
+        Value::String(s) => Some(s.to_string_lossy()),
+        other => {
+            errs.push(format!("{key} must be a string, found {}", other.type_name()));
+            None
+        }
+    }
+}
+
+fn opt_function(t: &Table, key: &str, errs: &mut Vec<String>) -> Option<(Function, Location)> {
+    match field(t, key) {
+        Value::Nil => None,
+        Value::Function(f) => {
+            let at = defined_at(&f);
+            Some((f, at))
+        }
+        other => {
+            errs.push(format!("{key} must be a function, found {}", other.type_name()));
+            None
+        }
+    }
+}
+
+fn record(defs: &DefsRef, at: &Location, prefix: &str, errs: Vec<String>) -> bool {
+    let ok = errs.is_empty();
+    let mut d = defs.borrow_mut();
+    for e in errs {
+        d.errors.push(ScriptError::at(at.clone(), format!("{prefix}: {e}")));
+    }
+    ok
+}
+
+fn define_audience(_lua: &Lua, defs: &DefsRef, shared: &Shared, name: String, at: Location, body: Value) {
+    let prefix = format!("audience {name:?}");
+    let Some(t) = body_table(defs, "audience", &name, &at, &body, &["description", "where", "filter"])
+    else {
+        return;
+    };
+    let mut errs = Vec::new();
+    let description = opt_string(t, "description", &mut errs);
+    let filter = opt_function(t, "filter", &mut errs);
+    let filter_sql = match field(t, "where") {
+        Value::Nil => Some(where_sql::to_sql(&where_sql::Where::default(), &shared.instances)),
+        Value::Table(w) => match where_sql::parse(&w) {
+            Ok(w) => {
+                if let Some(chans) = &w.channel
+                    && !shared.env.channels.is_empty()
+                {
+                    for c in chans {
+                        if !shared.env.channels.contains_key(c) {
+                            errs.push(format!(
+                                "where.channel: {c:?} is not a configured channel (configured: {})",
+                                shared.env.channels.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ));
+                        }
+                    }
+                }
+                Some(where_sql::to_sql(&w, &shared.instances))
+            }
+            Err(es) => {
+                errs.extend(es);
+                None
+            }
+        },
+        other => {
+            errs.push(format!("where must be a table, found {}", other.type_name()));
+            None
+        }
+    };
+    if !record(defs, &at, &prefix, errs) {
+        return;
+    }
+    let Some(filter_sql) = filter_sql else { return };
+    let mut d = defs.borrow_mut();
+    if let Some(first) = d.audiences.get(&name) {
+        let msg = format!("{prefix} is already defined at {}", first.def.location);
+        d.errors.push(ScriptError::at(at, msg));
+        return;
+    }
+    d.audiences.insert(
+        name.clone(),
+        AudienceSlot {
+            def: AudienceDef {
+                name,
+                description,
+                filter_sql,
+                has_filter: filter.is_some(),
+                location: at,
+            },
+            filter,
+        },
+    );
+}
+
+fn compile(src: &str, what: &str, errs: &mut Vec<String>) -> Option<Text> {
+    match Text::compile(src) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errs.push(format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
+fn compile_locale(locale: &str, v: &Value, errs: &mut Vec<String>) -> Option<CompiledMessage> {
+    let Value::Table(t) = v else {
+        errs.push(format!(
+            "{locale} must be a table {{ text = …, buttons = …, quick_replies = …, image = … }}, found {}",
+            v.type_name()
+        ));
+        return None;
+    };
+    if let Err(e) = check_keys(t, MESSAGE_KEYS, locale) {
+        errs.push(e);
+        return None;
+    }
+    let before = errs.len();
+    let text = match field(t, "text") {
+        Value::Nil => {
+            errs.push(format!("{locale}.text is required"));
+            None
+        }
+        v => match text_of(&v, &format!("{locale}.text")) {
+            Ok(s) => compile(&s, &format!("{locale}.text"), errs),
+            Err(e) => {
+                errs.push(e);
+                None
+            }
+        },
+    };
+    let buttons_in = |key: &str, errs: &mut Vec<String>| -> Vec<CompiledButton> {
+        let v = field(t, key);
+        if v.is_nil() {
+            return Vec::new();
+        }
+        let what = format!("{locale}.{key}");
+        let mut es = Vec::new();
+        let r = buttons_of(&v, &what, |title, payload, url| {
+            let title = compile(&title, &format!("{what} title"), &mut es);
+            let payload = payload.map(|p| compile(&p, &format!("{what} payload"), &mut es));
+            let url = url.map(|u| compile(&u, &format!("{what} url"), &mut es));
+            Ok((title, payload, url))
+        });
+        errs.extend(es);
+        match r {
+            Ok(list) => list
+                .into_iter()
+                .filter_map(|(title, payload, url)| {
+                    Some(CompiledButton {
+                        title: title?,
+                        payload: payload.map(|p| p.ok_or(())).transpose().ok()?,
+                        url: url.map(|u| u.ok_or(())).transpose().ok()?,
+                    })
+                })
+                .collect(),
+            Err(e) => {
+                errs.push(e);
+                Vec::new()
+            }
+        }
+    };
+    let buttons = buttons_in("buttons", errs);
+    let quick_replies = buttons_in("quick_replies", errs);
+    let image = match field(t, "image") {
+        Value::Nil => None,
+        v => match text_of(&v, &format!("{locale}.image")) {
+            Ok(s) => {
+                if !(s.starts_with("https://") || s.starts_with("http://") || s.starts_with("{{")) {
+                    errs.push(format!("{locale}.image must be an http(s) URL, found {s:?}"));
+                }
+                compile(&s, &format!("{locale}.image"), errs)
+            }
+            Err(e) => {
+                errs.push(e);
+                None
+            }
+        },
+    };
+    if errs.len() > before {
+        return None;
+    }
+    Some(CompiledMessage {
+        text: text?,
+        buttons,
+        quick_replies,
+        image,
+    })
+}
+
+fn define_template(_lua: &Lua, defs: &DefsRef, _shared: &Shared, name: String, at: Location, body: Value) {
+    let prefix = format!("template {name:?}");
+    let Value::Table(t) = &body else {
+        body_table(defs, "template", &name, &at, &body, &[]);
+        return;
+    };
+    let mut errs = Vec::new();
+    let mut render = None;
+    let mut locales: Vec<(String, CompiledMessage)> = Vec::new();
+    for pair in t.pairs::<Value, Value>() {
+        let Ok((k, v)) = pair else { continue };
+        let key = match &k {
+            Value::String(s) => s.to_string_lossy(),
+            other => {
+                errs.push(format!("keys must be locales or render, found a {} key", other.type_name()));
+                continue;
+            }
+        };
+        match key.as_str() {
+            "render" => render = opt_function(t, "render", &mut errs),
+            "description" => {
+                opt_string(t, "description", &mut errs);
+            }
+            loc if is_locale_tag(loc) => {
+                if let Some(m) = compile_locale(loc, &v, &mut errs) {
+                    locales.push((loc.to_string(), m));
+                }
+            }
+            other => errs.push(format!(
+                "unknown key {other:?}: a template takes locale tables (en = {{ text = … }}, [\"zh-CN\"] = {{ … }}), render and description"
+            )),
+        }
+    }
+    if errs.is_empty() && locales.is_empty() && render.is_none() {
+        errs.push("needs at least one locale table (en = { text = … }) or a render function".into());
+    }
+    if !record(defs, &at, &prefix, errs) {
+        return;
+    }
+    locales.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut d = defs.borrow_mut();
+    if let Some(first) = d.templates.get(&name) {
+        let msg = format!("{prefix} is already defined at {}", first.def.location);
+        d.errors.push(ScriptError::at(at, msg));
+        return;
+    }
+    d.templates.insert(
+        name.clone(),
+        TemplateSlot {
+            def: TemplateDef {
+                name,
+                locales: locales.iter().map(|(l, _)| l.clone()).collect(),
+                has_render: render.is_some(),
+                location: at,
+            },
+            locales,
+            render,
+        },
+    );
+}
+
+fn positive_u32(v: &Value, what: &str, errs: &mut Vec<String>) -> Option<u32> {
+    let n = match v {
+        Value::Integer(i) => Some(*i),
+        Value::Number(f) if f.fract() == 0.0 && f.is_finite() => Some(*f as i64),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= 1 && n <= u32::MAX as i64 => Some(n as u32),
+        _ => {
+            errs.push(format!("{what} must be a whole number of at least 1"));
+            None
+        }
+    }
+}
+
+fn parse_hhmm(s: &str) -> Option<chrono::NaiveTime> {
+    chrono::NaiveTime::parse_from_str(s, "%H:%M").ok()
+}
+
+fn define_push(_lua: &Lua, defs: &DefsRef, _shared: &Shared, name: String, at: Location, body: Value) {
+    let prefix = format!("push {name:?}");
+    const KEYS: &[&str] = &[
+        "audience",
+        "template",
+        "start_at",
+        "rate_per_minute",
+        "batch",
+        "send_window",
+    ];
+    let Some(t) = body_table(defs, "push", &name, &at, &body, KEYS) else {
+        return;
+    };
+    let mut errs = Vec::new();
+    let audience = opt_string(t, "audience", &mut errs);
+    let template = opt_string(t, "template", &mut errs);
+    if audience.is_none() && !errs.iter().any(|e| e.starts_with("audience")) {
+        errs.push("audience = \"<audience name>\" is required".into());
+    }
+    if template.is_none() && !errs.iter().any(|e| e.starts_with("template")) {
+        errs.push("template = \"<template name>\" is required".into());
+    }
+    let start_at = match opt_string(t, "start_at", &mut errs) {
+        Some(s) if s == "now" => Some(PushStart::Now),
+        Some(s) => match chrono::DateTime::parse_from_rfc3339(&s) {
+            Ok(t) => Some(PushStart::At(t.timestamp_millis())),
+            Err(e) => {
+                errs.push(format!(
+                    "start_at {s:?} is not \"now\" or an RFC 3339 time like \"2026-11-27T09:00:00+08:00\" ({e})"
+                ));
+                None
+            }
+        },
+        None => {
+            if !errs.iter().any(|e| e.starts_with("start_at")) {
+                errs.push(
+                    "start_at is required: \"now\" or an RFC 3339 time like \"2026-11-27T09:00:00+08:00\"".into(),
+                );
+            }
+            None
+        }
+    };
+    let rate_per_minute = match field(t, "rate_per_minute") {
+        Value::Nil => None,
+        v => positive_u32(&v, "rate_per_minute", &mut errs),
+    };
+    let batch = match field(t, "batch") {
+        Value::Nil => None,
+        Value::Table(b) => {
+            if let Err(e) = check_keys(&b, &["size", "every"], "batch") {
+                errs.push(e);
+                None
+            } else {
+                let size = positive_u32(&field(&b, "size"), "batch.size", &mut errs);
+                let every = match field(&b, "every") {
+                    Value::String(s) => match crate::util::duration::parse(&s.to_string_lossy()) {
+                        Ok(d) if !d.is_zero() => Some(d),
+                        Ok(_) => {
+                            errs.push("batch.every must be longer than 0s".into());
+                            None
+                        }
+                        Err(e) => {
+                            errs.push(format!("batch.every: {e}"));
+                            None
+                        }
+                    },
+                    _ => {
+                        errs.push("batch.every must be a duration like \"1h\" or \"30m\"".into());
+                        None
+                    }
+                };
+                match (size, every) {
+                    (Some(size), Some(every)) => Some(BatchDef { size, every }),
+                    _ => None,
+                }
+            }
+        }
+        other => {
+            errs.push(format!(
+                "batch must be a table {{ size = 5000, every = \"1h\" }}, found {}",
+                other.type_name()
+            ));
+            None
+        }
+    };
+    let send_window = match field(t, "send_window") {
+        Value::Nil => None,
+        Value::Table(w) => {
+            if let Err(e) = check_keys(&w, &["from", "to"], "send_window") {
+                errs.push(e);
+                None
+            } else {
+                let get = |k: &str, errs: &mut Vec<String>| match field(&w, k) {
+                    Value::String(s) => match parse_hhmm(&s.to_string_lossy()) {
+                        Some(t) => Some(t),
+                        None => {
+                            errs.push(format!("send_window.{k} must be a time like \"09:00\""));
+                            None
+                        }
+                    },
+                    _ => {
+                        errs.push(format!("send_window.{k} must be a time like \"09:00\""));
+                        None
+                    }
+                };
+                let from = get("from", &mut errs);
+                let to = get("to", &mut errs);
+                match (from, to) {
+                    (Some(from), Some(to)) if from == to => {
+                        errs.push("send_window.from and .to are equal; leave send_window out to send at any hour".into());
+                        None
+                    }
+                    (Some(from), Some(to)) => Some(SendWindow { from, to }),
+                    _ => None,
+                }
+            }
+        }
+        other => {
+            errs.push(format!(
+                "send_window must be a table {{ from = \"09:00\", to = \"21:00\" }}, found {}",
+                other.type_name()
+            ));
+            None
+        }
+    };
+    if !record(defs, &at, &prefix, errs) {
+        return;
+    }
+    let (Some(audience), Some(template), Some(start_at)) = (audience, template, start_at) else {
+        return;
+    };
+    let mut d = defs.borrow_mut();
+    if let Some(first) = d.pushes.iter().find(|p| p.name == name) {
+        let msg = format!("{prefix} is already defined at {}", first.location);
+        d.errors.push(ScriptError::at(at, msg));
+        return;
+    }
+    d.pushes.push(PushDef {
+        name,
+        audience,
+        template,
+        start_at,
+        rate_per_minute,
+        batch,
+        send_window,
+        location: at,
+    });
+}

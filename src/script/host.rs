@@ -1,0 +1,622 @@
+//! One Lua state and the thread that owns it: loads the scripts, (state 0)
+//! validates them, then serves filter/prepare batches from the generation's
+//! shared queue until the generation is dropped.
+
+use super::api::{self, Defs, TemplateSlot};
+use super::convert::{self, ChannelStrings, Keys};
+use super::error::{Location, ScriptError};
+use super::sandbox::{self, Budget, TripKind};
+use super::template::choose_locale;
+use super::{LoadSummary, Shared};
+use crate::model::{Member, Message, Millis, Outbound, Routed, now_ms};
+use mlua::chunk::ChunkMode;
+use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Table, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+pub(crate) type Reply<T> = Box<dyn FnOnce(T) + Send>;
+
+/// A batch for a state thread.
+pub(crate) enum Job {
+    Filter {
+        audience: Arc<str>,
+        members: Vec<Member>,
+        now: Millis,
+        reply: Reply<Result<Vec<bool>, ScriptError>>,
+    },
+    Prepare {
+        push: Option<Arc<str>>,
+        template: Arc<str>,
+        members: Vec<Member>,
+        now: Millis,
+        reply: Reply<Vec<Result<Routed, ScriptError>>>,
+    },
+}
+
+/// After this many limit trips in one batch the rest of the batch fails at
+/// once with the same error, so a looping router costs seconds, not hours.
+const TRIPS_PER_BATCH: usize = 2;
+
+/// The thread body. Reports its load result on `init`, then serves `jobs`.
+pub(crate) fn run(
+    index: usize,
+    shared: Arc<Shared>,
+    init: Sender<(usize, Result<LoadSummary, Vec<ScriptError>>)>,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+) {
+    let mut host = match Host::new(shared) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = init.send((index, Err(vec![e])));
+            return;
+        }
+    };
+    let mut errors = host.load();
+    if index == 0 && errors.is_empty() {
+        errors = host.validate();
+    }
+    let ok = errors.is_empty();
+    let report = if ok { Ok(host.summary()) } else { Err(errors) };
+    if init.send((index, report)).is_err() || !ok {
+        return;
+    }
+    drop(init);
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        let Ok(job) = job else { break };
+        // A panic inside one batch drops its reply (the caller gets an error)
+        // but must not take the state down with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.handle(job)));
+    }
+}
+
+/// The Lua side of a state: the VM, its limits, and reusable values.
+struct Runtime {
+    lua: Lua,
+    budget: Rc<Budget>,
+    keys: Keys,
+    chans: ChannelStrings,
+    ctx: Table,
+    ctx_now: Rc<Cell<i64>>,
+    shared: Arc<Shared>,
+}
+
+struct Host {
+    rt: Runtime,
+    defs: Defs,
+    defs_cell: Rc<RefCell<Defs>>,
+}
+
+fn setup_error(e: mlua::Error) -> ScriptError {
+    ScriptError::new(format!("cannot create a Lua state: {e}"))
+}
+
+impl Host {
+    fn new(shared: Arc<Shared>) -> Result<Host, ScriptError> {
+        let l = &shared.limits;
+        let budget = Rc::new(Budget::new(
+            l.instruction_limit,
+            l.call_timeout,
+            l.memory_limit_bytes,
+        ));
+        let lua = sandbox::new_state(&budget).map_err(setup_error)?;
+        let keys = Keys::new(&lua).map_err(setup_error)?;
+        let defs_cell = Rc::new(RefCell::new(Defs {
+            loading: true,
+            ..Defs::default()
+        }));
+        api::install(&lua, defs_cell.clone(), shared.clone()).map_err(setup_error)?;
+        let ctx_now = Rc::new(Cell::new(now_ms() / 1000));
+        let ctx = make_ctx(&lua, &keys, &shared, ctx_now.clone()).map_err(setup_error)?;
+        Ok(Host {
+            rt: Runtime {
+                lua,
+                budget,
+                keys,
+                chans: ChannelStrings::new(),
+                ctx,
+                ctx_now,
+                shared,
+            },
+            defs: Defs::default(),
+            defs_cell,
+        })
+    }
+
+    /// Runs every file; returns all problems (syntax, runtime, definitions, references).
+    fn load(&mut self) -> Vec<ScriptError> {
+        let shared = self.rt.shared.clone();
+        for file in &shared.files {
+            self.rt.budget.begin();
+            let r = self
+                .rt
+                .lua
+                .load(file.source.as_str())
+                .set_name(format!("@{}", file.display))
+                .set_mode(ChunkMode::Text)
+                .exec();
+            if let Err(e) = r {
+                let whole_file = Location {
+                    file: file.display.clone(),
+                    line: 0,
+                };
+                let err = self.rt.error_of(&e, &whole_file);
+                self.defs_cell.borrow_mut().errors.push(err);
+            }
+        }
+        let mut defs = std::mem::take(&mut *self.defs_cell.borrow_mut());
+        defs.loading = false;
+        for p in &defs.pushes {
+            if !defs.audiences.contains_key(&p.audience) {
+                let msg = format!(
+                    "push {:?}: audience {:?} is not defined (defined: {})",
+                    p.name,
+                    p.audience,
+                    names(defs.audiences.keys())
+                );
+                defs.errors.push(ScriptError::at(p.location.clone(), msg));
+            }
+            if !defs.templates.contains_key(&p.template) {
+                let msg = format!(
+                    "push {:?}: template {:?} is not defined (defined: {})",
+                    p.name,
+                    p.template,
+                    names(defs.templates.keys())
+                );
+                defs.errors.push(ScriptError::at(p.location.clone(), msg));
+            }
+        }
+        let errors = std::mem::take(&mut defs.errors);
+        self.defs = defs;
+        errors
+    }
+
+    /// Renders and routes every template for sample members (each locale ×
+    /// each configured channel × inside/outside the service window) and asks
+    /// the channel validator whether the result can be sent.
+    fn validate(&mut self) -> Vec<ScriptError> {
+        let Host { rt, defs, .. } = self;
+        let shared = rt.shared.clone();
+        let now = now_ms();
+        rt.begin_batch(now, None);
+        let mut channels: Vec<(String, &'static str)> = shared
+            .env
+            .channels
+            .iter()
+            .map(|(n, c)| (n.clone(), c.platform.as_str()))
+            .collect();
+        if channels.is_empty() {
+            channels.push(("sample".into(), ""));
+        }
+        let mut errors = Vec::new();
+        let mut seen = HashSet::new();
+        let mut push_err = |e: ScriptError, context: &str, errors: &mut Vec<ScriptError>| {
+            if seen.insert(e.to_string()) {
+                let mut e = e;
+                e.message = format!("{} ({context})", e.message);
+                errors.push(e);
+            }
+        };
+        for tpl in defs.templates.values() {
+            let mut locales: Vec<String> = tpl.locales.iter().map(|(l, _)| l.clone()).collect();
+            if locales.is_empty() {
+                locales.push(shared.env.default_locale.clone());
+            }
+            for locale in &locales {
+                for (channel, _) in &channels {
+                    for recent in [true, false] {
+                        let m = sample_member(channel, locale, recent.then_some(now - 60_000));
+                        let context = format!(
+                            "sample member: locale {locale}, channel {channel}, last interaction {}",
+                            if recent { "1 minute ago" } else { "never" }
+                        );
+                        match rt.prepare_one(defs, tpl, &m) {
+                            Err(e) => push_err(e, &context, &mut errors),
+                            Ok(Routed::Skip { .. }) => {}
+                            Ok(Routed::Send { channel: to, outbound }) => {
+                                if let Outbound::Message { message, .. } = &outbound
+                                    && message_is_empty(message)
+                                {
+                                    let e = ScriptError::at(
+                                        tpl.def.location.clone(),
+                                        format!("template {:?} renders an empty message", tpl.def.name),
+                                    );
+                                    push_err(e, &context, &mut errors);
+                                }
+                                if shared.env.channels.contains_key(&to)
+                                    && let Err(why) = (shared.env.validate)(&to, &outbound)
+                                {
+                                    let at = match (&outbound, &defs.route) {
+                                        (Outbound::Template { .. }, Some((_, at))) => at.clone(),
+                                        _ => tpl.def.location.clone(),
+                                    };
+                                    let e = ScriptError::at(
+                                        at,
+                                        format!(
+                                            "template {:?} routed to channel {to:?} ({}) cannot be sent there: {why}",
+                                            tpl.def.name,
+                                            platform_of(&shared, &to)
+                                        ),
+                                    );
+                                    push_err(e, &context, &mut errors);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // A router is checked even when no template exists yet.
+        if defs.templates.is_empty()
+            && let Some((route, at)) = &defs.route
+        {
+            let msg = Message {
+                text: "sample".into(),
+                ..Message::default()
+            };
+            for (channel, _) in &channels {
+                let m = sample_member(channel, &shared.env.default_locale, Some(now - 60_000));
+                if let Err(e) = rt.route_one(route, at, &m, msg.clone(), None) {
+                    push_err(e, &format!("sample member on channel {channel}"), &mut errors);
+                }
+            }
+        }
+        errors
+    }
+
+    fn summary(&self) -> LoadSummary {
+        LoadSummary {
+            audiences: self
+                .defs
+                .audiences
+                .iter()
+                .map(|(k, v)| (k.clone(), v.def.clone()))
+                .collect(),
+            templates: self
+                .defs
+                .templates
+                .iter()
+                .map(|(k, v)| (k.clone(), v.def.clone()))
+                .collect(),
+            pushes: self.defs.pushes.clone(),
+            has_route: self.defs.route.is_some(),
+        }
+    }
+
+    fn handle(&mut self, job: Job) {
+        match job {
+            Job::Filter {
+                audience,
+                members,
+                now,
+                reply,
+            } => reply(self.filter(&audience, &members, now)),
+            Job::Prepare {
+                push,
+                template,
+                members,
+                now,
+                reply,
+            } => reply(self.prepare(push.as_deref(), &template, &members, now)),
+        }
+    }
+
+    fn filter(&mut self, audience: &str, members: &[Member], now: Millis) -> Result<Vec<bool>, ScriptError> {
+        let Host { rt, defs, .. } = self;
+        let slot = defs
+            .audiences
+            .get(audience)
+            .ok_or_else(|| ScriptError::new(format!("audience {audience:?} is not defined")))?;
+        let Some((f, at)) = &slot.filter else {
+            return Ok(vec![true; members.len()]);
+        };
+        rt.begin_batch(now, None);
+        let what = || format!("filter of audience {audience:?}");
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            let t = rt.member_table(m).map_err(|e| rt.error_of(&e, at).in_function(what()))?;
+            let keep: Value = rt.call(f, (t, rt.ctx.clone()), at, &what)?;
+            out.push(!matches!(keep, Value::Nil | Value::Boolean(false)));
+        }
+        Ok(out)
+    }
+
+    fn prepare(
+        &mut self,
+        push: Option<&str>,
+        template: &str,
+        members: &[Member],
+        now: Millis,
+    ) -> Vec<Result<Routed, ScriptError>> {
+        let Host { rt, defs, .. } = self;
+        let Some(tpl) = defs.templates.get(template) else {
+            let e = ScriptError::new(format!("template {template:?} is not defined"));
+            return members.iter().map(|_| Err(e.clone())).collect();
+        };
+        rt.begin_batch(now, push);
+        let mut trips = 0;
+        let mut last_trip: Option<ScriptError> = None;
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            if trips >= TRIPS_PER_BATCH
+                && let Some(e) = &last_trip
+            {
+                out.push(Err(e.clone()));
+                continue;
+            }
+            let r = rt.prepare_one(defs, tpl, m);
+            if let Err(e) = &r
+                && rt.budget.last_was_trip()
+            {
+                trips += 1;
+                last_trip = Some(e.clone());
+            }
+            out.push(r);
+        }
+        out
+    }
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = it.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn platform_of(shared: &Shared, channel: &str) -> &'static str {
+    shared
+        .env
+        .channels
+        .get(channel)
+        .map(|c| c.platform.as_str())
+        .unwrap_or("unknown")
+}
+
+fn message_is_empty(m: &Message) -> bool {
+    m.text.trim().is_empty() && m.image_url.is_none() && m.buttons.is_empty()
+}
+
+/// The member templates and the router are tried against at load.
+pub(crate) fn sample_member(channel: &str, locale: &str, last_interaction_at: Option<Millis>) -> Member {
+    Member {
+        id: 0,
+        channel: channel.to_string(),
+        channel_user_id: "sample-user".into(),
+        name: "Sample Member".into(),
+        locale: locale.to_string(),
+        timezone: "UTC".into(),
+        tags: Vec::new(),
+        attributes: serde_json::Map::new(),
+        subscribed: true,
+        last_interaction_at,
+    }
+}
+
+impl Runtime {
+    fn begin_batch(&mut self, now: Millis, push: Option<&str>) {
+        self.ctx_now.set(now.div_euclid(1000));
+        let _ = self.ctx.raw_set("now", now.div_euclid(1000));
+        let _ = self.ctx.raw_set("push", push);
+    }
+
+    fn member_table(&mut self, m: &Member) -> mlua::Result<Table> {
+        let shared = &self.shared;
+        let (channel, platform) = self.chans.get(&self.lua, &m.channel, || {
+            shared
+                .env
+                .channels
+                .get(&m.channel)
+                .map(|c| c.platform.as_str())
+                .unwrap_or("")
+        })?;
+        convert::member_table(&self.lua, &self.keys, m, &platform, &channel)
+    }
+
+    /// Calls a script function under a fresh budget.
+    fn call<R: FromLuaMulti>(
+        &self,
+        f: &Function,
+        args: impl IntoLuaMulti,
+        at: &Location,
+        what: &dyn Fn() -> String,
+    ) -> Result<R, ScriptError> {
+        self.budget.begin();
+        let r = f.call::<R>(args);
+        if let Some(trip) = self.budget.tripped() {
+            return Err(self.trip_error(trip.kind, trip.location, at).in_function(what()));
+        }
+        r.map_err(|e| self.error_of(&e, at).in_function(what()))
+    }
+
+    fn trip_error(&self, kind: TripKind, location: Option<Location>, at: &Location) -> ScriptError {
+        self.budget.note_trip();
+        if kind == TripKind::Memory {
+            // Give the next call its headroom back now rather than at the next GC cycle.
+            let _ = self.lua.gc_collect();
+        }
+        ScriptError {
+            location: location.or_else(|| Some(at.clone())),
+            function: None,
+            message: self.budget.describe(kind),
+        }
+    }
+
+    /// A Lua error → `ScriptError`, reporting limit trips as such.
+    fn error_of(&self, e: &mlua::Error, at: &Location) -> ScriptError {
+        if let Some(trip) = self.budget.tripped() {
+            return self.trip_error(trip.kind, trip.location, at);
+        }
+        if is_memory(e) {
+            self.budget.trip_memory();
+            return self.trip_error(TripKind::Memory, None, at);
+        }
+        ScriptError::from_lua(e, Some(at))
+    }
+
+    fn render(&mut self, tpl: &TemplateSlot, m: &Member, mtable: &mut Option<Table>) -> Result<Message, ScriptError> {
+        let platform = self
+            .shared
+            .env
+            .channels
+            .get(&m.channel)
+            .map(|c| c.platform.as_str())
+            .unwrap_or("");
+        if let Some((f, at)) = &tpl.render {
+            let what = || format!("render of template {:?}", tpl.def.name);
+            let t = match mtable {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self
+                        .member_table(m)
+                        .map_err(|e| self.error_of(&e, at).in_function(what()))?;
+                    *mtable = Some(t.clone());
+                    t
+                }
+            };
+            let v: Value = self.call(f, (t, self.ctx.clone()), at, &what)?;
+            if !(v.is_nil() && !tpl.locales.is_empty()) {
+                return convert::message_of(&v).map_err(|msg| {
+                    ScriptError::at(at.clone(), msg).in_function(what())
+                });
+            }
+        }
+        let i = choose_locale(&tpl.locales, &m.locale, &self.shared.env.default_locale).ok_or_else(|| {
+            ScriptError::at(
+                tpl.def.location.clone(),
+                format!("template {:?} has no locale table to fall back to", tpl.def.name),
+            )
+        })?;
+        Ok(tpl.locales[i].1.render(m, platform))
+    }
+
+    fn route_one(
+        &mut self,
+        route: &Function,
+        at: &Location,
+        m: &Member,
+        message: Message,
+        mtable: Option<Table>,
+    ) -> Result<Routed, ScriptError> {
+        let what = || "route".to_string();
+        let fail = |rt: &Self, e: mlua::Error| rt.error_of(&e, at).in_function(what());
+        let t = match mtable {
+            Some(t) => t,
+            None => self.member_table(m).map_err(|e| fail(self, e))?,
+        };
+        let msg = convert::message_table(&self.lua, &self.keys, &message).map_err(|e| fail(self, e))?;
+        let v: Value = self.call(route, (t, msg, self.ctx.clone()), at, &what)?;
+        convert::routed_of(&v, message, m)
+            .map_err(|e| ScriptError::at(at.clone(), e).in_function(what()))
+    }
+
+    fn prepare_one(&mut self, defs: &Defs, tpl: &TemplateSlot, m: &Member) -> Result<Routed, ScriptError> {
+        self.budget.clear_last_trip();
+        let mut mtable = None;
+        let message = self.render(tpl, m, &mut mtable)?;
+        match &defs.route {
+            None => Ok(Routed::Send {
+                channel: m.channel.clone(),
+                outbound: Outbound::Message { message, tag: None },
+            }),
+            Some((route, at)) => self.route_one(route, at, m, message, mtable),
+        }
+    }
+}
+
+fn is_memory(e: &mlua::Error) -> bool {
+    match e {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => is_memory(cause),
+        _ => false,
+    }
+}
+
+/// `ctx`: `now`, `push`, `in_service_window(m)`, `local_time(m)`.
+fn make_ctx(lua: &Lua, keys: &Keys, shared: &Arc<Shared>, now: Rc<Cell<i64>>) -> mlua::Result<Table> {
+    let ctx = lua.create_table()?;
+    let windows: HashMap<String, i64> = shared
+        .env
+        .channels
+        .iter()
+        .map(|(n, c)| (n.clone(), c.service_window.as_secs() as i64))
+        .collect();
+    let default_window = super::DEFAULT_SERVICE_WINDOW.as_secs() as i64;
+    let (k_last, k_channel, k_tz) = (
+        keys.last_interaction_at.clone(),
+        keys.channel.clone(),
+        keys.timezone.clone(),
+    );
+    let n = now.clone();
+    ctx.raw_set(
+        "in_service_window",
+        lua.create_function(move |_, m: Table| {
+            let Some(last) = m.raw_get::<Option<i64>>(&k_last)? else {
+                return Ok(false);
+            };
+            let ch: Option<mlua::LuaString> = m.raw_get(&k_channel)?;
+            let window = ch
+                .and_then(|c| c.to_str().ok().and_then(|c| windows.get(&*c).copied()))
+                .unwrap_or(default_window);
+            Ok(n.get() - last <= window)
+        })?,
+    )?;
+    let zones: RefCell<HashMap<String, chrono_tz::Tz>> = RefCell::new(HashMap::new());
+    let n = now;
+    ctx.raw_set(
+        "local_time",
+        lua.create_function(move |lua, who: Value| {
+            let tz_name = match &who {
+                Value::Table(m) => m.raw_get::<Option<String>>(&k_tz)?,
+                Value::String(s) => Some(s.to_str()?.to_string()),
+                _ => None,
+            }
+            .unwrap_or_else(|| "UTC".into());
+            let tz = {
+                let mut z = zones.borrow_mut();
+                match z.get(&tz_name) {
+                    Some(tz) => *tz,
+                    None => {
+                        let tz = tz_name.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
+                        if z.len() < 1024 {
+                            z.insert(tz_name, tz);
+                        }
+                        tz
+                    }
+                }
+            };
+            local_time_table(lua, n.get(), tz)
+        })?,
+    )?;
+    Ok(ctx)
+}
+
+fn local_time_table(lua: &Lua, unix: i64, tz: chrono_tz::Tz) -> mlua::Result<Table> {
+    use chrono::{Datelike, TimeZone, Timelike};
+    use chrono_tz::OffsetComponents;
+    let t = tz
+        .timestamp_opt(unix, 0)
+        .single()
+        .ok_or_else(|| mlua::Error::RuntimeError(format!("time {unix} is out of range")))?;
+    let out = lua.create_table_with_capacity(0, 10)?;
+    out.raw_set("year", t.year())?;
+    out.raw_set("month", t.month())?;
+    out.raw_set("day", t.day())?;
+    out.raw_set("hour", t.hour())?;
+    out.raw_set("min", t.minute())?;
+    out.raw_set("sec", t.second())?;
+    // os.date("*t") numbers weekdays from Sunday = 1.
+    out.raw_set("wday", t.weekday().num_days_from_sunday() + 1)?;
+    out.raw_set("yday", t.ordinal())?;
+    out.raw_set("isdst", !t.offset().dst_offset().is_zero())?;
+    out.raw_set("hhmm", format!("{:02}:{:02}", t.hour(), t.minute()))?;
+    Ok(out)
+}

@@ -1,0 +1,313 @@
+//! Message templates compiled once at load and rendered in Rust.
+//!
+//! Placeholders: `{{field}}` where field is one of `id, channel, platform,
+//! channel_user_id, name, locale, timezone`, or `{{attributes.key}}` (nested:
+//! `{{attributes.address.city}}`). `{{field|fallback}}` renders `fallback` when
+//! the value is missing or empty. A missing attribute (or JSON `null`) renders
+//! as the empty string; strings render as-is, numbers in their JSON form
+//! (`42`, `1.5`), booleans as `true`/`false`, arrays and objects as compact
+//! JSON. Spaces inside the braces are ignored. Anything else is a load error.
+
+use crate::model::{Button, Member, Message};
+use std::fmt::Write as _;
+
+pub(crate) const MEMBER_FIELDS: &[&str] = &[
+    "id",
+    "channel",
+    "platform",
+    "channel_user_id",
+    "name",
+    "locale",
+    "timezone",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Id,
+    Channel,
+    Platform,
+    ChannelUserId,
+    Name,
+    Locale,
+    Timezone,
+    Attribute(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Literal(String),
+    Field(Field, Option<String>),
+}
+
+/// A text with placeholders, split into literal and field parts.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Text {
+    parts: Vec<Part>,
+    /// Literal length, a good first guess for the rendered size.
+    hint: usize,
+}
+
+impl Text {
+    pub(crate) fn compile(src: &str) -> Result<Text, String> {
+        let mut parts = Vec::new();
+        let mut rest = src;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after.find("}}").ok_or_else(|| {
+                format!("unclosed placeholder \"{{{{{}\"", truncate(after, 30))
+            })?;
+            let inner = &after[..close];
+            let (name, fallback) = match inner.split_once('|') {
+                Some((n, f)) => (n.trim(), Some(f.to_string())),
+                None => (inner.trim(), None),
+            };
+            parts.push(Part::Field(parse_field(name)?, fallback));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        let hint = parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => s.len(),
+                Part::Field(..) => 8,
+            })
+            .sum();
+        Ok(Text { parts, hint })
+    }
+
+    pub(crate) fn render(&self, m: &Member, platform: &str) -> String {
+        if let [Part::Literal(s)] = self.parts.as_slice() {
+            return s.clone();
+        }
+        let mut out = String::with_capacity(self.hint);
+        for p in &self.parts {
+            match p {
+                Part::Literal(s) => out.push_str(s),
+                Part::Field(f, fallback) => {
+                    let start = out.len();
+                    write_field(&mut out, f, m, platform);
+                    if out.len() == start
+                        && let Some(fb) = fallback
+                    {
+                        out.push_str(fb);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn parse_field(name: &str) -> Result<Field, String> {
+    let field = match name {
+        "id" => Field::Id,
+        "channel" => Field::Channel,
+        "platform" => Field::Platform,
+        "channel_user_id" => Field::ChannelUserId,
+        "name" => Field::Name,
+        "locale" => Field::Locale,
+        "timezone" => Field::Timezone,
+        other => match other.strip_prefix("attributes.") {
+            Some(path) => {
+                let keys: Vec<String> = path.split('.').map(str::to_string).collect();
+                if keys.iter().any(|k| !valid_attribute_key(k)) {
+                    return Err(format!(
+                        "placeholder {{{{{other}}}}} has an invalid attribute key (use letters, digits, '_' or '-')"
+                    ));
+                }
+                Field::Attribute(keys)
+            }
+            None => {
+                return Err(format!(
+                    "unknown placeholder {{{{{other}}}}}: use one of {} or attributes.<key>",
+                    MEMBER_FIELDS.join(", ")
+                ));
+            }
+        },
+    };
+    Ok(field)
+}
+
+pub(crate) fn valid_attribute_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 64
+        && k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn write_field(out: &mut String, f: &Field, m: &Member, platform: &str) {
+    match f {
+        Field::Id => {
+            let _ = write!(out, "{}", m.id);
+        }
+        Field::Channel => out.push_str(&m.channel),
+        Field::Platform => out.push_str(platform),
+        Field::ChannelUserId => out.push_str(&m.channel_user_id),
+        Field::Name => out.push_str(&m.name),
+        Field::Locale => out.push_str(&m.locale),
+        Field::Timezone => out.push_str(&m.timezone),
+        Field::Attribute(path) => {
+            let mut v = m.attributes.get(&path[0]);
+            for k in &path[1..] {
+                v = v.and_then(|v| v.get(k));
+            }
+            match v {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::String(s)) => out.push_str(s),
+                Some(serde_json::Value::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
+                Some(serde_json::Value::Number(n)) => {
+                    let _ = write!(out, "{n}");
+                }
+                Some(other) => {
+                    let _ = write!(out, "{other}");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CompiledButton {
+    pub title: Text,
+    pub payload: Option<Text>,
+    pub url: Option<Text>,
+}
+
+/// One locale's message, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CompiledMessage {
+    pub text: Text,
+    pub buttons: Vec<CompiledButton>,
+    pub quick_replies: Vec<CompiledButton>,
+    pub image: Option<Text>,
+}
+
+impl CompiledMessage {
+    pub(crate) fn render(&self, m: &Member, platform: &str) -> Message {
+        let buttons = |list: &[CompiledButton]| -> Vec<Button> {
+            list.iter()
+                .map(|b| Button {
+                    title: b.title.render(m, platform),
+                    payload: b.payload.as_ref().map(|t| t.render(m, platform)),
+                    url: b.url.as_ref().map(|t| t.render(m, platform)),
+                })
+                .collect()
+        };
+        Message {
+            text: self.text.render(m, platform),
+            buttons: buttons(&self.buttons),
+            quick_replies: buttons(&self.quick_replies),
+            image_url: self.image.as_ref().map(|t| t.render(m, platform)),
+        }
+    }
+}
+
+/// `"zh_CN"` and `"zh-cn"` name the same locale.
+pub(crate) fn same_locale(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let n = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+            n(x) == n(y)
+        })
+}
+
+/// The language part of a locale tag: `"zh-CN"` → `"zh"`.
+pub(crate) fn language(locale: &str) -> &str {
+    locale.split(['-', '_']).next().unwrap_or(locale)
+}
+
+/// Whether a template key looks like a locale tag (`en`, `zh`, `zh-CN`, `pt_BR`).
+pub(crate) fn is_locale_tag(s: &str) -> bool {
+    let mut parts = s.split(['-', '_']);
+    let first = parts.next().unwrap_or("");
+    (2..=3).contains(&first.len())
+        && first.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Picks the locale for a member: its own, else its language, else the
+/// default locale (or its language), else the first (alphabetically).
+/// `locales` is sorted; returns an index into it, `None` only when empty.
+pub(crate) fn choose_locale<T>(
+    locales: &[(String, T)],
+    member_locale: &str,
+    default_locale: &str,
+) -> Option<usize> {
+    if locales.is_empty() {
+        return None;
+    }
+    let find = |want: &str| locales.iter().position(|(l, _)| same_locale(l, want));
+    find(member_locale)
+        .or_else(|| find(language(member_locale)))
+        .or_else(|| find(default_locale))
+        .or_else(|| find(language(default_locale)))
+        .or(Some(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member() -> Member {
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("spend".into(), serde_json::json!(120));
+        attributes.insert("city".into(), serde_json::json!("Hong Kong"));
+        attributes.insert("vip".into(), serde_json::json!(true));
+        attributes.insert("addr".into(), serde_json::json!({"zip": "999077"}));
+        Member {
+            id: 7,
+            channel: "sim".into(),
+            channel_user_id: "sim-0007".into(),
+            name: "Ada".into(),
+            locale: "zh-CN".into(),
+            timezone: "Asia/Hong_Kong".into(),
+            tags: vec![],
+            attributes,
+            subscribed: true,
+            last_interaction_at: None,
+        }
+    }
+
+    #[test]
+    fn renders_fields_attributes_and_fallbacks() {
+        let t = Text::compile(
+            "Hi {{ name }} #{{id}} on {{platform}}: {{attributes.spend}} {{attributes.city}} {{attributes.vip}} {{attributes.addr.zip}} [{{attributes.none}}] {{attributes.none|friend}}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&member(), "simulator"),
+            "Hi Ada #7 on simulator: 120 Hong Kong true 999077 [] friend"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_and_unclosed_placeholders() {
+        assert!(Text::compile("{{nme}}").unwrap_err().contains("unknown placeholder {{nme}}"));
+        assert!(Text::compile("Hi {{name").unwrap_err().contains("unclosed"));
+        assert!(Text::compile("{{attributes.}}").is_err());
+        assert!(Text::compile("{{attributes.a b}}").is_err());
+    }
+
+    #[test]
+    fn locale_choice_order() {
+        let ls = vec![("en".to_string(), ()), ("es".to_string(), ()), ("zh".to_string(), ())];
+        assert_eq!(choose_locale(&ls, "zh-CN", "en"), Some(2));
+        assert_eq!(choose_locale(&ls, "es", "en"), Some(1));
+        assert_eq!(choose_locale(&ls, "fr", "en"), Some(0));
+        assert_eq!(choose_locale(&ls, "fr", "es-MX"), Some(1));
+        let ls = vec![("es".to_string(), ()), ("zh-CN".to_string(), ())];
+        assert_eq!(choose_locale(&ls, "zh_cn", "en"), Some(1));
+        assert_eq!(choose_locale(&ls, "fr", "en"), Some(0));
+        assert!(choose_locale::<()>(&[], "en", "en").is_none());
+    }
+}

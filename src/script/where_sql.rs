@@ -1,0 +1,343 @@
+//! `audience { where = {…} }` → a parameterised SQL condition over `members m`.
+//!
+//! Values never enter the SQL text: every one is a `?` parameter. Tag tests use
+//! `m.id IN (SELECT member_id FROM member_tags WHERE tag …)`, which lets SQLite
+//! drive the query from the `(tag, member_id)` index when a tag is selective
+//! instead of probing once per member.
+
+use super::SqlFilter;
+use super::template::{is_locale_tag, valid_attribute_key};
+use crate::model::Platform;
+use crate::util::duration;
+use mlua::{Table, Value};
+use rusqlite::types::Value as Sql;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub(crate) const WHERE_KEYS: &[&str] = &[
+    "platform",
+    "channel",
+    "tags_all",
+    "tags_any",
+    "tags_none",
+    "subscribed",
+    "locale",
+    "last_interaction_within",
+    "attributes",
+];
+
+/// An attribute value to compare with.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AttrValue {
+    Text(String),
+    Integer(i64),
+    Real(f64),
+    Bool(bool),
+}
+
+/// A parsed `where` table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Where {
+    pub platform: Option<Vec<Platform>>,
+    pub channel: Option<Vec<String>>,
+    pub tags_all: Vec<String>,
+    pub tags_any: Option<Vec<String>>,
+    pub tags_none: Vec<String>,
+    pub subscribed: Option<bool>,
+    pub locale: Option<Vec<String>>,
+    pub last_interaction_within: Option<Duration>,
+    pub attributes: Vec<(String, Vec<AttrValue>)>,
+}
+
+/// Reads `where`; every problem is returned (one message each).
+pub(crate) fn parse(t: &Table) -> Result<Where, Vec<String>> {
+    let mut w = Where::default();
+    let mut errors = Vec::new();
+    for pair in t.pairs::<Value, Value>() {
+        let (k, v) = match pair {
+            Ok(kv) => kv,
+            Err(e) => {
+                errors.push(format!("where: {e}"));
+                continue;
+            }
+        };
+        let key = match &k {
+            Value::String(s) => s.to_string_lossy(),
+            other => {
+                errors.push(format!("where: keys must be names, found a {}", other.type_name()));
+                continue;
+            }
+        };
+        let r: Result<(), String> = (|| {
+            match key.as_str() {
+                "platform" => {
+                    let names = strings(&v)?;
+                    let mut out = Vec::new();
+                    for n in names {
+                        out.push(Platform::parse(&n).ok_or_else(|| {
+                            format!(
+                                "unknown platform {n:?} (platforms: {})",
+                                Platform::ALL.map(|p| p.as_str()).join(", ")
+                            )
+                        })?);
+                    }
+                    w.platform = Some(out);
+                }
+                "channel" => w.channel = Some(strings(&v)?),
+                "tags_all" => w.tags_all = strings(&v)?,
+                "tags_any" => w.tags_any = Some(strings(&v)?),
+                "tags_none" => w.tags_none = strings(&v)?,
+                "subscribed" => match v {
+                    Value::Boolean(b) => w.subscribed = Some(b),
+                    _ => return Err(format!("must be true or false, found {}", v.type_name())),
+                },
+                "locale" => {
+                    let ls = strings(&v)?;
+                    if let Some(bad) = ls.iter().find(|l| !is_locale_tag(l)) {
+                        return Err(format!("{bad:?} is not a locale like \"en\" or \"zh-CN\""));
+                    }
+                    w.locale = Some(ls);
+                }
+                "last_interaction_within" => match &v {
+                    Value::String(s) => {
+                        let d = duration::parse(&s.to_string_lossy())?;
+                        if d.is_zero() {
+                            return Err("must be longer than 0s".into());
+                        }
+                        w.last_interaction_within = Some(d);
+                    }
+                    _ => return Err("must be a duration like \"30d\" or \"12h\"".into()),
+                },
+                "attributes" => w.attributes = attributes(&v)?,
+                other => {
+                    return Err(format!(
+                        "unknown key {other:?} (where takes: {})",
+                        WHERE_KEYS.join(", ")
+                    ));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            if e.starts_with("unknown key") {
+                errors.push(format!("where: {e}"));
+            } else {
+                errors.push(format!("where.{key}: {e}"));
+            }
+        }
+    }
+    if errors.is_empty() { Ok(w) } else { Err(errors) }
+}
+
+/// A string, or a non-empty list of strings.
+fn strings(v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::String(s) => Ok(vec![s.to_str().map_err(|e| e.to_string())?.to_string()]),
+        Value::Table(t) => {
+            let mut out = Vec::new();
+            for item in t.sequence_values::<Value>() {
+                match item.map_err(|e| e.to_string())? {
+                    Value::String(s) => out.push(s.to_str().map_err(|e| e.to_string())?.to_string()),
+                    other => return Err(format!("list items must be strings, found {}", other.type_name())),
+                }
+            }
+            if out.is_empty() || out.len() != t.raw_len() || t.pairs::<Value, Value>().count() != out.len() {
+                return Err("must be a string or a non-empty list of strings".into());
+            }
+            Ok(out)
+        }
+        other => Err(format!("must be a string or a list of strings, found {}", other.type_name())),
+    }
+}
+
+fn attr_value(v: &Value) -> Result<AttrValue, String> {
+    match v {
+        Value::String(s) => Ok(AttrValue::Text(s.to_str().map_err(|e| e.to_string())?.to_string())),
+        Value::Integer(i) => Ok(AttrValue::Integer(*i)),
+        Value::Number(n) if n.is_finite() => Ok(AttrValue::Real(*n)),
+        Value::Boolean(b) => Ok(AttrValue::Bool(*b)),
+        other => Err(format!("values must be strings, numbers or booleans, found {}", other.type_name())),
+    }
+}
+
+fn attributes(v: &Value) -> Result<Vec<(String, Vec<AttrValue>)>, String> {
+    let Value::Table(t) = v else {
+        return Err("must be a table like { plan = \"pro\" }".into());
+    };
+    let mut out = BTreeMap::new();
+    for pair in t.pairs::<Value, Value>() {
+        let (k, v) = pair.map_err(|e| e.to_string())?;
+        let Value::String(k) = k else {
+            return Err("keys must be attribute names".into());
+        };
+        let key = k.to_string_lossy();
+        if !valid_attribute_key(&key) {
+            return Err(format!("{key:?} is not a valid attribute name (letters, digits, '_' or '-')"));
+        }
+        let values = match &v {
+            Value::Table(list) => {
+                let vals = list
+                    .sequence_values::<Value>()
+                    .map(|x| x.map_err(|e| e.to_string()).and_then(|x| attr_value(&x)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if vals.is_empty() {
+                    return Err(format!("{key}: an empty list matches nobody"));
+                }
+                vals
+            }
+            other => vec![attr_value(other).map_err(|e| format!("{key}: {e}"))?],
+        };
+        out.insert(key, values);
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Builds the SQL. `instances` maps each platform to its configured channel instances.
+pub(crate) fn to_sql(
+    w: &Where,
+    instances: &BTreeMap<Platform, Vec<String>>,
+) -> SqlFilter {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut params: Vec<Sql> = Vec::new();
+    let placeholders = |n: usize| vec!["?"; n].join(", ");
+
+    if let Some(ps) = &w.platform {
+        let chans: Vec<&String> = ps
+            .iter()
+            .flat_map(|p| instances.get(p).into_iter().flatten())
+            .collect();
+        if chans.is_empty() {
+            clauses.push("0".into());
+        } else {
+            clauses.push(format!("m.channel IN ({})", placeholders(chans.len())));
+            params.extend(chans.into_iter().map(|c| Sql::Text(c.clone())));
+        }
+    }
+    if let Some(cs) = &w.channel {
+        clauses.push(format!("m.channel IN ({})", placeholders(cs.len())));
+        params.extend(cs.iter().map(|c| Sql::Text(c.clone())));
+    }
+    for tag in &w.tags_all {
+        clauses.push("m.id IN (SELECT t.member_id FROM member_tags t WHERE t.tag = ?)".into());
+        params.push(Sql::Text(tag.clone()));
+    }
+    if let Some(tags) = &w.tags_any {
+        clauses.push(format!(
+            "m.id IN (SELECT t.member_id FROM member_tags t WHERE t.tag IN ({}))",
+            placeholders(tags.len())
+        ));
+        params.extend(tags.iter().map(|t| Sql::Text(t.clone())));
+    }
+    if !w.tags_none.is_empty() {
+        clauses.push(format!(
+            "m.id NOT IN (SELECT t.member_id FROM member_tags t WHERE t.tag IN ({}))",
+            placeholders(w.tags_none.len())
+        ));
+        params.extend(w.tags_none.iter().map(|t| Sql::Text(t.clone())));
+    }
+    if let Some(s) = w.subscribed {
+        clauses.push("m.subscribed = ?".into());
+        params.push(Sql::Integer(s as i64));
+    }
+    if let Some(ls) = &w.locale {
+        // A bare language ("zh") also matches its regional forms ("zh-CN", "zh_TW").
+        let mut any = Vec::new();
+        for l in ls {
+            let l = l.to_ascii_lowercase().replace('_', "-");
+            any.push("replace(lower(m.locale), '_', '-') = ?".to_string());
+            params.push(Sql::Text(l.clone()));
+            if !l.contains('-') {
+                any.push(format!(
+                    "replace(lower(substr(m.locale, 1, {})), '_', '-') = ?",
+                    l.len() + 1
+                ));
+                params.push(Sql::Text(format!("{l}-")));
+            }
+        }
+        clauses.push(format!("({})", any.join(" OR ")));
+    }
+    if let Some(d) = w.last_interaction_within {
+        // Evaluated when the query runs, not when the script loaded.
+        clauses.push("m.last_interaction_at >= (unixepoch('now') * 1000 - ?)".into());
+        params.push(Sql::Integer(d.as_millis().min(i64::MAX as u128) as i64));
+    }
+    for (key, values) in &w.attributes {
+        let path = format!("$.\"{key}\"");
+        let mut any = Vec::new();
+        for v in values {
+            match v {
+                AttrValue::Bool(b) => {
+                    any.push("json_type(m.attributes, ?) = ?".to_string());
+                    params.push(Sql::Text(path.clone()));
+                    params.push(Sql::Text(if *b { "true" } else { "false" }.into()));
+                }
+                AttrValue::Text(s) => {
+                    any.push("json_type(m.attributes, ?) = 'text' AND json_extract(m.attributes, ?) = ?".to_string());
+                    params.push(Sql::Text(path.clone()));
+                    params.push(Sql::Text(path.clone()));
+                    params.push(Sql::Text(s.clone()));
+                }
+                AttrValue::Integer(i) => {
+                    any.push("json_type(m.attributes, ?) IN ('integer', 'real') AND json_extract(m.attributes, ?) = ?".to_string());
+                    params.push(Sql::Text(path.clone()));
+                    params.push(Sql::Text(path.clone()));
+                    params.push(Sql::Integer(*i));
+                }
+                AttrValue::Real(r) => {
+                    any.push("json_type(m.attributes, ?) IN ('integer', 'real') AND json_extract(m.attributes, ?) = ?".to_string());
+                    params.push(Sql::Text(path.clone()));
+                    params.push(Sql::Text(path.clone()));
+                    params.push(Sql::Real(*r));
+                }
+            }
+        }
+        clauses.push(format!("(({}))", any.join(") OR (")));
+    }
+
+    let sql = if clauses.is_empty() {
+        "1".to_string()
+    } else {
+        clauses
+            .into_iter()
+            .map(|c| format!("({c})"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    SqlFilter { sql, params }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_where_matches_all() {
+        let f = to_sql(&Where::default(), &BTreeMap::new());
+        assert_eq!(f.sql, "1");
+        assert!(f.params.is_empty());
+    }
+
+    #[test]
+    fn values_are_parameters_never_sql_text() {
+        let w = Where {
+            channel: Some(vec!["x'); DROP TABLE members; --".into()]),
+            tags_all: vec!["a'b".into()],
+            attributes: vec![("plan".into(), vec![AttrValue::Text("p'ro".into())])],
+            ..Where::default()
+        };
+        let f = to_sql(&w, &BTreeMap::new());
+        assert!(!f.sql.contains("DROP"), "{}", f.sql);
+        assert!(!f.sql.contains("a'b"), "{}", f.sql);
+        assert!(!f.sql.contains("p'ro"), "{}", f.sql);
+        assert_eq!(f.sql.matches('?').count(), f.params.len());
+    }
+
+    #[test]
+    fn platform_without_instances_matches_nobody() {
+        let w = Where {
+            platform: Some(vec![Platform::Whatsapp]),
+            ..Where::default()
+        };
+        assert_eq!(to_sql(&w, &BTreeMap::new()).sql, "(0)");
+    }
+}
