@@ -60,3 +60,13 @@ pub enum WebhookError {
     #[error("method not allowed")]
     MethodNotAllowed,
 }
+
+pub mod custom;
+pub mod messenger;
+pub mod meta;
+pub mod signature;
+pub mod slack;
+pub mod telegram;
+pub mod webhook;
+pub mod wechat;
+pub mod whatsapp;

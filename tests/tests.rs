@@ -1,0 +1,5 @@
+//! The one integration-test crate (see STYLE.md): shared helpers in
+//! `support`, one module per area.
+
+mod receipts;
+mod support;
