@@ -130,3 +130,13 @@ pub async fn run_applier(d: Arc<Daemon>, mut rx: mpsc::Receiver<ChannelEvent>) {
         }
     }
 }
+
+pub mod custom;
+pub mod messenger;
+pub mod meta;
+pub mod signature;
+pub mod slack;
+pub mod telegram;
+pub mod webhook;
+pub mod wechat;
+pub mod whatsapp;
