@@ -6,6 +6,19 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod custom;
+pub mod factory;
+pub(crate) mod http;
+pub mod instagram;
+pub mod messenger;
+pub(crate) mod meta;
+pub mod slack;
+pub mod telegram;
+pub mod wechat;
+pub mod whatsapp;
+
+pub use factory::build;
+
 /// Who a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
