@@ -59,10 +59,17 @@ impl Daemon {
         };
         let channels = build_channels(&config, &channel_ctx)?;
         let last_gen: i64 = store.read_blocking(|c| {
-            Ok(c.query_row("SELECT coalesce(max(id), 0) FROM script_generations", [], |r| r.get(0))?)
+            Ok(c.query_row(
+                "SELECT coalesce(max(id), 0) FROM script_generations",
+                [],
+                |r| r.get(0),
+            )?)
         })?;
         Ok(Daemon {
-            dispatcher: Dispatcher::new(config.dispatch.rate_per_minute, config.dispatch.concurrency),
+            dispatcher: Dispatcher::new(
+                config.dispatch.rate_per_minute,
+                config.dispatch.concurrency,
+            ),
             config: ArcSwap::from_pointee(config),
             config_loaded_at: AtomicI64::new(now_ms()),
             store,
@@ -212,13 +219,21 @@ impl Daemon {
                             status.ok = false;
                             status.errors = vec![format!("{e:#}")];
                             self.metrics.record_reload(false);
-                            self.audit(uid, "reload.config", Some(&current.path.display().to_string()), false, Some(format!("{e:#}"))).await;
+                            self.audit(
+                                uid,
+                                "reload.config",
+                                Some(&current.path.display().to_string()),
+                                false,
+                                Some(format!("{e:#}")),
+                            )
+                            .await;
                             self.set_reload(&self.last_config_reload, &status);
                             return status;
                         }
                     }
                 }
-                self.dispatcher.apply_config(new.dispatch.rate_per_minute, new.dispatch.concurrency);
+                self.dispatcher
+                    .apply_config(new.dispatch.rate_per_minute, new.dispatch.concurrency);
                 let mut applied = (*current).clone();
                 applied.dispatch = new.dispatch;
                 applied.scripts = new.scripts;
@@ -277,31 +292,7 @@ impl Daemon {
     }
 
     fn script_env(&self) -> ScriptEnv {
-        let cfg = self.config();
-        let channels: BTreeMap<String, ChannelInfo> = cfg
-            .channels
-            .iter()
-            .map(|(name, c)| {
-                (
-                    name.clone(),
-                    ChannelInfo {
-                        platform: c.kind,
-                        service_window: c.service_window.unwrap_or(Duration::from_secs(24 * 3600)),
-                    },
-                )
-            })
-            .collect();
-        let set = self.channels();
-        ScriptEnv {
-            channels,
-            default_locale: cfg.scripts.default_locale.clone(),
-            validate: Arc::new(move |channel: &str, outbound: &crate::model::Outbound| {
-                match set.get(channel) {
-                    Some(c) => c.validate(outbound),
-                    None => Ok(()),
-                }
-            }),
-        }
+        script_env(&self.config(), self.channels())
     }
 
     /// Builds a new script generation and swaps it in only if it validates.
@@ -313,15 +304,16 @@ impl Daemon {
         let env = self.script_env();
         let limits = ScriptLimits::from_config(&cfg);
         let dir = cfg.scripts.dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || Generation::load(number, &dir, &limits, &env))
-            .await
-            .unwrap_or_else(|e| {
-                Err(vec![script::ScriptError {
-                    location: None,
-                    function: None,
-                    message: format!("script loader crashed: {e}"),
-                }])
-            });
+        let loaded =
+            tokio::task::spawn_blocking(move || Generation::load(number, &dir, &limits, &env))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(vec![script::ScriptError {
+                        location: None,
+                        function: None,
+                        message: format!("script loader crashed: {e}"),
+                    }])
+                });
         let mut status = ReloadStatus {
             at: fmt_ms(now_ms()),
             what: "scripts".into(),
@@ -350,7 +342,14 @@ impl Daemon {
                 self.generation.store(Some(generation.clone()));
                 tracing::info!(generation = number, hash = %&hash[..hash.len().min(12)], files = files.len(), "scripts loaded");
                 self.metrics.record_reload(true);
-                self.audit(uid, "reload.scripts", Some(&dir_text), true, Some(format!("generation {number}, hash {hash}"))).await;
+                self.audit(
+                    uid,
+                    "reload.scripts",
+                    Some(&dir_text),
+                    true,
+                    Some(format!("generation {number}, hash {hash}")),
+                )
+                .await;
                 self.create_script_pushes(&generation).await;
                 self.dispatcher.wake();
             }
@@ -372,7 +371,8 @@ impl Daemon {
                     })
                     .await;
                 self.metrics.record_reload(false);
-                self.audit(uid, "reload.scripts", Some(&dir_text), false, Some(joined)).await;
+                self.audit(uid, "reload.scripts", Some(&dir_text), false, Some(joined))
+                    .await;
             }
         }
         self.set_reload(&self.last_script_reload, &status);
@@ -395,8 +395,14 @@ impl Daemon {
                 rate_per_minute: def.rate_per_minute,
                 batch_size: def.batch.as_ref().map(|b| b.size),
                 batch_every_ms: def.batch.as_ref().map(|b| b.every.as_millis() as i64),
-                window_from: def.send_window.as_ref().map(|w| w.from.format("%H:%M").to_string()),
-                window_to: def.send_window.as_ref().map(|w| w.to.format("%H:%M").to_string()),
+                window_from: def
+                    .send_window
+                    .as_ref()
+                    .map(|w| w.from.format("%H:%M").to_string()),
+                window_to: def
+                    .send_window
+                    .as_ref()
+                    .map(|w| w.to.format("%H:%M").to_string()),
                 retry_of: None,
                 created_by: None,
             };
@@ -413,12 +419,76 @@ impl Daemon {
             match created {
                 Ok(Some(p)) => {
                     tracing::info!(push = p.id, name = %name, "push created from scripts");
-                    self.audit(None, "push.create", Some(&name), true, Some(format!("from scripts, generation {}", g.number))).await;
+                    self.audit(
+                        None,
+                        "push.create",
+                        Some(&name),
+                        true,
+                        Some(format!("from scripts, generation {}", g.number)),
+                    )
+                    .await;
                 }
                 Ok(None) => {}
-                Err(e) => tracing::error!(name = %name, error = %e, "cannot create push from scripts"),
+                Err(e) => {
+                    tracing::error!(name = %name, error = %e, "cannot create push from scripts")
+                }
             }
         }
+    }
+}
+
+/// What scripts see of the configuration: channels (kind, service window),
+/// the default locale, and each channel's message validator.
+pub fn script_env(cfg: &Config, set: Arc<ChannelSet>) -> ScriptEnv {
+    let channels: BTreeMap<String, ChannelInfo> = cfg
+        .channels
+        .iter()
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                ChannelInfo {
+                    platform: c.kind,
+                    service_window: c.service_window.unwrap_or(Duration::from_secs(24 * 3600)),
+                },
+            )
+        })
+        .collect();
+    ScriptEnv {
+        channels,
+        default_locale: cfg.scripts.default_locale.clone(),
+        validate: Arc::new(move |channel: &str, outbound: &crate::model::Outbound| {
+            match set.get(channel) {
+                Some(c) => c.validate(outbound),
+                None => Ok(()),
+            }
+        }),
+    }
+}
+
+/// `pushd check`: validates config and scripts offline; returns every problem.
+pub fn check(config_path: Option<&Path>) -> Vec<String> {
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => return vec![format!("{e:#}")],
+    };
+    let (tx, _rx) = mpsc::channel(1);
+    let ctx = match channel::http_client() {
+        Ok(http) => ChannelContext {
+            http,
+            send_timeout: config.dispatch.send_timeout,
+            receipts: tx,
+        },
+        Err(e) => return vec![e],
+    };
+    let set = match build_channels(&config, &ctx) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return vec![format!("{}: {e:#}", config.path.display())],
+    };
+    let env = script_env(&config, set);
+    let limits = ScriptLimits::from_config(&config);
+    match Generation::load(0, &config.scripts.dir, &limits, &env) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
     }
 }
 
@@ -426,8 +496,8 @@ impl Daemon {
 pub fn build_channels(config: &Config, ctx: &ChannelContext) -> anyhow::Result<ChannelSet> {
     let mut set = ChannelSet::new();
     for (name, cfg) in &config.channels {
-        let ch = channel::build(name, cfg, ctx)
-            .map_err(|e| anyhow::anyhow!("channels.{name}: {e}"))?;
+        let ch =
+            channel::build(name, cfg, ctx).map_err(|e| anyhow::anyhow!("channels.{name}: {e}"))?;
         set.insert(name.clone(), ch);
     }
     Ok(set)
@@ -463,8 +533,12 @@ pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
 
 /// `pushd serve`: runs until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = Store::open(&config.database_path)
-        .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
+    let store = Store::open(&config.database_path).with_context(|| {
+        format!(
+            "cannot open the database {}",
+            config.database_path.display()
+        )
+    })?;
     let mode = config.control.mode_bits().map_err(anyhow::Error::msg)?;
     let listener = server::bind(&config.socket_path, mode, config.control.group.as_deref()).await?;
     let socket_path = config.socket_path.clone();
@@ -544,7 +618,9 @@ async fn seed_simulator_members(d: &Arc<Daemon>) {
         }
         let rows = channel::simulator::seed_members(name, n, now_ms());
         match d.store.write(move |c| members::upsert_rows(c, &rows)).await {
-            Ok((ins, _)) => tracing::info!(channel = %name, members = ins, "seeded simulator members"),
+            Ok((ins, _)) => {
+                tracing::info!(channel = %name, members = ins, "seeded simulator members")
+            }
             Err(e) => tracing::error!(error = %e, "cannot seed simulator members"),
         }
     }
@@ -585,7 +661,11 @@ async fn prune_events(d: Arc<Daemon>) {
     loop {
         let keep = d.config().receipts.event_retention.as_millis() as i64;
         let cutoff = now_ms() - keep;
-        match d.store.write(move |c| crate::store::events::prune(c, cutoff)).await {
+        match d
+            .store
+            .write(move |c| crate::store::events::prune(c, cutoff))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned old inbound events"),
             Err(e) => tracing::warn!(error = %e, "cannot prune old events"),

@@ -3,13 +3,16 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pushd::analytics::render as report_render;
 use pushd::control::client::Client;
 use pushd::control::protocol::*;
 use pushd::control::render;
 use pushd::daemon;
 use serde::de::DeserializeOwned;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +40,14 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    Html,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon in the foreground (SIGTERM drains, SIGHUP reloads).
@@ -44,10 +55,53 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Validate config and scripts without a daemon; non-zero exit on any problem.
+    Check,
     /// Uptime, config and script generation, pushes with progress and ETA.
     Status,
     /// Reload config.toml and the scripts now.
     Reload,
+    /// Manage pushes.
+    Push {
+        #[command(subcommand)]
+        command: PushCommand,
+    },
+    /// Audiences: preview (nothing sent).
+    Audience {
+        #[command(subcommand)]
+        command: AudienceCommand,
+    },
+    /// Key indicators of a push (Sent Success/Fail, Read & Interacted, ...).
+    Report {
+        push: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Failed recipients grouped by error class and code.
+    Failures {
+        push: String,
+        /// Sample recipients per group.
+        #[arg(long, default_value_t = 5)]
+        samples: u32,
+    },
+    /// Detailed report: one CSV row per recipient.
+    Export {
+        push: String,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// A static audience of a push's failed recipients, to push again.
+    RetryAudience {
+        push: String,
+        #[arg(long)]
+        name: String,
+        /// Only failures worth retrying as they are.
+        #[arg(long, value_parser = ["transient"])]
+        only: Option<String>,
+    },
     /// Members: import from CSV or JSON lines.
     Members {
         #[command(subcommand)]
@@ -55,6 +109,79 @@ enum Command {
     },
     /// Who changed what, when.
     Audit(AuditArgs),
+    /// The message log: sends and inbound webhook events, newest first.
+    Events {
+        #[arg(long)]
+        push: Option<String>,
+        /// Member id or channel:channel_user_id.
+        #[arg(long)]
+        member: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum PushCommand {
+    /// Create a push (starts now unless --at).
+    Create {
+        #[arg(long)]
+        audience: String,
+        #[arg(long)]
+        template: String,
+        /// Unique name (default: audience + timestamp).
+        #[arg(long)]
+        name: Option<String>,
+        /// "now" or an RFC 3339 time.
+        #[arg(long)]
+        at: Option<String>,
+        /// Messages per minute for this push (the global rate still caps it).
+        #[arg(long)]
+        rate: Option<u32>,
+        #[arg(long, requires = "batch_every")]
+        batch_size: Option<u32>,
+        /// e.g. "1h".
+        #[arg(long, requires = "batch_size")]
+        batch_every: Option<String>,
+        /// Send window start, HH:MM in each member's timezone.
+        #[arg(long, requires = "window_to")]
+        window_from: Option<String>,
+        #[arg(long, requires = "window_from")]
+        window_to: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    Show {
+        push: String,
+        /// Draw a live progress bar until the push finishes.
+        #[arg(long)]
+        follow: bool,
+    },
+    Pause {
+        push: String,
+    },
+    Resume {
+        push: String,
+    },
+    Cancel {
+        push: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AudienceCommand {
+    /// Size and sample rendered messages; nothing is sent.
+    Preview {
+        name: String,
+        #[arg(long, default_value_t = 5)]
+        limit: u32,
+        #[arg(long)]
+        template: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,18 +238,174 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Serve { log_format } = cli.command {
-        init_logging(log_format);
-        let config = daemon::load_config(cli.config.as_deref())?;
-        daemon::serve(config).await?;
-        return Ok(ExitCode::SUCCESS);
+    match &cli.command {
+        Command::Serve { log_format } => {
+            init_logging(*log_format);
+            let config = daemon::load_config(cli.config.as_deref())?;
+            daemon::serve(config).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Check => {
+            let path = cli.config.clone();
+            let problems = tokio::task::spawn_blocking(move || daemon::check(path.as_deref()))
+                .await
+                .context("check crashed")?;
+            if problems.is_empty() {
+                println!("ok: config and scripts are valid");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem(s)", problems.len());
+            return Ok(ExitCode::FAILURE);
+        }
+        _ => {}
     }
     let socket = socket_path(&cli)?;
-    let json = cli.json;
-    let request = match &cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
+    let request = build_request(&cli.command)?;
+    let mut client = Client::connect(&socket).await?;
+
+    if let Command::Export { output, .. } = &cli.command {
+        return export(&mut client, &request, output, cli.json).await;
+    }
+    if let Command::Push {
+        command: PushCommand::Show { follow: true, .. },
+    } = &cli.command
+    {
+        return follow(&mut client, &request).await;
+    }
+
+    let resp = client.call(&request).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&resp)?);
+        return Ok(if resp.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    if !resp.ok {
+        // Some failures carry data worth showing (e.g. the rejected import rows).
+        if let (Request::MembersImport(_), Some(_)) = (&request, &resp.data) {
+            print!("{}", render::import(&data::<ImportData>(&resp)?));
+        }
+        let e = resp.error.as_ref();
+        bail!(
+            "{} ({})",
+            e.map(|e| e.message.as_str()).unwrap_or("request failed"),
+            e.map(|e| e.code.as_str()).unwrap_or("error")
+        );
+    }
+    let text = match (&cli.command, &request) {
+        (_, Request::Status(_)) => render::status(&data(&resp)?),
+        (_, Request::Reload(_)) => render::reload(&data(&resp)?),
+        (_, Request::MembersImport(_)) => render::import(&data(&resp)?),
+        (_, Request::AuditList(_)) => render::audit(&data(&resp)?),
+        (_, Request::PushCreate(_)) => render::push_created(&data(&resp)?),
+        (_, Request::PushList(_)) => render::pushes(&data::<PushListData>(&resp)?.pushes),
+        (
+            _,
+            Request::PushShow(_)
+            | Request::PushPause(_)
+            | Request::PushResume(_)
+            | Request::PushCancel(_),
+        ) => render::push_detail(&data::<PushShowData>(&resp)?.push),
+        (Command::Report { format, output, .. }, Request::PushReport(a)) => {
+            let report: ReportData = data(&resp)?;
+            let text = match format {
+                ReportFormat::Table => report_render::text(&report),
+                ReportFormat::Json => serde_json::to_string_pretty(&resp.data)? + "\n",
+                ReportFormat::Csv => report_render::csv(&report),
+                ReportFormat::Html => {
+                    let f = client
+                        .call(&Request::PushFailures(PushFailuresArgs {
+                            push: a.push.clone(),
+                            samples: Some(5),
+                        }))
+                        .await?;
+                    let failures: FailuresData = data(&f)?;
+                    report_render::html(&report, &failures.groups)
+                }
+            };
+            match output {
+                Some(path) => {
+                    std::fs::write(path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    format!("wrote {}\n", path.display())
+                }
+                None => text,
+            }
+        }
+        (_, Request::PushFailures(_)) => render::failures(&data(&resp)?),
+        (_, Request::AudiencePreview(_)) => render::preview(&data(&resp)?),
+        (_, Request::AudienceRetry(_)) => render::retry_audience(&data(&resp)?),
+        (_, Request::EventsList(_)) => render::events(&data(&resp)?),
+        _ => serde_json::to_string_pretty(&resp.data)? + "\n",
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_request(command: &Command) -> Result<Request> {
+    Ok(match command {
+        Command::Serve { .. } | Command::Check => bail!("not a client command"),
         Command::Status => Request::Status(StatusArgs {}),
         Command::Reload => Request::Reload(ReloadArgs {}),
+        Command::Push { command } => match command {
+            PushCommand::Create {
+                audience,
+                template,
+                name,
+                at,
+                rate,
+                batch_size,
+                batch_every,
+                window_from,
+                window_to,
+            } => Request::PushCreate(PushCreateArgs {
+                audience: audience.clone(),
+                template: template.clone(),
+                name: name.clone(),
+                at: at.clone(),
+                rate_per_minute: *rate,
+                batch_size: *batch_size,
+                batch_every: batch_every.clone(),
+                window_from: window_from.clone(),
+                window_to: window_to.clone(),
+            }),
+            PushCommand::List { status, limit } => Request::PushList(PushListArgs {
+                status: status.clone(),
+                limit: Some(*limit),
+            }),
+            PushCommand::Show { push, .. } => Request::PushShow(PushRef { push: push.clone() }),
+            PushCommand::Pause { push } => Request::PushPause(PushRef { push: push.clone() }),
+            PushCommand::Resume { push } => Request::PushResume(PushRef { push: push.clone() }),
+            PushCommand::Cancel { push } => Request::PushCancel(PushRef { push: push.clone() }),
+        },
+        Command::Audience {
+            command:
+                AudienceCommand::Preview {
+                    name,
+                    limit,
+                    template,
+                },
+        } => Request::AudiencePreview(AudiencePreviewArgs {
+            name: name.clone(),
+            limit: Some(*limit),
+            template: template.clone(),
+        }),
+        Command::Report { push, .. } => Request::PushReport(PushRef { push: push.clone() }),
+        Command::Failures { push, samples } => Request::PushFailures(PushFailuresArgs {
+            push: push.clone(),
+            samples: Some(*samples),
+        }),
+        Command::Export { push, .. } => Request::PushExport(PushRef { push: push.clone() }),
+        Command::RetryAudience { push, name, only } => Request::AudienceRetry(AudienceRetryArgs {
+            push: push.clone(),
+            name: name.clone(),
+            only: only.clone(),
+        }),
         Command::Members {
             command: MembersCommand::Import { file, skip_invalid },
         } => {
@@ -138,41 +421,98 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             limit: Some(a.limit),
             action: a.action.clone(),
         }),
-    };
-    let mut client = Client::connect(&socket).await?;
-    let resp = client.call(&request).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&resp)?);
-        return Ok(exit_code(&resp));
-    }
-    if !resp.ok {
-        // Some failures carry data worth showing (e.g. the rejected import rows).
-        if let (Request::MembersImport(_), Some(_)) = (&request, &resp.data) {
-            print!("{}", render::import(&data::<ImportData>(&resp)?));
-        }
-        let e = resp.error.as_ref();
-        bail!(
-            "{} ({})",
-            e.map(|e| e.message.as_str()).unwrap_or("request failed"),
-            e.map(|e| e.code.as_str()).unwrap_or("error")
-        );
-    }
-    let text = match &request {
-        Request::Status(_) => render::status(&data(&resp)?),
-        Request::Reload(_) => render::reload(&data(&resp)?),
-        Request::MembersImport(_) => render::import(&data(&resp)?),
-        Request::AuditList(_) => render::audit(&data(&resp)?),
-        _ => serde_json::to_string_pretty(&resp.data)?,
-    };
-    print!("{text}");
-    Ok(ExitCode::SUCCESS)
+        Command::Events {
+            push,
+            member,
+            limit,
+        } => Request::EventsList(EventsListArgs {
+            push: push.clone(),
+            member: member.clone(),
+            limit: Some(*limit),
+        }),
+    })
 }
 
-fn exit_code(resp: &Response) -> ExitCode {
-    if resp.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+/// Streams the export into `output` (written to a temp file, renamed at the end).
+async fn export(
+    client: &mut Client,
+    req: &Request,
+    output: &PathBuf,
+    json: bool,
+) -> Result<ExitCode> {
+    client.send(req).await?;
+    let tmp = output.with_extension("csv.partial");
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+    );
+    loop {
+        let resp = client.recv().await?;
+        if !resp.ok {
+            let _ = std::fs::remove_file(&tmp);
+            let e = resp.error.unwrap_or(ErrorBody {
+                code: "error".into(),
+                message: "export failed".into(),
+            });
+            bail!("{} ({})", e.message, e.code);
+        }
+        let chunk: ExportData = data(&resp)?;
+        file.write_all(chunk.csv.as_bytes())?;
+        if !resp.more {
+            file.flush()?;
+            drop(file);
+            std::fs::rename(&tmp, output)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            let rows = chunk.rows.unwrap_or(0);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "data": {"rows": rows, "path": output}})
+                );
+            } else {
+                println!("wrote {rows} row(s) to {}", output.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+/// `push show --follow`: a live progress bar until the push finishes.
+async fn follow(client: &mut Client, req: &Request) -> Result<ExitCode> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    loop {
+        let resp = client.call(req).await?;
+        if !resp.ok {
+            bar.abandon();
+            let e = resp.error.as_ref();
+            bail!(
+                "{}",
+                e.map(|e| e.message.as_str()).unwrap_or("request failed")
+            );
+        }
+        let d: PushShowData = data(&resp)?;
+        let p = &d.push;
+        bar.set_prefix(format!("{} {}", p.name, p.status));
+        bar.set_length(p.recipients);
+        bar.set_position(p.sent + p.failed);
+        bar.set_message(format!(
+            "sent {} failed {} · {:.0}/min · ETA {}",
+            p.sent,
+            p.failed,
+            p.current_rate,
+            p.eta.as_deref().unwrap_or("-")
+        ));
+        if matches!(p.status.as_str(), "completed" | "cancelled") {
+            bar.finish();
+            println!();
+            print!("{}", report_render::text(&d.report));
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

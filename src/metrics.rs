@@ -75,39 +75,77 @@ impl Metrics {
 
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP pushd_sends_total Send attempts by channel and outcome.");
+        let _ = writeln!(
+            out,
+            "# HELP pushd_sends_total Send attempts by channel and outcome."
+        );
         let _ = writeln!(out, "# TYPE pushd_sends_total counter");
         if let Ok(m) = self.sends.lock() {
             for ((ch, outcome), n) in m.iter() {
-                let _ = writeln!(out, "pushd_sends_total{{channel=\"{}\",outcome=\"{outcome}\"}} {n}", esc(ch));
+                let _ = writeln!(
+                    out,
+                    "pushd_sends_total{{channel=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    esc(ch)
+                );
             }
         }
-        let _ = writeln!(out, "# HELP pushd_retries_total Retries scheduled after transient failures.");
+        let _ = writeln!(
+            out,
+            "# HELP pushd_retries_total Retries scheduled after transient failures."
+        );
         let _ = writeln!(out, "# TYPE pushd_retries_total counter");
         if let Ok(m) = self.retries.lock() {
             for (ch, n) in m.iter() {
                 let _ = writeln!(out, "pushd_retries_total{{channel=\"{}\"}} {n}", esc(ch));
             }
         }
-        let _ = writeln!(out, "# HELP pushd_webhook_events_total Inbound events applied, by kind.");
+        let _ = writeln!(
+            out,
+            "# HELP pushd_webhook_events_total Inbound events applied, by kind."
+        );
         let _ = writeln!(out, "# TYPE pushd_webhook_events_total counter");
         if let Ok(m) = self.events.lock() {
             for ((ch, kind), n) in m.iter() {
-                let _ = writeln!(out, "pushd_webhook_events_total{{channel=\"{}\",kind=\"{kind}\"}} {n}", esc(ch));
+                let _ = writeln!(
+                    out,
+                    "pushd_webhook_events_total{{channel=\"{}\",kind=\"{kind}\"}} {n}",
+                    esc(ch)
+                );
             }
         }
-        let _ = writeln!(out, "# HELP pushd_webhook_rejected_total Webhook requests refused, by HTTP status.");
+        let _ = writeln!(
+            out,
+            "# HELP pushd_webhook_rejected_total Webhook requests refused, by HTTP status."
+        );
         let _ = writeln!(out, "# TYPE pushd_webhook_rejected_total counter");
         if let Ok(m) = self.webhook_rejects.lock() {
             for ((ch, status), n) in m.iter() {
-                let _ = writeln!(out, "pushd_webhook_rejected_total{{channel=\"{}\",status=\"{status}\"}} {n}", esc(ch));
+                let _ = writeln!(
+                    out,
+                    "pushd_webhook_rejected_total{{channel=\"{}\",status=\"{status}\"}} {n}",
+                    esc(ch)
+                );
             }
         }
-        let _ = writeln!(out, "# HELP pushd_reloads_total Config and script reload attempts by result.");
+        let _ = writeln!(
+            out,
+            "# HELP pushd_reloads_total Config and script reload attempts by result."
+        );
         let _ = writeln!(out, "# TYPE pushd_reloads_total counter");
-        let _ = writeln!(out, "pushd_reloads_total{{result=\"ok\"}} {}", self.reloads_ok.load(Ordering::Relaxed));
-        let _ = writeln!(out, "pushd_reloads_total{{result=\"failed\"}} {}", self.reloads_failed.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP pushd_queue_depth Recipients not yet in a final state, over all pushes.");
+        let _ = writeln!(
+            out,
+            "pushd_reloads_total{{result=\"ok\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "pushd_reloads_total{{result=\"failed\"}} {}",
+            self.reloads_failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP pushd_queue_depth Recipients not yet in a final state, over all pushes."
+        );
         let _ = writeln!(out, "# TYPE pushd_queue_depth gauge");
         let _ = writeln!(out, "pushd_queue_depth {}", g.queue_depth);
         let _ = writeln!(out, "# HELP pushd_pushes Pushes by status.");
@@ -123,5 +161,7 @@ impl Metrics {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -28,10 +28,39 @@ pub const HEADER: &[&str] = &[
 /// Bytes per chunk handed to `emit`.
 const CHUNK: usize = 64 * 1024;
 
+/// A buffer the CSV writer appends to and the streamer drains.
+#[derive(Clone, Default)]
+struct SharedBuf(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+    fn take(&self) -> String {
+        let bytes = std::mem::take(&mut *self.0.borrow_mut());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
 /// Writes the CSV in chunks; `emit` returns false to stop (client gone).
 /// Returns the number of rows written.
-pub fn stream(conn: &Connection, push: PushId, mut emit: impl FnMut(String) -> bool) -> Result<u64> {
-    let mut w = csv::WriterBuilder::new().from_writer(Vec::with_capacity(CHUNK + 4096));
+pub fn stream(
+    conn: &Connection,
+    push: PushId,
+    mut emit: impl FnMut(String) -> bool,
+) -> Result<u64> {
+    let buf = SharedBuf::default();
+    let mut w = csv::WriterBuilder::new().from_writer(buf.clone());
     let csv_err = |e: csv::Error| StoreError::Sqlite(format!("csv: {e}"));
     w.write_record(HEADER).map_err(csv_err)?;
     let mut stmt = conn.prepare(
@@ -72,18 +101,17 @@ pub fn stream(conn: &Connection, push: PushId, mut emit: impl FnMut(String) -> b
         ])
         .map_err(csv_err)?;
         n += 1;
-        if w.get_ref().len() >= CHUNK {
+        if buf.len() >= CHUNK {
             w.flush().map_err(|e| StoreError::Io(e.to_string()))?;
-            let buf = std::mem::take(w.get_mut());
-            if !emit(String::from_utf8_lossy(&buf).into_owned()) {
+            if !emit(buf.take()) {
                 return Ok(n);
             }
         }
     }
     w.flush().map_err(|e| StoreError::Io(e.to_string()))?;
-    let buf = std::mem::take(w.get_mut());
-    if !buf.is_empty() {
-        emit(String::from_utf8_lossy(&buf).into_owned());
+    let rest = buf.take();
+    if !rest.is_empty() {
+        emit(rest);
     }
     Ok(n)
 }

@@ -14,10 +14,18 @@ fn rows(r: &Report) -> Vec<(&'static str, u64, f64)> {
     let p = &r.percent;
     vec![
         ("Sent Success", r.sent_success, p.sent_success),
-        ("  Read & Interacted", r.read_and_interacted, p.read_and_interacted),
+        (
+            "  Read & Interacted",
+            r.read_and_interacted,
+            p.read_and_interacted,
+        ),
         ("  Read Only", r.read_only, p.read_only),
         ("  Interacted Only", r.interacted_only, p.interacted_only),
-        ("  Not Read / Interacted", r.not_read_or_interacted, p.not_read_or_interacted),
+        (
+            "  Not Read / Interacted",
+            r.not_read_or_interacted,
+            p.not_read_or_interacted,
+        ),
         ("Sent Fail", r.sent_fail, p.sent_fail),
     ]
 }
@@ -30,8 +38,14 @@ pub fn text(r: &Report) -> String {
         ("audience", r.audience.clone()),
         ("template", r.template.clone()),
         ("start at", r.start_at.clone()),
-        ("started at", r.started_at.clone().unwrap_or_else(|| "-".into())),
-        ("finish at", r.finished_at.clone().unwrap_or_else(|| "-".into())),
+        (
+            "started at",
+            r.started_at.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "finish at",
+            r.finished_at.clone().unwrap_or_else(|| "-".into()),
+        ),
         ("recipients", r.recipients.to_string()),
         ("skipped", r.skipped.to_string()),
         ("cancelled", r.cancelled.to_string()),
@@ -48,7 +62,10 @@ pub fn text(r: &Report) -> String {
             vec![name.to_string(), n.to_string(), format!("{p:.1}%"), bar]
         })
         .collect();
-    out.push_str(&table::render(&["INDICATOR", ">COUNT", ">PERCENT", ""], &body));
+    out.push_str(&table::render(
+        &["INDICATOR", ">COUNT", ">PERCENT", ""],
+        &body,
+    ));
     out
 }
 
@@ -59,10 +76,18 @@ pub fn csv(r: &Report) -> String {
         ("recipients", r.recipients, 100.0),
         ("sent_success", r.sent_success, p.sent_success),
         ("sent_fail", r.sent_fail, p.sent_fail),
-        ("read_and_interacted", r.read_and_interacted, p.read_and_interacted),
+        (
+            "read_and_interacted",
+            r.read_and_interacted,
+            p.read_and_interacted,
+        ),
         ("read_only", r.read_only, p.read_only),
         ("interacted_only", r.interacted_only, p.interacted_only),
-        ("not_read_or_interacted", r.not_read_or_interacted, p.not_read_or_interacted),
+        (
+            "not_read_or_interacted",
+            r.not_read_or_interacted,
+            p.not_read_or_interacted,
+        ),
         ("skipped", r.skipped, p.skipped),
         ("cancelled", r.cancelled, p.cancelled),
     ] {
@@ -87,7 +112,10 @@ pub fn pie_svg(r: &Report) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 240 240\" width=\"240\" height=\"240\" role=\"img\" aria-label=\"push outcome\">",
     );
     if total == 0 {
-        let _ = write!(svg, "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"{rad}\" fill=\"#eeeeee\"/>");
+        let _ = write!(
+            svg,
+            "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"{rad}\" fill=\"#eeeeee\"/>"
+        );
         svg.push_str("</svg>");
         return svg;
     }
@@ -135,7 +163,11 @@ pub fn html(r: &Report, failures: &[FailureGroup]) -> String {
     let mut legend = String::new();
     let total: u64 = r.slices().iter().map(|s| s.2).sum();
     for (i, (_, label, n)) in r.slices().into_iter().enumerate() {
-        let p = if total == 0 { 0.0 } else { 100.0 * n as f64 / total as f64 };
+        let p = if total == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / total as f64
+        };
         let _ = write!(
             legend,
             "<li><span class=\"sw\" style=\"background:{}\"></span>{} <b>{p:.1}%</b> ({n})</li>",

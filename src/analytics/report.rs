@@ -96,7 +96,8 @@ pub fn build(push: &PushRow, c: &Counts, retry_of: Option<String>) -> Report {
         as_of: fmt_ms(now_ms()),
         retry_of,
         note: if is_final {
-            "final: the push has finished; late receipts keep updating read/interaction counts".into()
+            "final: the push has finished; late receipts keep updating read/interaction counts"
+                .into()
         } else {
             format!(
                 "not final: the push is {} with {} recipient(s) remaining",
@@ -111,10 +112,18 @@ impl Report {
     /// The five disjoint slices of the pie, in display order, with counts.
     pub fn slices(&self) -> [(&'static str, &'static str, u64); 5] {
         [
-            ("read_and_interacted", "Read & Interacted", self.read_and_interacted),
+            (
+                "read_and_interacted",
+                "Read & Interacted",
+                self.read_and_interacted,
+            ),
             ("read_only", "Read Only", self.read_only),
             ("interacted_only", "Interacted Only", self.interacted_only),
-            ("not_read_or_interacted", "Not Read / Interacted", self.not_read_or_interacted),
+            (
+                "not_read_or_interacted",
+                "Not Read / Interacted",
+                self.not_read_or_interacted,
+            ),
             ("sent_fail", "Sent Fail", self.sent_fail),
         ]
     }

@@ -22,8 +22,6 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &ChannelContext) -> Result<Ch
         Platform::Slack => Arc::new(Slack::new(name, cfg, ctx)?),
         Platform::Wechat => Arc::new(WeChat::new(name, cfg, ctx)?),
         Platform::Webchat | Platform::Custom => Arc::new(Custom::new(name, cfg, ctx, cfg.kind)?),
-        Platform::Simulator => {
-            return Err("simulator channels are built by channel::simulator".into());
-        }
+        Platform::Simulator => Arc::new(super::simulator::Simulator::new(name, cfg, ctx)),
     })
 }

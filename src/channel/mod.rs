@@ -12,6 +12,7 @@ pub(crate) mod http;
 pub mod instagram;
 pub mod messenger;
 pub(crate) mod meta;
+pub mod simulator;
 pub mod slack;
 pub mod telegram;
 pub mod wechat;

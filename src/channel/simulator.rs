@@ -7,8 +7,8 @@
 use super::{Channel, ChannelContext, Recipient};
 use crate::config::ChannelConfig;
 use crate::model::{
-    DeliveryId, ErrorClass, InboundEvent, Outbound, Platform, SendError, SendOk,
-    StatusUpdate, now_ms,
+    DeliveryId, ErrorClass, InboundEvent, Outbound, Platform, SendError, SendOk, StatusUpdate,
+    now_ms,
 };
 use crate::receipts::{ChannelEvent, ReceiptSink};
 use async_trait::async_trait;
@@ -205,16 +205,19 @@ impl Channel for Simulator {
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
         let attempt = {
-            let mut a = self
-                .attempts
-                .lock()
-                .map_err(|_| SendError::new(ErrorClass::Transient, "sim_internal", "lock poisoned"))?;
+            let mut a = self.attempts.lock().map_err(|_| {
+                SendError::new(ErrorClass::Transient, "sim_internal", "lock poisoned")
+            })?;
             let n = a.entry(to.delivery_id).or_insert(0);
             *n += 1;
             *n
         };
         if let Err(reason) = self.validate(outbound) {
-            return Err(SendError::new(ErrorClass::Rejected, "sim_invalid_message", reason));
+            return Err(SendError::new(
+                ErrorClass::Rejected,
+                "sim_invalid_message",
+                reason,
+            ));
         }
         if !self.settings.latency.is_zero() {
             tokio::time::sleep(self.settings.latency).await;
@@ -237,9 +240,14 @@ impl Channel for Simulator {
 
 /// The synthetic members a fresh simulator install starts with.
 /// Deterministic: member i always has the same attributes.
-pub fn seed_members(channel: &str, count: u64, now: crate::model::Millis) -> Vec<crate::store::members::ImportRow> {
+pub fn seed_members(
+    channel: &str,
+    count: u64,
+    now: crate::model::Millis,
+) -> Vec<crate::store::members::ImportRow> {
     const NAMES: [&str; 12] = [
-        "Ava", "Ben", "Chloe", "Dev", "Elif", "Farah", "Goran", "Hana", "Ivan", "Jun", "Kemi", "Lucas",
+        "Ava", "Ben", "Chloe", "Dev", "Elif", "Farah", "Goran", "Hana", "Ivan", "Jun", "Kemi",
+        "Lucas",
     ];
     const ZH_NAMES: [&str; 6] = ["王芳", "李伟", "张敏", "刘洋", "陈静", "杨磊"];
     const ES_NAMES: [&str; 6] = ["Sofía", "Mateo", "Lucía", "Diego", "Valeria", "Pablo"];

@@ -1,6 +1,9 @@
 //! Human output of the CLI: aligned tables over the typed reply payloads.
 
-use super::protocol::{AuditData, ImportData, PushSummary, ReloadData, ReloadStatus, StatusData};
+use super::protocol::{
+    AuditData, EventsData, FailuresData, ImportData, PreviewData, PushCreateData, PushSummary,
+    ReloadData, ReloadStatus, RetryAudienceData, StatusData,
+};
 use crate::model::fmt_ms;
 use crate::util::table;
 
@@ -33,7 +36,10 @@ pub fn status(s: &StatusData) -> String {
             ),
         )]));
     }
-    if let Some(r) = &s.last_reload {
+    for r in [&s.last_config_reload, &s.last_script_reload]
+        .into_iter()
+        .flatten()
+    {
         out.push_str(&table::kv(&[("last reload", reload_line(r))]));
         for e in &r.errors {
             out.push_str(&format!("  {e}\n"));
@@ -181,4 +187,159 @@ pub fn human_secs(secs: u64) -> String {
         (0, _, _) => format!("{h}h{m:02}m"),
         _ => format!("{d}d{h:02}h"),
     }
+}
+
+pub fn push_detail(p: &PushSummary) -> String {
+    let mut pairs = vec![
+        ("push", format!("{} (#{})", p.name, p.id)),
+        (
+            "status",
+            match &p.status_reason {
+                Some(r) => format!("{} ({r})", p.status),
+                None => p.status.clone(),
+            },
+        ),
+        ("audience", p.audience.clone()),
+        ("template", p.template.clone()),
+        ("start at", p.start_at.clone()),
+        (
+            "started at",
+            p.started_at.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "finish at",
+            p.finished_at.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("recipients", p.recipients.to_string()),
+        ("sent", p.sent.to_string()),
+        ("failed", p.failed.to_string()),
+        ("skipped", p.skipped.to_string()),
+        ("cancelled", p.cancelled.to_string()),
+        ("remaining", p.remaining.to_string()),
+        ("current rate", format!("{:.0}/min", p.current_rate)),
+        ("eta", p.eta.clone().unwrap_or_else(|| "-".into())),
+    ];
+    if let Some(r) = p.rate_limit {
+        pairs.push(("rate limit", format!("{r}/min")));
+    }
+    if let Some(g) = p.generation {
+        pairs.push(("script generation", g.to_string()));
+    }
+    if let Some(src) = &p.retry_of {
+        pairs.push(("retry of", src.clone()));
+    }
+    table::kv(&pairs)
+}
+
+pub fn push_created(d: &PushCreateData) -> String {
+    let mut out = format!(
+        "created push {} (#{}), starts {}\n",
+        d.push.name, d.push.id, d.push.start_at
+    );
+    if let Some(eta) = &d.push.eta {
+        out.push_str(&format!("estimated duration: {eta}\n"));
+    }
+    for w in &d.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+pub fn preview(d: &PreviewData) -> String {
+    let mut out = table::kv(&[
+        ("audience", d.audience.clone()),
+        ("size", d.size.to_string()),
+        ("subscribed", d.subscribed.to_string()),
+        ("template", d.template.clone().unwrap_or_else(|| "-".into())),
+    ]);
+    out.push_str("nothing is sent by a preview\n\n");
+    for s in &d.samples {
+        out.push_str(&format!(
+            "#{} {} ({}:{}, {})\n",
+            s.member_id, s.name, s.channel, s.channel_user_id, s.locale
+        ));
+        match (&s.routed, &s.error) {
+            (Some(crate::model::Routed::Send { channel, outbound }), _) => {
+                out.push_str(&format!("  → {channel}: "));
+                match outbound {
+                    crate::model::Outbound::Message { message, tag } => {
+                        out.push_str(&message.text);
+                        for b in message.buttons.iter().chain(&message.quick_replies) {
+                            out.push_str(&format!(" [{}]", b.title));
+                        }
+                        if let Some(t) = tag {
+                            out.push_str(&format!(" (tag {t})"));
+                        }
+                    }
+                    crate::model::Outbound::Template {
+                        name,
+                        language,
+                        params,
+                    } => out.push_str(&format!("template {name} ({language}) params {params:?}")),
+                }
+                out.push('\n');
+            }
+            (Some(crate::model::Routed::Skip { reason }), _) => {
+                out.push_str(&format!("  skipped: {reason}\n"))
+            }
+            (None, Some(e)) => out.push_str(&format!("  error: {e}\n")),
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+pub fn failures(d: &FailuresData) -> String {
+    let mut out = format!("{}: {} failed\n\n", d.push, d.sent_fail);
+    let rows: Vec<Vec<String>> = d
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.class.clone(),
+                g.code.clone(),
+                g.count.to_string(),
+                g.message.clone(),
+                g.samples
+                    .iter()
+                    .map(|s| format!("{}:{}", s.channel, s.channel_user_id))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &["CLASS", "CODE", ">COUNT", "MESSAGE", "SAMPLE RECIPIENTS"],
+        &rows,
+    ));
+    out
+}
+
+pub fn retry_audience(d: &RetryAudienceData) -> String {
+    format!(
+        "created audience {} with {} member(s): the failed recipients of {}\npush it with: pushd push create --audience {} --template TEMPLATE\n",
+        d.audience.name, d.audience.members, d.source_push, d.audience.name
+    )
+}
+
+pub fn events(d: &EventsData) -> String {
+    let rows: Vec<Vec<String>> = d
+        .events
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.clone(),
+                e.direction.clone(),
+                e.channel.clone(),
+                e.kind.clone(),
+                e.member_id.map(|m| m.to_string()).unwrap_or_default(),
+                e.push_id.map(|m| m.to_string()).unwrap_or_default(),
+                e.detail.chars().take(100).collect(),
+            ]
+        })
+        .collect();
+    table::render(
+        &["AT", "DIR", "CHANNEL", "KIND", "MEMBER", "PUSH", "DETAIL"],
+        &rows,
+    )
 }

@@ -57,10 +57,13 @@ impl RateMeter {
     }
 }
 
+type ChannelRate = (Option<f64>, Arc<Rate>);
+
 pub struct Dispatcher {
     global: ArcSwap<Rate>,
     global_per_minute: AtomicU32,
-    channel_rates: Mutex<HashMap<String, (Option<f64>, Arc<Rate>)>>,
+    /// channel → (the rate it was built for, its limiter).
+    channel_rates: Mutex<HashMap<String, ChannelRate>>,
     concurrency: Arc<Semaphore>,
     concurrency_size: Mutex<usize>,
     runners: Mutex<HashMap<PushId, RunnerHandle>>,
@@ -89,8 +92,13 @@ impl Dispatcher {
 
     /// Applies reloaded `[dispatch]` settings.
     pub fn apply_config(&self, rate_per_minute: u32, concurrency: usize) {
-        if self.global_per_minute.swap(rate_per_minute, Ordering::SeqCst) != rate_per_minute {
-            self.global.store(Arc::new(Rate::per_minute(rate_per_minute)));
+        if self
+            .global_per_minute
+            .swap(rate_per_minute, Ordering::SeqCst)
+            != rate_per_minute
+        {
+            self.global
+                .store(Arc::new(Rate::per_minute(rate_per_minute)));
         }
         if let Ok(mut size) = self.concurrency_size.lock()
             && *size != concurrency
@@ -262,7 +270,11 @@ pub async fn run(d: Arc<Daemon>) {
     }
     // Drain: every runner finishes its in-flight sends and records them.
     let handles: Vec<RunnerHandle> = {
-        let mut r = d.dispatcher.runners.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = d
+            .dispatcher
+            .runners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         r.drain().map(|(_, h)| h).collect()
     };
     for h in &handles {
@@ -292,12 +304,16 @@ async fn schedule_once(d: &Arc<Daemon>) -> Result<Option<Millis>, StoreError> {
 }
 
 fn ensure_runner(d: &Arc<Daemon>, push: PushId, initial: Control) {
-    let mut runners = d.dispatcher.runners.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(h) = runners.get(&push) {
-        if !h.task.is_finished() {
-            let _ = h.control.send(initial);
-            return;
-        }
+    let mut runners = d
+        .dispatcher
+        .runners
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = runners.get(&push)
+        && !h.task.is_finished()
+    {
+        let _ = h.control.send(initial);
+        return;
     }
     if d.shutdown.is_cancelled() {
         return;

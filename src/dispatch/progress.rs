@@ -55,7 +55,10 @@ pub fn summary(d: &Daemon, p: &PushRow, c: &Counts, retry_of: Option<String>) ->
         _ => eta_secs(remaining, rate, p.batch_size, p.batch_every_ms),
     };
     let (status, reason) = if storage_hold {
-        ("paused".to_string(), Some("storage fault (see alerts)".to_string()))
+        (
+            "paused".to_string(),
+            Some("storage fault (see alerts)".to_string()),
+        )
     } else {
         (p.status.to_string(), p.status_reason.clone())
     };
@@ -103,7 +106,10 @@ mod tests {
         // 6000 at 100/min = 60 minutes.
         assert_eq!(eta_secs(6000, Some(100.0), None, None), Some(3600));
         // 250 in batches of 100 every hour at 100/min: 2 waits of 1h + 50 sends (30s).
-        assert_eq!(eta_secs(250, Some(100.0), Some(100), Some(3_600_000)), Some(7230));
+        assert_eq!(
+            eta_secs(250, Some(100.0), Some(100), Some(3_600_000)),
+            Some(7230)
+        );
         assert_eq!(eta_secs(0, Some(100.0), None, None), Some(0));
         assert_eq!(eta_secs(10, None, None, None), None);
     }

@@ -8,7 +8,10 @@ use crate::daemon::Daemon;
 use crate::model::{MemberId, PushId};
 use crate::script::Generation;
 use crate::store::members::{MEMBER_COLUMNS, member_from_row};
-use crate::store::{StoreError, audiences, deliveries, pushes::{self, PushRow}};
+use crate::store::{
+    StoreError, audiences, deliveries,
+    pushes::{self, PushRow},
+};
 use rusqlite::params_from_iter;
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ use crate::daemon::Daemon;
 use crate::model::{
     DeliveryId, ErrorClass, Member, Millis, Outbound, PushId, Routed, SendError, now_ms,
 };
+use crate::receipts::apply;
 use crate::script::Generation;
 use crate::store::deliveries::{self, Pending};
 use crate::store::pushes::{self, PushRow, PushStatus};
@@ -58,8 +59,14 @@ pub(super) async fn run(d: Arc<Daemon>, push: PushId, mut ctl: watch::Receiver<C
     {
         tracing::error!(push, error = %e, "cannot record the pause");
     }
-    d.audit(None, "push.pause", Some(&push.to_string()), false, Some(reason))
-        .await;
+    d.audit(
+        None,
+        "push.pause",
+        Some(&push.to_string()),
+        false,
+        Some(reason),
+    )
+    .await;
 }
 
 /// The generation a push renders with: the one it pinned if still loaded,
@@ -76,7 +83,12 @@ fn pick_generation(d: &Daemon, push: &PushRow) -> Result<Arc<Generation>, RunErr
     if let Some(n) = push.generation
         && n != g.number
     {
-        tracing::info!(push = push.id, pinned = n, live = g.number, "pinned script generation is no longer loaded (restart); continuing with the live one");
+        tracing::info!(
+            push = push.id,
+            pinned = n,
+            live = g.number,
+            "pinned script generation is no longer loaded (restart); continuing with the live one"
+        );
     }
     Ok(g)
 }
@@ -86,7 +98,10 @@ async fn run_push(
     id: PushId,
     ctl: &mut watch::Receiver<Control>,
 ) -> Result<(), RunError> {
-    let push = d.store.read(move |c| pushes::find(c, &id.to_string())).await?;
+    let push = d
+        .store
+        .read(move |c| pushes::find(c, &id.to_string()))
+        .await?;
     if push.status.is_final() {
         return Ok(());
     }
@@ -105,7 +120,10 @@ async fn run_push(
             })?;
         tracing::info!(push = id, name = %push.name, recipients = n, "audience frozen");
     }
-    let push = d.store.read(move |c| pushes::find(c, &id.to_string())).await?;
+    let push = d
+        .store
+        .read(move |c| pushes::find(c, &id.to_string()))
+        .await?;
     let push_rate = push.rate_per_minute.map(Rate::per_minute);
     let window = send_window(&push)?;
     let mut batch = BatchClock::new(&push);
@@ -150,7 +168,14 @@ async fn run_push(
                         let did = p.delivery_id;
                         write_outcome(d, move |c| {
                             deliveries::mark_sending(c, did, "", now_ms())?;
-                            deliveries::mark_failed(c, did, ErrorClass::Rejected, "script_error", &msg, now_ms())
+                            deliveries::mark_failed(
+                                c,
+                                did,
+                                ErrorClass::Rejected,
+                                "script_error",
+                                &msg,
+                                now_ms(),
+                            )
                         })
                         .await;
                     }
@@ -162,7 +187,8 @@ async fn run_push(
                         let Some(ch) = d.channel(&channel) else {
                             let did = p.delivery_id;
                             let reason = format!("channel {channel:?} is not configured");
-                            write_outcome(d, move |c| deliveries::mark_skipped(c, did, &reason)).await;
+                            write_outcome(d, move |c| deliveries::mark_skipped(c, did, &reason))
+                                .await;
                             continue;
                         };
                         if let Some(w) = &window
@@ -217,13 +243,22 @@ async fn run_push(
             None => {
                 let counts = d.store.read(move |c| pushes::counts(c, id)).await?;
                 if counts.remaining() == 0 {
-                    d.store.write(move |c| pushes::mark_completed(c, id)).await?;
+                    d.store
+                        .write(move |c| pushes::mark_completed(c, id))
+                        .await?;
                     d.unpin_generation(id);
                     tracing::info!(push = id, name = %push.name, sent = counts.sent, failed = counts.failed, "push completed");
                     let _ = d
                         .store
                         .write(move |c| {
-                            audit::record(c, None, "push.complete", Some(&id.to_string()), true, None)
+                            audit::record(
+                                c,
+                                None,
+                                "push.complete",
+                                Some(&id.to_string()),
+                                true,
+                                None,
+                            )
                         })
                         .await;
                     return Ok(());
@@ -318,8 +353,14 @@ async fn handle_outcome(
                     .store
                     .write(move |c| pushes::set_status(c, id, PushStatus::Paused, Some(&r)))
                     .await;
-                d.audit(None, "push.pause", Some(&id.to_string()), true, Some(reason))
-                    .await;
+                d.audit(
+                    None,
+                    "push.pause",
+                    Some(&id.to_string()),
+                    true,
+                    Some(reason),
+                )
+                .await;
             }
         }
         Err(e) => tracing::error!(push = id, error = %e, "send task failed"),
@@ -446,11 +487,16 @@ impl SendTask {
         let now = now_ms();
         d.metrics.record_send(self.channel.name(), &result);
         let cfg = d.config();
-        let outcome = match result {
+        match result {
             Ok(ok) => {
                 d.dispatcher.record_send(self.push, now);
                 let pid = ok.provider_message_id;
-                persist(d, move |c| deliveries::mark_sent(c, did, &pid, now)).await;
+                let (chname, platform) = (self.channel.name().to_string(), self.channel.platform());
+                persist(d, move |c| {
+                    deliveries::mark_sent(c, did, &pid, now)?;
+                    apply::apply_early_statuses(c, &chname, platform, &pid, did)
+                })
+                .await;
                 Outcome::Done
             }
             Err(SendError {
@@ -494,8 +540,7 @@ impl SendTask {
                 .await;
                 Outcome::Done
             }
-        };
-        outcome
+        }
     }
 }
 
@@ -509,9 +554,8 @@ fn send_window(push: &PushRow) -> Result<Option<Window>, RunError> {
     match (&push.window_from, &push.window_to) {
         (Some(f), Some(t)) => {
             let parse = |s: &str| {
-                NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| {
-                    RunError::Setup(format!("send window time {s:?} is not HH:MM"))
-                })
+                NaiveTime::parse_from_str(s, "%H:%M")
+                    .map_err(|_| RunError::Setup(format!("send window time {s:?} is not HH:MM")))
             };
             Ok(Some(Window {
                 from: parse(f)?,
@@ -617,16 +661,28 @@ mod tests {
             to: NaiveTime::from_hms_opt(21, 0, 0).unwrap(),
         };
         // 2026-11-25 23:30 UTC = 07:30 next day in Hong Kong (UTC+8): deferred to 09:00 HKT.
-        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 25, 23, 30, 0).unwrap().timestamp_millis();
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 23, 30, 0)
+            .unwrap()
+            .timestamp_millis();
         let until = w.defer_until(&member("Asia/Hong_Kong"), now).unwrap();
-        let expect = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 1, 0, 0).unwrap().timestamp_millis();
+        let expect = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 26, 1, 0, 0)
+            .unwrap()
+            .timestamp_millis();
         assert_eq!(until, expect);
         // 23:30 in London is outside too: next 09:00 London = 09:00 UTC the next day.
         let until = w.defer_until(&member("Europe/London"), now).unwrap();
-        let expect = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap().timestamp_millis();
+        let expect = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 26, 9, 0, 0)
+            .unwrap()
+            .timestamp_millis();
         assert_eq!(until, expect);
         // 12:00 UTC is inside for London.
-        let noon = chrono::Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap().timestamp_millis();
+        let noon = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 12, 0, 0)
+            .unwrap()
+            .timestamp_millis();
         assert_eq!(w.defer_until(&member("Europe/London"), noon), None);
     }
 }

@@ -86,7 +86,14 @@ pub fn apply(
                 provider_message_id,
                 update,
                 ..
-            } => apply_status(conn, ctx, provider_message_id, update, event_at(e), &mut out)?,
+            } => apply_status(
+                conn,
+                ctx,
+                provider_message_id,
+                update,
+                event_at(e),
+                &mut out,
+            )?,
             InboundEvent::Watermark {
                 user,
                 read,
@@ -115,8 +122,10 @@ pub fn apply(
             )?,
             InboundEvent::Unsubscribed { user, at } => {
                 let member = upsert_member(conn, ctx, user, None, *at, false, &mut out)?;
-                conn.prepare_cached("UPDATE members SET subscribed = 0, updated_at = ?2 WHERE id = ?1")?
-                    .execute(params![member, now_ms()])?;
+                conn.prepare_cached(
+                    "UPDATE members SET subscribed = 0, updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![member, now_ms()])?;
                 Link {
                     member: Some(member),
                     delivery: None,
@@ -247,7 +256,9 @@ pub fn apply_early_statuses(
         "SELECT id, summary FROM events WHERE channel = ?1 AND dedupe_key = ?2 AND delivery_id IS NULL AND kind LIKE 'status_%'",
     )?;
     let early: Vec<(i64, String)> = stmt
-        .query_map(params![ctx_channel, provider_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![ctx_channel, provider_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     if early.is_empty() {
         return Ok(());

@@ -41,9 +41,9 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(cfg.http.max_body_bytes))
-        .layer(middleware::from_fn(move |req: Request<Body>, next: Next| {
-            request_deadline(req, next, timeout)
-        }))
+        .layer(middleware::from_fn(
+            move |req: Request<Body>, next: Next| request_deadline(req, next, timeout),
+        ))
         .with_state(d)
 }
 
@@ -51,7 +51,11 @@ fn router(d: Arc<Daemon>) -> Router {
 async fn request_deadline(req: Request<Body>, next: Next, timeout: Duration) -> Response {
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(r) => r,
-        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request not received in time\n").into_response(),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "request not received in time\n",
+        )
+            .into_response(),
     }
 }
 
@@ -90,7 +94,9 @@ pub async fn run(listener: TcpListener, d: Arc<Daemon>) {
             .http1()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(head_timeout);
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
@@ -106,10 +112,22 @@ pub async fn run(listener: TcpListener, d: Arc<Daemon>) {
 }
 
 async fn healthz(State(d): State<Arc<Daemon>>) -> Response {
-    match d.store.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await {
+    match d
+        .store
+        .read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+        .await
+    {
         Ok(()) if !d.dispatcher.storage_fault() => (StatusCode::OK, "ok\n").into_response(),
-        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "storage fault: writes are failing\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")).into_response(),
+        Ok(()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage fault: writes are failing\n",
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unavailable: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -151,7 +169,11 @@ async fn webhook_handler(
     body: Bytes,
 ) -> Response {
     let cfg = d.config();
-    let Some(ch) = cfg.channels.get(&channel).filter(|c| c.kind != Platform::Simulator) else {
+    let Some(ch) = cfg
+        .channels
+        .get(&channel)
+        .filter(|c| c.kind != Platform::Simulator)
+    else {
         d.metrics.record_webhook_reject(&channel, 404);
         return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
     };
@@ -202,7 +224,11 @@ async fn webhook_handler(
                 Err(e) => {
                     // Not recorded: ask the platform to retry later.
                     tracing::error!(channel = %channel, error = %e, "cannot record webhook events");
-                    (StatusCode::SERVICE_UNAVAILABLE, "temporarily unable to record events\n").into_response()
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily unable to record events\n",
+                    )
+                        .into_response()
                 }
             }
         }
@@ -215,8 +241,18 @@ pub fn apply_context(d: &Daemon, channel: &str, platform: Platform) -> ApplyCont
         channel: channel.to_string(),
         platform,
         attribution_window_ms: cfg.receipts.attribution_window.as_millis() as i64,
-        opt_out: cfg.receipts.opt_out_keywords.iter().map(|k| k.trim().to_uppercase()).collect(),
-        opt_in: cfg.receipts.opt_in_keywords.iter().map(|k| k.trim().to_uppercase()).collect(),
+        opt_out: cfg
+            .receipts
+            .opt_out_keywords
+            .iter()
+            .map(|k| k.trim().to_uppercase())
+            .collect(),
+        opt_in: cfg
+            .receipts
+            .opt_in_keywords
+            .iter()
+            .map(|k| k.trim().to_uppercase())
+            .collect(),
         default_locale: cfg.scripts.default_locale.clone(),
     }
 }

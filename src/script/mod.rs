@@ -238,7 +238,10 @@ impl std::fmt::Debug for Generation {
             .field("files", &self.files)
             .field("audiences", &self.audiences.keys().collect::<Vec<_>>())
             .field("templates", &self.templates.keys().collect::<Vec<_>>())
-            .field("pushes", &self.pushes.iter().map(|p| &p.name).collect::<Vec<_>>())
+            .field(
+                "pushes",
+                &self.pushes.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
             .field("has_route", &self.has_route)
             .finish_non_exhaustive()
     }
@@ -247,8 +250,12 @@ impl std::fmt::Debug for Generation {
 /// Lists `*.lua` in `dir` (lexical order, hidden files skipped) and reads them.
 fn read_scripts(dir: &Path) -> Result<(Vec<String>, Vec<ScriptFile>, String), Vec<ScriptError>> {
     let io = |what: String| vec![ScriptError::new(what)];
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| io(format!("cannot read the scripts folder {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        io(format!(
+            "cannot read the scripts folder {}: {e}",
+            dir.display()
+        ))
+    })?;
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| io(format!("cannot list {}: {e}", dir.display())))?;
@@ -284,7 +291,10 @@ fn read_scripts(dir: &Path) -> Result<(Vec<String>, Vec<ScriptFile>, String), Ve
                     ))),
                 }
             }
-            Err(e) => errors.push(ScriptError::new(format!("cannot read {}: {e}", path.display()))),
+            Err(e) => errors.push(ScriptError::new(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
         }
     }
     if !errors.is_empty() {
@@ -329,7 +339,11 @@ impl Generation {
                 .name(format!("lua-g{number}-{i}"))
                 .stack_size(8 << 20)
                 .spawn(move || host::run(i, shared, init_tx, job_rx))
-                .map_err(|e| vec![ScriptError::new(format!("cannot start a script thread: {e}"))])?;
+                .map_err(|e| {
+                    vec![ScriptError::new(format!(
+                        "cannot start a script thread: {e}"
+                    ))]
+                })?;
         }
         drop(init_tx);
         let mut reports: Vec<Option<Result<LoadSummary, Vec<ScriptError>>>> =
@@ -401,12 +415,19 @@ impl Generation {
             .map_err(|_| ScriptError::new("the script states of this generation have stopped"))
     }
 
-    fn filter_jobs<F, R>(&self, audience: &str, members: Vec<Member>, mut reply: F) -> Result<Vec<R>, ScriptError>
+    fn filter_jobs<F, R>(
+        &self,
+        audience: &str,
+        members: Vec<Member>,
+        mut reply: F,
+    ) -> Result<Vec<R>, ScriptError>
     where
         F: FnMut() -> (Reply<Result<Vec<bool>, ScriptError>>, R),
     {
         if !self.audiences.contains_key(audience) {
-            return Err(ScriptError::new(format!("audience {audience:?} is not defined")));
+            return Err(ScriptError::new(format!(
+                "audience {audience:?} is not defined"
+            )));
         }
         let audience: Arc<str> = audience.into();
         let now = now_ms();
@@ -436,7 +457,9 @@ impl Generation {
         F: FnMut() -> (Reply<Vec<Result<Routed, ScriptError>>>, R),
     {
         if !self.templates.contains_key(template) {
-            return Err(ScriptError::new(format!("template {template:?} is not defined")));
+            return Err(ScriptError::new(format!(
+                "template {template:?} is not defined"
+            )));
         }
         let template: Arc<str> = template.into();
         let push: Option<Arc<str>> = push.map(Into::into);
@@ -458,7 +481,11 @@ impl Generation {
 
     /// Runs the audience's `filter` on a batch; `true` = keep. Members should
     /// already be narrowed by `filter_sql`. Without a `filter` all are kept.
-    pub async fn filter(&self, audience: &str, members: Vec<Member>) -> Result<Vec<bool>, ScriptError> {
+    pub async fn filter(
+        &self,
+        audience: &str,
+        members: Vec<Member>,
+    ) -> Result<Vec<bool>, ScriptError> {
         if let Some(a) = self.audiences.get(audience)
             && !a.has_filter
         {
@@ -476,7 +503,11 @@ impl Generation {
     }
 
     /// Blocking form of [`Generation::filter`], for threads outside the async runtime.
-    pub fn filter_blocking(&self, audience: &str, members: Vec<Member>) -> Result<Vec<bool>, ScriptError> {
+    pub fn filter_blocking(
+        &self,
+        audience: &str,
+        members: Vec<Member>,
+    ) -> Result<Vec<bool>, ScriptError> {
         if let Some(a) = self.audiences.get(audience)
             && !a.has_filter
         {
@@ -494,7 +525,12 @@ impl Generation {
     }
 
     /// Renders `template` and routes the result for each member, in order.
-    pub async fn prepare(&self, template: &str, members: Vec<Member>, now: Millis) -> Vec<Result<Routed, ScriptError>> {
+    pub async fn prepare(
+        &self,
+        template: &str,
+        members: Vec<Member>,
+        now: Millis,
+    ) -> Vec<Result<Routed, ScriptError>> {
         self.prepare_for(None, template, members, now).await
     }
 
@@ -525,7 +561,12 @@ impl Generation {
     }
 
     /// Blocking form of [`Generation::prepare`].
-    pub fn prepare_blocking(&self, template: &str, members: Vec<Member>, now: Millis) -> Vec<Result<Routed, ScriptError>> {
+    pub fn prepare_blocking(
+        &self,
+        template: &str,
+        members: Vec<Member>,
+        now: Millis,
+    ) -> Vec<Result<Routed, ScriptError>> {
         self.prepare_for_blocking(None, template, members, now)
     }
 

@@ -5,7 +5,9 @@
 
 use super::members::{MEMBER_COLUMNS, member_from_row};
 use super::{Result, StoreError};
-use crate::model::{DeliveryId, DeliveryState, ErrorClass, Member, MemberId, Millis, PushId, now_ms};
+use crate::model::{
+    DeliveryId, DeliveryState, ErrorClass, Member, MemberId, Millis, PushId, now_ms,
+};
 use rusqlite::{Connection, params, params_from_iter};
 
 /// A recipient waiting to be sent.
@@ -49,7 +51,11 @@ pub fn insert_from_sql(
 }
 
 /// Adds explicit members (Lua-filtered audiences, static audiences).
-pub fn insert_members(conn: &Connection, push: PushId, members: &[(MemberId, bool)]) -> Result<u64> {
+pub fn insert_members(
+    conn: &Connection,
+    push: PushId,
+    members: &[(MemberId, bool)],
+) -> Result<u64> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO deliveries (push_id, member_id, state, skip_reason) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -77,7 +83,12 @@ pub fn rebuild_counts(conn: &Connection, push: PushId) -> Result<()> {
 }
 
 /// The next pending recipients after `after` (by delivery id), with members.
-pub fn pending_page(conn: &Connection, push: PushId, after: DeliveryId, limit: u32) -> Result<Vec<Pending>> {
+pub fn pending_page(
+    conn: &Connection,
+    push: PushId,
+    after: DeliveryId,
+    limit: u32,
+) -> Result<Vec<Pending>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT d.id, d.attempts, d.next_attempt_at, {MEMBER_COLUMNS}
          FROM deliveries d JOIN members m ON m.id = d.member_id

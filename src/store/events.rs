@@ -2,7 +2,7 @@
 //! recorded in deliveries, newest first.
 
 use super::Result;
-use crate::model::{DeliveryState, Millis, MemberId, PushId, fmt_ms};
+use crate::model::{DeliveryState, MemberId, Millis, PushId, fmt_ms};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 

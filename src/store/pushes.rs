@@ -95,7 +95,8 @@ pub struct NewPush {
     pub created_by: Option<u32>,
 }
 
-const COLUMNS: &str = "id, name, origin, audience, template, status, status_reason, start_at, rate_per_minute,
+const COLUMNS: &str =
+    "id, name, origin, audience, template, status, status_reason, start_at, rate_per_minute,
     batch_size, batch_every_ms, window_from, window_to, generation, script_hash, retry_of, resolved,
     created_at, created_by, started_at, finished_at";
 
@@ -311,7 +312,8 @@ pub fn counts(conn: &Connection, id: PushId) -> Result<Counts> {
         conn.prepare_cached("SELECT state, rd, ia, n FROM push_counts WHERE push_id = ?1")?;
     let mut rows = stmt.query([id])?;
     while let Some(r) = rows.next()? {
-        let (state, rd, ia, n): (i64, bool, bool, i64) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        let (state, rd, ia, n): (i64, bool, bool, i64) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
         c.add(state, rd, ia, n.max(0) as u64);
     }
     Ok(c)
@@ -326,7 +328,8 @@ pub fn recount(conn: &Connection, id: PushId) -> Result<Counts> {
     )?;
     let mut rows = stmt.query([id])?;
     while let Some(r) = rows.next()? {
-        let (state, rd, ia, n): (i64, bool, bool, i64) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        let (state, rd, ia, n): (i64, bool, bool, i64) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
         c.add(state, rd, ia, n as u64);
     }
     Ok(c)

@@ -33,7 +33,9 @@ pub async fn preview(d: &Arc<Daemon>, a: AudiencePreviewArgs) -> CommandResult {
     if let Some(t) = &template
         && !g.templates.contains_key(t)
     {
-        return Err(CommandError::Invalid(format!("template {t:?} is not defined in the live scripts")));
+        return Err(CommandError::Invalid(format!(
+            "template {t:?} is not defined in the live scripts"
+        )));
     }
     let (mut size, mut subscribed) = (0u64, 0u64);
     let mut samples: Vec<Member> = Vec::new();

@@ -18,9 +18,11 @@ pub async fn list(d: &Arc<Daemon>, a: EventsListArgs) -> CommandResult {
             let member = match &a.member {
                 None => None,
                 Some(m) => Some(match m.split_once(':') {
-                    Some((channel, user)) => members::find(c, channel, user)?
-                        .ok_or_else(|| StoreError::NotFound(format!("no member {m:?}")))?
-                        .id,
+                    Some((channel, user)) => {
+                        members::find(c, channel, user)?
+                            .ok_or_else(|| StoreError::NotFound(format!("no member {m:?}")))?
+                            .id
+                    }
                     None => m.parse::<i64>().map_err(|_| {
                         StoreError::Invalid(format!(
                             "--member {m:?} must be a member id or channel:channel_user_id"

@@ -19,8 +19,7 @@ async fn load(
     reference: &str,
 ) -> Result<(PushRow, pushes::Counts, Option<String>), CommandError> {
     let r = reference.to_string();
-    Ok(d
-        .store
+    Ok(d.store
         .read(move |c| {
             let p = pushes::find(c, &r)?;
             let counts = pushes::counts(c, p.id)?;
@@ -31,14 +30,6 @@ async fn load(
             Ok((p, counts, retry_of))
         })
         .await?)
-}
-
-pub async fn show_summary(
-    d: &Daemon,
-    reference: &str,
-) -> Result<crate::control::protocol::PushSummary, CommandError> {
-    let (p, c, retry_of) = load(d, reference).await?;
-    Ok(progress::summary(d, &p, &c, retry_of))
 }
 
 fn parse_at(at: Option<&str>) -> Result<i64, CommandError> {
@@ -78,11 +69,17 @@ pub async fn create(d: &Arc<Daemon>, peer: &Peer, a: PushCreateArgs) -> CommandR
     }
     let start_at = parse_at(a.at.as_deref())?;
     if a.rate_per_minute == Some(0) {
-        return Err(CommandError::Invalid("--rate must be at least 1 per minute".into()));
+        return Err(CommandError::Invalid(
+            "--rate must be at least 1 per minute".into(),
+        ));
     }
     let batch_every_ms = match (&a.batch_size, &a.batch_every) {
         (None, None) => None,
-        (Some(0), _) => return Err(CommandError::Invalid("--batch-size must be at least 1".into())),
+        (Some(0), _) => {
+            return Err(CommandError::Invalid(
+                "--batch-size must be at least 1".into(),
+            ));
+        }
         (Some(_), Some(every)) => Some(
             duration::parse(every)
                 .map_err(|e| CommandError::Invalid(format!("--batch-every: {e}")))?
@@ -236,9 +233,21 @@ pub async fn pause(d: &Arc<Daemon>, peer: &Peer, a: PushRef) -> CommandResult {
             )));
         }
     }
-    set_status(d, p.id, PushStatus::Paused, Some(format!("paused by uid {}", peer.uid))).await?;
+    set_status(
+        d,
+        p.id,
+        PushStatus::Paused,
+        Some(format!("paused by uid {}", peer.uid)),
+    )
+    .await?;
     d.dispatcher.control(p.id, Control::Pause);
-    show(d, PushRef { push: p.id.to_string() }).await
+    show(
+        d,
+        PushRef {
+            push: p.id.to_string(),
+        },
+    )
+    .await
 }
 
 pub async fn resume(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
@@ -259,7 +268,13 @@ pub async fn resume(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
         dispatch::resume(d, p.id);
     }
     d.dispatcher.wake();
-    show(d, PushRef { push: p.id.to_string() }).await
+    show(
+        d,
+        PushRef {
+            push: p.id.to_string(),
+        },
+    )
+    .await
 }
 
 pub async fn cancel(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
@@ -280,5 +295,11 @@ pub async fn cancel(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
         })
         .await?;
     d.dispatcher.control(id, Control::Cancel);
-    show(d, PushRef { push: id.to_string() }).await
+    show(
+        d,
+        PushRef {
+            push: id.to_string(),
+        },
+    )
+    .await
 }

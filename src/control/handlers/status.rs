@@ -49,9 +49,11 @@ pub async fn status(daemon: &Arc<Daemon>) -> CommandResult {
             .map(|(name, c)| ChannelStatus {
                 name: name.clone(),
                 kind: c.kind.to_string(),
-                rate_per_second: c
-                    .rate_per_second
-                    .or_else(|| channels.get(name).and_then(|ch| ch.default_rate_per_second())),
+                rate_per_second: c.rate_per_second.or_else(|| {
+                    channels
+                        .get(name)
+                        .and_then(|ch| ch.default_rate_per_second())
+                }),
             })
             .collect(),
         scripts,
