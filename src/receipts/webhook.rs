@@ -445,15 +445,19 @@ pub(crate) mod testing {
             }
             Value::Array(items) if !items.is_empty() => {
                 let i = pick as usize % items.len();
-                if pick % 4 == 0 {
+                if pick.is_multiple_of(4) {
                     items.remove(i);
                 } else {
                     mutate_json(&mut items[i], choice);
                 }
             }
             Value::String(s) => {
-                if pick % 2 == 0 {
-                    s.truncate(s.len() / 2);
+                if pick.is_multiple_of(2) {
+                    let mut n = s.len() / 2;
+                    while !s.is_char_boundary(n) {
+                        n -= 1;
+                    }
+                    s.truncate(n);
                 } else {
                     *v = Value::from(vec![1, 2]);
                 }
