@@ -410,6 +410,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(proptest_config())]
+
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), ig in any::<bool>()) {
             let kind = if ig { IG } else { FB };

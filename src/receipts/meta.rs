@@ -164,33 +164,39 @@ mod tests {
 
     #[test]
     fn post_signature_valid_invalid_missing() {
-        let body = messenger_read("1254477777772919", 1458668856253);
-        for kind in [Platform::Messenger] {
+        for (kind, body) in [
+            (
+                Platform::Whatsapp,
+                whatsapp_status("wamid.A", "read", 1749416400),
+            ),
+            (
+                Platform::Messenger,
+                messenger_read("1254477777772919", 1458668856253),
+            ),
+            (
+                Platform::Instagram,
+                instagram_seen("IGSID", "mid.A", 1569262486134),
+            ),
+        ] {
             let cfg = config_with(kind, "app-secret");
-            let ok = run(
-                kind,
-                &cfg,
-                &Req::post(body.clone()).header(
-                    "X-Hub-Signature-256",
-                    &sign_meta("app-secret", body.as_bytes()),
-                ),
+            let with = |sig: &str| Req::post(body.clone()).header("X-Hub-Signature-256", sig);
+            let ok = run(kind, &cfg, &with(&sign_meta("app-secret", body.as_bytes())));
+            assert_eq!(events_of(ok).len(), 1, "{kind}");
+            let wrong = run(kind, &cfg, &with(&sign_meta("other", body.as_bytes())));
+            assert!(
+                matches!(wrong, Err(WebhookError::Unauthorized(_))),
+                "{kind}"
             );
-            assert_eq!(events_of(ok).len(), 1);
-            let wrong = run(
-                kind,
-                &cfg,
-                &Req::post(body.clone())
-                    .header("X-Hub-Signature-256", &sign_meta("other", body.as_bytes())),
-            );
-            assert!(matches!(wrong, Err(WebhookError::Unauthorized(_))));
             let missing = run(kind, &cfg, &Req::post(body.clone()));
-            assert!(matches!(missing, Err(WebhookError::Unauthorized(_))));
-            let malformed = run(
-                kind,
-                &cfg,
-                &Req::post(body.clone()).header("X-Hub-Signature-256", "sha1=0123"),
+            assert!(
+                matches!(missing, Err(WebhookError::Unauthorized(_))),
+                "{kind}"
             );
-            assert!(matches!(malformed, Err(WebhookError::Unauthorized(_))));
+            let malformed = run(kind, &cfg, &with("sha1=0123"));
+            assert!(
+                matches!(malformed, Err(WebhookError::Unauthorized(_))),
+                "{kind}"
+            );
         }
     }
 

@@ -593,6 +593,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::receipts::webhook::testing::proptest_config())]
+
         #[test]
         fn signature_parsers_never_panic(
             header in proptest::option::of(".{0,200}"),

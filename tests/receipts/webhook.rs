@@ -67,7 +67,8 @@ fn every_platform_accepts_its_signed_fixture_and_refuses_it_unsigned() {
     let sl = slack_block_actions("U1", "C1", "1718000000.000100", "approve", "req_1");
     let wx = wechat_template_finish("OPENID", "200163836", "success", NOW_S);
     let cu = custom_status("out-1", "delivered", NOW_S);
-    let cases: Vec<(Platform, &str, &str, Vec<(&str, String)>, &str)> = vec![
+    type Headers = Vec<(&'static str, String)>;
+    let cases: Vec<(Platform, &str, &str, Headers, &str)> = vec![
         (
             Platform::Whatsapp,
             "whatsapp",
