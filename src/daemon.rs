@@ -576,12 +576,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     seed_simulator_members(&daemon).await;
     daemon.reload_scripts(None).await;
 
+    // Watch before answering on the socket: a change made right after the
+    // daemon is ready must not be missed.
+    let watch_rx = script::watch::spawn(
+        vec![cfg.scripts.dir.clone(), cfg.path.clone()],
+        cfg.scripts.debounce,
+    );
     let shutdown = daemon.shutdown.clone();
     let control = tokio::spawn(server::run(listener, daemon.clone(), shutdown.clone()));
     let dispatcher = tokio::spawn(dispatch::run(daemon.clone()));
     let applier = tokio::spawn(receipts::run_applier(daemon.clone(), events_rx));
     let http = http_listener.map(|l| tokio::spawn(receipts::server::run(l, daemon.clone())));
-    tokio::spawn(watch_files(daemon.clone()));
+    tokio::spawn(watch_files(daemon.clone(), watch_rx));
     tokio::spawn(prune_events(daemon.clone()));
     spawn_signal_handlers(daemon.clone())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -627,12 +633,7 @@ async fn seed_simulator_members(d: &Arc<Daemon>) {
 }
 
 /// Reloads scripts / config when their files change.
-async fn watch_files(d: Arc<Daemon>) {
-    let cfg = d.config();
-    let mut rx = script::watch::spawn(
-        vec![cfg.scripts.dir.clone(), cfg.path.clone()],
-        cfg.scripts.debounce,
-    );
+async fn watch_files(d: Arc<Daemon>, mut rx: mpsc::Receiver<script::watch::Changed>) {
     loop {
         let changed = tokio::select! {
             c = rx.recv() => match c { Some(c) => c, None => return },

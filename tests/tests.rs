@@ -5,5 +5,6 @@ mod support;
 
 mod config_cli;
 mod control;
+mod dispatch;
 mod members;
 mod receipts;

@@ -240,6 +240,14 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStat
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         self.crash();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- daemon log (last 60 lines) ----");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 
