@@ -7,4 +7,5 @@ mod config_cli;
 mod control;
 mod dispatch;
 mod members;
+mod reload;
 mod receipts;
