@@ -1,0 +1,38 @@
+//! `channel::build` for every kind.
+
+use super::*;
+use crate::support::mocks::MockPlatform;
+use pushd::model::Platform;
+
+#[tokio::test]
+async fn builds_every_http_kind_with_its_platform() {
+    for platform in Platform::ALL {
+        if platform == Platform::Simulator {
+            continue;
+        }
+        let mock = MockPlatform::start(platform).await;
+        let ch = channel(&mock, "");
+        assert_eq!(ch.platform(), platform);
+        assert_eq!(ch.name(), "ch");
+    }
+}
+
+#[test]
+fn simulator_is_left_to_its_module() {
+    let err = build("[channels.sim]\nkind = \"simulator\"\n", "sim")
+        .err()
+        .expect("not built here");
+    assert!(err.contains("channel::simulator"), "{err}");
+}
+
+#[test]
+fn bad_custom_secret_names_the_setting() {
+    let err = build(
+        "[channels.hook]\nkind = \"custom\"\nurl = \"http://127.0.0.1:1/x\"\nwebhook_secret = \"whsec_***\"\n",
+        "hook",
+    )
+    .err()
+    .expect("invalid base64");
+    assert!(err.contains("channels.hook.webhook_secret"), "{err}");
+    assert!(!err.contains("whsec_***"), "{err}");
+}

@@ -1,0 +1,4 @@
+//! Shared test machinery: mock platforms.
+
+#[allow(dead_code)]
+pub mod mocks;
