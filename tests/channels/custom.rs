@@ -21,7 +21,10 @@ async fn message_send_is_signed_and_shaped_as_documented() {
     let r = &mock.sends()[0];
     assert_eq!(r.path, "/hook");
     assert_eq!(r.header("webhook-id"), Some("msg_4242"));
-    assert!(r.header("webhook-signature").is_some_and(|s| s.starts_with("v1,")));
+    assert!(
+        r.header("webhook-signature")
+            .is_some_and(|s| s.starts_with("v1,"))
+    );
     assert_eq!(
         r.body(),
         &json!({
@@ -62,15 +65,23 @@ async fn webhook_id_is_stable_across_retries() {
     let mock = MockPlatform::start(Platform::Custom).await;
     let ch = channel(&mock, "");
     mock.script("user-2", Behavior::fail_first(1, Behavior::ServerError));
-    let first = ch.send(&to("user-2"), &text("hi")).await.expect_err("5xx first");
+    let first = ch
+        .send(&to("user-2"), &text("hi"))
+        .await
+        .expect_err("5xx first");
     assert_eq!(first.class, ErrorClass::Transient);
-    ch.send(&to("user-2"), &text("hi")).await.expect("retry succeeds");
+    ch.send(&to("user-2"), &text("hi"))
+        .await
+        .expect("retry succeeds");
     let ids: Vec<_> = mock
         .requests_for("user-2")
         .iter()
         .map(|r| r.header("webhook-id").map(str::to_string))
         .collect();
-    assert_eq!(ids, vec![Some("msg_4242".to_string()), Some("msg_4242".to_string())]);
+    assert_eq!(
+        ids,
+        vec![Some("msg_4242".to_string()), Some("msg_4242".to_string())]
+    );
 }
 
 #[tokio::test]
@@ -81,7 +92,10 @@ async fn wrong_secret_fails_the_signature_check() {
         "whsec_d3Jvbmcga2V5IHdyb25nIGtleSB3cm9uZyBrZXkh",
     );
     let ch = build(&toml, "ch").expect("builds");
-    let err = ch.send(&to("user-3"), &text("hi")).await.expect_err("bad signature");
+    let err = ch
+        .send(&to("user-3"), &text("hi"))
+        .await
+        .expect_err("bad signature");
     assert_eq!(err.class, ErrorClass::Auth);
     assert_eq!(err.code, "auth");
     assert!(err.message.contains("invalid webhook signature"), "{err:?}");
@@ -96,11 +110,36 @@ async fn error_codes_from_the_body_and_http_status() {
         &ch,
         &text("hello"),
         &[
-            (Behavior::Block, ErrorClass::Blocked, "blocked", "blocked this bot"),
-            (Behavior::InvalidRecipient, ErrorClass::InvalidRecipient, "invalid_recipient", "no such user"),
-            (Behavior::OutsideWindow, ErrorClass::OutsideWindow, "outside_window", "24 hours"),
-            (Behavior::rate_limit(7), ErrorClass::RateLimited, "rate_limited", "slow down"),
-            (Behavior::ServerError, ErrorClass::Transient, "unavailable", "HTTP 503"),
+            (
+                Behavior::Block,
+                ErrorClass::Blocked,
+                "blocked",
+                "blocked this bot",
+            ),
+            (
+                Behavior::InvalidRecipient,
+                ErrorClass::InvalidRecipient,
+                "invalid_recipient",
+                "no such user",
+            ),
+            (
+                Behavior::OutsideWindow,
+                ErrorClass::OutsideWindow,
+                "outside_window",
+                "24 hours",
+            ),
+            (
+                Behavior::rate_limit(7),
+                ErrorClass::RateLimited,
+                "rate_limited",
+                "slow down",
+            ),
+            (
+                Behavior::ServerError,
+                ErrorClass::Transient,
+                "unavailable",
+                "HTTP 503",
+            ),
             (Behavior::BadToken, ErrorClass::Auth, "auth", "HTTP 401"),
         ],
     )
@@ -127,7 +166,10 @@ async fn unsigned_when_insecure_without_secret() {
         mock.url()
     );
     let ch = build(&toml, "ch").expect("builds");
-    let err = ch.send(&to("user-4"), &text("hi")).await.expect_err("the mock wants a signature");
+    let err = ch
+        .send(&to("user-4"), &text("hi"))
+        .await
+        .expect_err("the mock wants a signature");
     assert_eq!(err.class, ErrorClass::Auth);
     assert!(mock.sends()[0].header("webhook-signature").is_none());
 }

@@ -9,10 +9,16 @@ use serde_json::json;
 async fn text_with_page_token_and_response_type() {
     let mock = MockPlatform::start(Platform::Messenger).await;
     let ch = channel(&mock, "");
-    let ok = ch.send(&to("PSID1"), &text("hello, world")).await.expect("sent");
+    let ok = ch
+        .send(&to("PSID1"), &text("hello, world"))
+        .await
+        .expect("sent");
     let r = &mock.sends()[0];
     assert_eq!(r.path, format!("/v21.0/{}/messages", creds::PAGE_ID));
-    assert_eq!(r.query.get("access_token").map(String::as_str), Some(creds::PAGE_TOKEN));
+    assert_eq!(
+        r.query.get("access_token").map(String::as_str),
+        Some(creds::PAGE_TOKEN)
+    );
     assert_eq!(
         r.body(),
         &json!({ "recipient": { "id": "PSID1" }, "messaging_type": "RESPONSE", "message": { "text": "hello, world" } })
@@ -91,7 +97,9 @@ async fn images_as_attachment_or_generic_template() {
         buttons: vec![button("Buy", "BUY")],
         ..Message::default()
     };
-    ch.send(&to("PSID5"), &message(with_text)).await.expect("sent");
+    ch.send(&to("PSID5"), &message(with_text))
+        .await
+        .expect("sent");
     let sent = mock.sends();
     assert_eq!(
         sent[0].body()["message"],
@@ -115,12 +123,42 @@ async fn documented_errors_are_classified() {
         &ch,
         &text("hello"),
         &[
-            (Behavior::Block, ErrorClass::Blocked, "551/1545041", "isn't available"),
-            (Behavior::OutsideWindow, ErrorClass::OutsideWindow, "10/2018278", "outside of allowed window"),
-            (Behavior::InvalidRecipient, ErrorClass::InvalidRecipient, "100/2018001", "No matching user"),
-            (Behavior::rate_limit(1), ErrorClass::RateLimited, "613", "exceeded the rate limit"),
-            (Behavior::ServerError, ErrorClass::Transient, "2", "unexpected error"),
-            (Behavior::BadToken, ErrorClass::Auth, "190", "Invalid OAuth access token"),
+            (
+                Behavior::Block,
+                ErrorClass::Blocked,
+                "551/1545041",
+                "isn't available",
+            ),
+            (
+                Behavior::OutsideWindow,
+                ErrorClass::OutsideWindow,
+                "10/2018278",
+                "outside of allowed window",
+            ),
+            (
+                Behavior::InvalidRecipient,
+                ErrorClass::InvalidRecipient,
+                "100/2018001",
+                "No matching user",
+            ),
+            (
+                Behavior::rate_limit(1),
+                ErrorClass::RateLimited,
+                "613",
+                "exceeded the rate limit",
+            ),
+            (
+                Behavior::ServerError,
+                ErrorClass::Transient,
+                "2",
+                "unexpected error",
+            ),
+            (
+                Behavior::BadToken,
+                ErrorClass::Auth,
+                "190",
+                "Invalid OAuth access token",
+            ),
         ],
     )
     .await;
@@ -146,23 +184,41 @@ async fn validation_names_the_limit() {
         ..Message::default()
     };
     let e = ch.validate(&message(qr)).unwrap_err();
-    assert!(e.contains("14 quick replies") && e.contains("limit is 13"), "{e}");
+    assert!(
+        e.contains("14 quick replies") && e.contains("limit is 13"),
+        "{e}"
+    );
     let long = Message {
         text: "pick".into(),
         quick_replies: vec![button("twenty-one characters", "P")],
         ..Message::default()
     };
-    assert!(ch.validate(&message(long)).unwrap_err().contains("limit is 20"));
+    assert!(
+        ch.validate(&message(long))
+            .unwrap_err()
+            .contains("limit is 20")
+    );
     let buttons = Message {
         text: "pick".into(),
         buttons: (0..4).map(|i| button(&format!("b{i}"), "P")).collect(),
         ..Message::default()
     };
-    assert!(ch.validate(&message(buttons)).unwrap_err().contains("limit is 3"));
-    assert!(ch.validate(&text(&"x".repeat(2001))).unwrap_err().contains("2000"));
+    assert!(
+        ch.validate(&message(buttons))
+            .unwrap_err()
+            .contains("limit is 3")
+    );
+    assert!(
+        ch.validate(&text(&"x".repeat(2001)))
+            .unwrap_err()
+            .contains("2000")
+    );
     assert!(ch.validate(&text(&"x".repeat(2000))).is_ok());
     let e = ch.validate(&template()).unwrap_err();
-    assert!(e.contains("no pre-approved message templates") && e.contains("tag"), "{e}");
+    assert!(
+        e.contains("no pre-approved message templates") && e.contains("tag"),
+        "{e}"
+    );
     let bad_tag = Outbound::Message {
         message: Message {
             text: "x".into(),
@@ -170,7 +226,11 @@ async fn validation_names_the_limit() {
         },
         tag: Some("PROMO".into()),
     };
-    assert!(ch.validate(&bad_tag).unwrap_err().contains("ACCOUNT_UPDATE"));
+    assert!(
+        ch.validate(&bad_tag)
+            .unwrap_err()
+            .contains("ACCOUNT_UPDATE")
+    );
 }
 
 #[tokio::test]
@@ -180,7 +240,10 @@ async fn instagram_uses_the_send_api_with_its_limits() {
     assert_eq!(ch.platform(), Platform::Instagram);
     let ok = ch.send(&to("IGSID1"), &text("hi")).await.expect("sent");
     let r = &mock.sends()[0];
-    assert_eq!(r.body(), &json!({ "recipient": { "id": "IGSID1" }, "message": { "text": "hi" } }));
+    assert_eq!(
+        r.body(),
+        &json!({ "recipient": { "id": "IGSID1" }, "message": { "text": "hi" } })
+    );
     assert_eq!(ok.provider_message_id, format!("m_mock{}", r.seq));
 
     let e = ch.validate(&text(&"x".repeat(1000))).unwrap_err();

@@ -33,8 +33,8 @@ pub fn ctx() -> ChannelContext {
 
 /// Parses a config holding one `[channels.<name>]` table and builds it.
 pub fn build(toml: &str, name: &str) -> Result<ChannelRef, String> {
-    let config = Config::parse(toml, Path::new("/tmp/x/config.toml"))
-        .map_err(|e| format!("config: {e}"))?;
+    let config =
+        Config::parse(toml, Path::new("/tmp/x/config.toml")).map_err(|e| format!("config: {e}"))?;
     pushd::channel::build(name, &config.channels[name], &ctx())
 }
 

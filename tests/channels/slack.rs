@@ -8,13 +8,28 @@ use std::time::Duration;
 async fn post_message_with_bearer_token() {
     let mock = MockPlatform::start(Platform::Slack).await;
     let ch = channel(&mock, "");
-    let ok = ch.send(&to("C123ABC456"), &text("Your deploy finished.")).await.expect("sent");
+    let ok = ch
+        .send(&to("C123ABC456"), &text("Your deploy finished."))
+        .await
+        .expect("sent");
     let r = &mock.sends()[0];
     assert_eq!(r.path, "/chat.postMessage");
-    assert_eq!(r.header("authorization"), Some(format!("Bearer {}", creds::SLACK_TOKEN).as_str()));
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
-    assert_eq!(r.body(), &json!({ "channel": "C123ABC456", "text": "Your deploy finished." }));
-    assert_eq!(ok.provider_message_id, format!("C123ABC456:1718000000.{:06}", r.seq));
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {}", creds::SLACK_TOKEN).as_str())
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        r.body(),
+        &json!({ "channel": "C123ABC456", "text": "Your deploy finished." })
+    );
+    assert_eq!(
+        ok.provider_message_id,
+        format!("C123ABC456:1718000000.{:06}", r.seq)
+    );
     assert_eq!(ch.default_rate_per_second(), Some(1.0));
 }
 
@@ -22,7 +37,10 @@ async fn post_message_with_bearer_token() {
 async fn dm_to_a_user_id_uses_the_returned_channel() {
     let mock = MockPlatform::start(Platform::Slack).await;
     let ch = channel(&mock, "");
-    let ok = ch.send(&to("U2147483697"), &text("hi")).await.expect("sent");
+    let ok = ch
+        .send(&to("U2147483697"), &text("hi"))
+        .await
+        .expect("sent");
     assert!(ok.provider_message_id.starts_with("D2147483697:"), "{ok:?}");
 }
 
@@ -32,7 +50,10 @@ async fn blocks_with_buttons_and_image_keep_text_fallback() {
     let ch = channel(&mock, "");
     let m = Message {
         text: "*Approve request?*".into(),
-        buttons: vec![button("Approve", "req_123"), link("Open", "https://example.com/r/123")],
+        buttons: vec![
+            button("Approve", "req_123"),
+            link("Open", "https://example.com/r/123"),
+        ],
         quick_replies: vec![button("Later", "later")],
         image_url: Some("https://example.com/chart.png".into()),
     };
@@ -64,11 +85,36 @@ async fn documented_errors_are_classified() {
         &ch,
         &text("hello"),
         &[
-            (Behavior::Block, ErrorClass::Blocked, "is_archived", "archived"),
-            (Behavior::InvalidRecipient, ErrorClass::InvalidRecipient, "channel_not_found", "invalid"),
-            (Behavior::rate_limit(30), ErrorClass::RateLimited, "ratelimited", "429"),
-            (Behavior::ServerError, ErrorClass::Transient, "service_unavailable", "service_unavailable"),
-            (Behavior::BadToken, ErrorClass::Auth, "invalid_auth", "authentication"),
+            (
+                Behavior::Block,
+                ErrorClass::Blocked,
+                "is_archived",
+                "archived",
+            ),
+            (
+                Behavior::InvalidRecipient,
+                ErrorClass::InvalidRecipient,
+                "channel_not_found",
+                "invalid",
+            ),
+            (
+                Behavior::rate_limit(30),
+                ErrorClass::RateLimited,
+                "ratelimited",
+                "429",
+            ),
+            (
+                Behavior::ServerError,
+                ErrorClass::Transient,
+                "service_unavailable",
+                "service_unavailable",
+            ),
+            (
+                Behavior::BadToken,
+                ErrorClass::Auth,
+                "invalid_auth",
+                "authentication",
+            ),
         ],
     )
     .await;
@@ -109,6 +155,14 @@ async fn validation_names_the_limit() {
         buttons: vec![button(&"b".repeat(76), "v")],
         ..Message::default()
     };
-    assert!(ch.validate(&message(long)).unwrap_err().contains("limit is 75"));
-    assert!(ch.validate(&template()).unwrap_err().contains("Slack has no pre-approved"));
+    assert!(
+        ch.validate(&message(long))
+            .unwrap_err()
+            .contains("limit is 75")
+    );
+    assert!(
+        ch.validate(&template())
+            .unwrap_err()
+            .contains("Slack has no pre-approved")
+    );
 }

@@ -8,10 +8,16 @@ use std::time::Duration;
 async fn send_message_with_token_in_path() {
     let mock = MockPlatform::start(Platform::Telegram).await;
     let ch = channel(&mock, "");
-    let ok = ch.send(&to("123456789"), &text("Your order shipped")).await.expect("sent");
+    let ok = ch
+        .send(&to("123456789"), &text("Your order shipped"))
+        .await
+        .expect("sent");
     let r = &mock.sends()[0];
     assert_eq!(r.path, format!("/bot{}/sendMessage", creds::TG_TOKEN));
-    assert_eq!(r.body(), &json!({ "chat_id": 123456789, "text": "Your order shipped" }));
+    assert_eq!(
+        r.body(),
+        &json!({ "chat_id": 123456789, "text": "Your order shipped" })
+    );
     assert_eq!(ok.provider_message_id, format!("123456789:{}", r.seq));
     assert_eq!(ch.default_rate_per_second(), Some(30.0));
 }
@@ -22,7 +28,10 @@ async fn inline_keyboard_with_callbacks_and_links() {
     let ch = channel(&mock, "");
     let m = Message {
         text: "Did this solve your problem?".into(),
-        buttons: vec![button("Yes", "resolved:yes"), link("Help", "https://example.com/help")],
+        buttons: vec![
+            button("Yes", "resolved:yes"),
+            link("Help", "https://example.com/help"),
+        ],
         quick_replies: vec![button("Later", "later"), button("Stop", "stop")],
         image_url: None,
     };
@@ -65,11 +74,36 @@ async fn documented_errors_are_classified() {
         &ch,
         &text("hello"),
         &[
-            (Behavior::Block, ErrorClass::Blocked, "403", "bot was blocked by the user"),
-            (Behavior::OutsideWindow, ErrorClass::OutsideWindow, "403", "can't initiate conversation"),
-            (Behavior::InvalidRecipient, ErrorClass::InvalidRecipient, "400", "chat not found"),
-            (Behavior::rate_limit(9), ErrorClass::RateLimited, "429", "retry after 9"),
-            (Behavior::ServerError, ErrorClass::Transient, "500", "Internal Server Error"),
+            (
+                Behavior::Block,
+                ErrorClass::Blocked,
+                "403",
+                "bot was blocked by the user",
+            ),
+            (
+                Behavior::OutsideWindow,
+                ErrorClass::OutsideWindow,
+                "403",
+                "can't initiate conversation",
+            ),
+            (
+                Behavior::InvalidRecipient,
+                ErrorClass::InvalidRecipient,
+                "400",
+                "chat not found",
+            ),
+            (
+                Behavior::rate_limit(9),
+                ErrorClass::RateLimited,
+                "429",
+                "retry after 9",
+            ),
+            (
+                Behavior::ServerError,
+                ErrorClass::Transient,
+                "500",
+                "Internal Server Error",
+            ),
             (Behavior::BadToken, ErrorClass::Auth, "401", "Unauthorized"),
         ],
     )
@@ -104,8 +138,15 @@ async fn validation_names_the_limit() {
         ..Message::default()
     };
     let e = ch.validate(&message(m)).unwrap_err();
-    assert!(e.contains("callback_data") && e.contains("65 bytes") && e.contains("64"), "{e}");
-    assert!(ch.validate(&text(&"x".repeat(4097))).unwrap_err().contains("4096"));
+    assert!(
+        e.contains("callback_data") && e.contains("65 bytes") && e.contains("64"),
+        "{e}"
+    );
+    assert!(
+        ch.validate(&text(&"x".repeat(4097)))
+            .unwrap_err()
+            .contains("4096")
+    );
     let caption = Message {
         text: "x".repeat(1025),
         image_url: Some("https://example.com/p.jpg".into()),
@@ -113,8 +154,14 @@ async fn validation_names_the_limit() {
     };
     assert!(ch.validate(&message(caption)).unwrap_err().contains("1024"));
     let e = ch.validate(&template()).unwrap_err();
-    assert!(e.contains("Telegram has no pre-approved message templates"), "{e}");
-    let err = ch.send(&to("1"), &template()).await.expect_err("no templates");
+    assert!(
+        e.contains("Telegram has no pre-approved message templates"),
+        "{e}"
+    );
+    let err = ch
+        .send(&to("1"), &template())
+        .await
+        .expect_err("no templates");
     assert_eq!(err.class, ErrorClass::Rejected);
     assert!(mock.requests().is_empty());
 }

@@ -14,12 +14,24 @@ async fn fetches_a_token_then_sends_text() {
     assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(all[0].method, "GET");
     assert_eq!(all[0].path, "/cgi-bin/token");
-    assert_eq!(all[0].query.get("grant_type").map(String::as_str), Some("client_credential"));
-    assert_eq!(all[0].query.get("appid").map(String::as_str), Some(creds::WX_APP_ID));
-    assert_eq!(all[0].query.get("secret").map(String::as_str), Some(creds::WX_APP_SECRET));
+    assert_eq!(
+        all[0].query.get("grant_type").map(String::as_str),
+        Some("client_credential")
+    );
+    assert_eq!(
+        all[0].query.get("appid").map(String::as_str),
+        Some(creds::WX_APP_ID)
+    );
+    assert_eq!(
+        all[0].query.get("secret").map(String::as_str),
+        Some(creds::WX_APP_SECRET)
+    );
     let send = &all[1];
     assert_eq!(send.path, "/cgi-bin/message/custom/send");
-    assert_eq!(send.query.get("access_token").map(String::as_str), Some("wxtok-mock-1"));
+    assert_eq!(
+        send.query.get("access_token").map(String::as_str),
+        Some("wxtok-mock-1")
+    );
     assert_eq!(
         send.body(),
         &json!({ "touser": "oOPENID1", "msgtype": "text", "text": { "content": "你好" } })
@@ -84,7 +96,9 @@ async fn expired_token_is_refreshed_once_and_the_message_resent() {
     let ch = channel(&mock, "");
     ch.send(&to("o1"), &text("first")).await.expect("sent");
     mock.expire_access_tokens();
-    ch.send(&to("o2"), &text("second")).await.expect("refreshed and resent");
+    ch.send(&to("o2"), &text("second"))
+        .await
+        .expect("refreshed and resent");
     assert_eq!(mock.tokens_issued(), 2);
     let to_o2 = mock.requests_for("o2");
     assert_eq!(to_o2.len(), 2, "one refused send, one resend");
@@ -98,7 +112,9 @@ async fn rejected_token_refreshes_once_then_is_auth() {
     let ch = channel(&mock, "");
     // 40001 once: the adapter refreshes and resends.
     mock.script("o1", Behavior::fail_first(1, Behavior::BadToken));
-    ch.send(&to("o1"), &text("hi")).await.expect("second try succeeds");
+    ch.send(&to("o1"), &text("hi"))
+        .await
+        .expect("second try succeeds");
     assert_eq!(mock.tokens_issued(), 2);
     // 40001 every time: one refresh, one resend, then Auth.
     let err = send_err(&ch, &mock, "o2", Behavior::BadToken, &text("hi")).await;
@@ -115,7 +131,10 @@ async fn wrong_app_secret_is_auth_without_leaking_it() {
         .channel_toml("ch")
         .replace(creds::WX_APP_SECRET, "wrongsecretvalue123");
     let ch = build(&toml, "ch").expect("builds");
-    let err = ch.send(&to("o1"), &text("hi")).await.expect_err("bad secret");
+    let err = ch
+        .send(&to("o1"), &text("hi"))
+        .await
+        .expect_err("bad secret");
     assert_eq!(err.class, ErrorClass::Auth);
     assert_eq!(err.code, "40125");
     assert!(err.message.contains("invalid appsecret"), "{err:?}");
@@ -176,11 +195,36 @@ async fn documented_errors_are_classified() {
         &ch,
         &text("hello"),
         &[
-            (Behavior::OutsideWindow, ErrorClass::OutsideWindow, "45015", "out of time limit"),
-            (Behavior::Block, ErrorClass::Blocked, "43004", "require subscribe"),
-            (Behavior::InvalidRecipient, ErrorClass::InvalidRecipient, "40003", "invalid openid"),
-            (Behavior::rate_limit(1), ErrorClass::RateLimited, "45009", "quota"),
-            (Behavior::ServerError, ErrorClass::Transient, "-1", "system error"),
+            (
+                Behavior::OutsideWindow,
+                ErrorClass::OutsideWindow,
+                "45015",
+                "out of time limit",
+            ),
+            (
+                Behavior::Block,
+                ErrorClass::Blocked,
+                "43004",
+                "require subscribe",
+            ),
+            (
+                Behavior::InvalidRecipient,
+                ErrorClass::InvalidRecipient,
+                "40003",
+                "invalid openid",
+            ),
+            (
+                Behavior::rate_limit(1),
+                ErrorClass::RateLimited,
+                "45009",
+                "quota",
+            ),
+            (
+                Behavior::ServerError,
+                ErrorClass::Transient,
+                "-1",
+                "system error",
+            ),
         ],
     )
     .await;
@@ -204,16 +248,30 @@ async fn validation_names_the_limit() {
     assert!(e.contains("2100 bytes") && e.contains("2048"), "{e}");
     let menu = Message {
         text: "pick".into(),
-        buttons: (0..11).map(|i| button(&format!("b{i}"), &format!("{i}"))).collect(),
+        buttons: (0..11)
+            .map(|i| button(&format!("b{i}"), &format!("{i}")))
+            .collect(),
         ..Message::default()
     };
-    assert!(ch.validate(&message(menu)).unwrap_err().contains("limit is 10"));
+    assert!(
+        ch.validate(&message(menu))
+            .unwrap_err()
+            .contains("limit is 10")
+    );
     let mixed = Message {
         text: "pick".into(),
         image_url: Some("https://example.com/i.png".into()),
         buttons: vec![button("ok", "1")],
         ..Message::default()
     };
-    assert!(ch.validate(&message(mixed)).unwrap_err().contains("news article"));
-    assert!(ch.validate(&template()).unwrap_err().contains("no template messages"));
+    assert!(
+        ch.validate(&message(mixed))
+            .unwrap_err()
+            .contains("news article")
+    );
+    assert!(
+        ch.validate(&template())
+            .unwrap_err()
+            .contains("no template messages")
+    );
 }

@@ -7,14 +7,23 @@ use serde_json::json;
 async fn text_goes_to_the_phone_number_with_bearer_auth() {
     let mock = MockPlatform::start(Platform::Whatsapp).await;
     let ch = channel(&mock, "");
-    let ok = ch.send(&to("15550001"), &text("Your order shipped")).await.expect("sent");
+    let ok = ch
+        .send(&to("15550001"), &text("Your order shipped"))
+        .await
+        .expect("sent");
 
     let sent = mock.sends();
     assert_eq!(sent.len(), 1);
     let r = &sent[0];
     assert_eq!(r.method, "POST");
-    assert_eq!(r.path, format!("/v21.0/{}/messages", creds::WA_PHONE_NUMBER_ID));
-    assert_eq!(r.header("authorization"), Some(format!("Bearer {}", creds::WA_TOKEN).as_str()));
+    assert_eq!(
+        r.path,
+        format!("/v21.0/{}/messages", creds::WA_PHONE_NUMBER_ID)
+    );
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {}", creds::WA_TOKEN).as_str())
+    );
     assert_eq!(
         r.body(),
         &json!({
@@ -71,7 +80,9 @@ async fn image_with_caption_and_url_button() {
         image_url: Some("https://example.com/b.jpg".into()),
         ..Message::default()
     };
-    ch.send(&to("15550003"), &message(image)).await.expect("sent");
+    ch.send(&to("15550003"), &message(image))
+        .await
+        .expect("sent");
     let cta = Message {
         text: "See the dates".into(),
         buttons: vec![link("See Dates", "https://example.com/dates")],
@@ -119,12 +130,42 @@ async fn documented_errors_are_classified() {
         &ch,
         &text("hello"),
         &[
-            (Behavior::OutsideWindow, ErrorClass::OutsideWindow, "131047", "more than 24 hours"),
-            (Behavior::InvalidRecipient, ErrorClass::InvalidRecipient, "131026", "Message Undeliverable"),
-            (Behavior::Block, ErrorClass::Blocked, "131050", "stop receiving marketing messages"),
-            (Behavior::rate_limit(3), ErrorClass::RateLimited, "130429", "Rate limit hit"),
-            (Behavior::ServerError, ErrorClass::Transient, "2", "unexpected error"),
-            (Behavior::BadToken, ErrorClass::Auth, "190", "Invalid OAuth access token"),
+            (
+                Behavior::OutsideWindow,
+                ErrorClass::OutsideWindow,
+                "131047",
+                "more than 24 hours",
+            ),
+            (
+                Behavior::InvalidRecipient,
+                ErrorClass::InvalidRecipient,
+                "131026",
+                "Message Undeliverable",
+            ),
+            (
+                Behavior::Block,
+                ErrorClass::Blocked,
+                "131050",
+                "stop receiving marketing messages",
+            ),
+            (
+                Behavior::rate_limit(3),
+                ErrorClass::RateLimited,
+                "130429",
+                "Rate limit hit",
+            ),
+            (
+                Behavior::ServerError,
+                ErrorClass::Transient,
+                "2",
+                "unexpected error",
+            ),
+            (
+                Behavior::BadToken,
+                ErrorClass::Auth,
+                "190",
+                "Invalid OAuth access token",
+            ),
         ],
     )
     .await;
@@ -137,7 +178,10 @@ async fn wrong_token_is_auth() {
         .channel_toml("ch")
         .replace(creds::WA_TOKEN, "EAAGwrongTokenValue");
     let ch = build(&toml, "ch").expect("builds");
-    let err = ch.send(&to("15550006"), &text("hi")).await.expect_err("bad token");
+    let err = ch
+        .send(&to("15550006"), &text("hi"))
+        .await
+        .expect_err("bad token");
     assert_eq!(err.class, ErrorClass::Auth);
     assert_eq!(err.code, "190");
     assert!(!err.message.contains("EAAGwrongTokenValue"));
@@ -159,12 +203,18 @@ async fn retries_reach_the_recipient_once_it_recovers() {
     let ch = channel(&mock, "");
     mock.script("15550007", Behavior::fail_first(2, Behavior::ServerError));
     let outcomes = [
-        ch.send(&to("15550007"), &text("hi")).await.map_err(|e| e.class),
-        ch.send(&to("15550007"), &text("hi")).await.map_err(|e| e.class),
+        ch.send(&to("15550007"), &text("hi"))
+            .await
+            .map_err(|e| e.class),
+        ch.send(&to("15550007"), &text("hi"))
+            .await
+            .map_err(|e| e.class),
     ];
     assert_eq!(outcomes[0], Err(ErrorClass::Transient));
     assert_eq!(outcomes[1], Err(ErrorClass::Transient));
-    ch.send(&to("15550007"), &text("hi")).await.expect("third attempt succeeds");
+    ch.send(&to("15550007"), &text("hi"))
+        .await
+        .expect("third attempt succeeds");
     assert_eq!(mock.requests_for("15550007").len(), 3);
 }
 
@@ -174,30 +224,49 @@ async fn validation_names_the_limit() {
     let ch = channel(&mock, "");
     let four = Message {
         text: "pick".into(),
-        buttons: (0..4).map(|i| button(&format!("b{i}"), &format!("p{i}"))).collect(),
+        buttons: (0..4)
+            .map(|i| button(&format!("b{i}"), &format!("p{i}")))
+            .collect(),
         ..Message::default()
     };
     let e = ch.validate(&message(four.clone())).unwrap_err();
-    assert!(e.contains("WhatsApp") && e.contains("4 reply buttons") && e.contains("limit is 3"), "{e}");
+    assert!(
+        e.contains("WhatsApp") && e.contains("4 reply buttons") && e.contains("limit is 3"),
+        "{e}"
+    );
     let long_title = Message {
         text: "pick".into(),
         buttons: vec![button("a title longer than twenty", "p")],
         ..Message::default()
     };
     let e = ch.validate(&message(long_title)).unwrap_err();
-    assert!(e.contains("button title") && e.contains("limit is 20"), "{e}");
+    assert!(
+        e.contains("button title") && e.contains("limit is 20"),
+        "{e}"
+    );
     let long_body = Message {
         text: "x".repeat(1025),
         buttons: vec![button("ok", "p")],
         ..Message::default()
     };
-    assert!(ch.validate(&message(long_body)).unwrap_err().contains("1024"));
-    assert!(ch.validate(&text(&"x".repeat(4097))).unwrap_err().contains("4096"));
+    assert!(
+        ch.validate(&message(long_body))
+            .unwrap_err()
+            .contains("1024")
+    );
+    assert!(
+        ch.validate(&text(&"x".repeat(4097)))
+            .unwrap_err()
+            .contains("4096")
+    );
     assert!(ch.validate(&text(&"x".repeat(4096))).is_ok());
     assert!(ch.validate(&template()).is_ok());
 
     // An invalid message never reaches the platform.
-    let err = ch.send(&to("15550008"), &message(four)).await.expect_err("invalid");
+    let err = ch
+        .send(&to("15550008"), &message(four))
+        .await
+        .expect_err("invalid");
     assert_eq!(err.class, ErrorClass::Rejected);
     assert_eq!(err.code, "invalid_message");
     assert!(mock.requests().is_empty());

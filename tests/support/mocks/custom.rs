@@ -47,7 +47,11 @@ impl Api for CustomApi {
         let b = req.body();
         let id = b.get("id").and_then(Value::as_str).unwrap_or("");
         if !id.starts_with("msg_") || req.header("webhook-id") != Some(id) {
-            return Err(error(400, "invalid_request", "id must be msg_… and equal webhook-id"));
+            return Err(error(
+                400,
+                "invalid_request",
+                "id must be msg_… and equal webhook-id",
+            ));
         }
         if self.recipient(req).is_none_or(|t| t.is_empty()) {
             return Err(error(400, "invalid_request", "to is required"));
@@ -60,7 +64,11 @@ impl Api for CustomApi {
                     && m.get("quick_replies").is_some_and(Value::is_array)
                     && m.get("image_url").is_some();
                 if !complete {
-                    return Err(error(400, "invalid_request", "message needs text, buttons, quick_replies, image_url"));
+                    return Err(error(
+                        400,
+                        "invalid_request",
+                        "message needs text, buttons, quick_replies, image_url",
+                    ));
                 }
             }
             Some("template.send") => {
@@ -69,7 +77,11 @@ impl Api for CustomApi {
                     || t.get("language").and_then(Value::as_str).is_none()
                     || !t.get("params").is_some_and(Value::is_array)
                 {
-                    return Err(error(400, "invalid_request", "template needs name, language, params"));
+                    return Err(error(
+                        400,
+                        "invalid_request",
+                        "template needs name, language, params",
+                    ));
                 }
             }
             _ => return Err(error(400, "invalid_request", "unknown type")),
@@ -85,9 +97,14 @@ impl Api for CustomApi {
         match failure {
             Failure::Block => error(422, "blocked", "the user blocked this bot"),
             Failure::InvalidRecipient => error(404, "invalid_recipient", "no such user"),
-            Failure::OutsideWindow => error(422, "outside_window", "the user has not written in 24 hours"),
-            Failure::RateLimit(secs) => error(429, "rate_limited", "slow down")
-                .with_header("retry-after", secs.to_string()),
+            Failure::OutsideWindow => error(
+                422,
+                "outside_window",
+                "the user has not written in 24 hours",
+            ),
+            Failure::RateLimit(secs) => {
+                error(429, "rate_limited", "slow down").with_header("retry-after", secs.to_string())
+            }
             Failure::ServerError => error(503, "unavailable", "try again later"),
             Failure::BadToken => error(401, "auth", "unknown signing key"),
         }
@@ -103,7 +120,9 @@ fn verify_signature(req: &Incoming) -> Result<(), String> {
     let sigs = req
         .header("webhook-signature")
         .ok_or("missing webhook-signature")?;
-    let ts_num: i64 = ts.parse().map_err(|_| "webhook-timestamp is not a number")?;
+    let ts_num: i64 = ts
+        .parse()
+        .map_err(|_| "webhook-timestamp is not a number")?;
     if (chrono::Utc::now().timestamp() - ts_num).abs() > 300 {
         return Err("webhook-timestamp is more than 5 minutes off".into());
     }
@@ -119,8 +138,9 @@ fn verify_signature(req: &Incoming) -> Result<(), String> {
     mac.update(&req.raw_body);
     let expected = BASE64.encode(mac.finalize().into_bytes());
     let matches = sigs.split(' ').any(|s| {
-        s.strip_prefix("v1,")
-            .is_some_and(|sig| subtle::ConstantTimeEq::ct_eq(sig.as_bytes(), expected.as_bytes()).into())
+        s.strip_prefix("v1,").is_some_and(|sig| {
+            subtle::ConstantTimeEq::ct_eq(sig.as_bytes(), expected.as_bytes()).into()
+        })
     });
     if matches {
         Ok(())

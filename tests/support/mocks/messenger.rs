@@ -133,7 +133,9 @@ impl MessengerApi {
             (Some(t), None) => {
                 let t = t.as_str().unwrap_or("");
                 if t.is_empty() || t.chars().count() > text_max {
-                    return Err(format!("param message[text] must be 1-{text_max} characters"));
+                    return Err(format!(
+                        "param message[text] must be 1-{text_max} characters"
+                    ));
                 }
             }
             (None, Some(a)) => check_attachment(a)?,
@@ -198,7 +200,11 @@ fn check_attachment(a: &Value) -> Result<(), String> {
                     buttons(&p)?;
                 }
                 Some("generic") => {
-                    let elements = p.get("elements").and_then(Value::as_array).cloned().unwrap_or_default();
+                    let elements = p
+                        .get("elements")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
                     if elements.is_empty() || elements.len() > 10 {
                         return Err("generic template needs 1-10 elements".into());
                     }

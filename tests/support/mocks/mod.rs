@@ -379,7 +379,12 @@ impl MockPlatform {
     /// Every credential in [`Self::channel_toml`], for leak checks.
     pub fn secrets(&self) -> Vec<&'static str> {
         use creds::*;
-        let mut all = vec![APP_SECRET, VERIFY_TOKEN, TG_SECRET_TOKEN, SLACK_SIGNING_SECRET];
+        let mut all = vec![
+            APP_SECRET,
+            VERIFY_TOKEN,
+            TG_SECRET_TOKEN,
+            SLACK_SIGNING_SECRET,
+        ];
         all.extend(match self.platform() {
             Platform::Whatsapp => vec![WA_TOKEN],
             Platform::Messenger | Platform::Instagram => vec![PAGE_TOKEN],
@@ -387,7 +392,10 @@ impl MockPlatform {
             Platform::Slack => vec![SLACK_TOKEN],
             Platform::Wechat => vec![WX_APP_SECRET],
             Platform::Custom | Platform::Webchat => {
-                vec![WEBHOOK_SECRET, "cHVzaGQgbW9jayB3ZWJob29rIHNpZ25pbmcga2V5ISE="]
+                vec![
+                    WEBHOOK_SECRET,
+                    "cHVzaGQgbW9jayB3ZWJob29rIHNpZ25pbmcga2V5ISE=",
+                ]
             }
             Platform::Simulator => vec![],
         });
@@ -449,9 +457,7 @@ impl MockPlatform {
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
         self.wait_until(timeout, |reqs| reqs.len() >= n)
             .await
-            .unwrap_or_else(|got| {
-                panic!("waited {timeout:?} for {n} requests, got {}", got.len())
-            })
+            .unwrap_or_else(|got| panic!("waited {timeout:?} for {n} requests, got {}", got.len()))
     }
 
     /// Waits until `done(requests)`; `Err(requests so far)` at the deadline.
@@ -589,7 +595,10 @@ fn resolve(b: Behavior, attempt: u32) -> Behavior {
     }
 }
 
-fn render(shared: &Shared, reply: Reply) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send + '_>> {
+fn render(
+    shared: &Shared,
+    reply: Reply,
+) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send + '_>> {
     Box::pin(async move {
         match reply {
             Reply::Json {

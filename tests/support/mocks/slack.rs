@@ -30,7 +30,10 @@ impl Api for SlackApi {
 
     fn check(&self, _mock: &Shared, req: &Incoming) -> Result<(), Reply> {
         if req.method != "POST" || req.path != "/chat.postMessage" {
-            return Err(Reply::json(404, json!({ "ok": false, "error": "unknown_method" })));
+            return Err(Reply::json(
+                404,
+                json!({ "ok": false, "error": "unknown_method" }),
+            ));
         }
         match bearer(req) {
             None => return Err(error("not_authed")),
@@ -85,10 +88,9 @@ impl Api for SlackApi {
                 Reply::json(429, json!({ "ok": false, "error": "ratelimited" }))
                     .with_header("retry-after", secs.to_string())
             }
-            Failure::ServerError => Reply::json(
-                503,
-                json!({ "ok": false, "error": "service_unavailable" }),
-            ),
+            Failure::ServerError => {
+                Reply::json(503, json!({ "ok": false, "error": "service_unavailable" }))
+            }
             Failure::BadToken => error("invalid_auth"),
         }
     }
@@ -114,7 +116,10 @@ fn valid_block(block: &Value) -> bool {
             !elements.is_empty()
                 && elements.len() <= 25
                 && elements.iter().all(|e| {
-                    let text = e.pointer("/text/text").and_then(Value::as_str).unwrap_or("");
+                    let text = e
+                        .pointer("/text/text")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     e.get("type").and_then(Value::as_str) == Some("button")
                         && e.pointer("/text/type").and_then(Value::as_str) == Some("plain_text")
                         && !text.is_empty()

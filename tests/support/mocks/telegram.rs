@@ -116,9 +116,10 @@ impl Api for TelegramApi {
         match failure {
             Failure::Block => error(403, "Forbidden: bot was blocked by the user"),
             Failure::InvalidRecipient => error(400, "Bad Request: chat not found"),
-            Failure::OutsideWindow => {
-                error(403, "Forbidden: bot can't initiate conversation with a user")
-            }
+            Failure::OutsideWindow => error(
+                403,
+                "Forbidden: bot can't initiate conversation with a user",
+            ),
             Failure::RateLimit(secs) => Reply::json(
                 429,
                 json!({

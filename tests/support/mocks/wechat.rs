@@ -120,7 +120,10 @@ fn token(mock: &Shared, req: &Incoming) -> Reply {
 }
 
 fn check_body(b: &Value) -> Result<(), Reply> {
-    if b.get("touser").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if b.get("touser")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return Err(error(40003, "invalid openid"));
     }
     let s = |p: &str| b.pointer(p).and_then(Value::as_str).unwrap_or("");
@@ -153,10 +156,18 @@ fn check_body(b: &Value) -> Result<(), Reply> {
                 .cloned()
                 .unwrap_or_default();
             let items_ok = list.iter().all(|i| {
-                i.get("id").and_then(Value::as_str).is_some_and(|id| !id.is_empty())
-                    && i.get("content").and_then(Value::as_str).is_some_and(|c| !c.is_empty())
+                i.get("id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| !id.is_empty())
+                    && i.get("content")
+                        .and_then(Value::as_str)
+                        .is_some_and(|c| !c.is_empty())
             });
-            if list.is_empty() || list.len() > 10 || !items_ok || s("/msgmenu/head_content").is_empty() {
+            if list.is_empty()
+                || list.len() > 10
+                || !items_ok
+                || s("/msgmenu/head_content").is_empty()
+            {
                 return Err(error(40008, "invalid message type"));
             }
         }

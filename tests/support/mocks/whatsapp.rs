@@ -69,21 +69,27 @@ impl Api for WhatsAppApi {
                 131050,
                 None,
                 "(#131050) Unable to deliver the marketing message",
-                Some("Unable to deliver the marketing message. This can happen because the user has chosen to stop receiving marketing messages from this business."),
+                Some(
+                    "Unable to deliver the marketing message. This can happen because the user has chosen to stop receiving marketing messages from this business.",
+                ),
             ),
             Failure::InvalidRecipient => graph_error(
                 400,
                 131026,
                 None,
                 "(#131026) Message Undeliverable",
-                Some("Message failed to send because the recipient's phone number is not a WhatsApp number, has not accepted the latest Terms of Service, or uses an outdated WhatsApp version."),
+                Some(
+                    "Message failed to send because the recipient's phone number is not a WhatsApp number, has not accepted the latest Terms of Service, or uses an outdated WhatsApp version.",
+                ),
             ),
             Failure::OutsideWindow => graph_error(
                 400,
                 131047,
                 None,
                 "(#131047) Re-engagement message",
-                Some("Message failed to send because more than 24 hours have passed since the customer last replied to this number."),
+                Some(
+                    "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+                ),
             ),
             Failure::RateLimit(_) => graph_error(
                 429,
@@ -139,7 +145,9 @@ fn check_body(b: &Value) -> Result<(), String> {
             }
         }
         Some("template") => {
-            if str_at(b, "/template/name").is_none() || str_at(b, "/template/language/code").is_none() {
+            if str_at(b, "/template/name").is_none()
+                || str_at(b, "/template/language/code").is_none()
+            {
                 return Err("template.name and template.language.code are required".into());
             }
         }
