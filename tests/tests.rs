@@ -3,6 +3,7 @@
 
 mod support;
 
+mod channels;
 mod config_cli;
 mod control;
 mod dispatch;

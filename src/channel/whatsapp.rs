@@ -205,8 +205,11 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
     http::check_chars("text", &message.text, TEXT_MAX)
 }
 
+/// Reply buttons, and URL buttons as (title, url).
+type SplitButtons<'a> = (Vec<&'a Button>, Vec<(&'a str, &'a str)>);
+
 /// Reply buttons (buttons without a URL, then quick replies) and URL buttons.
-fn split_buttons(message: &Message) -> Result<(Vec<&Button>, Vec<(&str, &str)>), String> {
+fn split_buttons(message: &Message) -> Result<SplitButtons<'_>, String> {
     let mut replies = Vec::new();
     let mut links = Vec::new();
     for b in &message.buttons {

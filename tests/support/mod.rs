@@ -301,4 +301,6 @@ pub fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+#[allow(dead_code)]
+pub mod mocks;
 pub mod webhooks;
