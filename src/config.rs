@@ -850,7 +850,16 @@ fn one_line_toml_error(e: &toml::de::Error, src: &str) -> String {
     match e.span() {
         Some(span) => {
             let (line, col) = line_col(src, span.start);
-            format!("line {line}, column {col}: {msg}")
+            let text = src.lines().nth(line - 1).unwrap_or("").trim();
+            // Never echo a line that may hold a credential.
+            let secret_line = ["token", "secret", "password"]
+                .iter()
+                .any(|k| text.to_ascii_lowercase().contains(k));
+            if text.is_empty() || text.len() > 120 || secret_line {
+                format!("line {line}, column {col}: {msg}")
+            } else {
+                format!("line {line}, column {col} (`{text}`): {msg}")
+            }
         }
         None => msg,
     }

@@ -317,6 +317,7 @@ impl Daemon {
         let mut status = ReloadStatus {
             at: fmt_ms(now_ms()),
             what: "scripts".into(),
+            attempt: Some(number),
             ..Default::default()
         };
         let dir_text = cfg.scripts.dir.display().to_string();

@@ -21,17 +21,9 @@ fn daemon() -> TestDaemon {
 }
 
 fn generation(d: &TestDaemon) -> i64 {
-    d.status()["scripts"]["generation"].as_i64().expect("a live generation")
-}
-
-/// Waits for a script reload attempt newer than `after` and returns status.
-fn wait_reload(d: &TestDaemon, after: &str) -> serde_json::Value {
-    wait_for("a script reload attempt", Duration::from_secs(20), || {
-        let s = d.status();
-        let at = s["last_script_reload"]["at"].as_str().unwrap_or("").to_string();
-        let attempts = count(&d.db(), "SELECT count(*) FROM script_generations");
-        (at.as_str() > after || attempts > 0 && s["last_script_reload"]["at"] != after).then_some(s)
-    })
+    d.status()["scripts"]["generation"]
+        .as_i64()
+        .expect("a live generation")
 }
 
 fn script_attempts(d: &TestDaemon) -> i64 {
@@ -39,9 +31,14 @@ fn script_attempts(d: &TestDaemon) -> i64 {
 }
 
 fn wait_attempts(d: &TestDaemon, n: i64) -> serde_json::Value {
-    wait_for(&format!("{n} script load attempts"), Duration::from_secs(20), || {
-        (script_attempts(d) >= n).then(|| d.status())
-    })
+    wait_for(
+        &format!("{n} script load attempts"),
+        Duration::from_secs(20),
+        || {
+            let s = d.status();
+            (s["last_script_reload"]["attempt"].as_i64().unwrap_or(0) >= n).then_some(s)
+        },
+    )
 }
 
 #[test]
@@ -49,9 +46,19 @@ fn reload_on_write_rename_new_and_deleted_files() {
     let d = daemon();
     let g1 = generation(&d);
     // Plain write of a new file.
-    d.write_script("20_extra.lua", "template \"bye\" { en = { text = \"Bye {{name}}\" } }\n");
+    d.write_script(
+        "20_extra.lua",
+        "template \"bye\" { en = { text = \"Bye {{name}}\" } }\n",
+    );
     let s = wait_attempts(&d, 2);
-    assert!(s["scripts"]["templates"].as_array().unwrap().iter().any(|t| t == "bye"), "{s}");
+    assert!(
+        s["scripts"]["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "bye"),
+        "{s}"
+    );
     let g2 = s["scripts"]["generation"].as_i64().unwrap();
     assert!(g2 > g1);
     // Atomic save: write a temp file, rename over the original.
@@ -60,7 +67,10 @@ fn reload_on_write_rename_new_and_deleted_files() {
     std::fs::rename(&tmp, d.path("scripts/20_extra.lua")).unwrap();
     let s = wait_attempts(&d, 3);
     let templates = s["scripts"]["templates"].as_array().unwrap().clone();
-    assert!(templates.iter().any(|t| t == "bye2") && !templates.iter().any(|t| t == "bye"), "{s}");
+    assert!(
+        templates.iter().any(|t| t == "bye2") && !templates.iter().any(|t| t == "bye"),
+        "{s}"
+    );
     // Deleting a file reloads without it.
     std::fs::remove_file(d.path("scripts/20_extra.lua")).unwrap();
     let s = wait_attempts(&d, 4);
@@ -75,7 +85,12 @@ fn reload_on_write_rename_new_and_deleted_files() {
     assert_eq!(script_attempts(&d), 5, "swap/backup files caused a reload");
     assert_eq!(s["last_script_reload"]["ok"], true);
     // Every attempt is audited with the scripts' hash.
-    assert!(count(&d.db(), "SELECT count(*) FROM audit WHERE action = 'reload.scripts' AND ok = 1 AND detail LIKE '%hash%'") >= 5);
+    assert!(
+        count(
+            &d.db(),
+            "SELECT count(*) FROM audit WHERE action = 'reload.scripts' AND ok = 1 AND detail LIKE '%hash%'"
+        ) >= 5
+    );
 }
 
 fn assert_bad_edit_keeps_generation(file: &str, text: &str, needles: &[&str]) {
@@ -94,18 +109,34 @@ fn assert_bad_edit_keeps_generation(file: &str, text: &str, needles: &[&str]) {
     assert_eq!(preview["data"]["size"], 20, "{preview}");
     // The human status shows the error too.
     let text = stdout(&d.cli(&["status"]));
-    assert!(text.contains("FAILED") && text.contains(needles[0]), "{text}");
-    assert!(count(&d.db(), "SELECT count(*) FROM audit WHERE action = 'reload.scripts' AND ok = 0") >= 1);
+    assert!(
+        text.contains("FAILED") && text.contains(needles[0]),
+        "{text}"
+    );
+    assert!(
+        count(
+            &d.db(),
+            "SELECT count(*) FROM audit WHERE action = 'reload.scripts' AND ok = 0"
+        ) >= 1
+    );
 }
 
 #[test]
 fn syntax_error_keeps_old_generation() {
-    assert_bad_edit_keeps_generation("20_bad.lua", "template \"x\" {\n  en = { text = \"a\" \n", &["20_bad.lua:"]);
+    assert_bad_edit_keeps_generation(
+        "20_bad.lua",
+        "template \"x\" {\n  en = { text = \"a\" \n",
+        &["20_bad.lua:"],
+    );
 }
 
 #[test]
 fn runtime_error_at_load_keeps_old_generation() {
-    assert_bad_edit_keeps_generation("20_bad.lua", "local x = nil\n\nlocal y = x.field\n", &["20_bad.lua:3"]);
+    assert_bad_edit_keeps_generation(
+        "20_bad.lua",
+        "local x = nil\n\nlocal y = x.field\n",
+        &["20_bad.lua:3"],
+    );
 }
 
 #[test]
@@ -154,8 +185,14 @@ end }
     assert!(msg.contains("20_hostile.lua"), "{msg}");
     assert_eq!(d.status()["members"], 20);
     let v = d.cli_json(&["audience", "preview", "all", "--template", "bomb"]);
-    let sample_err = v["data"]["samples"][0]["error"].as_str().unwrap_or("").to_string();
-    assert!(sample_err.contains("memory") || sample_err.contains("instruction"), "{v}");
+    let sample_err = v["data"]["samples"][0]["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        sample_err.contains("memory") || sample_err.contains("instruction"),
+        "{v}"
+    );
     assert_eq!(d.status()["members"], 20);
 }
 
@@ -165,11 +202,14 @@ fn pushd_check_exit_codes() {
     d.write_script("10_base.lua", GOOD);
     let out = d.cli(&["check"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    d.write_script("20_bad.lua", "\n\ntemplate \"t\" { en = { text = \"{{bogus}}\" } }\npush \"p\" { audience = \"none\", template = \"t\" }\n");
+    d.write_script("20_bad.lua", "\n\ntemplate \"t\" { en = { text = \"{{bogus}}\" } }\npush \"p\" { audience = \"none\", template = \"t\", start_at = \"now\" }\n");
     let out = d.cli(&["check"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("20_bad.lua:3") && err.contains("bogus"), "{err}");
+    assert!(
+        err.contains("20_bad.lua:3") && err.contains("bogus"),
+        "{err}"
+    );
     assert!(err.contains("none"), "{err}");
     std::fs::write(&d.config_path, "[dispatch]\nrate = 5\n").unwrap();
     let out = d.cli(&["check"]);
@@ -186,30 +226,56 @@ fn config_reload_good_and_bad() {
     let edited = original.replace("rate_per_minute = 0", "rate_per_minute = 250")
         + "[control]\nsocket = \"/tmp/elsewhere.sock\"\n";
     std::fs::write(&d.config_path, &edited).unwrap();
-    let v = d.cli_json(&["reload"]);
+    let v = d.request(r#"{"cmd":"reload"}"#);
     assert_eq!(v["data"]["config"]["ok"], true, "{v}");
-    assert_eq!(v["data"]["config"]["restart_required"][0], "control.socket", "{v}");
+    assert_eq!(
+        v["data"]["config"]["restart_required"][0], "control.socket",
+        "{v}"
+    );
     assert_eq!(d.status()["rate_per_minute"], 250);
-    assert!(d.socket.exists(), "socket must stay where it is until a restart");
+    assert!(
+        d.socket.exists(),
+        "socket must stay where it is until a restart"
+    );
     // Bad edit: rejected with the key and line, old config stays.
-    std::fs::write(&d.config_path, original.replace("rate_per_minute = 0", "rate_per_minute = \"fast\"")).unwrap();
-    let v = d.cli_json(&["reload"]);
+    std::fs::write(
+        &d.config_path,
+        original.replace("rate_per_minute = 0", "rate_per_minute = \"fast\""),
+    )
+    .unwrap();
+    let v = d.request(r#"{"cmd":"reload"}"#);
     assert_eq!(v["data"]["config"]["ok"], false, "{v}");
     let errors = v["data"]["config"]["errors"].to_string();
-    assert!(errors.contains("rate_per_minute") && errors.contains("line"), "{errors}");
+    assert!(
+        errors.contains("rate_per_minute") && errors.contains("line"),
+        "{errors}"
+    );
     assert_eq!(d.status()["rate_per_minute"], 250);
     let s = d.status();
     assert_eq!(s["last_config_reload"]["ok"], false);
     // A save is picked up without asking, too.
-    std::fs::write(&d.config_path, original.replace("rate_per_minute = 0", "rate_per_minute = 42")).unwrap();
+    std::fs::write(
+        &d.config_path,
+        original.replace("rate_per_minute = 0", "rate_per_minute = 42"),
+    )
+    .unwrap();
     wait_for("config file reload", Duration::from_secs(20), || {
         (d.status()["rate_per_minute"] == 42).then_some(())
     });
     // And SIGHUP reloads.
-    std::fs::write(&d.config_path, original.replace("rate_per_minute = 0", "rate_per_minute = 43")).unwrap();
+    std::fs::write(
+        &d.config_path,
+        original.replace("rate_per_minute = 0", "rate_per_minute = 43"),
+    )
+    .unwrap();
     d.signal(libc::SIGHUP);
     wait_for("SIGHUP reload", Duration::from_secs(20), || {
         (d.status()["rate_per_minute"] == 43).then_some(())
     });
-    assert!(count(&d.db(), "SELECT count(*) FROM audit WHERE action = 'reload.config' AND ok = 0") >= 1);
+    assert!(
+        count(
+            &d.db(),
+            "SELECT count(*) FROM audit WHERE action = 'reload.config' AND ok = 0"
+        ) >= 1
+    );
 }

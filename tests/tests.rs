@@ -8,5 +8,5 @@ mod config_cli;
 mod control;
 mod dispatch;
 mod members;
-mod reload;
 mod receipts;
+mod reload;

@@ -362,6 +362,9 @@ pub struct ReloadStatus {
     pub at: String,
     /// "scripts" or "config".
     pub what: String,
+    /// Scripts: the generation number this attempt would have (or has) become.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i64>,
     pub ok: bool,
     /// file:line problems of a failed reload.
     pub errors: Vec<String>,
