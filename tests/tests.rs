@@ -7,6 +7,7 @@ mod channels;
 mod config_cli;
 mod control;
 mod dispatch;
+mod e2e;
 mod members;
 mod receipts;
 mod reload;

@@ -154,6 +154,8 @@ pub struct Recorded {
     pub headers: BTreeMap<String, String>,
     pub raw_body: String,
     pub json: Option<Value>,
+    /// When the mock received it.
+    pub at: std::time::Instant,
     /// The user the request is addressed to, when it is a send.
     pub recipient: Option<String>,
 }
@@ -524,6 +526,7 @@ async fn handle(
         req.seq = st.requests.len() as u64 + 1;
         st.requests.push(Recorded {
             seq: req.seq,
+            at: std::time::Instant::now(),
             method: req.method.to_string(),
             path: req.path.clone(),
             query: req.query.clone(),
