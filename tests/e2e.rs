@@ -34,7 +34,11 @@ pub fn import_members(d: &TestDaemon, members: &[(String, String)]) {
     assert_eq!(v["ok"], true, "{v}");
 }
 
-fn outcome(d: &TestDaemon, channel: &str, user: &str) -> (i64, i64, Option<String>, Option<String>) {
+fn outcome(
+    d: &TestDaemon,
+    channel: &str,
+    user: &str,
+) -> (i64, i64, Option<String>, Option<String>) {
     d.db()
         .query_row(
             "SELECT d.state, d.attempts, d.error_class, d.provider_message_id FROM deliveries d
@@ -86,7 +90,17 @@ fn push_across_every_platform_ends_with_the_right_outcomes() {
     d.write_script("10.lua", HELLO);
     d.spawn();
     import_members(&d, &members);
-    let p = create_push(&d, &["--audience", "all", "--template", "hello", "--name", "all-platforms"]);
+    let p = create_push(
+        &d,
+        &[
+            "--audience",
+            "all",
+            "--template",
+            "hello",
+            "--name",
+            "all-platforms",
+        ],
+    );
     let done = wait_status(&d, "all-platforms", "completed", Duration::from_secs(60));
     assert_eq!(done["recipients"], 32);
     assert_consistent(&d, p["id"].as_i64().unwrap());
@@ -94,19 +108,32 @@ fn push_across_every_platform_ends_with_the_right_outcomes() {
     for (name, (mock, ok, blocked, flaky, invalid)) in &mocks {
         let (state, attempts, _, pid) = outcome(&d, name, ok);
         assert_eq!((state, attempts), (2, 1), "{name} ok");
-        assert!(pid.is_some_and(|p| !p.is_empty()), "{name}: provider id recorded");
+        assert!(
+            pid.is_some_and(|p| !p.is_empty()),
+            "{name}: provider id recorded"
+        );
         let (state, attempts, class, _) = outcome(&d, name, blocked);
         assert_eq!((state, attempts), (3, 1), "{name} blocked");
         assert!(
-            matches!(class.as_deref(), Some("blocked") | Some("invalid_recipient")),
+            matches!(
+                class.as_deref(),
+                Some("blocked") | Some("invalid_recipient")
+            ),
             "{name} blocked class {class:?}"
         );
         let (state, attempts, _, _) = outcome(&d, name, flaky);
-        assert_eq!((state, attempts), (2, 2), "{name}: transient error retried, then sent");
+        assert_eq!(
+            (state, attempts),
+            (2, 2),
+            "{name}: transient error retried, then sent"
+        );
         let (state, attempts, class, _) = outcome(&d, name, invalid);
         assert_eq!((state, attempts), (3, 1), "{name} invalid");
         assert!(
-            matches!(class.as_deref(), Some("invalid_recipient") | Some("blocked")),
+            matches!(
+                class.as_deref(),
+                Some("invalid_recipient") | Some("blocked")
+            ),
             "{name} invalid class {class:?}"
         );
         // The platform saw each recipient once, the flaky one twice (its own 5xx).
@@ -149,7 +176,10 @@ pub fn custom_daemon(
     let users: Vec<String> = (1..=n).map(|i| format!("u{i}")).collect();
     import_members(
         &d,
-        &users.iter().map(|u| ("hook".to_string(), u.clone())).collect::<Vec<_>>(),
+        &users
+            .iter()
+            .map(|u| ("hook".to_string(), u.clone()))
+            .collect::<Vec<_>>(),
     );
     (d, mock, users)
 }
@@ -161,19 +191,28 @@ fn retry_after_is_honoured_and_permanent_errors_are_not_retried() {
     mock.script("u1", Behavior::fail_first(1, Behavior::rate_limit(1)));
     mock.script("u2", Behavior::Block);
     mock.script("u3", Behavior::ServerError); // never recovers
-    create_push(&d, &["--audience", "all", "--template", "hello", "--name", "r"]);
+    create_push(
+        &d,
+        &["--audience", "all", "--template", "hello", "--name", "r"],
+    );
     wait_status(&d, "r", "completed", Duration::from_secs(60));
     let u1 = mock.requests_for("u1");
     assert_eq!(u1.len(), 2);
     let gap = u1[1].at.duration_since(u1[0].at);
-    assert!(gap >= Duration::from_millis(1000), "retry came after {gap:?}, Retry-After said 1s");
+    assert!(
+        gap >= Duration::from_millis(1000),
+        "retry came after {gap:?}, Retry-After said 1s"
+    );
     assert_eq!(outcome(&d, "hook", "u1").0, 2);
     assert_eq!(mock.requests_for("u2").len(), 1, "permanent error retried");
     assert_eq!(outcome(&d, "hook", "u2").2.as_deref(), Some("blocked"));
     // Transient until max_attempts, then failed with the platform's code.
     assert_eq!(mock.requests_for("u3").len(), 4);
     let (state, attempts, class, _) = outcome(&d, "hook", "u3");
-    assert_eq!((state, attempts, class.as_deref()), (3, 4, Some("transient")));
+    assert_eq!(
+        (state, attempts, class.as_deref()),
+        (3, 4, Some("transient"))
+    );
     let code: String = d
         .db()
         .query_row("SELECT error_code FROM deliveries d JOIN members m ON m.id = d.member_id WHERE m.channel_user_id = 'u3'", [], |r| r.get(0))
@@ -186,18 +225,31 @@ fn bad_credentials_pause_the_push_instead_of_failing_everyone() {
     let rt = runtime();
     let (d, mock, users) = custom_daemon(&rt, 20, "rate_per_minute = 0\nconcurrency = 1");
     mock.set_default(Behavior::BadToken);
-    create_push(&d, &["--audience", "all", "--template", "hello", "--name", "auth"]);
+    create_push(
+        &d,
+        &["--audience", "all", "--template", "hello", "--name", "auth"],
+    );
     let p = wait_status(&d, "auth", "paused", Duration::from_secs(30));
-    assert!(p["status_reason"].as_str().unwrap().contains("credentials"), "{p}");
+    assert!(
+        p["status_reason"].as_str().unwrap().contains("credentials"),
+        "{p}"
+    );
     let db = d.db();
-    assert_eq!(count(&db, "SELECT count(*) FROM deliveries WHERE state = 3"), 0, "nobody failed");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM deliveries WHERE state = 3"),
+        0,
+        "nobody failed"
+    );
     assert!(d.status()["pushes"].to_string().contains("credentials"));
     // Fix the token (here: the platform accepts again) and resume: all sent.
     mock.set_default(Behavior::Succeed);
     let v = d.cli_json(&["push", "resume", "auth"]);
     assert_eq!(v["ok"], true, "{v}");
     wait_status(&d, "auth", "completed", Duration::from_secs(30));
-    assert_eq!(count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 2"), users.len() as i64);
+    assert_eq!(
+        count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 2"),
+        users.len() as i64
+    );
 }
 
 #[test]
@@ -208,7 +260,17 @@ fn kill_9_mid_push_then_restart_never_sends_twice() {
     for u in ["u3", "u7", "u11"] {
         mock.script(u, Behavior::Hang);
     }
-    create_push(&d, &["--audience", "all", "--template", "hello", "--name", "crash"]);
+    create_push(
+        &d,
+        &[
+            "--audience",
+            "all",
+            "--template",
+            "hello",
+            "--name",
+            "crash",
+        ],
+    );
     wait_for("a few sends", Duration::from_secs(30), || {
         (mock.sends().len() >= 15).then_some(())
     });
@@ -221,7 +283,11 @@ fn kill_9_mid_push_then_restart_never_sends_twice() {
     assert_consistent(&d, done["id"].as_i64().unwrap());
     let seen = mock.count_by_recipient();
     for u in &users {
-        assert!(seen.get(u).copied().unwrap_or(0) <= 1, "{u} was requested {:?} times", seen.get(u));
+        assert!(
+            seen.get(u).copied().unwrap_or(0) <= 1,
+            "{u} was requested {:?} times",
+            seen.get(u)
+        );
     }
     // The ones hanging at the crash are failed/interrupted, never resent.
     for u in ["u3", "u7", "u11"] {
@@ -230,6 +296,9 @@ fn kill_9_mid_push_then_restart_never_sends_twice() {
     }
     // Everyone else was sent exactly once.
     let sent = count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 2");
-    let interrupted = count(&d.db(), "SELECT count(*) FROM deliveries WHERE error_class = 'interrupted'");
+    let interrupted = count(
+        &d.db(),
+        "SELECT count(*) FROM deliveries WHERE error_class = 'interrupted'",
+    );
     assert_eq!(sent + interrupted, users.len() as i64);
 }

@@ -11,3 +11,4 @@ mod e2e;
 mod members;
 mod receipts;
 mod reload;
+mod webhooks;
