@@ -3,6 +3,7 @@
 
 mod support;
 
+mod analytics;
 mod channels;
 mod config_cli;
 mod control;
