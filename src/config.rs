@@ -67,6 +67,9 @@ pub struct DaemonConfig {
     pub data_dir: PathBuf,
     /// SQLite database file. Default: `<data_dir>/pushd.db`.
     pub database: Option<PathBuf>,
+    /// Cap on the database size; writes beyond it fail like a full disk
+    /// (sends are held, nothing is lost) until the cap is raised.
+    pub max_database_mb: Option<u64>,
 }
 
 impl Default for DaemonConfig {
@@ -74,6 +77,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             data_dir: PathBuf::from("data"),
             database: None,
+            max_database_mb: None,
         }
     }
 }
@@ -779,7 +783,7 @@ impl Config {
     /// Settings a running daemon cannot change; reported on reload instead of ignored.
     pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
         let mut out = Vec::new();
-        if self.database_path != new.database_path {
+        if self.database_path != new.database_path || self.daemon.data_dir != new.daemon.data_dir {
             out.push("daemon.database");
         }
         if self.socket_path != new.socket_path {

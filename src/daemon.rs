@@ -234,8 +234,14 @@ impl Daemon {
                 }
                 self.dispatcher
                     .apply_config(new.dispatch.rate_per_minute, new.dispatch.concurrency);
+                if current.daemon.max_database_mb != new.daemon.max_database_mb
+                    && let Err(e) = self.store.set_size_limit(new.daemon.max_database_mb).await
+                {
+                    tracing::warn!(error = %e, "cannot apply daemon.max_database_mb");
+                }
                 let mut applied = (*current).clone();
                 applied.dispatch = new.dispatch;
+                applied.daemon.max_database_mb = new.daemon.max_database_mb;
                 applied.scripts = new.scripts;
                 applied.receipts = new.receipts;
                 applied.channels = new.channels;
@@ -573,6 +579,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "pushd started"
     );
+    if cfg.daemon.max_database_mb.is_some() {
+        daemon
+            .store
+            .set_size_limit(cfg.daemon.max_database_mb)
+            .await
+            .context("cannot apply daemon.max_database_mb")?;
+    }
     daemon.audit(None, "daemon.start", None, true, None).await;
     seed_simulator_members(&daemon).await;
     daemon.reload_scripts(None).await;

@@ -11,5 +11,6 @@ mod dispatch;
 mod e2e;
 mod members;
 mod receipts;
+mod reliability;
 mod reload;
 mod webhooks;

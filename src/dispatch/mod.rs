@@ -188,6 +188,20 @@ impl Dispatcher {
         self.storage_fault.load(Ordering::SeqCst)
     }
 
+    /// Resolves once the store accepts writes again.
+    pub async fn wait_storage_ok(&self) {
+        loop {
+            let notified = self.storage_recovered.notified();
+            if !self.storage_fault() {
+                return;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
     fn set_storage_fault(&self, daemon: &Daemon, err: Option<&StoreError>) {
         match err {
             Some(e) => {

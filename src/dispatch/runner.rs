@@ -44,11 +44,21 @@ enum Outcome {
 }
 
 pub(super) async fn run(d: Arc<Daemon>, push: PushId, mut ctl: watch::Receiver<Control>) {
-    let result = run_push(&d, push, &mut ctl).await;
-    let reason = match result {
-        Ok(()) => return,
-        Err(RunError::Setup(reason)) => reason,
-        Err(RunError::Store(e)) => format!("storage: {e}"),
+    let reason = loop {
+        match run_push(&d, push, &mut ctl).await {
+            Ok(()) => return,
+            Err(RunError::Setup(reason)) => break reason,
+            // The disk filled up or went read-only: hold, then carry on where
+            // we were once writes succeed again (nothing was lost meanwhile).
+            Err(RunError::Store(e)) if e.is_storage_fault() => {
+                d.dispatcher.set_storage_fault(&d, Some(&e));
+                tokio::select! {
+                    _ = d.dispatcher.wait_storage_ok() => {}
+                    _ = d.shutdown.cancelled() => return,
+                }
+            }
+            Err(RunError::Store(e)) => break format!("storage: {e}"),
+        }
     };
     tracing::error!(push, %reason, "push paused");
     let r = reason.clone();

@@ -183,6 +183,21 @@ impl Store {
             .map_err(|e| StoreError::Sqlite(format!("read task failed: {e}")))?
     }
 
+    /// Caps the database size (`None` lifts the cap). Writes that would grow
+    /// the file past it fail as `Full`.
+    pub async fn set_size_limit(&self, mb: Option<u64>) -> Result<()> {
+        self.write(move |c| {
+            let page_size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = match mb {
+                Some(mb) => ((mb as i64 * 1024 * 1024) / page_size.max(512)).max(1),
+                None => 1_073_741_823, // SQLite's default maximum
+            };
+            c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Waits for queued writes to commit and stops the writer.
     pub fn close(&self) {
         self.inner.writer.close();

@@ -72,6 +72,8 @@ pub enum Behavior {
     Truncated,
     /// Never answers (until the mock is dropped).
     Hang,
+    /// Succeeds after a delay (a slow platform; requests stay in flight).
+    SlowSucceed { millis: u64 },
     /// The platform's invalid/expired token error, whatever token was sent.
     BadToken,
     /// Behaves like `then` for the first `times` requests to this recipient,
@@ -568,6 +570,11 @@ async fn handle(
     };
     let failure = match behavior {
         Behavior::Succeed => {
+            let body = shared.api.success(&req, &recipient);
+            return render(&shared, Reply::json(200, body)).await;
+        }
+        Behavior::SlowSucceed { millis } => {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
             let body = shared.api.success(&req, &recipient);
             return render(&shared, Reply::json(200, body)).await;
         }

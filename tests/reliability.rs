@@ -1,0 +1,460 @@
+//! Reliability through the real binary: crashes, SIGTERM, platform outages,
+//! storage faults and floods — nothing lost, nothing sent twice, the daemon
+//! responsive and its memory bounded. Set `PUSHD_SOAK=1` for longer runs.
+
+use crate::dispatch::{assert_consistent, create_push, wait_status};
+use crate::e2e::{custom_daemon, runtime};
+use crate::support::mocks::Behavior;
+use crate::support::mocks::creds::WEBHOOK_SECRET;
+use crate::support::webhooks::*;
+use crate::support::*;
+use crate::webhooks::http;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+fn soak() -> bool {
+    std::env::var("PUSHD_SOAK").is_ok_and(|v| v != "0")
+}
+
+/// Resident memory of a process in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A small deterministic PRNG for crash moments (reproducible from the seed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[test]
+fn repeated_kill_9_never_loses_or_duplicates_a_recipient() {
+    let rt = runtime();
+    let users_n = if soak() { 3000 } else { 600 };
+    let iterations = if soak() { 200 } else { 20 };
+    let (mut d, mock, users) = custom_daemon(
+        &rt,
+        users_n,
+        "rate_per_minute = 9000\nconcurrency = 8\nmax_attempts = 5",
+    );
+    // Transient errors the mock itself causes (retried), and slow answers so
+    // that requests are in flight when the daemon dies.
+    for (i, u) in users.iter().enumerate() {
+        if i % 10 == 3 {
+            mock.script(u, Behavior::fail_first(1, Behavior::ServerError));
+        } else if i % 7 == 0 {
+            mock.script(u, Behavior::SlowSucceed { millis: 150 });
+        }
+    }
+    create_push(
+        &d,
+        &[
+            "--audience",
+            "all",
+            "--template",
+            "hello",
+            "--name",
+            "crashy",
+        ],
+    );
+    let mut rng = Lcg(0x5eed);
+    for _ in 0..iterations {
+        // A random moment: the crash itself is the event under test.
+        std::thread::sleep(Duration::from_millis(30 + rng.next(250)));
+        d.crash();
+        d.spawn();
+    }
+    let done = wait_status(&d, "crashy", "completed", Duration::from_secs(120));
+    assert_consistent(&d, done["id"].as_i64().unwrap());
+    let seen = mock.count_by_recipient();
+    for (i, u) in users.iter().enumerate() {
+        let n = seen.get(u).copied().unwrap_or(0);
+        // A flaky recipient is requested again only after the mock's own 5xx.
+        let allowed = if i % 10 == 3 { 2 } else { 1 };
+        assert!(n <= allowed, "{u} requested {n} times");
+    }
+    let db = d.db();
+    let sent = count(&db, "SELECT count(*) FROM deliveries WHERE state = 2");
+    let failed = count(&db, "SELECT count(*) FROM deliveries WHERE state = 3");
+    let interrupted = count(
+        &db,
+        "SELECT count(*) FROM deliveries WHERE error_class = 'interrupted'",
+    );
+    assert_eq!(
+        sent + failed,
+        users_n as i64,
+        "every recipient ends sent or failed"
+    );
+    assert_eq!(
+        failed, interrupted,
+        "the only failures are sends cut by a crash"
+    );
+    // Every recipient recorded as sent was really requested.
+    let sent_users: Vec<String> = {
+        let mut stmt = db
+            .prepare("SELECT m.channel_user_id FROM deliveries d JOIN members m ON m.id = d.member_id WHERE d.state = 2")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    for u in sent_users {
+        assert!(
+            seen.get(&u).copied().unwrap_or(0) >= 1,
+            "{u} recorded as sent but never requested"
+        );
+    }
+    // The report's counters equal a recount.
+    let r = d.cli_json(&["report", "crashy"])["data"].clone();
+    assert_eq!(r["sent_success"].as_i64().unwrap(), sent);
+    assert_eq!(r["sent_fail"].as_i64().unwrap(), failed);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_sends_then_restart_resumes() {
+    let rt = runtime();
+    let (mut d, mock, users) = custom_daemon(&rt, 40, "rate_per_minute = 0\nconcurrency = 5");
+    mock.set_default(Behavior::SlowSucceed { millis: 400 });
+    create_push(
+        &d,
+        &["--audience", "all", "--template", "hello", "--name", "term"],
+    );
+    wait_for("sends in flight", Duration::from_secs(20), || {
+        (mock.sends().len() >= 5).then_some(())
+    });
+    let in_flight_before = mock.sends().len();
+    assert_eq!(d.stop(), Some(0), "SIGTERM exits 0");
+    assert!(!d.socket.exists(), "socket removed");
+    let db = d.db();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM deliveries WHERE state = 1"),
+        0,
+        "in-flight sends were recorded before exit"
+    );
+    let sent = count(&db, "SELECT count(*) FROM deliveries WHERE state = 2");
+    assert!(
+        sent >= in_flight_before as i64,
+        "the {in_flight_before} requests in flight finished and were recorded ({sent})"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pushes WHERE status = 'running'"),
+        1,
+        "still running: it resumes"
+    );
+    drop(db);
+    mock.set_default(Behavior::Succeed);
+    d.spawn();
+    wait_status(&d, "term", "completed", Duration::from_secs(30));
+    let seen = mock.count_by_recipient();
+    for u in &users {
+        assert_eq!(seen.get(u), Some(&1), "{u}");
+    }
+}
+
+#[test]
+fn platform_outage_backs_off_and_completes() {
+    let rt = runtime();
+    let (d, mock, users) = custom_daemon(
+        &rt,
+        20,
+        "rate_per_minute = 0\nmax_attempts = 50\nconcurrency = 4",
+    );
+    // 503 for a while...
+    mock.set_default(Behavior::ServerError);
+    create_push(
+        &d,
+        &[
+            "--audience",
+            "all",
+            "--template",
+            "hello",
+            "--name",
+            "outage",
+        ],
+    );
+    wait_for("retries during the outage", Duration::from_secs(30), || {
+        (mock.sends().len() >= 60).then_some(())
+    });
+    assert_eq!(
+        count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 3"),
+        0,
+        "nobody failed yet"
+    );
+    // ...then the platform hangs (requests time out after 2s)...
+    mock.set_default(Behavior::Hang);
+    let hung_at = mock.sends().len();
+    wait_for(
+        "requests to a hanging platform",
+        Duration::from_secs(30),
+        || (mock.sends().len() >= hung_at + 4).then_some(()),
+    );
+    // ...then recovers.
+    mock.set_default(Behavior::Succeed);
+    wait_status(&d, "outage", "completed", Duration::from_secs(60));
+    let db = d.db();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM deliveries WHERE state = 2"),
+        users.len() as i64,
+        "nothing lost"
+    );
+    assert!(
+        count(&db, "SELECT max(attempts) FROM deliveries") > 2,
+        "it backed off and retried"
+    );
+    let metrics = http(&rt, "GET", &format!("{}/metrics", d.http_base()), &[], "").1;
+    assert!(
+        metrics.contains("pushd_retries_total{channel=\"hook\"}"),
+        "{metrics}"
+    );
+}
+
+fn db_bytes(d: &TestDaemon) -> i64 {
+    d.db()
+        .query_row(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn full_database_holds_sends_with_a_clear_error_and_recovers() {
+    let rt = runtime();
+    let (d, mock, _) = custom_daemon(&rt, 10, "rate_per_minute = 0");
+    // Fill the database to most of a 2 MiB quota with members.
+    let mut n = 10;
+    while db_bytes(&d) < 1_600_000 {
+        let mut csv = String::from("channel,channel_user_id,name\n");
+        for i in 0..1000 {
+            csv.push_str(&format!("hook,fill{n}_{i},{}\n", "x".repeat(200)));
+        }
+        n += 1;
+        let p = d.path("fill.csv");
+        std::fs::write(&p, csv).unwrap();
+        assert_eq!(
+            d.cli_json(&["members", "import", p.to_str().unwrap()])["ok"],
+            true
+        );
+    }
+    let members = count(&d.db(), "SELECT count(*) FROM members");
+    let original = std::fs::read_to_string(&d.config_path).unwrap();
+    std::fs::write(
+        &d.config_path,
+        format!("{original}\n[daemon]\nmax_database_mb = 2\n")
+            .replace("[daemon]\ndata_dir = \"data\"\n", ""),
+    )
+    .unwrap();
+    let v = d.request(r#"{"cmd":"reload"}"#);
+    assert_eq!(v["data"]["config"]["ok"], true, "{v}");
+    // Freezing the audience needs more room than the quota leaves.
+    create_push(
+        &d,
+        &["--audience", "all", "--template", "hello", "--name", "full"],
+    );
+    let s = wait_for("a storage alert", Duration::from_secs(30), || {
+        let s = d.status();
+        s["alerts"]
+            .to_string()
+            .contains("storage fault")
+            .then_some(s)
+    });
+    assert!(s["alerts"].to_string().contains("full"), "{s}");
+    assert_eq!(
+        mock.sends().len(),
+        0,
+        "nothing sent that could not be recorded"
+    );
+    let text = stdout(&d.cli(&["status"]));
+    assert!(text.contains("storage fault"), "{text}");
+    // Space returns (the quota is raised): the push completes.
+    std::fs::write(&d.config_path, &original).unwrap();
+    let v = d.request(r#"{"cmd":"reload"}"#);
+    assert_eq!(v["data"]["config"]["ok"], true, "{v}");
+    wait_status(&d, "full", "completed", Duration::from_secs(60));
+    assert!(!d.status()["alerts"].to_string().contains("storage"));
+    assert_eq!(
+        count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 2"),
+        members
+    );
+    assert_eq!(
+        mock.sends().len() as i64,
+        members,
+        "each member requested once"
+    );
+}
+
+#[test]
+fn a_thousand_socket_clients_and_a_slow_loris() {
+    let cfg = base_config("[control]\nidle_timeout = \"2s\"\n");
+    let d = TestDaemon::start(&cfg);
+    // A slow-loris client: half a request, then silence.
+    let mut loris = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    loris.write_all(b"{\"cmd\":\"sta").unwrap();
+    let rss_before = rss_kib(d.pid());
+    let handles: Vec<_> = (0..1000)
+        .map(|_| {
+            let socket = d.socket.clone();
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let mut c = Conn::open(&socket);
+                    c.call(r#"{"cmd":"status"}"#)["ok"] == true
+                })
+                .unwrap()
+        })
+        .collect();
+    let ok = handles
+        .into_iter()
+        .filter_map(|h| h.join().ok())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(ok, 1000, "every client got its answer");
+    // The slow-loris connection is closed with a timeout error.
+    loris
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reply = String::new();
+    let _ = loris.read_to_string(&mut reply);
+    assert!(reply.contains("timeout"), "{reply}");
+    let rss_after = rss_kib(d.pid());
+    assert!(
+        rss_after < rss_before + 100 * 1024,
+        "memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    assert_eq!(d.status()["pid"].as_u64().unwrap() as u32, d.pid());
+}
+
+#[test]
+fn webhook_burst_and_http_slow_loris() {
+    let rt = runtime();
+    let (d, _mock, _) = custom_daemon(&rt, 1, "");
+    let base = d.http_base();
+    let addr = base.trim_start_matches("http://").to_string();
+    // A slow client that never finishes its headers is cut off.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /webhooks/hook HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let rss_before = rss_kib(d.pid());
+    let started = Instant::now();
+    // 50k events: 500 signed batches of 100, 16 at a time.
+    let total = if soak() { 200_000 } else { 50_000 };
+    let per = 100;
+    let batches: Vec<String> = (0..total / per)
+        .map(|b| {
+            let events: Vec<String> = (0..per)
+                .map(|i| {
+                    custom_message(
+                        &format!("burst-{b}-{i}"),
+                        &format!("user{}", (b * per + i) % 2000),
+                        Some("hi"),
+                        None,
+                        None,
+                        chrono::Utc::now().timestamp(),
+                    )
+                })
+                .collect();
+            custom_batch(&events)
+        })
+        .collect();
+    let statuses: Vec<u16> = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+        let mut tasks = Vec::new();
+        for (i, body) in batches.into_iter().enumerate() {
+            let (client, sem, url) = (client.clone(), sem.clone(), format!("{base}/webhooks/hook"));
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire().await.unwrap();
+                let ts = chrono::Utc::now().timestamp();
+                let mut req = client.post(url);
+                for (k, v) in standard_webhook_headers(
+                    WEBHOOK_SECRET,
+                    &format!("wh-burst-{i}"),
+                    ts,
+                    body.as_bytes(),
+                ) {
+                    req = req.header(k, v);
+                }
+                req.body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or(0));
+        }
+        out
+    });
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{:?}",
+        statuses
+            .iter()
+            .filter(|s| **s != 200)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(count(&d.db(), "SELECT count(*) FROM events"), total as i64);
+    assert_eq!(
+        count(
+            &d.db(),
+            "SELECT count(*) FROM members WHERE channel_user_id LIKE 'user%'"
+        ),
+        2000
+    );
+    eprintln!("{total} webhook events in {:?}", started.elapsed());
+    // The slow client was disconnected (or answered 408), and the daemon is fine.
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(buf.is_empty() || text.contains("408"), "{text}");
+    let (status, _) = http(&rt, "GET", &format!("{base}/healthz"), &[], "");
+    assert_eq!(status, 200);
+    let rss_after = rss_kib(d.pid());
+    assert!(
+        rss_after < rss_before + 200 * 1024,
+        "memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+}
+
+#[test]
+fn socket_group_and_mode_as_configured() {
+    let root = unsafe { libc::geteuid() } == 0;
+    let group = if root { "nogroup" } else { "" };
+    let extra = if root {
+        format!("[control]\nmode = \"0640\"\ngroup = \"{group}\"\n")
+    } else {
+        "[control]\nmode = \"0640\"\n".to_string()
+    };
+    let d = TestDaemon::start(&base_config(&extra));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o640);
+    if root {
+        assert_eq!(meta.gid(), 65534, "socket group is nogroup");
+    }
+    // An unknown group is a clear startup error.
+    let bad = TestDaemon::prepare(&base_config("[control]\ngroup = \"no-such-group-pushd\"\n"));
+    let mut child = bad.spawn_raw();
+    assert!(!wait_exit(&mut child, Duration::from_secs(30)).success());
+    assert!(bad.log().contains("no-such-group-pushd"), "{}", bad.log());
+}
