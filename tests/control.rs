@@ -159,3 +159,48 @@ fn socket_mode_is_as_configured() {
     let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn hostile_lines_on_a_live_socket_get_errors_and_change_nothing() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let d = TestDaemon::start(&base_config(""));
+    let conn = std::cell::RefCell::new(Conn::open(&d.socket));
+    let before = count(&d.db(), "SELECT count(*) FROM audit");
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    // Random bytes without newlines, and JSON with state-changing commands
+    // but broken arguments: each gets exactly one error line.
+    let junk = prop_oneof![
+        proptest::collection::vec(
+            any::<u8>().prop_filter("no newline", |b| *b != b'\n'),
+            1..300
+        ),
+        "(push\\.(create|pause|cancel)|members\\.import|audience\\.retry)"
+            .prop_map(|c| { format!("{{\"cmd\":\"{c}\",\"args\":{{\"bogus\":1}}}}").into_bytes() }),
+    ];
+    runner
+        .run(&junk, |line| {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(());
+            }
+            let mut c = conn.borrow_mut();
+            c.send_raw(&line);
+            c.send_raw(b"\n");
+            let reply = c.recv();
+            prop_assert_eq!(&reply["ok"], false);
+            prop_assert!(reply["error"]["code"].is_string());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(conn.borrow_mut().call(r#"{"cmd":"status"}"#)["ok"], true);
+    assert_eq!(
+        count(&d.db(), "SELECT count(*) FROM audit"),
+        before,
+        "nothing changed state"
+    );
+    assert_eq!(count(&d.db(), "SELECT count(*) FROM members"), 0);
+}

@@ -506,3 +506,42 @@ mod tests {
         assert!(Request::parse(br#"{"cmd":"status","args":{"x":1}}"#).is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CODES: &[&str] = &["bad_request", "unknown_command", "invalid_args"];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any bytes: a request or a clean error with a known code, never a panic.
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Err(e) = Request::parse(&bytes) {
+                prop_assert!(CODES.contains(&e.code));
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        /// Well-formed JSON with arbitrary commands and argument shapes.
+        #[test]
+        fn json_requests_are_parsed_or_refused(
+            cmd in prop_oneof![proptest::sample::select(COMMANDS.to_vec()).prop_map(String::from), ".{0,20}"],
+            key in "[a-z_]{1,12}",
+            val in prop_oneof![Just(serde_json::json!(null)), any::<i64>().prop_map(|n| serde_json::json!(n)), ".{0,30}".prop_map(|s| serde_json::json!(s)), Just(serde_json::json!([1, "x"]))],
+        ) {
+            let line = serde_json::json!({ "cmd": cmd, "args": { key: val } }).to_string();
+            match Request::parse(line.as_bytes()) {
+                Ok(r) => {
+                    // What parses round-trips through the CLI's serializer.
+                    let again = Request::parse(r.to_line().trim_end().as_bytes());
+                    prop_assert_eq!(again.ok(), Some(r));
+                }
+                Err(e) => prop_assert!(CODES.contains(&e.code)),
+            }
+        }
+    }
+}

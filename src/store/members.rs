@@ -608,3 +608,67 @@ pub fn find(conn: &Connection, channel: &str, user: &str) -> Result<Option<Membe
         .query_row(params![channel, user], |r| member_from_row(r, 0))
         .optional()?)
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes as CSV or JSON lines: every row is a member or a
+        /// reason with a line number; never a panic.
+        #[test]
+        fn row_reader_never_panics(body in proptest::collection::vec(any::<u8>(), 0..600), csv in any::<bool>()) {
+            let format = if csv { Format::Csv } else { Format::JsonLines };
+            let mut data = if csv { b"channel,channel_user_id,tags,attributes,subscribed\n".to_vec() } else { Vec::new() };
+            data.extend_from_slice(&body);
+            if let Ok(rows) = RowReader::new(format, &data[..]) {
+                for (line, row) in rows.take(1000) {
+                    if let Err(reason) = row {
+                        prop_assert!(!reason.is_empty());
+                        prop_assert!(line >= 1);
+                    }
+                }
+            }
+        }
+
+        /// Structured but hostile rows: accepted rows are valid members.
+        #[test]
+        fn accepted_rows_are_valid(ch in "[a-z_-]{0,8}", user in "\\PC{0,12}", tz in "[A-Za-z/_]{0,16}", sub in "[a-z01]{0,5}") {
+            let text = format!("channel,channel_user_id,timezone,subscribed\n{ch},\"{}\",{tz},{sub}\n", user.replace('"', "\"\""));
+            let rows: Vec<_> = RowReader::new(Format::Csv, text.as_bytes()).unwrap().collect();
+            for (_, row) in rows {
+                if let Ok(r) = row {
+                    prop_assert!(valid_channel_name(&r.channel));
+                    prop_assert!(!r.channel_user_id.trim().is_empty());
+                    if let Some(tz) = r.timezone { prop_assert!(tz.parse::<chrono_tz::Tz>().is_ok()); }
+                }
+            }
+        }
+    }
+
+    /// Invalid input through the real import writes nothing.
+    #[test]
+    fn invalid_import_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 64,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(&"\\PC{1,200}", |junk| {
+                let text = format!("channel,channel_user_id\nsim,ok\n{junk}\nsim,\n");
+                let report = import(&store, ImportSource::Inline(&text), false).unwrap();
+                prop_assert!(report.aborted);
+                let n = store.read_blocking(count).unwrap();
+                prop_assert_eq!(n, 0);
+                Ok(())
+            })
+            .unwrap();
+        store.close();
+    }
+}
