@@ -417,3 +417,56 @@ fn send_window_defers_recipients_outside_it() {
     );
     assert_eq!(show(&d, "windowed")["status"], "running");
 }
+
+#[test]
+fn follow_draws_progress_until_the_push_finishes() {
+    let d = sim_daemon(50, "rate_per_minute = 3000", "");
+    create_push(
+        &d,
+        &[
+            "--audience",
+            "all",
+            "--template",
+            "hello",
+            "--name",
+            "followed",
+        ],
+    );
+    let out = d.cli(&["push", "show", "followed", "--follow"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Sent Success") && text.contains("completed"),
+        "{text}"
+    );
+    assert_eq!(show(&d, "followed")["status"], "completed");
+}
+
+#[test]
+fn events_log_lists_sends_newest_first() {
+    let d = sim_daemon(10, "rate_per_minute = 0", "");
+    create_push(
+        &d,
+        &[
+            "--audience",
+            "all",
+            "--template",
+            "hello",
+            "--name",
+            "logged",
+        ],
+    );
+    wait_status(&d, "logged", "completed", Duration::from_secs(30));
+    let v = d.cli_json(&["events", "--push", "logged", "--limit", "5"]);
+    let events = v["data"]["events"].as_array().unwrap();
+    assert_eq!(events.len(), 5, "{v}");
+    let times: Vec<i64> = events
+        .iter()
+        .map(|e| e["at_ms"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    let member = d.cli_json(&["events", "--member", "sim:sim-0001"]);
+    assert_eq!(member["ok"], true, "{member}");
+    let bad = d.cli_json(&["events", "--member", "nobody"]);
+    assert_eq!(bad["ok"], false);
+}
