@@ -1,7 +1,7 @@
 //! Process metrics, rendered as Prometheus text at `/metrics`. Plain atomics
 //! and small maps: cheap on the send path, no registry crate needed.
 
-use crate::model::{ErrorClass, SendError, SendOk};
+use crate::model::{SendError, SendOk};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -39,16 +39,7 @@ impl Metrics {
     pub fn record_send(&self, channel: &str, result: &Result<SendOk, SendError>) {
         let outcome = match result {
             Ok(_) => "sent",
-            Err(e) => match e.class {
-                ErrorClass::Transient => "transient",
-                ErrorClass::RateLimited => "rate_limited",
-                ErrorClass::Blocked => "blocked",
-                ErrorClass::InvalidRecipient => "invalid_recipient",
-                ErrorClass::OutsideWindow => "outside_window",
-                ErrorClass::Auth => "auth",
-                ErrorClass::Rejected => "rejected",
-                ErrorClass::Interrupted => "interrupted",
-            },
+            Err(e) => e.class.as_str(),
         };
         bump(&self.sends, (channel.to_string(), outcome), 1);
     }
