@@ -458,3 +458,97 @@ fn socket_group_and_mode_as_configured() {
     assert!(!wait_exit(&mut child, Duration::from_secs(30)).success());
     assert!(bad.log().contains("no-such-group-pushd"), "{}", bad.log());
 }
+
+/// Mounts a small tmpfs (needs root); None where this machine forbids it.
+fn mount_tmpfs(dir: &std::path::Path, size: &str) -> Option<()> {
+    std::fs::create_dir_all(dir).ok()?;
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .ok()?
+        .success();
+    ok.then_some(())
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn full_disk_on_a_real_filesystem_holds_and_recovers() {
+    let rt = runtime();
+    let mock = rt.block_on(crate::support::mocks::MockPlatform::start(
+        pushd::model::Platform::Custom,
+    ));
+    let cfg = base_config(&format!(
+        "[dispatch]\nrate_per_minute = 1200\nconcurrency = 2\n{}",
+        mock.channel_toml("hook")
+    ));
+    let mut d = TestDaemon::prepare(&cfg);
+    let data = d.path("data");
+    if mount_tmpfs(&data, "8m").is_none() {
+        // Not root (or no mount in this sandbox): the quota test covers the
+        // same code path with a size-limited database instead.
+        eprintln!("skipping the tmpfs variant: cannot mount here");
+        return;
+    }
+    let _unmount = Unmount(data.clone());
+    d.write_script("10.lua", crate::e2e::HELLO);
+    d.spawn();
+    let users: Vec<(String, String)> = (1..=200)
+        .map(|i| ("hook".to_string(), format!("u{i}")))
+        .collect();
+    crate::e2e::import_members(&d, &users);
+    create_push(
+        &d,
+        &["--audience", "all", "--template", "hello", "--name", "disk"],
+    );
+    wait_for("some sends", Duration::from_secs(30), || {
+        (mock.sends().len() >= 10).then_some(())
+    });
+
+    // The disk fills up mid-push.
+    let filler = data.join("filler");
+    let free = {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let _ = std::fs::write(&filler, vec![0u8; free as usize]);
+    wait_for("a full-disk alert", Duration::from_secs(60), || {
+        let s = d.status();
+        s["alerts"]
+            .to_string()
+            .contains("storage fault")
+            .then_some(())
+    });
+    std::fs::remove_file(&filler).unwrap();
+    let done = wait_status(&d, "disk", "completed", Duration::from_secs(60));
+    assert_consistent(&d, done["id"].as_i64().unwrap());
+    // Nothing reported as sent that the platform did not get, nobody twice.
+    let seen = mock.count_by_recipient();
+    for (_, u) in &users {
+        assert!(seen.get(u).copied().unwrap_or(0) <= 1, "{u} sent twice");
+    }
+    let sent = count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 2");
+    assert!(sent as usize <= seen.len());
+    assert!(!d.status()["alerts"].to_string().contains("storage"));
+    d.stop();
+}
