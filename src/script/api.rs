@@ -76,8 +76,7 @@ pub(crate) fn defined_at(f: &Function) -> Location {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
@@ -92,11 +91,23 @@ pub(crate) fn install(lua: &Lua, defs: DefsRef, shared: Arc<Shared>) -> mlua::Re
     let g = lua.globals();
     g.set(
         "audience",
-        definer(lua, defs.clone(), shared.clone(), "audience", define_audience)?,
+        definer(
+            lua,
+            defs.clone(),
+            shared.clone(),
+            "audience",
+            define_audience,
+        )?,
     )?;
     g.set(
         "template",
-        definer(lua, defs.clone(), shared.clone(), "template", define_template)?,
+        definer(
+            lua,
+            defs.clone(),
+            shared.clone(),
+            "template",
+            define_template,
+        )?,
     )?;
     g.set(
         "push",
@@ -114,7 +125,8 @@ pub(crate) fn install(lua: &Lua, defs: DefsRef, shared: Arc<Shared>) -> mlua::Re
             match f {
                 Value::Function(f) => {
                     if let Some((_, first)) = &defs.route {
-                        let msg = format!("route is already defined at {first}; scripts have one router");
+                        let msg =
+                            format!("route is already defined at {first}; scripts have one router");
                         defs.errors.push(ScriptError::at(at, msg));
                     } else {
                         defs.route = Some((f, at));
@@ -122,7 +134,10 @@ pub(crate) fn install(lua: &Lua, defs: DefsRef, shared: Arc<Shared>) -> mlua::Re
                 }
                 other => defs.errors.push(ScriptError::at(
                     at,
-                    format!("route takes a function(m, msg, ctx), found {}", other.type_name()),
+                    format!(
+                        "route takes a function(m, msg, ctx), found {}",
+                        other.type_name()
+                    ),
                 )),
             }
             Ok(())
@@ -147,7 +162,11 @@ fn log_fn(lua: &Lua, level: &'static str) -> mlua::Result<Function> {
             }
             match a {
                 Value::String(s) => text.push_str(&s.to_string_lossy()),
-                other => text.push_str(&other.to_string().unwrap_or_else(|_| other.type_name().into())),
+                other => text.push_str(
+                    &other
+                        .to_string()
+                        .unwrap_or_else(|_| other.type_name().into()),
+                ),
             }
         }
         let at = at.to_string();
@@ -243,7 +262,10 @@ fn opt_string(t: &Table, key: &str, errs: &mut Vec<String>) -> Option<String> {
         Value::Nil => None,
         Value::String(s) => Some(s.to_string_lossy()),
         other => {
-            errs.push(format!("{key} must be a string, found {}", other.type_name()));
+            errs.push(format!(
+                "{key} must be a string, found {}",
+                other.type_name()
+            ));
             None
         }
     }
@@ -257,7 +279,10 @@ fn opt_function(t: &Table, key: &str, errs: &mut Vec<String>) -> Option<(Functio
             Some((f, at))
         }
         other => {
-            errs.push(format!("{key} must be a function, found {}", other.type_name()));
+            errs.push(format!(
+                "{key} must be a function, found {}",
+                other.type_name()
+            ));
             None
         }
     }
@@ -267,48 +292,69 @@ fn record(defs: &DefsRef, at: &Location, prefix: &str, errs: Vec<String>) -> boo
     let ok = errs.is_empty();
     let mut d = defs.borrow_mut();
     for e in errs {
-        d.errors.push(ScriptError::at(at.clone(), format!("{prefix}: {e}")));
+        d.errors
+            .push(ScriptError::at(at.clone(), format!("{prefix}: {e}")));
     }
     ok
 }
 
-fn define_audience(_lua: &Lua, defs: &DefsRef, shared: &Shared, name: String, at: Location, body: Value) {
+fn define_audience(
+    _lua: &Lua,
+    defs: &DefsRef,
+    shared: &Shared,
+    name: String,
+    at: Location,
+    body: Value,
+) {
     let prefix = format!("audience {name:?}");
-    let Some(t) = body_table(defs, "audience", &name, &at, &body, &["description", "where", "filter"])
-    else {
+    let Some(t) = body_table(
+        defs,
+        "audience",
+        &name,
+        &at,
+        &body,
+        &["description", "where", "filter"],
+    ) else {
         return;
     };
     let mut errs = Vec::new();
     let description = opt_string(t, "description", &mut errs);
     let filter = opt_function(t, "filter", &mut errs);
-    let filter_sql = match field(t, "where") {
-        Value::Nil => Some(where_sql::to_sql(&where_sql::Where::default(), &shared.instances)),
-        Value::Table(w) => match where_sql::parse(&w) {
-            Ok(w) => {
-                if let Some(chans) = &w.channel
-                    && !shared.env.channels.is_empty()
-                {
-                    for c in chans {
-                        if !shared.env.channels.contains_key(c) {
-                            errs.push(format!(
+    let filter_sql =
+        match field(t, "where") {
+            Value::Nil => Some(where_sql::to_sql(
+                &where_sql::Where::default(),
+                &shared.instances,
+            )),
+            Value::Table(w) => match where_sql::parse(&w) {
+                Ok(w) => {
+                    if let Some(chans) = &w.channel
+                        && !shared.env.channels.is_empty()
+                    {
+                        for c in chans {
+                            if !shared.env.channels.contains_key(c) {
+                                errs.push(format!(
                                 "where.channel: {c:?} is not a configured channel (configured: {})",
                                 shared.env.channels.keys().cloned().collect::<Vec<_>>().join(", ")
                             ));
+                            }
                         }
                     }
+                    Some(where_sql::to_sql(&w, &shared.instances))
                 }
-                Some(where_sql::to_sql(&w, &shared.instances))
-            }
-            Err(es) => {
-                errs.extend(es);
+                Err(es) => {
+                    errs.extend(es);
+                    None
+                }
+            },
+            other => {
+                errs.push(format!(
+                    "where must be a table, found {}",
+                    other.type_name()
+                ));
                 None
             }
-        },
-        other => {
-            errs.push(format!("where must be a table, found {}", other.type_name()));
-            None
-        }
-    };
+        };
     if !record(defs, &at, &prefix, errs) {
         return;
     }
@@ -408,7 +454,9 @@ fn compile_locale(locale: &str, v: &Value, errs: &mut Vec<String>) -> Option<Com
         v => match text_of(&v, &format!("{locale}.image")) {
             Ok(s) => {
                 if !(s.starts_with("https://") || s.starts_with("http://") || s.starts_with("{{")) {
-                    errs.push(format!("{locale}.image must be an http(s) URL, found {s:?}"));
+                    errs.push(format!(
+                        "{locale}.image must be an http(s) URL, found {s:?}"
+                    ));
                 }
                 compile(&s, &format!("{locale}.image"), errs)
             }
@@ -429,7 +477,14 @@ fn compile_locale(locale: &str, v: &Value, errs: &mut Vec<String>) -> Option<Com
     })
 }
 
-fn define_template(_lua: &Lua, defs: &DefsRef, _shared: &Shared, name: String, at: Location, body: Value) {
+fn define_template(
+    _lua: &Lua,
+    defs: &DefsRef,
+    _shared: &Shared,
+    name: String,
+    at: Location,
+    body: Value,
+) {
     let prefix = format!("template {name:?}");
     let Value::Table(t) = &body else {
         body_table(defs, "template", &name, &at, &body, &[]);
@@ -443,7 +498,10 @@ fn define_template(_lua: &Lua, defs: &DefsRef, _shared: &Shared, name: String, a
         let key = match &k {
             Value::String(s) => s.to_string_lossy(),
             other => {
-                errs.push(format!("keys must be locales or render, found a {} key", other.type_name()));
+                errs.push(format!(
+                    "keys must be locales or render, found a {} key",
+                    other.type_name()
+                ));
                 continue;
             }
         };
@@ -463,7 +521,9 @@ fn define_template(_lua: &Lua, defs: &DefsRef, _shared: &Shared, name: String, a
         }
     }
     if errs.is_empty() && locales.is_empty() && render.is_none() {
-        errs.push("needs at least one locale table (en = { text = … }) or a render function".into());
+        errs.push(
+            "needs at least one locale table (en = { text = … }) or a render function".into(),
+        );
     }
     if !record(defs, &at, &prefix, errs) {
         return;
@@ -509,7 +569,14 @@ fn parse_hhmm(s: &str) -> Option<chrono::NaiveTime> {
     chrono::NaiveTime::parse_from_str(s, "%H:%M").ok()
 }
 
-fn define_push(_lua: &Lua, defs: &DefsRef, _shared: &Shared, name: String, at: Location, body: Value) {
+fn define_push(
+    _lua: &Lua,
+    defs: &DefsRef,
+    _shared: &Shared,
+    name: String,
+    at: Location,
+    body: Value,
+) {
     let prefix = format!("push {name:?}");
     const KEYS: &[&str] = &[
         "audience",

@@ -158,7 +158,10 @@ pub(crate) fn text_of(v: &Value, what: &str) -> Result<String, String> {
             .map_err(|_| format!("{what} is not valid UTF-8")),
         Value::Integer(i) => Ok(i.to_string()),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(format!("{what} must be a string, found {}", other.type_name())),
+        other => Err(format!(
+            "{what} must be a string, found {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -199,7 +202,9 @@ pub(crate) fn buttons_of<T>(
     mut make: impl FnMut(String, Option<String>, Option<String>) -> Result<T, String>,
 ) -> Result<Vec<T>, String> {
     let Value::Table(list) = v else {
-        return Err(format!("{what} must be a list of {{ title = …, payload = … }} tables"));
+        return Err(format!(
+            "{what} must be a list of {{ title = …, payload = … }} tables"
+        ));
     };
     let mut out = Vec::new();
     for (i, item) in list.sequence_values::<Value>().enumerate() {
@@ -234,12 +239,21 @@ pub(crate) fn message_of(v: &Value) -> Result<Message, String> {
     };
     check_keys(t, MESSAGE_KEYS, "message")?;
     let text = opt_text(t, "text", "text")?.ok_or("the message needs a text")?;
-    let plain = |title, payload, url| Ok(Button { title, payload, url });
+    let plain = |title, payload, url| {
+        Ok(Button {
+            title,
+            payload,
+            url,
+        })
+    };
     let buttons = match t.raw_get::<Value>("buttons").map_err(|e| e.to_string())? {
         Value::Nil => Vec::new(),
         v => buttons_of(&v, "buttons", plain)?,
     };
-    let quick_replies = match t.raw_get::<Value>("quick_replies").map_err(|e| e.to_string())? {
+    let quick_replies = match t
+        .raw_get::<Value>("quick_replies")
+        .map_err(|e| e.to_string())?
+    {
         Value::Nil => Vec::new(),
         v => buttons_of(&v, "quick_replies", plain)?,
     };
@@ -289,7 +303,11 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
             }
         }
         Some("template") => {
-            if !t.raw_get::<Value>("tag").map_err(|e| e.to_string())?.is_nil() {
+            if !t
+                .raw_get::<Value>("tag")
+                .map_err(|e| e.to_string())?
+                .is_nil()
+            {
                 return Err("tag is only for free-form messages (kind = \"message\")".into());
             }
             let name = opt_text(t, "template", "template")?
@@ -309,7 +327,10 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
                     out
                 }
                 other => {
-                    return Err(format!("params must be a list of strings, found {}", other.type_name()));
+                    return Err(format!(
+                        "params must be a list of strings, found {}",
+                        other.type_name()
+                    ));
                 }
             };
             Outbound::Template {
@@ -319,7 +340,9 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
             }
         }
         Some(other) => {
-            return Err(format!("kind must be \"message\" or \"template\", found {other:?}"));
+            return Err(format!(
+                "kind must be \"message\" or \"template\", found {other:?}"
+            ));
         }
     };
     Ok(Routed::Send { channel, outbound })

@@ -95,16 +95,12 @@ fn describe(err: &mlua::Error) -> (String, Option<String>) {
             let (m, tb) = describe(cause);
             (format!("{context}: {m}"), tb)
         }
-        E::BadArgument {
-            to, pos, cause, ..
-        } => {
+        E::BadArgument { to, pos, cause, .. } => {
             let (m, tb) = describe(cause);
             let to = to.as_deref().unwrap_or("function");
             (format!("bad argument #{pos} to {to}: {m}"), tb)
         }
-        E::RuntimeError(m) | E::MemoryError(m) => {
-            (strip_traceback(m), None)
-        }
+        E::RuntimeError(m) | E::MemoryError(m) => (strip_traceback(m), None),
         E::SyntaxError { message, .. } => (strip_traceback(message), None),
         E::ExternalError(e) => (e.to_string(), None),
         other => (strip_traceback(&other.to_string()), None),
@@ -175,16 +171,17 @@ mod tests {
     #[test]
     fn splits_lua_positions() {
         let (l, m) = split_location("scripts/a.lua:7: attempt to index a nil value").unwrap();
-        assert_eq!((l.file.as_str(), l.line, m), ("scripts/a.lua", 7, "attempt to index a nil value"));
+        assert_eq!(
+            (l.file.as_str(), l.line, m),
+            ("scripts/a.lua", 7, "attempt to index a nil value")
+        );
         assert!(split_location("no position here").is_none());
         assert!(split_location("x.lua:abc: nope").is_none());
     }
 
     #[test]
     fn runtime_error_loses_traceback() {
-        let err = mlua::Error::RuntimeError(
-            "s/a.lua:3: bad\nstack traceback:\n\t[C]: in ?".into(),
-        );
+        let err = mlua::Error::RuntimeError("s/a.lua:3: bad\nstack traceback:\n\t[C]: in ?".into());
         let e = ScriptError::from_lua(&err, None);
         assert_eq!(e.to_string(), "s/a.lua:3: bad");
     }

@@ -219,13 +219,19 @@ impl Host {
                         match rt.prepare_one(defs, tpl, &m) {
                             Err(e) => push_err(e, &context, &mut errors),
                             Ok(Routed::Skip { .. }) => {}
-                            Ok(Routed::Send { channel: to, outbound }) => {
+                            Ok(Routed::Send {
+                                channel: to,
+                                outbound,
+                            }) => {
                                 if let Outbound::Message { message, .. } = &outbound
                                     && message_is_empty(message)
                                 {
                                     let e = ScriptError::at(
                                         tpl.def.location.clone(),
-                                        format!("template {:?} renders an empty message", tpl.def.name),
+                                        format!(
+                                            "template {:?} renders an empty message",
+                                            tpl.def.name
+                                        ),
                                     );
                                     push_err(e, &context, &mut errors);
                                 }
@@ -263,7 +269,11 @@ impl Host {
             for (channel, _) in &channels {
                 let m = sample_member(channel, &shared.env.default_locale, Some(now - 60_000));
                 if let Err(e) = rt.route_one(route, at, &m, msg.clone(), None) {
-                    push_err(e, &format!("sample member on channel {channel}"), &mut errors);
+                    push_err(
+                        e,
+                        &format!("sample member on channel {channel}"),
+                        &mut errors,
+                    );
                 }
             }
         }
@@ -307,7 +317,12 @@ impl Host {
         }
     }
 
-    fn filter(&mut self, audience: &str, members: &[Member], now: Millis) -> Result<Vec<bool>, ScriptError> {
+    fn filter(
+        &mut self,
+        audience: &str,
+        members: &[Member],
+        now: Millis,
+    ) -> Result<Vec<bool>, ScriptError> {
         let Host { rt, defs, .. } = self;
         let slot = defs
             .audiences
@@ -320,7 +335,9 @@ impl Host {
         let what = || format!("filter of audience {audience:?}");
         let mut out = Vec::with_capacity(members.len());
         for m in members {
-            let t = rt.member_table(m).map_err(|e| rt.error_of(&e, at).in_function(what()))?;
+            let t = rt
+                .member_table(m)
+                .map_err(|e| rt.error_of(&e, at).in_function(what()))?;
             let keep: Value = rt.call(f, (t, rt.ctx.clone()), at, &what)?;
             out.push(!matches!(keep, Value::Nil | Value::Boolean(false)));
         }
@@ -386,7 +403,11 @@ fn message_is_empty(m: &Message) -> bool {
 }
 
 /// The member templates and the router are tried against at load.
-pub(crate) fn sample_member(channel: &str, locale: &str, last_interaction_at: Option<Millis>) -> Member {
+pub(crate) fn sample_member(
+    channel: &str,
+    locale: &str,
+    last_interaction_at: Option<Millis>,
+) -> Member {
     Member {
         id: 0,
         channel: channel.to_string(),
@@ -432,7 +453,9 @@ impl Runtime {
         self.budget.begin();
         let r = f.call::<R>(args);
         if let Some(trip) = self.budget.tripped() {
-            return Err(self.trip_error(trip.kind, trip.location, at).in_function(what()));
+            return Err(self
+                .trip_error(trip.kind, trip.location, at)
+                .in_function(what()));
         }
         r.map_err(|e| self.error_of(&e, at).in_function(what()))
     }
@@ -462,7 +485,12 @@ impl Runtime {
         ScriptError::from_lua(e, Some(at))
     }
 
-    fn render(&mut self, tpl: &TemplateSlot, m: &Member, mtable: &mut Option<Table>) -> Result<Message, ScriptError> {
+    fn render(
+        &mut self,
+        tpl: &TemplateSlot,
+        m: &Member,
+        mtable: &mut Option<Table>,
+    ) -> Result<Message, ScriptError> {
         let platform = self
             .shared
             .env
@@ -484,17 +512,20 @@ impl Runtime {
             };
             let v: Value = self.call(f, (t, self.ctx.clone()), at, &what)?;
             if !(v.is_nil() && !tpl.locales.is_empty()) {
-                return convert::message_of(&v).map_err(|msg| {
-                    ScriptError::at(at.clone(), msg).in_function(what())
-                });
+                return convert::message_of(&v)
+                    .map_err(|msg| ScriptError::at(at.clone(), msg).in_function(what()));
             }
         }
-        let i = choose_locale(&tpl.locales, &m.locale, &self.shared.env.default_locale).ok_or_else(|| {
-            ScriptError::at(
-                tpl.def.location.clone(),
-                format!("template {:?} has no locale table to fall back to", tpl.def.name),
-            )
-        })?;
+        let i = choose_locale(&tpl.locales, &m.locale, &self.shared.env.default_locale)
+            .ok_or_else(|| {
+                ScriptError::at(
+                    tpl.def.location.clone(),
+                    format!(
+                        "template {:?} has no locale table to fall back to",
+                        tpl.def.name
+                    ),
+                )
+            })?;
         Ok(tpl.locales[i].1.render(m, platform))
     }
 
@@ -512,13 +543,19 @@ impl Runtime {
             Some(t) => t,
             None => self.member_table(m).map_err(|e| fail(self, e))?,
         };
-        let msg = convert::message_table(&self.lua, &self.keys, &message).map_err(|e| fail(self, e))?;
+        let msg =
+            convert::message_table(&self.lua, &self.keys, &message).map_err(|e| fail(self, e))?;
         let v: Value = self.call(route, (t, msg, self.ctx.clone()), at, &what)?;
         convert::routed_of(&v, message, m)
             .map_err(|e| ScriptError::at(at.clone(), e).in_function(what()))
     }
 
-    fn prepare_one(&mut self, defs: &Defs, tpl: &TemplateSlot, m: &Member) -> Result<Routed, ScriptError> {
+    fn prepare_one(
+        &mut self,
+        defs: &Defs,
+        tpl: &TemplateSlot,
+        m: &Member,
+    ) -> Result<Routed, ScriptError> {
         self.budget.clear_last_trip();
         let mut mtable = None;
         let message = self.render(tpl, m, &mut mtable)?;
@@ -535,13 +572,20 @@ impl Runtime {
 fn is_memory(e: &mlua::Error) -> bool {
     match e {
         mlua::Error::MemoryError(_) => true,
-        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => is_memory(cause),
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            is_memory(cause)
+        }
         _ => false,
     }
 }
 
 /// `ctx`: `now`, `push`, `in_service_window(m)`, `local_time(m)`.
-fn make_ctx(lua: &Lua, keys: &Keys, shared: &Arc<Shared>, now: Rc<Cell<i64>>) -> mlua::Result<Table> {
+fn make_ctx(
+    lua: &Lua,
+    keys: &Keys,
+    shared: &Arc<Shared>,
+    now: Rc<Cell<i64>>,
+) -> mlua::Result<Table> {
     let ctx = lua.create_table()?;
     let windows: HashMap<String, i64> = shared
         .env

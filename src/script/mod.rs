@@ -2,7 +2,7 @@
 //! `push`, `log`), the sandbox they run in, and versioned generations.
 //!
 //! A [`Generation`] is one load of the scripts directory: every `*.lua` file
-//! (hidden files skipped) in lexical order, run in `states` fresh sandboxed
+//! (hidden files and `*.d.lua` type stubs skipped) in lexical order, run in `states` fresh sandboxed
 //! Lua states, each owned by its own thread, then validated (state 0 renders
 //! every template for sample members, routes them, and asks the channels
 //! whether the result can be sent). A generation that fails never goes live;
@@ -238,22 +238,35 @@ impl std::fmt::Debug for Generation {
             .field("files", &self.files)
             .field("audiences", &self.audiences.keys().collect::<Vec<_>>())
             .field("templates", &self.templates.keys().collect::<Vec<_>>())
-            .field("pushes", &self.pushes.iter().map(|p| &p.name).collect::<Vec<_>>())
+            .field(
+                "pushes",
+                &self.pushes.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
             .field("has_route", &self.has_route)
             .finish_non_exhaustive()
     }
 }
 
+/// `*.lua`, except hidden files (editor locks like `.#x.lua`) and `*.d.lua`
+/// (LuaLS type stubs such as `pushd.d.lua`, which live next to the scripts).
+pub fn is_script_name(name: &str) -> bool {
+    name.ends_with(".lua") && !name.ends_with(".d.lua") && !name.starts_with('.')
+}
+
 /// Lists `*.lua` in `dir` (lexical order, hidden files skipped) and reads them.
 fn read_scripts(dir: &Path) -> Result<(Vec<String>, Vec<ScriptFile>, String), Vec<ScriptError>> {
     let io = |what: String| vec![ScriptError::new(what)];
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| io(format!("cannot read the scripts folder {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        io(format!(
+            "cannot read the scripts folder {}: {e}",
+            dir.display()
+        ))
+    })?;
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| io(format!("cannot list {}: {e}", dir.display())))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".lua") && !name.starts_with('.') && entry.path().is_file() {
+        if is_script_name(&name) && entry.path().is_file() {
             names.push(name);
         }
     }
@@ -284,7 +297,10 @@ fn read_scripts(dir: &Path) -> Result<(Vec<String>, Vec<ScriptFile>, String), Ve
                     ))),
                 }
             }
-            Err(e) => errors.push(ScriptError::new(format!("cannot read {}: {e}", path.display()))),
+            Err(e) => errors.push(ScriptError::new(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
         }
     }
     if !errors.is_empty() {
@@ -329,7 +345,11 @@ impl Generation {
                 .name(format!("lua-g{number}-{i}"))
                 .stack_size(8 << 20)
                 .spawn(move || host::run(i, shared, init_tx, job_rx))
-                .map_err(|e| vec![ScriptError::new(format!("cannot start a script thread: {e}"))])?;
+                .map_err(|e| {
+                    vec![ScriptError::new(format!(
+                        "cannot start a script thread: {e}"
+                    ))]
+                })?;
         }
         drop(init_tx);
         let mut reports: Vec<Option<Result<LoadSummary, Vec<ScriptError>>>> =
@@ -401,12 +421,19 @@ impl Generation {
             .map_err(|_| ScriptError::new("the script states of this generation have stopped"))
     }
 
-    fn filter_jobs<F, R>(&self, audience: &str, members: Vec<Member>, mut reply: F) -> Result<Vec<R>, ScriptError>
+    fn filter_jobs<F, R>(
+        &self,
+        audience: &str,
+        members: Vec<Member>,
+        mut reply: F,
+    ) -> Result<Vec<R>, ScriptError>
     where
         F: FnMut() -> (Reply<Result<Vec<bool>, ScriptError>>, R),
     {
         if !self.audiences.contains_key(audience) {
-            return Err(ScriptError::new(format!("audience {audience:?} is not defined")));
+            return Err(ScriptError::new(format!(
+                "audience {audience:?} is not defined"
+            )));
         }
         let audience: Arc<str> = audience.into();
         let now = now_ms();
@@ -436,7 +463,9 @@ impl Generation {
         F: FnMut() -> (Reply<Vec<Result<Routed, ScriptError>>>, R),
     {
         if !self.templates.contains_key(template) {
-            return Err(ScriptError::new(format!("template {template:?} is not defined")));
+            return Err(ScriptError::new(format!(
+                "template {template:?} is not defined"
+            )));
         }
         let template: Arc<str> = template.into();
         let push: Option<Arc<str>> = push.map(Into::into);
@@ -458,7 +487,11 @@ impl Generation {
 
     /// Runs the audience's `filter` on a batch; `true` = keep. Members should
     /// already be narrowed by `filter_sql`. Without a `filter` all are kept.
-    pub async fn filter(&self, audience: &str, members: Vec<Member>) -> Result<Vec<bool>, ScriptError> {
+    pub async fn filter(
+        &self,
+        audience: &str,
+        members: Vec<Member>,
+    ) -> Result<Vec<bool>, ScriptError> {
         if let Some(a) = self.audiences.get(audience)
             && !a.has_filter
         {
@@ -476,7 +509,11 @@ impl Generation {
     }
 
     /// Blocking form of [`Generation::filter`], for threads outside the async runtime.
-    pub fn filter_blocking(&self, audience: &str, members: Vec<Member>) -> Result<Vec<bool>, ScriptError> {
+    pub fn filter_blocking(
+        &self,
+        audience: &str,
+        members: Vec<Member>,
+    ) -> Result<Vec<bool>, ScriptError> {
         if let Some(a) = self.audiences.get(audience)
             && !a.has_filter
         {
@@ -494,7 +531,12 @@ impl Generation {
     }
 
     /// Renders `template` and routes the result for each member, in order.
-    pub async fn prepare(&self, template: &str, members: Vec<Member>, now: Millis) -> Vec<Result<Routed, ScriptError>> {
+    pub async fn prepare(
+        &self,
+        template: &str,
+        members: Vec<Member>,
+        now: Millis,
+    ) -> Vec<Result<Routed, ScriptError>> {
         self.prepare_for(None, template, members, now).await
     }
 
@@ -525,7 +567,12 @@ impl Generation {
     }
 
     /// Blocking form of [`Generation::prepare`].
-    pub fn prepare_blocking(&self, template: &str, members: Vec<Member>, now: Millis) -> Vec<Result<Routed, ScriptError>> {
+    pub fn prepare_blocking(
+        &self,
+        template: &str,
+        members: Vec<Member>,
+        now: Millis,
+    ) -> Vec<Result<Routed, ScriptError>> {
         self.prepare_for_blocking(None, template, members, now)
     }
 

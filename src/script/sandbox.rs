@@ -200,7 +200,12 @@ dofile, loadfile, warn, require, package, io, debug = nil, nil, nil, nil, nil, n
 /// A fresh state with the sandboxed libraries, the limits hook and the memory limit.
 pub(crate) fn new_state(budget: &Rc<Budget>) -> mlua::Result<Lua> {
     let lua = Lua::new_with(
-        StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS,
+        StdLib::TABLE
+            | StdLib::STRING
+            | StdLib::MATH
+            | StdLib::UTF8
+            | StdLib::COROUTINE
+            | StdLib::OS,
         LuaOptions::default(),
     )?;
     let b = budget.clone();

@@ -56,9 +56,9 @@ impl Text {
                 parts.push(Part::Literal(rest[..open].to_string()));
             }
             let after = &rest[open + 2..];
-            let close = after.find("}}").ok_or_else(|| {
-                format!("unclosed placeholder \"{{{{{}\"", truncate(after, 30))
-            })?;
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed placeholder \"{{{{{}\"", truncate(after, 30)))?;
             let inner = &after[..close];
             let (name, fallback) = match inner.split_once('|') {
                 Some((n, f)) => (n.trim(), Some(f.to_string())),
@@ -140,8 +140,7 @@ fn parse_field(name: &str) -> Result<Field, String> {
 pub(crate) fn valid_attribute_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 64
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -216,7 +215,13 @@ impl CompiledMessage {
 pub(crate) fn same_locale(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes().zip(b.bytes()).all(|(x, y)| {
-            let n = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+            let n = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
             n(x) == n(y)
         })
 }
@@ -292,7 +297,11 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_unclosed_placeholders() {
-        assert!(Text::compile("{{nme}}").unwrap_err().contains("unknown placeholder {{nme}}"));
+        assert!(
+            Text::compile("{{nme}}")
+                .unwrap_err()
+                .contains("unknown placeholder {{nme}}")
+        );
         assert!(Text::compile("Hi {{name").unwrap_err().contains("unclosed"));
         assert!(Text::compile("{{attributes.}}").is_err());
         assert!(Text::compile("{{attributes.a b}}").is_err());
@@ -300,7 +309,11 @@ mod tests {
 
     #[test]
     fn locale_choice_order() {
-        let ls = vec![("en".to_string(), ()), ("es".to_string(), ()), ("zh".to_string(), ())];
+        let ls = vec![
+            ("en".to_string(), ()),
+            ("es".to_string(), ()),
+            ("zh".to_string(), ()),
+        ];
         assert_eq!(choose_locale(&ls, "zh-CN", "en"), Some(2));
         assert_eq!(choose_locale(&ls, "es", "en"), Some(1));
         assert_eq!(choose_locale(&ls, "fr", "en"), Some(0));

@@ -52,10 +52,10 @@ impl Targets {
             if name == "..data" {
                 return Some(Changed::Scripts);
             }
-            if is_editor_noise(&name) || name.starts_with('.') {
+            if is_editor_noise(&name) {
                 return None;
             }
-            if name.ends_with(".lua") {
+            if super::is_script_name(&name) {
                 return Some(Changed::Scripts);
             }
         }
@@ -106,13 +106,18 @@ pub fn spawn(paths: Vec<PathBuf>, debounce: Duration) -> mpsc::Receiver<Changed>
     let mut watcher = match watcher {
         Ok(w) => w,
         Err(e) => {
-            tracing::error!("cannot watch scripts and config for changes: {e}; use `pushd reload` or SIGHUP");
+            tracing::error!(
+                "cannot watch scripts and config for changes: {e}; use `pushd reload` or SIGHUP"
+            );
             return rx;
         }
     };
     for d in &watch_dirs {
         if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
-            tracing::error!("cannot watch {}: {e}; use `pushd reload` or SIGHUP after changes", d.display());
+            tracing::error!(
+                "cannot watch {}: {e}; use `pushd reload` or SIGHUP after changes",
+                d.display()
+            );
         }
     }
     let spawned = std::thread::Builder::new()
@@ -131,7 +136,10 @@ fn relevant(kind: &EventKind) -> bool {
     matches!(
         kind,
         EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
-    ) && !matches!(kind, EventKind::Modify(notify::event::ModifyKind::Metadata(_)))
+    ) && !matches!(
+        kind,
+        EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+    )
 }
 
 fn debounce_loop(
@@ -216,6 +224,7 @@ mod tests {
             "/etc/pushd/scripts/.#10_vip.lua",
             "/etc/pushd/scripts/4913",
             "/etc/pushd/scripts/notes.txt",
+            "/etc/pushd/scripts/pushd.d.lua",
             "/etc/pushd/.config.toml.swp",
             "/etc/pushd/other.toml",
         ] {

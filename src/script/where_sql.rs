@@ -64,7 +64,10 @@ pub(crate) fn parse(t: &Table) -> Result<Where, Vec<String>> {
         let key = match &k {
             Value::String(s) => s.to_string_lossy(),
             other => {
-                errors.push(format!("where: keys must be names, found a {}", other.type_name()));
+                errors.push(format!(
+                    "where: keys must be names, found a {}",
+                    other.type_name()
+                ));
                 continue;
             }
         };
@@ -126,7 +129,11 @@ pub(crate) fn parse(t: &Table) -> Result<Where, Vec<String>> {
             }
         }
     }
-    if errors.is_empty() { Ok(w) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(w)
+    } else {
+        Err(errors)
+    }
 }
 
 /// A string, or a non-empty list of strings.
@@ -137,26 +144,44 @@ fn strings(v: &Value) -> Result<Vec<String>, String> {
             let mut out = Vec::new();
             for item in t.sequence_values::<Value>() {
                 match item.map_err(|e| e.to_string())? {
-                    Value::String(s) => out.push(s.to_str().map_err(|e| e.to_string())?.to_string()),
-                    other => return Err(format!("list items must be strings, found {}", other.type_name())),
+                    Value::String(s) => {
+                        out.push(s.to_str().map_err(|e| e.to_string())?.to_string())
+                    }
+                    other => {
+                        return Err(format!(
+                            "list items must be strings, found {}",
+                            other.type_name()
+                        ));
+                    }
                 }
             }
-            if out.is_empty() || out.len() != t.raw_len() || t.pairs::<Value, Value>().count() != out.len() {
+            if out.is_empty()
+                || out.len() != t.raw_len()
+                || t.pairs::<Value, Value>().count() != out.len()
+            {
                 return Err("must be a string or a non-empty list of strings".into());
             }
             Ok(out)
         }
-        other => Err(format!("must be a string or a list of strings, found {}", other.type_name())),
+        other => Err(format!(
+            "must be a string or a list of strings, found {}",
+            other.type_name()
+        )),
     }
 }
 
 fn attr_value(v: &Value) -> Result<AttrValue, String> {
     match v {
-        Value::String(s) => Ok(AttrValue::Text(s.to_str().map_err(|e| e.to_string())?.to_string())),
+        Value::String(s) => Ok(AttrValue::Text(
+            s.to_str().map_err(|e| e.to_string())?.to_string(),
+        )),
         Value::Integer(i) => Ok(AttrValue::Integer(*i)),
         Value::Number(n) if n.is_finite() => Ok(AttrValue::Real(*n)),
         Value::Boolean(b) => Ok(AttrValue::Bool(*b)),
-        other => Err(format!("values must be strings, numbers or booleans, found {}", other.type_name())),
+        other => Err(format!(
+            "values must be strings, numbers or booleans, found {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -172,7 +197,9 @@ fn attributes(v: &Value) -> Result<Vec<(String, Vec<AttrValue>)>, String> {
         };
         let key = k.to_string_lossy();
         if !valid_attribute_key(&key) {
-            return Err(format!("{key:?} is not a valid attribute name (letters, digits, '_' or '-')"));
+            return Err(format!(
+                "{key:?} is not a valid attribute name (letters, digits, '_' or '-')"
+            ));
         }
         let values = match &v {
             Value::Table(list) => {
@@ -193,10 +220,7 @@ fn attributes(v: &Value) -> Result<Vec<(String, Vec<AttrValue>)>, String> {
 }
 
 /// Builds the SQL. `instances` maps each platform to its configured channel instances.
-pub(crate) fn to_sql(
-    w: &Where,
-    instances: &BTreeMap<Platform, Vec<String>>,
-) -> SqlFilter {
+pub(crate) fn to_sql(w: &Where, instances: &BTreeMap<Platform, Vec<String>>) -> SqlFilter {
     let mut clauses: Vec<String> = Vec::new();
     let mut params: Vec<Sql> = Vec::new();
     let placeholders = |n: usize| vec!["?"; n].join(", ");
@@ -272,7 +296,10 @@ pub(crate) fn to_sql(
                     params.push(Sql::Text(if *b { "true" } else { "false" }.into()));
                 }
                 AttrValue::Text(s) => {
-                    any.push("json_type(m.attributes, ?) = 'text' AND json_extract(m.attributes, ?) = ?".to_string());
+                    any.push(
+                        "json_type(m.attributes, ?) = 'text' AND json_extract(m.attributes, ?) = ?"
+                            .to_string(),
+                    );
                     params.push(Sql::Text(path.clone()));
                     params.push(Sql::Text(path.clone()));
                     params.push(Sql::Text(s.clone()));
