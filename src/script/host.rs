@@ -83,6 +83,9 @@ struct Runtime {
     keys: Keys,
     chans: ChannelStrings,
     ctx: Table,
+    /// `ctx.in_service_window` and `ctx.local_time`, put back every batch in
+    /// case a script replaced them.
+    ctx_fns: [(&'static str, Function); 2],
     ctx_now: Rc<Cell<i64>>,
     shared: Arc<Shared>,
 }
@@ -113,7 +116,8 @@ impl Host {
         }));
         api::install(&lua, defs_cell.clone(), shared.clone()).map_err(setup_error)?;
         let ctx_now = Rc::new(Cell::new(now_ms() / 1000));
-        let ctx = make_ctx(&lua, &keys, &shared, ctx_now.clone()).map_err(setup_error)?;
+        let ctx_fns = ctx_functions(&lua, &keys, &shared, ctx_now.clone()).map_err(setup_error)?;
+        let ctx = lua.create_table().map_err(setup_error)?;
         Ok(Host {
             rt: Runtime {
                 lua,
@@ -121,6 +125,7 @@ impl Host {
                 keys,
                 chans: ChannelStrings::new(),
                 ctx,
+                ctx_fns,
                 ctx_now,
                 shared,
             },
@@ -152,6 +157,7 @@ impl Host {
         }
         let mut defs = std::mem::take(&mut *self.defs_cell.borrow_mut());
         defs.loading = false;
+        defs.check_pending();
         for p in &defs.pushes {
             if !defs.audiences.contains_key(&p.audience) {
                 let msg = format!(
@@ -427,6 +433,9 @@ impl Runtime {
         self.ctx_now.set(now.div_euclid(1000));
         let _ = self.ctx.raw_set("now", now.div_euclid(1000));
         let _ = self.ctx.raw_set("push", push);
+        for (k, f) in &self.ctx_fns {
+            let _ = self.ctx.raw_set(*k, f);
+        }
     }
 
     fn member_table(&mut self, m: &Member) -> mlua::Result<Table> {
@@ -511,7 +520,7 @@ impl Runtime {
                 }
             };
             let v: Value = self.call(f, (t, self.ctx.clone()), at, &what)?;
-            if !(v.is_nil() && !tpl.locales.is_empty()) {
+            if !v.is_nil() || tpl.locales.is_empty() {
                 return convert::message_of(&v)
                     .map_err(|msg| ScriptError::at(at.clone(), msg).in_function(what()));
             }
@@ -579,14 +588,13 @@ fn is_memory(e: &mlua::Error) -> bool {
     }
 }
 
-/// `ctx`: `now`, `push`, `in_service_window(m)`, `local_time(m)`.
-fn make_ctx(
+/// The functions of `ctx` (besides `now` and `push`): `in_service_window(m)`, `local_time(m)`.
+fn ctx_functions(
     lua: &Lua,
     keys: &Keys,
     shared: &Arc<Shared>,
     now: Rc<Cell<i64>>,
-) -> mlua::Result<Table> {
-    let ctx = lua.create_table()?;
+) -> mlua::Result<[(&'static str, Function); 2]> {
     let windows: HashMap<String, i64> = shared
         .env
         .channels
@@ -600,47 +608,44 @@ fn make_ctx(
         keys.timezone.clone(),
     );
     let n = now.clone();
-    ctx.raw_set(
-        "in_service_window",
-        lua.create_function(move |_, m: Table| {
-            let Some(last) = m.raw_get::<Option<i64>>(&k_last)? else {
-                return Ok(false);
-            };
-            let ch: Option<mlua::LuaString> = m.raw_get(&k_channel)?;
-            let window = ch
-                .and_then(|c| c.to_str().ok().and_then(|c| windows.get(&*c).copied()))
-                .unwrap_or(default_window);
-            Ok(n.get() - last <= window)
-        })?,
-    )?;
+    let in_service_window = lua.create_function(move |_, m: Table| {
+        let Some(last) = m.raw_get::<Option<i64>>(&k_last)? else {
+            return Ok(false);
+        };
+        let ch: Option<mlua::LuaString> = m.raw_get(&k_channel)?;
+        let window = ch
+            .and_then(|c| c.to_str().ok().and_then(|c| windows.get(&*c).copied()))
+            .unwrap_or(default_window);
+        Ok(n.get() - last <= window)
+    })?;
     let zones: RefCell<HashMap<String, chrono_tz::Tz>> = RefCell::new(HashMap::new());
     let n = now;
-    ctx.raw_set(
-        "local_time",
-        lua.create_function(move |lua, who: Value| {
-            let tz_name = match &who {
-                Value::Table(m) => m.raw_get::<Option<String>>(&k_tz)?,
-                Value::String(s) => Some(s.to_str()?.to_string()),
-                _ => None,
-            }
-            .unwrap_or_else(|| "UTC".into());
-            let tz = {
-                let mut z = zones.borrow_mut();
-                match z.get(&tz_name) {
-                    Some(tz) => *tz,
-                    None => {
-                        let tz = tz_name.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
-                        if z.len() < 1024 {
-                            z.insert(tz_name, tz);
-                        }
-                        tz
+    let local_time = lua.create_function(move |lua, who: Value| {
+        let tz_name = match &who {
+            Value::Table(m) => m.raw_get::<Option<String>>(&k_tz)?,
+            Value::String(s) => Some(s.to_str()?.to_string()),
+            _ => None,
+        }
+        .unwrap_or_else(|| "UTC".into());
+        let tz = {
+            let mut z = zones.borrow_mut();
+            match z.get(&tz_name) {
+                Some(tz) => *tz,
+                None => {
+                    let tz = tz_name.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
+                    if z.len() < 1024 {
+                        z.insert(tz_name, tz);
                     }
+                    tz
                 }
-            };
-            local_time_table(lua, n.get(), tz)
-        })?,
-    )?;
-    Ok(ctx)
+            }
+        };
+        local_time_table(lua, n.get(), tz)
+    })?;
+    Ok([
+        ("in_service_window", in_service_window),
+        ("local_time", local_time),
+    ])
 }
 
 fn local_time_table(lua: &Lua, unix: i64, tz: chrono_tz::Tz) -> mlua::Result<Table> {

@@ -289,3 +289,30 @@ fn sandbox_checks_can_fail() {
     .unwrap_err();
     assert_error_at(&errs, "scripts/10_sandbox.lua:1", &["string is available"]);
 }
+
+#[test]
+fn catastrophic_patterns_are_refused_and_ordinary_ones_work() {
+    let g = load_one(&[(
+        "10_p.lua",
+        r#"
+audience "ok_patterns" {
+  filter = function(m)
+    local s = string.rep("word ", 20000)
+    assert(select(2, s:gsub("%s+", " ")) == 20000)
+    assert(("2026-01-31"):match("^(%d+)-(%d+)-(%d+)$") == "2026")
+    assert(string.find(s, "word word", 1, true) == 1)
+    return true
+  end,
+}
+audience "catastrophic" {
+  filter = function(m)
+    return ("a"):rep(20000):find(".-.-.-b") ~= nil
+  end,
+}
+"#,
+    )]);
+    assert_eq!(g.filter_blocking("ok_patterns", two()).unwrap(), [true, true]);
+    let err = filter_with_deadline(&g, "catastrophic").unwrap_err();
+    assert!(err.to_string().contains("too costly on a 20000-byte string"), "{err}");
+    assert!(err.to_string().contains("scripts/10_p.lua:13"), "{err}");
+}

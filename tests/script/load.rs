@@ -390,3 +390,14 @@ fn missing_scripts_folder_is_an_error() {
         show(&errs)
     );
 }
+
+#[test]
+fn definition_without_a_body_is_reported() {
+    let errs = load_err(&[("10_a.lua", "audience \"forgot\"\n\ntemplate \"t\"\n")]);
+    assert_error_at(
+        &errs,
+        "scripts/10_a.lua:1",
+        &["audience \"forgot\" has no body"],
+    );
+    assert_error_at(&errs, "scripts/10_a.lua:3", &["template \"t\" has no body"]);
+}

@@ -325,3 +325,29 @@ fn thread_names() -> Vec<String> {
         .map(|s| s.trim().to_string())
         .collect()
 }
+
+#[test]
+fn a_script_cannot_break_ctx_for_later_batches() {
+    let s = scripts(&[(
+        "10_a.lua",
+        r#"
+audience "vandal" { filter = function(m, ctx) ctx.local_time = nil; ctx.now = 0; return true end }
+audience "uses" { filter = function(m, ctx) return ctx.local_time(m).year >= 2024 and ctx.now > 0 end }
+"#,
+    )]);
+    let one = ScriptLimits {
+        states: 1,
+        ..limits()
+    };
+    let g = Generation::load(1, &s.dir, &one, &env()).unwrap();
+    assert_eq!(
+        g.filter_blocking("vandal", vec![member(1, "sim", "en")])
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(
+        g.filter_blocking("uses", vec![member(1, "sim", "en")])
+            .unwrap(),
+        [true]
+    );
+}
