@@ -3,7 +3,7 @@
 //! shared queue until the generation is dropped.
 
 use super::api::{self, Defs, TemplateSlot};
-use super::convert::{self, ChannelStrings, Keys};
+use super::convert::{self, Keys};
 use super::error::{Location, ScriptError};
 use super::sandbox::{self, Budget, TripKind};
 use super::template::choose_locale;
@@ -80,8 +80,6 @@ pub(crate) fn run(
 struct Runtime {
     lua: Lua,
     budget: Rc<Budget>,
-    keys: Keys,
-    chans: ChannelStrings,
     ctx: Table,
     /// `ctx.in_service_window` and `ctx.local_time`, put back every batch in
     /// case a script replaced them.
@@ -122,8 +120,6 @@ impl Host {
             rt: Runtime {
                 lua,
                 budget,
-                keys,
-                chans: ChannelStrings::new(),
                 ctx,
                 ctx_fns,
                 ctx_now,
@@ -139,13 +135,13 @@ impl Host {
         let shared = self.rt.shared.clone();
         for file in &shared.files {
             self.rt.budget.begin();
-            let r = self
-                .rt
-                .lua
-                .load(file.source.as_str())
-                .set_name(format!("@{}", file.display))
-                .set_mode(ChunkMode::Text)
-                .exec();
+            let lua = &self.rt.lua;
+            let r = sandbox::limited(lua, &self.rt.budget, || {
+                lua.load(file.source.as_str())
+                    .set_name(format!("@{}", file.display))
+                    .set_mode(ChunkMode::Text)
+                    .exec()
+            });
             if let Err(e) = r {
                 let whole_file = Location {
                     file: file.display.clone(),
@@ -344,7 +340,7 @@ impl Host {
             let t = rt
                 .member_table(m)
                 .map_err(|e| rt.error_of(&e, at).in_function(what()))?;
-            let keep: Value = rt.call(f, (t, rt.ctx.clone()), at, &what)?;
+            let keep: Value = rt.call(f, (t, &rt.ctx), at, &what)?;
             out.push(!matches!(keep, Value::Nil | Value::Boolean(false)));
         }
         Ok(out)
@@ -438,17 +434,15 @@ impl Runtime {
         }
     }
 
-    fn member_table(&mut self, m: &Member) -> mlua::Result<Table> {
-        let shared = &self.shared;
-        let (channel, platform) = self.chans.get(&self.lua, &m.channel, || {
-            shared
-                .env
-                .channels
-                .get(&m.channel)
-                .map(|c| c.platform.as_str())
-                .unwrap_or("")
-        })?;
-        convert::member_table(&self.lua, &self.keys, m, &platform, &channel)
+    fn member_table(&self, m: &Member) -> mlua::Result<Table> {
+        let platform = self
+            .shared
+            .env
+            .channels
+            .get(&m.channel)
+            .map(|c| c.platform.as_str())
+            .unwrap_or("");
+        convert::member_table(&self.lua, m, platform)
     }
 
     /// Calls a script function under a fresh budget.
@@ -460,7 +454,7 @@ impl Runtime {
         what: &dyn Fn() -> String,
     ) -> Result<R, ScriptError> {
         self.budget.begin();
-        let r = f.call::<R>(args);
+        let r = sandbox::limited(&self.lua, &self.budget, || f.call::<R>(args));
         if let Some(trip) = self.budget.tripped() {
             return Err(self
                 .trip_error(trip.kind, trip.location, at)
@@ -519,7 +513,7 @@ impl Runtime {
                     t
                 }
             };
-            let v: Value = self.call(f, (t, self.ctx.clone()), at, &what)?;
+            let v: Value = self.call(f, (t, &self.ctx), at, &what)?;
             if !v.is_nil() || tpl.locales.is_empty() {
                 return convert::message_of(&v)
                     .map_err(|msg| ScriptError::at(at.clone(), msg).in_function(what()));
@@ -552,9 +546,8 @@ impl Runtime {
             Some(t) => t,
             None => self.member_table(m).map_err(|e| fail(self, e))?,
         };
-        let msg =
-            convert::message_table(&self.lua, &self.keys, &message).map_err(|e| fail(self, e))?;
-        let v: Value = self.call(route, (t, msg, self.ctx.clone()), at, &what)?;
+        let msg = convert::message_table(&self.lua, &message).map_err(|e| fail(self, e))?;
+        let v: Value = self.call(route, (t, msg, &self.ctx), at, &what)?;
         convert::routed_of(&v, message, m)
             .map_err(|e| ScriptError::at(at.clone(), e).in_function(what()))
     }

@@ -8,7 +8,7 @@
 //! * Instructions and wall clock: a count hook installed as mlua's *global*
 //!   hook, so coroutines created by scripts inherit it (a per-thread hook would
 //!   be dropped by mlua in a coroutine it does not know).
-//! * Memory: mlua's allocator limit on the whole state.
+//! * Memory: mlua's allocator limit on the whole state, on while Lua runs.
 //!
 //! A tripped limit is sticky for the rest of the call: every later hook tick
 //! fails again, and the `pcall`/`xpcall`/`coroutine.resume`/`coroutine.close`
@@ -261,8 +261,19 @@ pub(crate) fn new_state(budget: &Rc<Budget>) -> mlua::Result<Lua> {
         HookTriggers::new().every_nth_instruction(budget.step),
         move |_, debug| b.tick(debug),
     )?;
-    lua.set_memory_limit(budget.memory_limit)?;
     Ok(lua)
+}
+
+/// Runs `f` (Lua code) with the state's memory limit on.
+///
+/// The limit is off the rest of the time: with a limit set, mlua wraps every
+/// value Rust pushes in a protected call, which tripled the cost of building
+/// a member table. What Rust builds between calls is bounded by the batch.
+pub(crate) fn limited<R>(lua: &Lua, budget: &Budget, f: impl FnOnce() -> R) -> R {
+    let _ = lua.set_memory_limit(budget.memory_limit);
+    let r = f();
+    let _ = lua.set_memory_limit(0);
+    r
 }
 
 /// Matcher steps a pattern may need in the worst case before it is refused

@@ -311,8 +311,15 @@ audience "catastrophic" {
 }
 "#,
     )]);
-    assert_eq!(g.filter_blocking("ok_patterns", two()).unwrap(), [true, true]);
+    assert_eq!(
+        g.filter_blocking("ok_patterns", two()).unwrap(),
+        [true, true]
+    );
     let err = filter_with_deadline(&g, "catastrophic").unwrap_err();
-    assert!(err.to_string().contains("too costly on a 20000-byte string"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("too costly on a 20000-byte string"),
+        "{err}"
+    );
     assert!(err.to_string().contains("scripts/10_p.lua:13"), "{err}");
 }
