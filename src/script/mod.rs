@@ -12,9 +12,11 @@
 //! Batches (`filter`, `prepare`) go to a queue shared by the generation's
 //! states; large batches are split so every state (core) works on them.
 //!
-//! Template placeholder rules: see [`template`](self::template) — `{{name}}`,
-//! `{{attributes.city}}`, `{{name|fallback}}`; a missing attribute renders as
-//! the empty string (or the fallback).
+//! Template placeholders (compiled at load, rendered in Rust): `{{id}}`,
+//! `{{channel}}`, `{{platform}}`, `{{channel_user_id}}`, `{{name}}`,
+//! `{{locale}}`, `{{timezone}}`, `{{attributes.key}}` (nested with dots) and
+//! `{{field|fallback}}`. A missing attribute renders as the empty string (or
+//! the fallback); anything else is a load error with file:line.
 
 mod api;
 mod convert;

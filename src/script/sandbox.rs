@@ -4,7 +4,8 @@
 //!   and the base functions minus `dofile, loadfile, collectgarbage` (only its
 //!   `"count"` form is kept), `warn`; `load` only takes text chunks;
 //!   `string.dump` is gone; library tables are read-only; the string
-//!   metatable cannot be fetched or changed.
+//!   metatable cannot be fetched or changed; `__gc` finalizers are refused
+//!   (they could run outside any call, where no memory limit applies).
 //! * Instructions and wall clock: a count hook installed as mlua's *global*
 //!   hook, so coroutines created by scripts inherit it (a per-thread hook would
 //!   be dropped by mlua in a coroutine it does not know).
@@ -153,7 +154,16 @@ const SANDBOX_SETUP: &str = r#"
 local check, pattern_guard = ...
 local raw_pcall, raw_xpcall, raw_load = pcall, xpcall, load
 local co_resume, co_close = coroutine.resume, coroutine.close
-local G, type, error, setmetatable, pairs = _G, type, error, setmetatable, pairs
+local G, type, error, setmetatable, pairs, rawget = _G, type, error, setmetatable, pairs, rawget
+
+-- Finalizers run whenever the collector gets to them, also between calls
+-- when the memory limit is off; scripts have no use for them.
+_G.setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("__gc metamethods are not allowed in pushd scripts", 2)
+  end
+  return setmetatable(t, mt)
+end
 
 pcall = function(...) return check(raw_pcall(...)) end
 xpcall = function(...) return check(raw_xpcall(...)) end

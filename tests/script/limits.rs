@@ -261,6 +261,8 @@ assert(not pcall(function() os.execute = print end), "the os library is writable
 assert(type(os.time()) == "number" and type(os.date("%Y")) == "string" and type(os.clock()) == "number", "os.time/date/clock missing")
 assert(type(collectgarbage("count")) == "number", "collectgarbage('count') missing")
 assert(not pcall(collectgarbage, "stop"), "collectgarbage('stop') allowed")
+assert(not pcall(setmetatable, {}, { __gc = function() end }), "__gc finalizers allowed")
+assert(getmetatable(setmetatable({}, { __index = { x = 1 } })).__index.x == 1, "setmetatable broken")
 local f, err = load(string.char(27) .. "Lua", "bin", "b")
 assert(f == nil and err:find("binary"), "binary chunk loaded: " .. tostring(err))
 local g = load("return 1 + 1")
