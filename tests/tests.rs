@@ -13,4 +13,5 @@ mod members;
 mod receipts;
 mod reliability;
 mod reload;
+mod script;
 mod webhooks;

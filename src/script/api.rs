@@ -9,7 +9,7 @@ use super::template::{CompiledButton, CompiledMessage, Text, is_locale_tag};
 use super::where_sql;
 use super::{AudienceDef, BatchDef, PushDef, PushStart, SendWindow, Shared, TemplateDef};
 use mlua::{Function, Lua, Table, Value, Variadic};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,6 +35,22 @@ pub(crate) struct Defs {
     pub route: Option<(Function, Location)>,
     pub errors: Vec<ScriptError>,
     pub loading: bool,
+    /// `kind "name"` calls still waiting for their `{ … }` body.
+    pub pending: Vec<(&'static str, String, Location, Rc<Cell<bool>>)>,
+}
+
+impl Defs {
+    /// Reports definitions written without a body (`audience "x"` alone).
+    pub(crate) fn check_pending(&mut self) {
+        for (kind, name, at, done) in std::mem::take(&mut self.pending) {
+            if !done.get() {
+                self.errors.push(ScriptError::at(
+                    at,
+                    format!("{kind} {name:?} has no body; write {kind} \"{name}\" {{ … }}"),
+                ));
+            }
+        }
+    }
 }
 
 type DefsRef = Rc<RefCell<Defs>>;
@@ -216,11 +232,20 @@ fn definer(
             define(lua, &defs, &shared, name, at, body);
             return Ok(Value::Nil);
         }
+        let done = Rc::new(Cell::new(false));
+        defs.borrow_mut()
+            .pending
+            .push((kind, name.clone(), at.clone(), done.clone()));
         let defs = defs.clone();
         let shared = shared.clone();
         lua.create_function(move |lua, body: Value| {
             if !defs.borrow().loading {
                 return Err(not_loading(kind));
+            }
+            if done.replace(true) {
+                return Err(mlua::Error::RuntimeError(format!(
+                    "{kind} {name:?} already has its body"
+                )));
             }
             define(lua, &defs, &shared, name.clone(), at.clone(), body);
             Ok(())

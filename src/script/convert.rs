@@ -1,150 +1,182 @@
 //! Values crossing the Rust/Lua boundary: members (`m`), rendered messages
-//! (`msg`), and what `render` and `route` return. Keys are interned once per
-//! state and tables are pre-sized, so a member costs a few table writes and
-//! no JSON text round trip.
+//! (`msg`), and what `render` and `route` return. Tables are built with the
+//! raw C API in one protected call each and attributes go straight from
+//! `serde_json` values to Lua, with no JSON text round trip.
 
 use crate::model::{Button, Member, Message, Outbound, Routed};
-use mlua::{Lua, LuaString, Table, Value};
-use std::collections::HashMap;
+use mlua::{Lua, LuaString, Table, Value, ffi};
+use std::ffi::{CStr, c_char, c_int};
 
-/// Interned key strings, created once per state.
+/// Key strings the ctx functions read, created once per state.
 pub(crate) struct Keys {
-    pub id: LuaString,
     pub channel: LuaString,
-    pub platform: LuaString,
-    pub channel_user_id: LuaString,
-    pub name: LuaString,
-    pub locale: LuaString,
     pub timezone: LuaString,
-    pub tags: LuaString,
-    pub attributes: LuaString,
-    pub subscribed: LuaString,
     pub last_interaction_at: LuaString,
-    pub text: LuaString,
-    pub buttons: LuaString,
-    pub quick_replies: LuaString,
-    pub image: LuaString,
-    pub title: LuaString,
-    pub payload: LuaString,
-    pub url: LuaString,
 }
 
 impl Keys {
     pub(crate) fn new(lua: &Lua) -> mlua::Result<Keys> {
-        let s = |k: &str| lua.create_string(k);
         Ok(Keys {
-            id: s("id")?,
-            channel: s("channel")?,
-            platform: s("platform")?,
-            channel_user_id: s("channel_user_id")?,
-            name: s("name")?,
-            locale: s("locale")?,
-            timezone: s("timezone")?,
-            tags: s("tags")?,
-            attributes: s("attributes")?,
-            subscribed: s("subscribed")?,
-            last_interaction_at: s("last_interaction_at")?,
-            text: s("text")?,
-            buttons: s("buttons")?,
-            quick_replies: s("quick_replies")?,
-            image: s("image")?,
-            title: s("title")?,
-            payload: s("payload")?,
-            url: s("url")?,
+            channel: lua.create_string("channel")?,
+            timezone: lua.create_string("timezone")?,
+            last_interaction_at: lua.create_string("last_interaction_at")?,
         })
     }
 }
 
-/// Builds `m`. `platforms` caches the channel → platform-name strings.
-pub(crate) fn member_table(
-    lua: &Lua,
-    k: &Keys,
-    m: &Member,
-    platform: &LuaString,
-    channel: &LuaString,
-) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, 11)?;
-    t.raw_set(&k.id, m.id)?;
-    t.raw_set(&k.channel, channel)?;
-    t.raw_set(&k.platform, platform)?;
-    t.raw_set(&k.channel_user_id, m.channel_user_id.as_str())?;
-    t.raw_set(&k.name, m.name.as_str())?;
-    t.raw_set(&k.locale, m.locale.as_str())?;
-    t.raw_set(&k.timezone, m.timezone.as_str())?;
-    let tags = lua.create_table_with_capacity(0, m.tags.len())?;
-    for tag in &m.tags {
-        tags.raw_set(tag.as_str(), true)?;
-    }
-    t.raw_set(&k.tags, tags)?;
-    t.raw_set(&k.attributes, json_object(lua, &m.attributes)?)?;
-    t.raw_set(&k.subscribed, m.subscribed)?;
-    if let Some(ms) = m.last_interaction_at {
-        t.raw_set(&k.last_interaction_at, ms.div_euclid(1000))?;
-    }
-    Ok(t)
+// Members and messages are built with the raw C API inside one protected
+// call (`Lua::exec_raw`): through mlua's safe API every field costs a lock,
+// two registry-reference moves and a protected call, which made building `m`
+// the largest cost of a routed send. Inside `exec_raw` an allocation failure
+// is still caught as a Lua error; fresh tables have no metatables, so
+// `lua_setfield` runs no script code.
+
+/// JSON nesting deeper than this becomes nil in Lua (and keeps the C stack bounded).
+const MAX_JSON_DEPTH: usize = 32;
+
+unsafe fn push_str(l: *mut ffi::lua_State, s: &str) {
+    unsafe { ffi::lua_pushlstring(l, s.as_ptr() as *const c_char, s.len()) };
 }
 
-fn json_object(lua: &Lua, o: &serde_json::Map<String, serde_json::Value>) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, o.len())?;
-    for (k, v) in o {
-        if !v.is_null() {
-            t.raw_set(k.as_str(), json_value(lua, v)?)?;
-        }
-    }
-    Ok(t)
+/// Sets `t[key] = <top of stack>` for the table just below the top.
+unsafe fn set(l: *mut ffi::lua_State, key: &CStr) {
+    unsafe { ffi::lua_setfield(l, -2, key.as_ptr()) };
 }
 
-/// JSON → Lua: objects and arrays become tables, `null` becomes nil.
-pub(crate) fn json_value(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+unsafe fn push_json(l: *mut ffi::lua_State, v: &serde_json::Value, depth: usize) {
     use serde_json::Value as J;
-    Ok(match v {
-        J::Null => Value::Nil,
-        J::Bool(b) => Value::Boolean(*b),
-        J::Number(n) => match n.as_i64() {
-            Some(i) => Value::Integer(i),
-            None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        J::String(s) => Value::String(lua.create_string(s)?),
-        J::Array(a) => {
-            let t = lua.create_table_with_capacity(a.len(), 0)?;
-            for (i, x) in a.iter().enumerate() {
-                t.raw_set(i + 1, json_value(lua, x)?)?;
+    unsafe {
+        match v {
+            J::Null => ffi::lua_pushnil(l),
+            J::Bool(b) => ffi::lua_pushboolean(l, *b as c_int),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => ffi::lua_pushinteger(l, i),
+                None => ffi::lua_pushnumber(l, n.as_f64().unwrap_or(f64::NAN)),
+            },
+            J::String(s) => push_str(l, s),
+            J::Array(a) => {
+                if depth >= MAX_JSON_DEPTH || ffi::lua_checkstack(l, 3) == 0 {
+                    ffi::lua_pushnil(l);
+                    return;
+                }
+                ffi::lua_createtable(l, a.len().min(c_int::MAX as usize) as c_int, 0);
+                for (i, x) in a.iter().enumerate() {
+                    push_json(l, x, depth + 1);
+                    ffi::lua_rawseti(l, -2, i as ffi::lua_Integer + 1);
+                }
             }
-            Value::Table(t)
+            J::Object(o) => push_json_object(l, o, depth),
         }
-        J::Object(o) => Value::Table(json_object(lua, o)?),
-    })
+    }
+}
+
+unsafe fn push_json_object(
+    l: *mut ffi::lua_State,
+    o: &serde_json::Map<String, serde_json::Value>,
+    depth: usize,
+) {
+    unsafe {
+        if depth >= MAX_JSON_DEPTH || ffi::lua_checkstack(l, 4) == 0 {
+            ffi::lua_pushnil(l);
+            return;
+        }
+        ffi::lua_createtable(l, 0, o.len().min(c_int::MAX as usize) as c_int);
+        for (k, v) in o {
+            if v.is_null() {
+                continue;
+            }
+            push_str(l, k);
+            push_json(l, v, depth + 1);
+            ffi::lua_rawset(l, -3);
+        }
+    }
+}
+
+/// Builds `m` (see `pushd.d.lua` for its fields).
+pub(crate) fn member_table(lua: &Lua, m: &Member, platform: &str) -> mlua::Result<Table> {
+    // SAFETY: only pushes onto the stack `exec_raw` prepared (checked below
+    // for the nested tables), inside its protected call; nothing is popped
+    // that this closure did not push, and the one result is the new table.
+    unsafe {
+        lua.exec_raw::<Table>((), |l| {
+            ffi::lua_checkstack(l, 8);
+            ffi::lua_createtable(l, 0, 11);
+            ffi::lua_pushinteger(l, m.id);
+            set(l, c"id");
+            push_str(l, &m.channel);
+            set(l, c"channel");
+            push_str(l, platform);
+            set(l, c"platform");
+            push_str(l, &m.channel_user_id);
+            set(l, c"channel_user_id");
+            push_str(l, &m.name);
+            set(l, c"name");
+            push_str(l, &m.locale);
+            set(l, c"locale");
+            push_str(l, &m.timezone);
+            set(l, c"timezone");
+            ffi::lua_createtable(l, 0, m.tags.len().min(c_int::MAX as usize) as c_int);
+            for tag in &m.tags {
+                push_str(l, tag);
+                ffi::lua_pushboolean(l, 1);
+                ffi::lua_rawset(l, -3);
+            }
+            set(l, c"tags");
+            push_json_object(l, &m.attributes, 0);
+            set(l, c"attributes");
+            ffi::lua_pushboolean(l, m.subscribed as c_int);
+            set(l, c"subscribed");
+            if let Some(ms) = m.last_interaction_at {
+                ffi::lua_pushinteger(l, ms.div_euclid(1000));
+                set(l, c"last_interaction_at");
+            }
+        })
+    }
+}
+
+unsafe fn push_buttons(l: *mut ffi::lua_State, list: &[Button]) {
+    unsafe {
+        ffi::lua_createtable(l, list.len().min(c_int::MAX as usize) as c_int, 0);
+        for (i, b) in list.iter().enumerate() {
+            ffi::lua_createtable(l, 0, 2);
+            push_str(l, &b.title);
+            set(l, c"title");
+            if let Some(p) = &b.payload {
+                push_str(l, p);
+                set(l, c"payload");
+            }
+            if let Some(u) = &b.url {
+                push_str(l, u);
+                set(l, c"url");
+            }
+            ffi::lua_rawseti(l, -2, i as ffi::lua_Integer + 1);
+        }
+    }
 }
 
 /// Builds `msg` for the router.
-pub(crate) fn message_table(lua: &Lua, k: &Keys, msg: &Message) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, 4)?;
-    t.raw_set(&k.text, msg.text.as_str())?;
-    let buttons = |list: &[Button]| -> mlua::Result<Table> {
-        let bt = lua.create_table_with_capacity(list.len(), 0)?;
-        for (i, b) in list.iter().enumerate() {
-            let e = lua.create_table_with_capacity(0, 2)?;
-            e.raw_set(&k.title, b.title.as_str())?;
-            if let Some(p) = &b.payload {
-                e.raw_set(&k.payload, p.as_str())?;
+pub(crate) fn message_table(lua: &Lua, msg: &Message) -> mlua::Result<Table> {
+    // SAFETY: as in `member_table`; at most four slots are used at once.
+    unsafe {
+        lua.exec_raw::<Table>((), |l| {
+            ffi::lua_checkstack(l, 8);
+            ffi::lua_createtable(l, 0, 4);
+            push_str(l, &msg.text);
+            set(l, c"text");
+            if !msg.buttons.is_empty() {
+                push_buttons(l, &msg.buttons);
+                set(l, c"buttons");
             }
-            if let Some(u) = &b.url {
-                e.raw_set(&k.url, u.as_str())?;
+            if !msg.quick_replies.is_empty() {
+                push_buttons(l, &msg.quick_replies);
+                set(l, c"quick_replies");
             }
-            bt.raw_set(i + 1, e)?;
-        }
-        Ok(bt)
-    };
-    if !msg.buttons.is_empty() {
-        t.raw_set(&k.buttons, buttons(&msg.buttons)?)?;
+            if let Some(img) = &msg.image_url {
+                push_str(l, img);
+                set(l, c"image");
+            }
+        })
     }
-    if !msg.quick_replies.is_empty() {
-        t.raw_set(&k.quick_replies, buttons(&msg.quick_replies)?)?;
-    }
-    if let Some(img) = &msg.image_url {
-        t.raw_set(&k.image, img.as_str())?;
-    }
-    Ok(t)
 }
 
 pub(crate) const MESSAGE_KEYS: &[&str] = &["text", "buttons", "quick_replies", "image"];
@@ -270,6 +302,7 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
 ];
 
 /// What `route` returned → `Routed`. `message` is the rendered message.
+/// One pass over the table: this runs once per recipient.
 pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Routed, String> {
     let Value::Table(t) = v else {
         return Err(format!(
@@ -277,45 +310,77 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
             v.type_name()
         ));
     };
-    check_keys(t, ROUTE_KEYS, "route result")?;
-    if let Some(reason) = opt_text(t, "skip", "skip")? {
-        if t.pairs::<Value, Value>().count() != 1 {
+    let (mut channel, mut kind, mut template, mut language, mut params, mut tag, mut skip) =
+        (None, None, None, None, None, None, None);
+    let mut count = 0;
+    for pair in t.pairs::<Value, Value>() {
+        let (k, v) = pair.map_err(|e| e.to_string())?;
+        count += 1;
+        let slot = match &k {
+            Value::String(s) => match &*s.as_bytes() {
+                b"channel" => &mut channel,
+                b"kind" => &mut kind,
+                b"template" => &mut template,
+                b"language" => &mut language,
+                b"params" => &mut params,
+                b"tag" => &mut tag,
+                b"skip" => &mut skip,
+                other => {
+                    return Err(format!(
+                        "route result: unknown key {:?} (it takes: {})",
+                        String::from_utf8_lossy(other),
+                        ROUTE_KEYS.join(", ")
+                    ));
+                }
+            },
+            other => {
+                return Err(format!(
+                    "route result: unknown key (a {} key; it takes: {})",
+                    other.type_name(),
+                    ROUTE_KEYS.join(", ")
+                ));
+            }
+        };
+        *slot = Some(v);
+    }
+    let text = |v: Option<Value>, what: &str| v.map(|v| text_of(&v, what)).transpose();
+    if let Some(reason) = text(skip, "skip")? {
+        if count != 1 {
             return Err("a { skip = \"reason\" } result takes no other keys".into());
         }
         return Ok(Routed::Skip { reason });
     }
-    let channel = opt_text(t, "channel", "channel")?
-        .ok_or("route result needs a channel (or skip = \"reason\")")?;
+    let channel =
+        text(channel, "channel")?.ok_or("route result needs a channel (or skip = \"reason\")")?;
     if channel.is_empty() {
         return Err("route result has an empty channel".into());
     }
-    let kind = opt_text(t, "kind", "kind")?;
-    let outbound = match kind.as_deref() {
+    let outbound = match text(kind, "kind")?.as_deref() {
         None | Some("message") => {
-            for k in ["template", "language", "params"] {
-                if !t.raw_get::<Value>(k).map_err(|e| e.to_string())?.is_nil() {
+            for (k, v) in [
+                ("template", &template),
+                ("language", &language),
+                ("params", &params),
+            ] {
+                if v.is_some() {
                     return Err(format!("{k} is only for kind = \"template\""));
                 }
             }
             Outbound::Message {
                 message,
-                tag: opt_text(t, "tag", "tag")?,
+                tag: text(tag, "tag")?,
             }
         }
         Some("template") => {
-            if !t
-                .raw_get::<Value>("tag")
-                .map_err(|e| e.to_string())?
-                .is_nil()
-            {
+            if tag.is_some() {
                 return Err("tag is only for free-form messages (kind = \"message\")".into());
             }
-            let name = opt_text(t, "template", "template")?
+            let name = text(template, "template")?
                 .ok_or("kind = \"template\" needs template = \"<platform template name>\"")?;
-            let language = opt_text(t, "language", "language")?.unwrap_or_else(|| m.locale.clone());
-            let params = match t.raw_get::<Value>("params").map_err(|e| e.to_string())? {
-                Value::Nil => Vec::new(),
-                Value::Table(p) => {
+            let language = text(language, "language")?.unwrap_or_else(|| m.locale.clone());
+            let params = match params {
+                None => Vec::new(),
+                Some(Value::Table(p)) => {
                     let mut out = Vec::new();
                     for (i, x) in p.sequence_values::<Value>().enumerate() {
                         let x = x.map_err(|e| e.to_string())?;
@@ -326,7 +391,7 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
                     }
                     out
                 }
-                other => {
+                Some(other) => {
                     return Err(format!(
                         "params must be a list of strings, found {}",
                         other.type_name()
@@ -346,33 +411,4 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
         }
     };
     Ok(Routed::Send { channel, outbound })
-}
-
-/// Interned per-channel strings (instance name and its platform name).
-pub(crate) struct ChannelStrings {
-    map: HashMap<String, (LuaString, LuaString)>,
-}
-
-impl ChannelStrings {
-    pub(crate) fn new() -> ChannelStrings {
-        ChannelStrings {
-            map: HashMap::new(),
-        }
-    }
-
-    pub(crate) fn get(
-        &mut self,
-        lua: &Lua,
-        channel: &str,
-        platform: impl FnOnce() -> &'static str,
-    ) -> mlua::Result<(LuaString, LuaString)> {
-        if let Some(v) = self.map.get(channel) {
-            return Ok(v.clone());
-        }
-        let v = (lua.create_string(channel)?, lua.create_string(platform())?);
-        if self.map.len() < 1024 {
-            self.map.insert(channel.to_string(), v.clone());
-        }
-        Ok(v)
-    }
 }

@@ -3,7 +3,7 @@
 //! shared queue until the generation is dropped.
 
 use super::api::{self, Defs, TemplateSlot};
-use super::convert::{self, ChannelStrings, Keys};
+use super::convert::{self, Keys};
 use super::error::{Location, ScriptError};
 use super::sandbox::{self, Budget, TripKind};
 use super::template::choose_locale;
@@ -80,9 +80,10 @@ pub(crate) fn run(
 struct Runtime {
     lua: Lua,
     budget: Rc<Budget>,
-    keys: Keys,
-    chans: ChannelStrings,
     ctx: Table,
+    /// `ctx.in_service_window` and `ctx.local_time`, put back every batch in
+    /// case a script replaced them.
+    ctx_fns: [(&'static str, Function); 2],
     ctx_now: Rc<Cell<i64>>,
     shared: Arc<Shared>,
 }
@@ -113,14 +114,14 @@ impl Host {
         }));
         api::install(&lua, defs_cell.clone(), shared.clone()).map_err(setup_error)?;
         let ctx_now = Rc::new(Cell::new(now_ms() / 1000));
-        let ctx = make_ctx(&lua, &keys, &shared, ctx_now.clone()).map_err(setup_error)?;
+        let ctx_fns = ctx_functions(&lua, &keys, &shared, ctx_now.clone()).map_err(setup_error)?;
+        let ctx = lua.create_table().map_err(setup_error)?;
         Ok(Host {
             rt: Runtime {
                 lua,
                 budget,
-                keys,
-                chans: ChannelStrings::new(),
                 ctx,
+                ctx_fns,
                 ctx_now,
                 shared,
             },
@@ -134,13 +135,13 @@ impl Host {
         let shared = self.rt.shared.clone();
         for file in &shared.files {
             self.rt.budget.begin();
-            let r = self
-                .rt
-                .lua
-                .load(file.source.as_str())
-                .set_name(format!("@{}", file.display))
-                .set_mode(ChunkMode::Text)
-                .exec();
+            let lua = &self.rt.lua;
+            let r = sandbox::limited(lua, &self.rt.budget, || {
+                lua.load(file.source.as_str())
+                    .set_name(format!("@{}", file.display))
+                    .set_mode(ChunkMode::Text)
+                    .exec()
+            });
             if let Err(e) = r {
                 let whole_file = Location {
                     file: file.display.clone(),
@@ -152,6 +153,7 @@ impl Host {
         }
         let mut defs = std::mem::take(&mut *self.defs_cell.borrow_mut());
         defs.loading = false;
+        defs.check_pending();
         for p in &defs.pushes {
             if !defs.audiences.contains_key(&p.audience) {
                 let msg = format!(
@@ -338,7 +340,7 @@ impl Host {
             let t = rt
                 .member_table(m)
                 .map_err(|e| rt.error_of(&e, at).in_function(what()))?;
-            let keep: Value = rt.call(f, (t, rt.ctx.clone()), at, &what)?;
+            let keep: Value = rt.call(f, (t, &rt.ctx), at, &what)?;
             out.push(!matches!(keep, Value::Nil | Value::Boolean(false)));
         }
         Ok(out)
@@ -427,19 +429,20 @@ impl Runtime {
         self.ctx_now.set(now.div_euclid(1000));
         let _ = self.ctx.raw_set("now", now.div_euclid(1000));
         let _ = self.ctx.raw_set("push", push);
+        for (k, f) in &self.ctx_fns {
+            let _ = self.ctx.raw_set(*k, f);
+        }
     }
 
-    fn member_table(&mut self, m: &Member) -> mlua::Result<Table> {
-        let shared = &self.shared;
-        let (channel, platform) = self.chans.get(&self.lua, &m.channel, || {
-            shared
-                .env
-                .channels
-                .get(&m.channel)
-                .map(|c| c.platform.as_str())
-                .unwrap_or("")
-        })?;
-        convert::member_table(&self.lua, &self.keys, m, &platform, &channel)
+    fn member_table(&self, m: &Member) -> mlua::Result<Table> {
+        let platform = self
+            .shared
+            .env
+            .channels
+            .get(&m.channel)
+            .map(|c| c.platform.as_str())
+            .unwrap_or("");
+        convert::member_table(&self.lua, m, platform)
     }
 
     /// Calls a script function under a fresh budget.
@@ -451,7 +454,7 @@ impl Runtime {
         what: &dyn Fn() -> String,
     ) -> Result<R, ScriptError> {
         self.budget.begin();
-        let r = f.call::<R>(args);
+        let r = sandbox::limited(&self.lua, &self.budget, || f.call::<R>(args));
         if let Some(trip) = self.budget.tripped() {
             return Err(self
                 .trip_error(trip.kind, trip.location, at)
@@ -510,8 +513,8 @@ impl Runtime {
                     t
                 }
             };
-            let v: Value = self.call(f, (t, self.ctx.clone()), at, &what)?;
-            if !(v.is_nil() && !tpl.locales.is_empty()) {
+            let v: Value = self.call(f, (t, &self.ctx), at, &what)?;
+            if !v.is_nil() || tpl.locales.is_empty() {
                 return convert::message_of(&v)
                     .map_err(|msg| ScriptError::at(at.clone(), msg).in_function(what()));
             }
@@ -543,9 +546,8 @@ impl Runtime {
             Some(t) => t,
             None => self.member_table(m).map_err(|e| fail(self, e))?,
         };
-        let msg =
-            convert::message_table(&self.lua, &self.keys, &message).map_err(|e| fail(self, e))?;
-        let v: Value = self.call(route, (t, msg, self.ctx.clone()), at, &what)?;
+        let msg = convert::message_table(&self.lua, &message).map_err(|e| fail(self, e))?;
+        let v: Value = self.call(route, (t, msg, &self.ctx), at, &what)?;
         convert::routed_of(&v, message, m)
             .map_err(|e| ScriptError::at(at.clone(), e).in_function(what()))
     }
@@ -579,14 +581,13 @@ fn is_memory(e: &mlua::Error) -> bool {
     }
 }
 
-/// `ctx`: `now`, `push`, `in_service_window(m)`, `local_time(m)`.
-fn make_ctx(
+/// The functions of `ctx` (besides `now` and `push`): `in_service_window(m)`, `local_time(m)`.
+fn ctx_functions(
     lua: &Lua,
     keys: &Keys,
     shared: &Arc<Shared>,
     now: Rc<Cell<i64>>,
-) -> mlua::Result<Table> {
-    let ctx = lua.create_table()?;
+) -> mlua::Result<[(&'static str, Function); 2]> {
     let windows: HashMap<String, i64> = shared
         .env
         .channels
@@ -600,47 +601,44 @@ fn make_ctx(
         keys.timezone.clone(),
     );
     let n = now.clone();
-    ctx.raw_set(
-        "in_service_window",
-        lua.create_function(move |_, m: Table| {
-            let Some(last) = m.raw_get::<Option<i64>>(&k_last)? else {
-                return Ok(false);
-            };
-            let ch: Option<mlua::LuaString> = m.raw_get(&k_channel)?;
-            let window = ch
-                .and_then(|c| c.to_str().ok().and_then(|c| windows.get(&*c).copied()))
-                .unwrap_or(default_window);
-            Ok(n.get() - last <= window)
-        })?,
-    )?;
+    let in_service_window = lua.create_function(move |_, m: Table| {
+        let Some(last) = m.raw_get::<Option<i64>>(&k_last)? else {
+            return Ok(false);
+        };
+        let ch: Option<mlua::LuaString> = m.raw_get(&k_channel)?;
+        let window = ch
+            .and_then(|c| c.to_str().ok().and_then(|c| windows.get(&*c).copied()))
+            .unwrap_or(default_window);
+        Ok(n.get() - last <= window)
+    })?;
     let zones: RefCell<HashMap<String, chrono_tz::Tz>> = RefCell::new(HashMap::new());
     let n = now;
-    ctx.raw_set(
-        "local_time",
-        lua.create_function(move |lua, who: Value| {
-            let tz_name = match &who {
-                Value::Table(m) => m.raw_get::<Option<String>>(&k_tz)?,
-                Value::String(s) => Some(s.to_str()?.to_string()),
-                _ => None,
-            }
-            .unwrap_or_else(|| "UTC".into());
-            let tz = {
-                let mut z = zones.borrow_mut();
-                match z.get(&tz_name) {
-                    Some(tz) => *tz,
-                    None => {
-                        let tz = tz_name.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
-                        if z.len() < 1024 {
-                            z.insert(tz_name, tz);
-                        }
-                        tz
+    let local_time = lua.create_function(move |lua, who: Value| {
+        let tz_name = match &who {
+            Value::Table(m) => m.raw_get::<Option<String>>(&k_tz)?,
+            Value::String(s) => Some(s.to_str()?.to_string()),
+            _ => None,
+        }
+        .unwrap_or_else(|| "UTC".into());
+        let tz = {
+            let mut z = zones.borrow_mut();
+            match z.get(&tz_name) {
+                Some(tz) => *tz,
+                None => {
+                    let tz = tz_name.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
+                    if z.len() < 1024 {
+                        z.insert(tz_name, tz);
                     }
+                    tz
                 }
-            };
-            local_time_table(lua, n.get(), tz)
-        })?,
-    )?;
-    Ok(ctx)
+            }
+        };
+        local_time_table(lua, n.get(), tz)
+    })?;
+    Ok([
+        ("in_service_window", in_service_window),
+        ("local_time", local_time),
+    ])
 }
 
 fn local_time_table(lua: &Lua, unix: i64, tz: chrono_tz::Tz) -> mlua::Result<Table> {

@@ -2,7 +2,7 @@
 //! `push`, `log`), the sandbox they run in, and versioned generations.
 //!
 //! A [`Generation`] is one load of the scripts directory: every `*.lua` file
-//! (hidden files skipped) in lexical order, run in `states` fresh sandboxed
+//! (hidden files and `*.d.lua` type stubs skipped) in lexical order, run in `states` fresh sandboxed
 //! Lua states, each owned by its own thread, then validated (state 0 renders
 //! every template for sample members, routes them, and asks the channels
 //! whether the result can be sent). A generation that fails never goes live;
@@ -12,9 +12,11 @@
 //! Batches (`filter`, `prepare`) go to a queue shared by the generation's
 //! states; large batches are split so every state (core) works on them.
 //!
-//! Template placeholder rules: see [`template`](self::template) — `{{name}}`,
-//! `{{attributes.city}}`, `{{name|fallback}}`; a missing attribute renders as
-//! the empty string (or the fallback).
+//! Template placeholders (compiled at load, rendered in Rust): `{{id}}`,
+//! `{{channel}}`, `{{platform}}`, `{{channel_user_id}}`, `{{name}}`,
+//! `{{locale}}`, `{{timezone}}`, `{{attributes.key}}` (nested with dots) and
+//! `{{field|fallback}}`. A missing attribute renders as the empty string (or
+//! the fallback); anything else is a load error with file:line.
 
 mod api;
 mod convert;
@@ -247,6 +249,12 @@ impl std::fmt::Debug for Generation {
     }
 }
 
+/// `*.lua`, except hidden files (editor locks like `.#x.lua`) and `*.d.lua`
+/// (LuaLS type stubs such as `pushd.d.lua`, which live next to the scripts).
+pub fn is_script_name(name: &str) -> bool {
+    name.ends_with(".lua") && !name.ends_with(".d.lua") && !name.starts_with('.')
+}
+
 /// Lists `*.lua` in `dir` (lexical order, hidden files skipped) and reads them.
 fn read_scripts(dir: &Path) -> Result<(Vec<String>, Vec<ScriptFile>, String), Vec<ScriptError>> {
     let io = |what: String| vec![ScriptError::new(what)];
@@ -260,7 +268,7 @@ fn read_scripts(dir: &Path) -> Result<(Vec<String>, Vec<ScriptFile>, String), Ve
     for entry in entries {
         let entry = entry.map_err(|e| io(format!("cannot list {}: {e}", dir.display())))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".lua") && !name.starts_with('.') && entry.path().is_file() {
+        if is_script_name(&name) && entry.path().is_file() {
             names.push(name);
         }
     }

@@ -4,11 +4,12 @@
 //!   and the base functions minus `dofile, loadfile, collectgarbage` (only its
 //!   `"count"` form is kept), `warn`; `load` only takes text chunks;
 //!   `string.dump` is gone; library tables are read-only; the string
-//!   metatable cannot be fetched or changed.
+//!   metatable cannot be fetched or changed; `__gc` finalizers are refused
+//!   (they could run outside any call, where no memory limit applies).
 //! * Instructions and wall clock: a count hook installed as mlua's *global*
 //!   hook, so coroutines created by scripts inherit it (a per-thread hook would
 //!   be dropped by mlua in a coroutine it does not know).
-//! * Memory: mlua's allocator limit on the whole state.
+//! * Memory: mlua's allocator limit on the whole state, on while Lua runs.
 //!
 //! A tripped limit is sticky for the rest of the call: every later hook tick
 //! fails again, and the `pcall`/`xpcall`/`coroutine.resume`/`coroutine.close`
@@ -150,10 +151,19 @@ impl Budget {
 
 /// Lua run once per state, before any script, with the re-raising check as `...`.
 const SANDBOX_SETUP: &str = r#"
-local check = ...
+local check, pattern_guard = ...
 local raw_pcall, raw_xpcall, raw_load = pcall, xpcall, load
 local co_resume, co_close = coroutine.resume, coroutine.close
-local G, type, error, setmetatable, pairs = _G, type, error, setmetatable, pairs
+local G, type, error, setmetatable, pairs, rawget = _G, type, error, setmetatable, pairs, rawget
+
+-- Finalizers run whenever the collector gets to them, also between calls
+-- when the memory limit is off; scripts have no use for them.
+_G.setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("__gc metamethods are not allowed in pushd scripts", 2)
+  end
+  return setmetatable(t, mt)
+end
 
 pcall = function(...) return check(raw_pcall(...)) end
 xpcall = function(...) return check(raw_xpcall(...)) end
@@ -175,6 +185,17 @@ local os_lib = os
 os = { time = os_lib.time, date = os_lib.date, clock = os_lib.clock }
 
 string.dump = nil
+
+-- Lua's matcher backtracks in C, where no hook can stop it; refuse patterns
+-- whose worst case on this subject would run for seconds.
+local s_find, s_match, s_gmatch, s_gsub = string.find, string.match, string.gmatch, string.gsub
+string.find = function(s, p, init, plain)
+  if not plain then pattern_guard(s, p) end
+  return s_find(s, p, init, plain)
+end
+string.match = function(s, p, init) pattern_guard(s, p) return s_match(s, p, init) end
+string.gmatch = function(s, p, init) pattern_guard(s, p) return s_gmatch(s, p, init) end
+string.gsub = function(s, p, r, n) pattern_guard(s, p) return s_gsub(s, p, r, n) end
 getmetatable("").__metatable = false
 
 local co = {}
@@ -224,16 +245,115 @@ pub(crate) fn new_state(budget: &Rc<Budget>) -> mlua::Result<Lua> {
         }
         Ok(results)
     })?;
+    let pattern_guard = lua.create_function(|_, (subject, pattern): (Value, Value)| {
+        let len = |v: &Value| match v {
+            Value::String(s) => Some(s.as_bytes().len()),
+            Value::Integer(_) | Value::Number(_) => Some(24),
+            _ => None,
+        };
+        // Wrong types are left to the library function's own error.
+        if let (Some(n), Value::String(p)) = (len(&subject), &pattern) {
+            let cost = pattern_cost(n, &p.as_bytes());
+            if cost > MAX_PATTERN_COST {
+                return Err(mlua::Error::RuntimeError(format!(
+                    "pattern {:?} is too costly on a {n}-byte string (each of its * + - repeats multiplies the work); anchor it with ^, use fewer repeats, or use string.find(s, text, 1, true)",
+                    String::from_utf8_lossy(&p.as_bytes())
+                )));
+            }
+        }
+        Ok(())
+    })?;
     lua.load(SANDBOX_SETUP)
         .set_name("=sandbox")
-        .call::<()>(check)?;
+        .call::<()>((check, pattern_guard))?;
     let b = budget.clone();
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(budget.step),
         move |_, debug| b.tick(debug),
     )?;
-    lua.set_memory_limit(budget.memory_limit)?;
     Ok(lua)
+}
+
+/// Runs `f` (Lua code) with the state's memory limit on.
+///
+/// The limit is off the rest of the time: with a limit set, mlua wraps every
+/// value Rust pushes in a protected call, which tripled the cost of building
+/// a member table. What Rust builds between calls is bounded by the batch.
+pub(crate) fn limited<R>(lua: &Lua, budget: &Budget, f: impl FnOnce() -> R) -> R {
+    let _ = lua.set_memory_limit(budget.memory_limit);
+    let r = f();
+    let _ = lua.set_memory_limit(0);
+    r
+}
+
+/// Matcher steps a pattern may need in the worst case before it is refused
+/// (about a second of C time).
+const MAX_PATTERN_COST: f64 = 5e8;
+
+/// An upper bound on Lua's backtracking work: every `*`, `+` or `-` repeat
+/// that is followed by more pattern can be retried at up to n+1 lengths, `?`
+/// at two, and an unanchored pattern is tried at every start position.
+pub(crate) fn pattern_cost(n: usize, p: &[u8]) -> f64 {
+    let n1 = n as f64 + 1.0;
+    let (anchored, p) = match p.first() {
+        Some(b'^') => (true, &p[1..]),
+        _ => (false, p),
+    };
+    let mut cost = if anchored { 1.0 } else { n1 };
+    let mut i = 0;
+    while i < p.len() {
+        // One single-character item: %x, [set], . or a literal.
+        let end = match p[i] {
+            b'(' | b')' => {
+                i += 1;
+                continue;
+            }
+            b'%' => match p.get(i + 1) {
+                Some(b'b') => {
+                    i += 4;
+                    continue;
+                }
+                Some(b'f') => {
+                    i = set_end(p, i + 2);
+                    continue;
+                }
+                _ => i + 2,
+            },
+            b'[' => set_end(p, i),
+            _ => i + 1,
+        };
+        match p.get(end) {
+            Some(b'*' | b'+' | b'-') => {
+                let rest = &p[(end + 1).min(p.len())..];
+                if rest.iter().any(|&c| c != b')' && c != b'$') {
+                    cost *= n1;
+                }
+                i = end + 1;
+            }
+            Some(b'?') => {
+                cost *= 2.0;
+                i = end + 1;
+            }
+            _ => i = end,
+        }
+    }
+    cost
+}
+
+/// Index just past a `[set]` starting at `i` (`p[i] == b'['`).
+fn set_end(p: &[u8], i: usize) -> usize {
+    let mut j = i + 1;
+    if p.get(j) == Some(&b'^') {
+        j += 1;
+    }
+    // A `]` right after `[` or `[^` is a member, not the end.
+    if p.get(j) == Some(&b']') {
+        j += 1;
+    }
+    while j < p.len() && p[j] != b']' {
+        j += if p[j] == b'%' { 2 } else { 1 };
+    }
+    j + 1
 }
 
 fn is_memory_error(v: &Value) -> bool {
@@ -241,5 +361,23 @@ fn is_memory_error(v: &Value) -> bool {
         Value::Error(e) => matches!(**e, mlua::Error::MemoryError(_)),
         Value::String(s) => s.as_bytes().starts_with(b"not enough memory"),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_cost;
+
+    #[test]
+    fn pattern_cost_bounds_backtracking() {
+        // Linear patterns stay cheap on long subjects.
+        assert!(pattern_cost(100_000, b"^%s+") < 10.0);
+        assert!(pattern_cost(100_000, b"%s+") < 2e5);
+        assert!(pattern_cost(1000, b"^(%w+)://([^/]+)(.*)$") < 1e7);
+        // Repeats followed by more pattern multiply.
+        assert!(pattern_cost(20_000, b".-.-.-b") > 1e15);
+        assert!(pattern_cost(100, b".-.-.-b") < 5e8);
+        assert!(pattern_cost(10, b"[]%]]*x") > pattern_cost(10, b"x"));
+        assert!(pattern_cost(10, b"%b()x") < 20.0);
     }
 }

@@ -52,10 +52,10 @@ impl Targets {
             if name == "..data" {
                 return Some(Changed::Scripts);
             }
-            if is_editor_noise(&name) || name.starts_with('.') {
+            if is_editor_noise(&name) {
                 return None;
             }
-            if name.ends_with(".lua") {
+            if super::is_script_name(&name) {
                 return Some(Changed::Scripts);
             }
         }
@@ -72,8 +72,8 @@ fn canonical(p: &Path) -> PathBuf {
 }
 
 /// Starts watching. `paths` are the scripts folder(s) and the config file(s):
-/// a path that is a directory is a scripts folder, anything else a config
-/// file (its folder is watched). Events are merged until nothing relevant
+/// an existing file or a `*.toml` path is a config file (its folder is
+/// watched), anything else a scripts folder. Events are merged until nothing relevant
 /// happened for `debounce`, then each kind that changed is sent once.
 /// Watching stops when the receiver is dropped.
 pub fn spawn(paths: Vec<PathBuf>, debounce: Duration) -> mpsc::Receiver<Changed> {
@@ -84,7 +84,8 @@ pub fn spawn(paths: Vec<PathBuf>, debounce: Duration) -> mpsc::Receiver<Changed>
     };
     let mut watch_dirs = BTreeSet::new();
     for p in paths {
-        if p.is_dir() {
+        let is_config = p.is_file() || p.extension().is_some_and(|e| e == "toml");
+        if !is_config {
             let d = canonical(&p);
             watch_dirs.insert(d.clone());
             targets.script_dirs.push(d);
@@ -224,6 +225,7 @@ mod tests {
             "/etc/pushd/scripts/.#10_vip.lua",
             "/etc/pushd/scripts/4913",
             "/etc/pushd/scripts/notes.txt",
+            "/etc/pushd/scripts/pushd.d.lua",
             "/etc/pushd/.config.toml.swp",
             "/etc/pushd/other.toml",
         ] {

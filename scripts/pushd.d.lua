@@ -1,0 +1,158 @@
+---@meta pushd
+-- LuaLS type stubs for pushd scripts. pushd never loads `*.d.lua` files; this
+-- one only helps editors complete and check the API.
+--
+-- Scripts run in a sandbox: table, string, math, utf8, coroutine, os.time,
+-- os.date, os.clock, and the base functions without dofile/loadfile; `load`
+-- takes text only; collectgarbage("count") only; library tables are
+-- read-only. Every call from pushd (loading a file, filter, render, route)
+-- runs under an instruction budget (scripts.instruction_limit), a wall-clock
+-- limit (scripts.call_timeout) and each state under a memory limit
+-- (scripts.memory_limit_mb). A tripped limit cannot be caught by pcall.
+
+---@alias pushd.Platform "whatsapp"|"messenger"|"instagram"|"telegram"|"slack"|"wechat"|"webchat"|"custom"|"simulator"
+
+---A member as scripts see it. Treat it as read-only.
+---@class pushd.Member
+---@field id integer
+---@field channel string Channel instance name from config (`[channels.<name>]`).
+---@field platform pushd.Platform|"" The instance's kind; "" if the channel is not configured.
+---@field channel_user_id string The platform's id for the user.
+---@field name string
+---@field locale string e.g. "en", "zh-CN".
+---@field timezone string IANA zone, e.g. "Asia/Hong_Kong".
+---@field tags table<string, true> A set: `m.tags.vip == true`.
+---@field attributes table<string, any> Imported attributes (JSON null becomes nil).
+---@field subscribed boolean
+---@field last_interaction_at integer? Unix seconds of the member's last message; nil if never.
+
+---@class pushd.Button
+---@field title string
+---@field payload string? Postback payload (exactly one of payload or url).
+---@field url string? Opens a link.
+
+---A channel-neutral message.
+---@class pushd.Message
+---@field text string
+---@field buttons pushd.Button[]?
+---@field quick_replies pushd.Button[]?
+---@field image string? An http(s) URL.
+
+---A table per locale in `template`. Strings may hold placeholders:
+---`{{id}} {{channel}} {{platform}} {{channel_user_id}} {{name}} {{locale}} {{timezone}}`,
+---`{{attributes.key}}` (nested: `{{attributes.a.b}}`), and `{{field|fallback}}`
+---which renders `fallback` when the value is missing or empty. A missing
+---attribute renders as "" (empty string); numbers as in JSON (42, 1.5);
+---booleans as true/false. Unknown placeholders fail the load with file:line.
+---@class pushd.LocaleMessage
+---@field text string
+---@field buttons pushd.Button[]?
+---@field quick_replies pushd.Button[]?
+---@field image string?
+
+---`os.date("*t")`-like table in the member's time zone, plus `hhmm`.
+---@class pushd.LocalTime
+---@field year integer
+---@field month integer
+---@field day integer
+---@field hour integer
+---@field min integer
+---@field sec integer
+---@field wday integer 1 = Sunday.
+---@field yday integer
+---@field isdst boolean
+---@field hhmm string "09:05"
+
+---@class pushd.Context
+---@field now integer Unix seconds when the batch started.
+---@field push string? The push being prepared, when known.
+local Context = {}
+
+---True when the member wrote to us within the channel's service window
+---(`service_window` in config, default 24h).
+---@param m pushd.Member
+---@return boolean
+function Context.in_service_window(m) end
+
+---The current time in the member's time zone (or in a zone name given directly).
+---@param m pushd.Member|string
+---@return pushd.LocalTime
+function Context.local_time(m) end
+
+---@class pushd.Where
+---@field platform pushd.Platform|pushd.Platform[]? Members on any instance of these kinds.
+---@field channel string|string[]? Channel instance names.
+---@field tags_all string[]? Has every one of these tags.
+---@field tags_any string[]? Has at least one.
+---@field tags_none string[]? Has none of them.
+---@field subscribed boolean?
+---@field locale string|string[]? "zh" also matches "zh-CN", "zh_TW"; case-insensitive.
+---@field last_interaction_within string? e.g. "30d", "12h" (evaluated when the push resolves its audience).
+---@field attributes table<string, string|number|boolean|(string|number|boolean)[]>? Equality (a list: any of).
+
+---@class pushd.AudienceSpec
+---@field description string?
+---@field where pushd.Where? Compiled to SQL; absent = every member.
+---@field filter (fun(m: pushd.Member, ctx: pushd.Context): any)? Optional refinement; a truthy result keeps the member.
+
+---Defines an audience: `audience "name" { where = { … }, filter = … }`.
+---@param name string
+---@return fun(spec: pushd.AudienceSpec)
+function audience(name) end
+
+---@class pushd.TemplateSpec
+---@field description string?
+---@field render (fun(m: pushd.Member, ctx: pushd.Context): pushd.Message?)? Builds the message in Lua; returning nil falls back to the locale tables.
+---@field [string] pushd.LocaleMessage Locale tables: en = { … }, zh = { … }, ["zh-CN"] = { … }.
+
+---Defines a message template: `template "name" { en = { text = "Hi {{name}}" }, … }`.
+---@param name string
+---@return fun(spec: pushd.TemplateSpec)
+function template(name) end
+
+---What a router returns: a free-form send, a platform template send, or a skip.
+---@class pushd.Route
+---@field channel string? Channel instance to send on (required unless skip).
+---@field kind "message"|"template"? Default "message": the rendered free-form message.
+---@field template string? kind = "template": the platform's pre-approved template name.
+---@field language string? kind = "template": template language (default: the member's locale).
+---@field params string[]? kind = "template": body parameters.
+---@field tag string? kind = "message": Messenger/Instagram message tag, e.g. "ACCOUNT_UPDATE".
+---@field skip string? Skip this member, with the reason shown in reports.
+
+---Sets the one router. Without one, every member gets the rendered message on its own channel.
+---@param fn fun(m: pushd.Member, msg: pushd.Message, ctx: pushd.Context): pushd.Route
+function route(fn) end
+
+---@class pushd.Batch
+---@field size integer Members per batch.
+---@field every string Time between batches, e.g. "1h".
+
+---@class pushd.SendWindow
+---@field from string "09:00"
+---@field to string "21:00"
+
+---@class pushd.PushSpec
+---@field audience string
+---@field template string
+---@field start_at "now"|string "now" or an RFC 3339 time like "2026-11-27T09:00:00+08:00".
+---@field rate_per_minute integer? Capped by the global rate.
+---@field batch pushd.Batch?
+---@field send_window pushd.SendWindow? Hours to send in (member-local time).
+
+---Defines a push, created once by name (reloading never sends it twice).
+---@param name string
+---@return fun(spec: pushd.PushSpec)
+function push(name) end
+
+---Writes to the daemon log, with the script's file:line.
+---@class pushd.Log
+log = {}
+---@param ... any
+function log.debug(...) end
+---@param ... any
+function log.info(...) end
+---@param ... any
+function log.warn(...) end
+---@param ... any
+function log.error(...) end

@@ -1,0 +1,156 @@
+//! The shipped `scripts/` load against the default config, and the example
+//! push reaches about a hundred of the default simulator members.
+
+use super::*;
+use pushd::config::Config;
+use pushd::model::{Outbound, Routed, now_ms};
+use pushd::script::PushStart;
+use pushd::store::Store;
+use pushd::store::members::{ImportRow, MEMBER_COLUMNS, member_from_row, upsert_rows};
+use std::path::Path;
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
+}
+
+/// The members the daemon seeds on first start (see DESIGN and the brief).
+fn seed_rows() -> Vec<ImportRow> {
+    let now = now_ms();
+    let cities = ["Hong Kong", "Shanghai", "Madrid", "London", "New York"];
+    (1..=1000u32)
+        .map(|i| {
+            let locale = match i % 20 {
+                0..=11 => "en",
+                12..=16 => "zh",
+                _ => "es",
+            };
+            let mut tags = Vec::new();
+            if i % 10 == 0 {
+                tags.push("vip".to_string());
+            }
+            if i % 2 == 0 {
+                tags.push("newsletter".to_string());
+            }
+            if i % 7 == 0 {
+                tags.push("churn-risk".to_string());
+            }
+            tags.sort();
+            let attrs = serde_json::json!({
+                "spend": (i * 37) % 500,
+                "plan": if i % 4 == 0 { "pro" } else { "free" },
+                "city": cities[(i % 5) as usize],
+            });
+            ImportRow {
+                channel: "sim".into(),
+                channel_user_id: format!("sim-{i:04}"),
+                name: Some(format!("Member {i}")),
+                locale: Some(locale.into()),
+                timezone: Some("UTC".into()),
+                tags: Some(tags),
+                attributes: attrs.as_object().cloned(),
+                subscribed: Some(i % 20 != 5),
+                last_interaction_at: Some(now - (i as i64 * 60 * 86_400_000 / 1000)),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn shipped_scripts_load_against_the_default_config() {
+    let cfg = Config::default_at(&shipped().join("..").join("config.toml"));
+    let limits = ScriptLimits::from_config(&cfg);
+    let env = ScriptEnv::from_config(&cfg, ScriptEnv::accept_all());
+    let g = match Generation::load(1, &shipped(), &limits, &env) {
+        Ok(g) => g,
+        Err(errs) => panic!("shipped scripts fail to load:\n{}", show(&errs)),
+    };
+    assert!(
+        !g.files.iter().any(|f| f.ends_with(".d.lua")),
+        "{:?}",
+        g.files
+    );
+    assert!(g.has_route);
+    for t in g.templates.values().filter(|t| !t.has_render) {
+        assert!(
+            t.locales.contains(&"en".to_string()) && t.locales.contains(&"zh".to_string()),
+            "{t:?}"
+        );
+    }
+    let push = g
+        .pushes
+        .iter()
+        .find(|p| p.name == "welcome-vip")
+        .expect("welcome-vip");
+    assert_eq!(push.start_at, PushStart::Now);
+
+    // Resolve its audience over the seeded members, as the dispatcher will.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("pushd.db")).unwrap();
+    let rows = seed_rows();
+    store
+        .write_blocking(move |c| upsert_rows(c, &rows))
+        .unwrap();
+    let audience = &g.audiences[&push.audience];
+    let (sql, params) = (
+        audience.filter_sql.sql.clone(),
+        audience.filter_sql.params.clone(),
+    );
+    let members: Vec<Member> = store
+        .read_blocking(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members m WHERE {sql}"
+            ))?;
+            let rows = st.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                member_from_row(r, 0)
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .unwrap();
+    let keep = g.filter_blocking(&push.audience, members.clone()).unwrap();
+    let members: Vec<Member> = members
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(m, _)| m)
+        .collect();
+    assert!(
+        (80..=120).contains(&members.len()),
+        "welcome-vip reaches {} members",
+        members.len()
+    );
+
+    let out = g.prepare_blocking(&push.template, members, now_ms());
+    for r in &out {
+        match r {
+            Ok(Routed::Send {
+                channel,
+                outbound: Outbound::Message { message, .. },
+            }) => {
+                assert_eq!(channel, "sim");
+                assert!(
+                    message.text.contains("VIP") || message.text.contains("VIP 俱乐部"),
+                    "{message:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn type_stubs_describe_every_global_the_host_installs() {
+    let stubs = std::fs::read_to_string(shipped().join("pushd.d.lua")).unwrap();
+    assert!(stubs.starts_with("---@meta"));
+    for name in [
+        "function audience(",
+        "function template(",
+        "function route(",
+        "function push(",
+        "function log.info(",
+        "function log.warn(",
+        "function Context.in_service_window(",
+        "function Context.local_time(",
+    ] {
+        assert!(stubs.contains(name), "pushd.d.lua lacks {name}");
+    }
+}
