@@ -39,10 +39,14 @@ struct RunnerHandle {
 #[derive(Default)]
 struct RateMeter {
     times: VecDeque<Millis>,
+    /// First send measured: a young push is rated over its own age, not a
+    /// whole minute.
+    since: Option<Millis>,
 }
 
 impl RateMeter {
     fn record(&mut self, at: Millis) {
+        self.since.get_or_insert(at);
         self.times.push_back(at);
         self.trim(at);
     }
@@ -53,7 +57,8 @@ impl RateMeter {
     }
     fn per_minute(&mut self, now: Millis) -> f64 {
         self.trim(now);
-        self.times.len() as f64
+        let span = (now - self.since.unwrap_or(now)).clamp(1_000, 60_000);
+        self.times.len() as f64 * 60_000.0 / span as f64
     }
 }
 
