@@ -7,12 +7,11 @@
 use crate::daemon::Daemon;
 use crate::model::{MemberId, PushId};
 use crate::script::Generation;
-use crate::store::members::{MEMBER_COLUMNS, member_from_row};
+use crate::store::members;
 use crate::store::{
     StoreError, audiences, deliveries,
     pushes::{self, PushRow},
 };
-use rusqlite::params_from_iter;
 use std::sync::Arc;
 
 /// Candidates per round trip through a Lua filter.
@@ -81,19 +80,10 @@ async fn resolve_filtered(
     let mut after: MemberId = 0;
     let mut total = 0;
     loop {
-        let (sql, mut args) = (sql.clone(), args.clone());
-        args.push(rusqlite::types::Value::Integer(after));
+        let (sql, args) = (sql.clone(), args.clone());
         let page = d
             .store
-            .read(move |c| {
-                let q = format!(
-                    "SELECT {MEMBER_COLUMNS} FROM members m WHERE ({sql}) AND m.id > ?{} ORDER BY m.id LIMIT {FILTER_PAGE}",
-                    args.len()
-                );
-                let mut stmt = c.prepare(&q)?;
-                let rows = stmt.query_map(params_from_iter(args.iter()), |r| member_from_row(r, 0))?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-            })
+            .read(move |c| members::page_where(c, &sql, &args, after, FILTER_PAGE))
             .await?;
         let Some(last) = page.last() else { break };
         after = last.id;

@@ -587,6 +587,31 @@ pub fn member_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Member> {
     })
 }
 
+/// Members matching an audience's SQL filter (a boolean expression over
+/// `members m` with its parameters), in id order after `after`: one page of
+/// a walk that never holds a whole audience in memory.
+pub fn page_where(
+    conn: &Connection,
+    filter_sql: &str,
+    args: &[rusqlite::types::Value],
+    after: MemberId,
+    limit: usize,
+) -> Result<Vec<Member>> {
+    let q = format!(
+        "SELECT {MEMBER_COLUMNS} FROM members m WHERE ({filter_sql}) AND m.id > ?{} ORDER BY m.id LIMIT {limit}",
+        args.len() + 1
+    );
+    let mut stmt = conn.prepare_cached(&q)?;
+    let params = args
+        .iter()
+        .cloned()
+        .chain(std::iter::once(rusqlite::types::Value::Integer(after)));
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        member_from_row(r, 0)
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 pub fn count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT count(*) FROM members", [], |r| r.get::<_, i64>(0))? as u64)
 }

@@ -8,7 +8,7 @@ use crate::control::protocol::{
 use crate::daemon::Daemon;
 use crate::model::{Member, now_ms};
 use crate::store::audiences::{self, RetryScope};
-use crate::store::members::{self, MEMBER_COLUMNS, member_from_row};
+use crate::store::members;
 use crate::store::pushes;
 use std::sync::Arc;
 
@@ -42,19 +42,10 @@ pub async fn preview(d: &Arc<Daemon>, a: AudiencePreviewArgs) -> CommandResult {
     if let Some(aud) = g.audiences.get(&a.name) {
         let mut after = 0i64;
         loop {
-            let (sql, mut args) = (aud.filter_sql.sql.clone(), aud.filter_sql.params.clone());
-            args.push(rusqlite::types::Value::Integer(after));
+            let (sql, args) = (aud.filter_sql.sql.clone(), aud.filter_sql.params.clone());
             let page = d
                 .store
-                .read(move |c| {
-                    let q = format!(
-                        "SELECT {MEMBER_COLUMNS} FROM members m WHERE ({sql}) AND m.id > ?{} ORDER BY m.id LIMIT {PAGE}",
-                        args.len()
-                    );
-                    let mut stmt = c.prepare(&q)?;
-                    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| member_from_row(r, 0))?;
-                    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-                })
+                .read(move |c| members::page_where(c, &sql, &args, after, PAGE))
                 .await?;
             let Some(last) = page.last() else { break };
             after = last.id;
