@@ -4,6 +4,7 @@
 
 pub mod progress;
 pub mod rate;
+mod record;
 mod resolve;
 mod runner;
 

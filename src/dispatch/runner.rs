@@ -5,13 +5,13 @@
 //! backoff time; the walk comes back for them.
 
 use super::rate::{Rate, backoff, jitter};
+use super::record::Recorder;
 use super::{Control, resolve};
 use crate::channel::{ChannelRef, Recipient};
 use crate::daemon::Daemon;
 use crate::model::{
     DeliveryId, ErrorClass, Member, Millis, Outbound, PushId, Routed, SendError, now_ms,
 };
-use crate::receipts::apply;
 use crate::script::Generation;
 use crate::store::deliveries::{self, Pending};
 use crate::store::pushes::{self, PushRow, PushStatus};
@@ -128,6 +128,7 @@ async fn run_push(
     let window = send_window(&push)?;
     let mut batch = BatchClock::new(&push);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
+    let rec = Recorder::start(d.store.clone());
 
     'passes: loop {
         let mut cursor: DeliveryId = 0;
@@ -166,7 +167,7 @@ async fn run_push(
                     Err(e) => {
                         let msg = e.to_string();
                         let did = p.delivery_id;
-                        write_outcome(d, move |c| {
+                        write_outcome(d, &rec, move |c| {
                             deliveries::mark_sending(c, did, "", now_ms())?;
                             deliveries::mark_failed(
                                 c,
@@ -181,21 +182,24 @@ async fn run_push(
                     }
                     Ok(Routed::Skip { reason }) => {
                         let did = p.delivery_id;
-                        write_outcome(d, move |c| deliveries::mark_skipped(c, did, &reason)).await;
+                        write_outcome(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason))
+                            .await;
                     }
                     Ok(Routed::Send { channel, outbound }) => {
                         let Some(ch) = d.channel(&channel) else {
                             let did = p.delivery_id;
                             let reason = format!("channel {channel:?} is not configured");
-                            write_outcome(d, move |c| deliveries::mark_skipped(c, did, &reason))
-                                .await;
+                            write_outcome(d, &rec, move |c| {
+                                deliveries::mark_skipped(c, did, &reason)
+                            })
+                            .await;
                             continue;
                         };
                         if let Some(w) = &window
                             && let Some(until) = w.defer_until(&p.member, now_ms())
                         {
                             let did = p.delivery_id;
-                            write_outcome(d, move |c| deliveries::defer(c, did, until)).await;
+                            write_outcome(d, &rec, move |c| deliveries::defer(c, did, until)).await;
                             earliest_later = Some(earliest_later.map_or(until, |e| e.min(until)));
                             continue;
                         }
@@ -209,6 +213,7 @@ async fn run_push(
                         batch.count();
                         let task = SendTask {
                             d: d.clone(),
+                            rec: rec.clone(),
                             push: id,
                             delivery: p.delivery_id,
                             attempts_before: p.attempts,
@@ -413,22 +418,34 @@ async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
 /// Writes an outcome that involves no send (skip, script error, deferral).
 /// A storage fault is flagged (sends hold) and the write retried until it
 /// lands, so the walk never leaves a decision unrecorded.
-async fn write_outcome<F>(d: &Arc<Daemon>, f: F)
+async fn write_outcome<F>(d: &Arc<Daemon>, rec: &Recorder, f: F)
 where
     F: Fn(&rusqlite::Connection) -> Result<(), StoreError> + Send + Sync + Clone + 'static,
 {
-    persist(d, f).await;
+    persist(d, rec, f).await;
 }
 
 /// Retries a write through storage faults; gives up only when the daemon stops.
-async fn persist<F>(d: &Arc<Daemon>, f: F) -> bool
+async fn persist<F>(d: &Arc<Daemon>, rec: &Recorder, f: F) -> bool
 where
     F: Fn(&rusqlite::Connection) -> Result<(), StoreError> + Send + Sync + Clone + 'static,
 {
+    persist_with(d, || {
+        let attempt = f.clone();
+        rec.write(move |c| attempt(c))
+    })
+    .await
+}
+
+/// [`persist`] for any write `attempt` makes (e.g. a batched recorder op).
+async fn persist_with<A, Fut>(d: &Arc<Daemon>, attempt: A) -> bool
+where
+    A: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
     let mut delay = Duration::from_millis(100);
     loop {
-        let attempt = f.clone();
-        match d.store.write(move |c| attempt(c)).await {
+        match attempt().await {
             Ok(()) => return true,
             Err(e) if e.is_storage_fault() || matches!(e, StoreError::Sqlite(_)) => {
                 d.dispatcher.set_storage_fault(d, Some(&e));
@@ -448,6 +465,7 @@ where
 
 struct SendTask {
     d: Arc<Daemon>,
+    rec: Recorder,
     push: PushId,
     delivery: DeliveryId,
     attempts_before: u32,
@@ -460,13 +478,11 @@ struct SendTask {
 impl SendTask {
     async fn run(self, permit: OwnedSemaphorePermit) -> Outcome {
         let d = &self.d;
-        let (did, chname) = (self.delivery, self.channel.name().to_string());
+        let did = self.delivery;
+        let chname: Arc<str> = self.channel.name().into();
         // Committed before the request leaves: a crash after this point ends
         // the row as failed/interrupted, never as a silent double send.
-        let marked = d
-            .store
-            .write(move |c| deliveries::mark_sending(c, did, &chname, now_ms()))
-            .await;
+        let marked = self.rec.sending(did, chname.clone(), now_ms()).await;
         match marked {
             Ok(()) => {}
             Err(StoreError::Invalid(_)) => return Outcome::Gone,
@@ -491,10 +507,10 @@ impl SendTask {
             Ok(ok) => {
                 d.dispatcher.record_send(self.push, now);
                 let pid = ok.provider_message_id;
-                let (chname, platform) = (self.channel.name().to_string(), self.channel.platform());
-                persist(d, move |c| {
-                    deliveries::mark_sent(c, did, &pid, now)?;
-                    apply::apply_early_statuses(c, &chname, platform, &pid, did)
+                let platform = self.channel.platform();
+                persist_with(d, || {
+                    self.rec
+                        .sent(did, pid.clone(), now, chname.clone(), platform)
                 })
                 .await;
                 Outcome::Done
@@ -510,7 +526,7 @@ impl SendTask {
                     self.channel.name()
                 );
                 let (c2, m2) = (code.clone(), message.clone());
-                persist(d, move |c| {
+                persist(d, &self.rec, move |c| {
                     deliveries::mark_retry(c, did, ErrorClass::Auth, &c2, &m2, now, true)
                 })
                 .await;
@@ -527,14 +543,14 @@ impl SendTask {
                 let next = now + wait.as_millis() as i64;
                 d.metrics.record_retry(self.channel.name());
                 tracing::debug!(delivery = did, attempts, class = %e.class, code = %e.code, wait_ms = wait.as_millis() as u64, "transient failure; will retry");
-                persist(d, move |c| {
+                persist(d, &self.rec, move |c| {
                     deliveries::mark_retry(c, did, e.class, &e.code, &e.message, next, false)
                 })
                 .await;
                 Outcome::Done
             }
             Err(e) => {
-                persist(d, move |c| {
+                persist(d, &self.rec, move |c| {
                     deliveries::mark_failed(c, did, e.class, &e.code, &e.message, now)
                 })
                 .await;

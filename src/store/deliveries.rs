@@ -9,6 +9,7 @@ use crate::model::{
     DeliveryId, DeliveryState, ErrorClass, Member, MemberId, Millis, PushId, now_ms,
 };
 use rusqlite::{Connection, params, params_from_iter};
+use std::collections::HashSet;
 
 /// A recipient waiting to be sent.
 #[derive(Debug, Clone)]
@@ -137,6 +138,50 @@ pub fn mark_sent(conn: &Connection, id: DeliveryId, provider_id: &str, at: Milli
         ))?
         .execute(params![id, provider_id, at])?;
     expect_one(n, id, "mark_sent")
+}
+
+// The set-based statements below spell the state codes out.
+const _: () = assert!(PENDING == 0 && SENDING == 1 && SENT == 2);
+
+/// One row of a set-based transition: (delivery, text, time).
+pub type Mark<'a> = (DeliveryId, &'a str, Millis);
+
+/// Runs a set-based transition over `items`, passed as one JSON array of
+/// `[id, text, time]`; returns the ids the statement changed.
+fn mark_many(conn: &Connection, sql: &str, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
+    let json = serde_json::to_string(items)
+        .map_err(|e| StoreError::Invalid(format!("cannot encode deliveries: {e}")))?;
+    let mut stmt = conn.prepare_cached(sql)?;
+    let changed = stmt
+        .query_map([json], |r| r.get::<_, DeliveryId>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(changed)
+}
+
+/// [`mark_sending`] for many deliveries in one statement: the counters'
+/// trigger costs a statement journal per statement, so a batch pays it once
+/// instead of once per row. Items are (delivery, channel, time); returns the
+/// deliveries that were pending and are now `sending`.
+pub fn mark_sending_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
+    const SQL: &str = "UPDATE deliveries SET state = 1, channel = j.value ->> 1,
+            attempts = attempts + 1, sending_at = j.value ->> 2, next_attempt_at = NULL,
+            updated_at = j.value ->> 2
+         FROM json_each(?1) j
+         WHERE deliveries.id = j.value ->> 0 AND deliveries.state = 0
+         RETURNING deliveries.id";
+    mark_many(conn, SQL, items)
+}
+
+/// [`mark_sent`] for many deliveries in one statement. Items are
+/// (delivery, provider message id, time); returns the deliveries that were
+/// `sending` and are now `sent`.
+pub fn mark_sent_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
+    const SQL: &str = "UPDATE deliveries SET state = 2, provider_message_id = j.value ->> 1,
+            sent_at = j.value ->> 2, updated_at = j.value ->> 2
+         FROM json_each(?1) j
+         WHERE deliveries.id = j.value ->> 0 AND deliveries.state = 1
+         RETURNING deliveries.id";
+    mark_many(conn, SQL, items)
 }
 
 /// `sending → failed` (permanent error, or attempts exhausted).
