@@ -12,7 +12,7 @@ use crate::daemon::Daemon;
 use crate::model::{
     DeliveryId, ErrorClass, Member, Millis, Outbound, PushId, Routed, SendError, now_ms,
 };
-use crate::script::Generation;
+use crate::script::{Generation, ScriptError};
 use crate::store::deliveries::{self, Pending};
 use crate::store::pushes::{self, PushRow, PushStatus};
 use crate::store::{StoreError, audit};
@@ -20,7 +20,7 @@ use chrono::{NaiveTime, TimeZone};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Recipients routed and rendered per round trip to the script host.
 const PAGE: u32 = 512;
@@ -129,6 +129,14 @@ async fn run_push(
     let mut batch = BatchClock::new(&push);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
     let rec = Recorder::start(d.store.clone());
+    let load = PageLoader {
+        d: d.clone(),
+        generation: generation.clone(),
+        template: push.template.clone().into(),
+        push: id,
+    };
+    // The next page, read and routed while the current one is being sent.
+    let mut prefetched: Option<JoinHandle<Result<Page, StoreError>>> = None;
 
     'passes: loop {
         let mut cursor: DeliveryId = 0;
@@ -139,27 +147,24 @@ async fn run_push(
                 break 'passes;
             }
             reap(d, id, &mut inflight, ctl).await;
-            let page = d
-                .store
-                .read(move |c| deliveries::pending_page(c, id, cursor, PAGE))
-                .await?;
-            let Some(last) = page.last() else { break };
-            cursor = last.delivery_id;
-            let now = now_ms();
-            let (due, later): (Vec<Pending>, Vec<Pending>) = page
-                .into_iter()
-                .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
-            for p in &later {
-                let t = p.next_attempt_at.unwrap_or(now);
+            let fetch = match prefetched.take() {
+                Some(h) => h,
+                None => load.spawn(cursor),
+            };
+            let page = fetch
+                .await
+                .map_err(|e| StoreError::Sqlite(format!("page loader failed: {e}")))??;
+            let Some(last) = page.last else { break };
+            cursor = last;
+            prefetched = Some(load.spawn(cursor));
+            if let Some(t) = page.later_min {
                 earliest_later = Some(earliest_later.map_or(t, |e| e.min(t)));
             }
-            if due.is_empty() {
+            if page.due.is_empty() {
                 continue;
             }
             saw_due = true;
-            let members: Vec<Member> = due.iter().map(|p| p.member.clone()).collect();
-            let routed = generation.prepare(&push.template, members, now).await;
-            for (p, r) in due.into_iter().zip(routed) {
+            for (p, r) in page.due {
                 if !wait_runnable(d, ctl, &mut inflight).await {
                     break 'passes;
                 }
@@ -275,6 +280,9 @@ async fn run_push(
         }
     }
     // Stopped by control: drain what is in flight.
+    if let Some(h) = prefetched.take() {
+        h.abort();
+    }
     while let Some(r) = inflight.join_next().await {
         handle_outcome(d, id, r, ctl).await;
     }
@@ -284,6 +292,64 @@ async fn run_push(
     }
     d.unpin_generation(id);
     Ok(())
+}
+
+/// One page of pending recipients: the due ones with their routed messages.
+struct Page {
+    /// The last delivery read (the cursor for the next page); None = no more.
+    last: Option<DeliveryId>,
+    due: Vec<(Pending, Result<Routed, ScriptError>)>,
+    /// The earliest retry/deferral time among the page's not-yet-due rows.
+    later_min: Option<Millis>,
+}
+
+/// Reads and routes pages off the walk's path, so the next page's database
+/// read and Lua work overlap the current page's sends.
+struct PageLoader {
+    d: Arc<Daemon>,
+    generation: Arc<Generation>,
+    template: Arc<str>,
+    push: PushId,
+}
+
+impl PageLoader {
+    fn spawn(&self, after: DeliveryId) -> JoinHandle<Result<Page, StoreError>> {
+        let (d, g, template, push) = (
+            self.d.clone(),
+            self.generation.clone(),
+            self.template.clone(),
+            self.push,
+        );
+        tokio::spawn(async move {
+            let page = d
+                .store
+                .read(move |c| deliveries::pending_page(c, push, after, PAGE))
+                .await?;
+            let Some(last) = page.last().map(|p| p.delivery_id) else {
+                return Ok(Page {
+                    last: None,
+                    due: Vec::new(),
+                    later_min: None,
+                });
+            };
+            let now = now_ms();
+            let (due, later): (Vec<Pending>, Vec<Pending>) = page
+                .into_iter()
+                .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
+            let later_min = later.iter().map(|p| p.next_attempt_at.unwrap_or(now)).min();
+            let members: Vec<Member> = due.iter().map(|p| p.member.clone()).collect();
+            let routed = if members.is_empty() {
+                Vec::new()
+            } else {
+                g.prepare(&template, members, now).await
+            };
+            Ok(Page {
+                last: Some(last),
+                due: due.into_iter().zip(routed).collect(),
+                later_min,
+            })
+        })
+    }
 }
 
 /// Cancel: what never left stays out for good.
