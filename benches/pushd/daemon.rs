@@ -191,6 +191,10 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if std::env::var_os("PUSHD_BENCH_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::TempDir::new().expect("tempdir"));
+            eprintln!("kept the daemon's folder: {}", dir.keep().display());
+        }
     }
 }
 
