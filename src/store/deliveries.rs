@@ -33,7 +33,10 @@ pub fn clear(conn: &Connection, push: PushId) -> Result<u64> {
 }
 
 /// Freezes an audience given as SQL into delivery rows in one statement.
-/// Unsubscribed members are recorded as skipped. `filter_sql` is a boolean
+/// Unsubscribed members are recorded as skipped. Members are scanned in id
+/// order (NOT INDEXED): through an index, a large audience is sorted back
+/// into id order in memory (+45 MB for 1M members) and the scan is no
+/// faster; tag subqueries still use their own index. `filter_sql` is a boolean
 /// expression over `members m`; `args` are its parameters.
 pub fn insert_from_sql(
     conn: &Connection,
@@ -46,7 +49,7 @@ pub fn insert_from_sql(
          SELECT {push}, m.id,
                 CASE WHEN m.subscribed THEN {PENDING} ELSE {SKIPPED} END,
                 CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
-         FROM members m WHERE ({filter_sql}) ORDER BY m.id"
+         FROM members m NOT INDEXED WHERE ({filter_sql}) ORDER BY m.id"
     );
     Ok(conn.execute(&sql, params_from_iter(args.iter()))? as u64)
 }
@@ -72,14 +75,36 @@ pub fn insert_members(
 
 /// Rebuilds the push's counters from its rows (after resolution, whose bulk
 /// inserts bypass the per-row triggers).
+///
+/// Grouped by state only, which the (push_id, state, id) index delivers in
+/// order, with the read/interacted cells summed per state: grouping by all
+/// four cells needs a sort of every row (in memory: +45 MB for 1M rows).
 pub fn rebuild_counts(conn: &Connection, push: PushId) -> Result<()> {
     conn.execute("DELETE FROM push_counts WHERE push_id = ?1", [push])?;
-    conn.execute(
-        "INSERT INTO push_counts (push_id, state, rd, ia, n)
-         SELECT push_id, state, read_at IS NOT NULL, interacted_at IS NOT NULL, count(*)
-         FROM deliveries WHERE push_id = ?1 GROUP BY 1, 2, 3, 4",
-        [push],
+    let mut per_state = conn.prepare_cached(
+        "SELECT state,
+                sum(read_at IS NULL AND interacted_at IS NULL),
+                sum(read_at IS NULL AND interacted_at IS NOT NULL),
+                sum(read_at IS NOT NULL AND interacted_at IS NULL),
+                sum(read_at IS NOT NULL AND interacted_at IS NOT NULL)
+         FROM deliveries WHERE push_id = ?1 GROUP BY state",
     )?;
+    let rows: Vec<(i64, [i64; 4])> = per_state
+        .query_map([push], |r| {
+            Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (state, cells) in rows {
+        // cells[i]: rd = bit 1 of i, ia = bit 0.
+        for (i, n) in cells.into_iter().enumerate() {
+            if n > 0 {
+                insert.execute(params![push, state, (i >> 1) as i64, (i & 1) as i64, n])?;
+            }
+        }
+    }
     Ok(())
 }
 
