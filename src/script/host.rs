@@ -511,7 +511,7 @@ impl Runtime {
                 }
             };
             let v: Value = self.call(f, (t, self.ctx.clone()), at, &what)?;
-            if !(v.is_nil() && !tpl.locales.is_empty()) {
+            if !v.is_nil() || tpl.locales.is_empty() {
                 return convert::message_of(&v)
                     .map_err(|msg| ScriptError::at(at.clone(), msg).in_function(what()));
             }

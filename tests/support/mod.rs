@@ -117,14 +117,12 @@ impl TestDaemon {
         let log = self.log_path.clone();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(mut s) = UnixStream::connect(&socket) {
-                if s.write_all(b"{\"cmd\":\"status\"}\n").is_ok() {
-                    let mut line = String::new();
-                    if BufReader::new(&s).read_line(&mut line).is_ok()
-                        && line.contains("\"ok\":true")
-                    {
-                        return;
-                    }
+            if let Ok(mut s) = UnixStream::connect(&socket)
+                && s.write_all(b"{\"cmd\":\"status\"}\n").is_ok()
+            {
+                let mut line = String::new();
+                if BufReader::new(&s).read_line(&mut line).is_ok() && line.contains("\"ok\":true") {
+                    return;
                 }
             }
             if let Some(child) = self.child.as_mut()
