@@ -6,7 +6,8 @@
 //! - `PUSHD_BENCH_SCALE=0.1` shrinks every size (default 1.0 = the targets' sizes);
 //! - `PUSHD_BENCH_ONLY=dispatch,receipts` runs only those rows (keys: dispatch,
 //!   core, resolution, import, report, receipts, export, rss, rate);
-//! - `PUSHD_BENCH_CONCURRENCY=64` sets in-flight sends / client concurrency.
+//! - `PUSHD_BENCH_CONCURRENCY=256` (the default) sets in-flight sends and the
+//!   baselines' client concurrency.
 //!
 //! End-to-end figures drive the real release binary (`pushd serve`, the CLI,
 //! the control socket, loopback HTTP); resolution and the store-write
@@ -80,7 +81,7 @@ impl Settings {
             .ok()
             .and_then(|s| s.parse().ok())
             .filter(|c| *c > 0)
-            .unwrap_or(64);
+            .unwrap_or(256);
         Settings {
             scale,
             only,
@@ -166,10 +167,10 @@ fn member_row(channel: &str, i: u64) -> inproc::MemberRow {
         _ => format!("8525{i:08}"),
     };
     let mut tags = Vec::new();
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         tags.push("vip".to_string());
     }
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         tags.push("news".to_string());
     }
     inproc::MemberRow {
@@ -376,7 +377,7 @@ fn main() {
                 baseline: format!("{} bare SELECT→csv", fmt_secs(e.bare)),
                 ratio: Some(e.bare.as_secs_f64() / e.took.as_secs_f64()),
                 target: "≤ 3 s, flat memory".into(),
-                pass: Some(e.took.as_secs_f64() <= 3.0 * s.scale.min(1.0).max(0.1) && flat),
+                pass: Some(e.took.as_secs_f64() <= 3.0 * s.scale.clamp(0.1, 1.0) && flat),
             });
         }
 
@@ -790,9 +791,9 @@ fn proc_meminfo(field: &str) -> u64 {
 }
 
 fn fmt_n(n: u64) -> String {
-    if n >= 1_000_000 && n % 100_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(100_000) {
         format!("{}M", n as f64 / 1e6)
-    } else if n >= 1000 && n % 1000 == 0 {
+    } else if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()
