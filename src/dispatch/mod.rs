@@ -4,6 +4,7 @@
 
 pub mod progress;
 pub mod rate;
+mod record;
 mod resolve;
 mod runner;
 
@@ -13,7 +14,7 @@ use crate::store::pushes::{self, PushStatus};
 use crate::store::{StoreError, deliveries};
 use arc_swap::ArcSwap;
 use rate::Rate;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,30 +36,49 @@ struct RunnerHandle {
     task: JoinHandle<()>,
 }
 
-/// Sends of the last minute, for the "current rate" operators see.
-#[derive(Default)]
+/// Sends of the last minute, for the "current rate" operators see, counted
+/// in one-second buckets: constant memory at any rate (a timestamp per send
+/// held a minute of sends, 30+ MB at 60k/s).
 struct RateMeter {
-    times: VecDeque<Millis>,
+    /// (second since the epoch, sends in it), indexed by second mod 60.
+    buckets: [(i64, u32); 60],
     /// First send measured: a young push is rated over its own age, not a
     /// whole minute.
     since: Option<Millis>,
 }
 
+impl Default for RateMeter {
+    fn default() -> Self {
+        RateMeter {
+            buckets: [(i64::MIN, 0); 60],
+            since: None,
+        }
+    }
+}
+
 impl RateMeter {
     fn record(&mut self, at: Millis) {
         self.since.get_or_insert(at);
-        self.times.push_back(at);
-        self.trim(at);
-    }
-    fn trim(&mut self, now: Millis) {
-        while self.times.front().is_some_and(|t| *t < now - 60_000) {
-            self.times.pop_front();
+        let sec = at.div_euclid(1000);
+        let slot = &mut self.buckets[sec.rem_euclid(60) as usize];
+        if slot.0 != sec {
+            *slot = (sec, 0);
         }
+        slot.1 += 1;
     }
+
+    /// Sends per minute over the last 60 seconds (or over the push's age
+    /// while it is younger than that).
     fn per_minute(&mut self, now: Millis) -> f64 {
-        self.trim(now);
+        let sec = now.div_euclid(1000);
+        let sends: f64 = self
+            .buckets
+            .iter()
+            .filter(|(s, _)| *s > sec - 60 && *s <= sec)
+            .map(|(_, n)| *n as f64)
+            .sum();
         let span = (now - self.since.unwrap_or(now)).clamp(1_000, 60_000);
-        self.times.len() as f64 * 60_000.0 / span as f64
+        sends * 60_000.0 / span as f64
     }
 }
 
@@ -345,4 +365,32 @@ fn ensure_runner(d: &Arc<Daemon>, push: PushId, initial: Control) {
 /// Resumes a paused push (spawning a runner if this process has none).
 pub fn resume(d: &Arc<Daemon>, push: PushId) {
     ensure_runner(d, push, Control::Run);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateMeter;
+
+    #[test]
+    fn rate_meter_counts_the_last_minute_only() {
+        let mut m = RateMeter::default();
+        let t0 = 1_700_000_000_000;
+        for i in 0..120 {
+            m.record(t0 + i * 500); // 2/s for 60 s
+        }
+        assert!((m.per_minute(t0 + 59_999) - 120.0).abs() < 0.01);
+        // 30 s later the first 30 s have left the window.
+        assert_eq!(m.per_minute(t0 + 89_999), 60.0);
+        assert_eq!(m.per_minute(t0 + 200_000), 0.0);
+    }
+
+    #[test]
+    fn a_young_push_is_rated_over_its_age() {
+        let mut m = RateMeter::default();
+        let t0 = 1_700_000_000_000;
+        for i in 0..10 {
+            m.record(t0 + i * 500); // 2/s for 5 s
+        }
+        assert_eq!(m.per_minute(t0 + 5_000), 120.0);
+    }
 }

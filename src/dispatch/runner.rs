@@ -5,14 +5,14 @@
 //! backoff time; the walk comes back for them.
 
 use super::rate::{Rate, backoff, jitter};
+use super::record::Recorder;
 use super::{Control, resolve};
 use crate::channel::{ChannelRef, Recipient};
 use crate::daemon::Daemon;
 use crate::model::{
     DeliveryId, ErrorClass, Member, Millis, Outbound, PushId, Routed, SendError, now_ms,
 };
-use crate::receipts::apply;
-use crate::script::Generation;
+use crate::script::{Generation, ScriptError};
 use crate::store::deliveries::{self, Pending};
 use crate::store::pushes::{self, PushRow, PushStatus};
 use crate::store::{StoreError, audit};
@@ -20,7 +20,7 @@ use chrono::{NaiveTime, TimeZone};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Recipients routed and rendered per round trip to the script host.
 const PAGE: u32 = 512;
@@ -138,6 +138,15 @@ async fn run_push(
     let window = send_window(&push)?;
     let mut batch = BatchClock::new(&push);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
+    let rec = Recorder::start(d.store.clone());
+    let load = PageLoader {
+        d: d.clone(),
+        generation: generation.clone(),
+        template: push.template.clone().into(),
+        push: id,
+    };
+    // The next page, read and routed while the current one is being sent.
+    let mut prefetched: Option<JoinHandle<Result<Page, StoreError>>> = None;
 
     'passes: loop {
         let mut cursor: DeliveryId = 0;
@@ -148,27 +157,24 @@ async fn run_push(
                 break 'passes;
             }
             reap(d, id, &mut inflight, ctl).await;
-            let page = d
-                .store
-                .read(move |c| deliveries::pending_page(c, id, cursor, PAGE))
-                .await?;
-            let Some(last) = page.last() else { break };
-            cursor = last.delivery_id;
-            let now = now_ms();
-            let (due, later): (Vec<Pending>, Vec<Pending>) = page
-                .into_iter()
-                .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
-            for p in &later {
-                let t = p.next_attempt_at.unwrap_or(now);
+            let fetch = match prefetched.take() {
+                Some(h) => h,
+                None => load.spawn(cursor),
+            };
+            let page = fetch
+                .await
+                .map_err(|e| StoreError::Sqlite(format!("page loader failed: {e}")))??;
+            let Some(last) = page.last else { break };
+            cursor = last;
+            prefetched = Some(load.spawn(cursor));
+            if let Some(t) = page.later_min {
                 earliest_later = Some(earliest_later.map_or(t, |e| e.min(t)));
             }
-            if due.is_empty() {
+            if page.due.is_empty() {
                 continue;
             }
             saw_due = true;
-            let members: Vec<Member> = due.iter().map(|p| p.member.clone()).collect();
-            let routed = generation.prepare(&push.template, members, now).await;
-            for (p, r) in due.into_iter().zip(routed) {
+            for (p, r) in page.due {
                 if !wait_runnable(d, ctl, &mut inflight).await {
                     break 'passes;
                 }
@@ -176,7 +182,7 @@ async fn run_push(
                     Err(e) => {
                         let msg = e.to_string();
                         let did = p.delivery_id;
-                        write_outcome(d, move |c| {
+                        write_outcome(d, &rec, move |c| {
                             deliveries::mark_sending(c, did, "", now_ms())?;
                             deliveries::mark_failed(
                                 c,
@@ -191,21 +197,24 @@ async fn run_push(
                     }
                     Ok(Routed::Skip { reason }) => {
                         let did = p.delivery_id;
-                        write_outcome(d, move |c| deliveries::mark_skipped(c, did, &reason)).await;
+                        write_outcome(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason))
+                            .await;
                     }
                     Ok(Routed::Send { channel, outbound }) => {
                         let Some(ch) = d.channel(&channel) else {
                             let did = p.delivery_id;
                             let reason = format!("channel {channel:?} is not configured");
-                            write_outcome(d, move |c| deliveries::mark_skipped(c, did, &reason))
-                                .await;
+                            write_outcome(d, &rec, move |c| {
+                                deliveries::mark_skipped(c, did, &reason)
+                            })
+                            .await;
                             continue;
                         };
                         if let Some(w) = &window
                             && let Some(until) = w.defer_until(&p.member, now_ms())
                         {
                             let did = p.delivery_id;
-                            write_outcome(d, move |c| deliveries::defer(c, did, until)).await;
+                            write_outcome(d, &rec, move |c| deliveries::defer(c, did, until)).await;
                             earliest_later = Some(earliest_later.map_or(until, |e| e.min(until)));
                             continue;
                         }
@@ -219,6 +228,7 @@ async fn run_push(
                         batch.count();
                         let task = SendTask {
                             d: d.clone(),
+                            rec: rec.clone(),
                             push: id,
                             delivery: p.delivery_id,
                             attempts_before: p.attempts,
@@ -280,6 +290,9 @@ async fn run_push(
         }
     }
     // Stopped by control: drain what is in flight.
+    if let Some(h) = prefetched.take() {
+        h.abort();
+    }
     while let Some(r) = inflight.join_next().await {
         handle_outcome(d, id, r, ctl).await;
     }
@@ -289,6 +302,64 @@ async fn run_push(
     }
     d.unpin_generation(id);
     Ok(())
+}
+
+/// One page of pending recipients: the due ones with their routed messages.
+struct Page {
+    /// The last delivery read (the cursor for the next page); None = no more.
+    last: Option<DeliveryId>,
+    due: Vec<(Pending, Result<Routed, ScriptError>)>,
+    /// The earliest retry/deferral time among the page's not-yet-due rows.
+    later_min: Option<Millis>,
+}
+
+/// Reads and routes pages off the walk's path, so the next page's database
+/// read and Lua work overlap the current page's sends.
+struct PageLoader {
+    d: Arc<Daemon>,
+    generation: Arc<Generation>,
+    template: Arc<str>,
+    push: PushId,
+}
+
+impl PageLoader {
+    fn spawn(&self, after: DeliveryId) -> JoinHandle<Result<Page, StoreError>> {
+        let (d, g, template, push) = (
+            self.d.clone(),
+            self.generation.clone(),
+            self.template.clone(),
+            self.push,
+        );
+        tokio::spawn(async move {
+            let page = d
+                .store
+                .read(move |c| deliveries::pending_page(c, push, after, PAGE))
+                .await?;
+            let Some(last) = page.last().map(|p| p.delivery_id) else {
+                return Ok(Page {
+                    last: None,
+                    due: Vec::new(),
+                    later_min: None,
+                });
+            };
+            let now = now_ms();
+            let (due, later): (Vec<Pending>, Vec<Pending>) = page
+                .into_iter()
+                .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
+            let later_min = later.iter().map(|p| p.next_attempt_at.unwrap_or(now)).min();
+            let members: Vec<Member> = due.iter().map(|p| p.member.clone()).collect();
+            let routed = if members.is_empty() {
+                Vec::new()
+            } else {
+                g.prepare(&template, members, now).await
+            };
+            Ok(Page {
+                last: Some(last),
+                due: due.into_iter().zip(routed).collect(),
+                later_min,
+            })
+        })
+    }
 }
 
 /// Cancel: what never left stays out for good.
@@ -423,22 +494,34 @@ async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
 /// Writes an outcome that involves no send (skip, script error, deferral).
 /// A storage fault is flagged (sends hold) and the write retried until it
 /// lands, so the walk never leaves a decision unrecorded.
-async fn write_outcome<F>(d: &Arc<Daemon>, f: F)
+async fn write_outcome<F>(d: &Arc<Daemon>, rec: &Recorder, f: F)
 where
     F: Fn(&rusqlite::Connection) -> Result<(), StoreError> + Send + Sync + Clone + 'static,
 {
-    persist(d, f).await;
+    persist(d, rec, f).await;
 }
 
 /// Retries a write through storage faults; gives up only when the daemon stops.
-async fn persist<F>(d: &Arc<Daemon>, f: F) -> bool
+async fn persist<F>(d: &Arc<Daemon>, rec: &Recorder, f: F) -> bool
 where
     F: Fn(&rusqlite::Connection) -> Result<(), StoreError> + Send + Sync + Clone + 'static,
 {
+    persist_with(d, || {
+        let attempt = f.clone();
+        rec.write(move |c| attempt(c))
+    })
+    .await
+}
+
+/// [`persist`] for any write `attempt` makes (e.g. a batched recorder op).
+async fn persist_with<A, Fut>(d: &Arc<Daemon>, attempt: A) -> bool
+where
+    A: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
     let mut delay = Duration::from_millis(100);
     loop {
-        let attempt = f.clone();
-        match d.store.write(move |c| attempt(c)).await {
+        match attempt().await {
             Ok(()) => return true,
             Err(e) if e.is_storage_fault() || matches!(e, StoreError::Sqlite(_)) => {
                 d.dispatcher.set_storage_fault(d, Some(&e));
@@ -458,6 +541,7 @@ where
 
 struct SendTask {
     d: Arc<Daemon>,
+    rec: Recorder,
     push: PushId,
     delivery: DeliveryId,
     attempts_before: u32,
@@ -470,13 +554,11 @@ struct SendTask {
 impl SendTask {
     async fn run(self, permit: OwnedSemaphorePermit) -> Outcome {
         let d = &self.d;
-        let (did, chname) = (self.delivery, self.channel.name().to_string());
+        let did = self.delivery;
+        let chname: Arc<str> = self.channel.name().into();
         // Committed before the request leaves: a crash after this point ends
         // the row as failed/interrupted, never as a silent double send.
-        let marked = d
-            .store
-            .write(move |c| deliveries::mark_sending(c, did, &chname, now_ms()))
-            .await;
+        let marked = self.rec.sending(did, chname.clone(), now_ms()).await;
         match marked {
             Ok(()) => {}
             Err(StoreError::Invalid(_)) => return Outcome::Gone,
@@ -501,10 +583,10 @@ impl SendTask {
             Ok(ok) => {
                 d.dispatcher.record_send(self.push, now);
                 let pid = ok.provider_message_id;
-                let (chname, platform) = (self.channel.name().to_string(), self.channel.platform());
-                persist(d, move |c| {
-                    deliveries::mark_sent(c, did, &pid, now)?;
-                    apply::apply_early_statuses(c, &chname, platform, &pid, did)
+                let platform = self.channel.platform();
+                persist_with(d, || {
+                    self.rec
+                        .sent(did, pid.clone(), now, chname.clone(), platform)
                 })
                 .await;
                 Outcome::Done
@@ -520,7 +602,7 @@ impl SendTask {
                     self.channel.name()
                 );
                 let (c2, m2) = (code.clone(), message.clone());
-                persist(d, move |c| {
+                persist(d, &self.rec, move |c| {
                     deliveries::mark_retry(c, did, ErrorClass::Auth, &c2, &m2, now, true)
                 })
                 .await;
@@ -537,14 +619,14 @@ impl SendTask {
                 let next = now + wait.as_millis() as i64;
                 d.metrics.record_retry(self.channel.name());
                 tracing::debug!(delivery = did, attempts, class = %e.class, code = %e.code, wait_ms = wait.as_millis() as u64, "transient failure; will retry");
-                persist(d, move |c| {
+                persist(d, &self.rec, move |c| {
                     deliveries::mark_retry(c, did, e.class, &e.code, &e.message, next, false)
                 })
                 .await;
                 Outcome::Done
             }
             Err(e) => {
-                persist(d, move |c| {
+                persist(d, &self.rec, move |c| {
                     deliveries::mark_failed(c, did, e.class, &e.code, &e.message, now)
                 })
                 .await;

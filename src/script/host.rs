@@ -513,7 +513,7 @@ impl Runtime {
                     t
                 }
             };
-            let v: Value = self.call(f, (t, &self.ctx), at, &what)?;
+            let v: Value = self.call(f, (t, self.ctx.clone()), at, &what)?;
             if !v.is_nil() || tpl.locales.is_empty() {
                 return convert::message_of(&v)
                     .map_err(|msg| ScriptError::at(at.clone(), msg).in_function(what()));

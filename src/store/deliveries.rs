@@ -9,6 +9,7 @@ use crate::model::{
     DeliveryId, DeliveryState, ErrorClass, Member, MemberId, Millis, PushId, now_ms,
 };
 use rusqlite::{Connection, params, params_from_iter};
+use std::collections::HashSet;
 
 /// A recipient waiting to be sent.
 #[derive(Debug, Clone)]
@@ -32,7 +33,10 @@ pub fn clear(conn: &Connection, push: PushId) -> Result<u64> {
 }
 
 /// Freezes an audience given as SQL into delivery rows in one statement.
-/// Unsubscribed members are recorded as skipped. `filter_sql` is a boolean
+/// Unsubscribed members are recorded as skipped. Members are scanned in id
+/// order (NOT INDEXED): through an index, a large audience is sorted back
+/// into id order in memory (+45 MB for 1M members) and the scan is no
+/// faster; tag subqueries still use their own index. `filter_sql` is a boolean
 /// expression over `members m`; `args` are its parameters.
 pub fn insert_from_sql(
     conn: &Connection,
@@ -45,7 +49,7 @@ pub fn insert_from_sql(
          SELECT {push}, m.id,
                 CASE WHEN m.subscribed THEN {PENDING} ELSE {SKIPPED} END,
                 CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
-         FROM members m WHERE ({filter_sql}) ORDER BY m.id"
+         FROM members m NOT INDEXED WHERE ({filter_sql}) ORDER BY m.id"
     );
     Ok(conn.execute(&sql, params_from_iter(args.iter()))? as u64)
 }
@@ -71,14 +75,36 @@ pub fn insert_members(
 
 /// Rebuilds the push's counters from its rows (after resolution, whose bulk
 /// inserts bypass the per-row triggers).
+///
+/// Grouped by state only, which the (push_id, state, id) index delivers in
+/// order, with the read/interacted cells summed per state: grouping by all
+/// four cells needs a sort of every row (in memory: +45 MB for 1M rows).
 pub fn rebuild_counts(conn: &Connection, push: PushId) -> Result<()> {
     conn.execute("DELETE FROM push_counts WHERE push_id = ?1", [push])?;
-    conn.execute(
-        "INSERT INTO push_counts (push_id, state, rd, ia, n)
-         SELECT push_id, state, read_at IS NOT NULL, interacted_at IS NOT NULL, count(*)
-         FROM deliveries WHERE push_id = ?1 GROUP BY 1, 2, 3, 4",
-        [push],
+    let mut per_state = conn.prepare_cached(
+        "SELECT state,
+                sum(read_at IS NULL AND interacted_at IS NULL),
+                sum(read_at IS NULL AND interacted_at IS NOT NULL),
+                sum(read_at IS NOT NULL AND interacted_at IS NULL),
+                sum(read_at IS NOT NULL AND interacted_at IS NOT NULL)
+         FROM deliveries WHERE push_id = ?1 GROUP BY state",
     )?;
+    let rows: Vec<(i64, [i64; 4])> = per_state
+        .query_map([push], |r| {
+            Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (state, cells) in rows {
+        // cells[i]: rd = bit 1 of i, ia = bit 0.
+        for (i, n) in cells.into_iter().enumerate() {
+            if n > 0 {
+                insert.execute(params![push, state, (i >> 1) as i64, (i & 1) as i64, n])?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -137,6 +163,50 @@ pub fn mark_sent(conn: &Connection, id: DeliveryId, provider_id: &str, at: Milli
         ))?
         .execute(params![id, provider_id, at])?;
     expect_one(n, id, "mark_sent")
+}
+
+// The set-based statements below spell the state codes out.
+const _: () = assert!(PENDING == 0 && SENDING == 1 && SENT == 2);
+
+/// One row of a set-based transition: (delivery, text, time).
+pub type Mark<'a> = (DeliveryId, &'a str, Millis);
+
+/// Runs a set-based transition over `items`, passed as one JSON array of
+/// `[id, text, time]`; returns the ids the statement changed.
+fn mark_many(conn: &Connection, sql: &str, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
+    let json = serde_json::to_string(items)
+        .map_err(|e| StoreError::Invalid(format!("cannot encode deliveries: {e}")))?;
+    let mut stmt = conn.prepare_cached(sql)?;
+    let changed = stmt
+        .query_map([json], |r| r.get::<_, DeliveryId>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(changed)
+}
+
+/// [`mark_sending`] for many deliveries in one statement: the counters'
+/// trigger costs a statement journal per statement, so a batch pays it once
+/// instead of once per row. Items are (delivery, channel, time); returns the
+/// deliveries that were pending and are now `sending`.
+pub fn mark_sending_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
+    const SQL: &str = "UPDATE deliveries SET state = 1, channel = j.value ->> 1,
+            attempts = attempts + 1, sending_at = j.value ->> 2, next_attempt_at = NULL,
+            updated_at = j.value ->> 2
+         FROM json_each(?1) j
+         WHERE deliveries.id = j.value ->> 0 AND deliveries.state = 0
+         RETURNING deliveries.id";
+    mark_many(conn, SQL, items)
+}
+
+/// [`mark_sent`] for many deliveries in one statement. Items are
+/// (delivery, provider message id, time); returns the deliveries that were
+/// `sending` and are now `sent`.
+pub fn mark_sent_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
+    const SQL: &str = "UPDATE deliveries SET state = 2, provider_message_id = j.value ->> 1,
+            sent_at = j.value ->> 2, updated_at = j.value ->> 2
+         FROM json_each(?1) j
+         WHERE deliveries.id = j.value ->> 0 AND deliveries.state = 1
+         RETURNING deliveries.id";
+    mark_many(conn, SQL, items)
 }
 
 /// `sending → failed` (permanent error, or attempts exhausted).

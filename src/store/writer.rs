@@ -91,13 +91,19 @@ impl Writer {
     }
 }
 
+/// Runs one statement through the statement cache: jobs are many and small,
+/// and `execute_batch` would parse the SQL again for every one.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    exec_cached(conn, "SAVEPOINT job")?;
     let result = f(conn);
     let end = if result.is_ok() {
-        conn.execute_batch("RELEASE job")
+        exec_cached(conn, "RELEASE job")
     } else {
-        conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"))
     };
     match (result, end) {
         (Ok(v), Ok(())) => Ok(v),
@@ -115,7 +121,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
             let err = StoreError::from(e);
             tracing::error!(error = %err, "store: cannot begin transaction");
             for job in batch {
@@ -124,7 +130,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             continue;
         }
         let replies: Vec<Reply> = batch.into_iter().map(|job| job(Ok(&conn))).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let commit = exec_cached(&conn, "COMMIT").map_err(StoreError::from);
         let err = match commit {
             Ok(()) => None,
             Err(e) => {

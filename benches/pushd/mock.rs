@@ -1,0 +1,134 @@
+//! Loopback HTTP servers for the bench: a WhatsApp-shaped Cloud API mock
+//! (the daemon and the bare reqwest loop both send to it) and a bare
+//! "200 OK" webhook sink (the receipts baseline). Each runs on its own
+//! tokio runtime on a background thread, so the process under test and the
+//! mock share the machine the same way in every measurement.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+/// The phone number id whose sends are timestamped (rate accuracy).
+pub const RATE_PHONE_ID: &str = "100200300";
+
+/// What the WhatsApp mock saw.
+#[derive(Default)]
+pub struct Seen {
+    pub requests: AtomicU64,
+    /// (arrival, recipient) of every send to [`RATE_PHONE_ID`].
+    pub rate_arrivals: Mutex<Vec<(Instant, String)>>,
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("mock runtime")
+}
+
+#[derive(serde::Deserialize)]
+struct SendBody<'a> {
+    #[serde(borrow)]
+    to: std::borrow::Cow<'a, str>,
+}
+
+/// `POST /{version}/{phone_number_id}/messages` → the Cloud API success
+/// body with `messages[0].id = "wamid.<to>"`, so receipts can name the
+/// message without asking anyone.
+async fn whatsapp(
+    req: Request<Incoming>,
+    seen: Arc<Seen>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let rate_path = req.uri().path().contains(RATE_PHONE_ID);
+    let body = req.into_body().collect().await?.to_bytes();
+    let now = Instant::now();
+    seen.requests.fetch_add(1, Ordering::Relaxed);
+    let Ok(parsed) = serde_json::from_slice::<SendBody>(&body) else {
+        let mut r = Response::new(Full::new(Bytes::from_static(
+            br#"{"error":{"message":"(#100) Invalid parameter","type":"OAuthException","code":100}}"#,
+        )));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return Ok(r);
+    };
+    let to = parsed.to;
+    if rate_path && let Ok(mut a) = seen.rate_arrivals.lock() {
+        a.push((now, to.to_string()));
+    }
+    let reply = format!(
+        r#"{{"messaging_product":"whatsapp","contacts":[{{"input":"{to}","wa_id":"{to}"}}],"messages":[{{"id":"wamid.{to}"}}]}}"#
+    );
+    let mut r = Response::new(Full::new(Bytes::from(reply)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// The bare webhook sink: read the body, answer 200 `ok`.
+async fn sink(
+    req: Request<Incoming>,
+    seen: Arc<Seen>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let _ = req.into_body().collect().await?;
+    seen.requests.fetch_add(1, Ordering::Relaxed);
+    Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+}
+
+fn serve<F, Fut>(threads: usize, handler: F) -> Server
+where
+    F: Fn(Request<Incoming>, Arc<Seen>) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, hyper::Error>> + Send + 'static,
+{
+    let rt = runtime(threads);
+    let seen = Arc::new(Seen::default());
+    let listener = rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let s = seen.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let seen = s.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handler(req, seen.clone()));
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Server {
+        addr,
+        seen,
+        _rt: rt,
+    }
+}
+
+pub fn whatsapp_mock(threads: usize) -> Server {
+    serve(threads, whatsapp)
+}
+
+pub fn webhook_sink(threads: usize) -> Server {
+    serve(threads, sink)
+}
