@@ -60,40 +60,23 @@ pub fn apply(
     let mut out = Applied::default();
     let mut raw = raw;
     for e in events {
-        let summary = serde_json::to_string(e).unwrap_or_default();
-        let inserted = conn
+        let key = dedupe_key(e);
+        let seen = conn
             .prepare_cached(
-                "INSERT OR IGNORE INTO events (at, channel, kind, dedupe_key, summary, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "SELECT 1 FROM events WHERE channel = ?1 AND dedupe_key = ?2 AND kind = ?3",
             )?
-            .execute(params![
-                now_ms(),
-                ctx.channel,
-                e.kind(),
-                dedupe_key(e),
-                summary,
-                raw
-            ])?;
-        if inserted == 0 {
+            .exists(params![ctx.channel, key, e.kind()])?;
+        if seen {
             out.duplicates += 1;
             continue;
         }
-        raw = None;
-        let event_id = conn.last_insert_rowid();
         out.events += 1;
         let link = match e {
             InboundEvent::Status {
                 provider_message_id,
                 update,
                 ..
-            } => apply_status(
-                conn,
-                ctx,
-                provider_message_id,
-                update,
-                event_at(e),
-                &mut out,
-            )?,
+            } => apply_status(conn, ctx, provider_message_id, update, event_at(e), &mut out)?,
             InboundEvent::Watermark {
                 user,
                 read,
@@ -122,17 +105,33 @@ pub fn apply(
             )?,
             InboundEvent::Unsubscribed { user, at } => {
                 let member = upsert_member(conn, ctx, user, None, *at, false, &mut out)?;
-                conn.prepare_cached(
-                    "UPDATE members SET subscribed = 0, updated_at = ?2 WHERE id = ?1",
-                )?
-                .execute(params![member, now_ms()])?;
+                conn.prepare_cached("UPDATE members SET subscribed = 0, updated_at = ?2 WHERE id = ?1")?
+                    .execute(params![member, now_ms()])?;
                 Link {
                     member: Some(member),
                     delivery: None,
                 }
             }
         };
-        link.save(conn, event_id)?;
+        // Recorded once, with what it touched (the message log links it).
+        let summary = serde_json::to_string(e).unwrap_or_default();
+        conn.prepare_cached(
+            "INSERT INTO events (at, channel, kind, dedupe_key, member_id, delivery_id, push_id, summary, raw)
+             VALUES (?1, ?2, ?3, ?4,
+                     coalesce(?5, (SELECT member_id FROM deliveries WHERE id = ?6)), ?6,
+                     (SELECT push_id FROM deliveries WHERE id = ?6), ?7, ?8)",
+        )?
+        .execute(params![
+            now_ms(),
+            ctx.channel,
+            e.kind(),
+            key,
+            link.member,
+            link.delivery,
+            summary,
+            raw
+        ])?;
+        raw = None;
     }
     Ok(out)
 }

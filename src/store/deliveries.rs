@@ -94,10 +94,13 @@ pub fn rebuild_counts(conn: &Connection, push: PushId) -> Result<()> {
             Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    // Pending and sending share cell 0 (see the schema's trigger).
     let mut insert = conn.prepare_cached(
-        "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + excluded.n",
     )?;
     for (state, cells) in rows {
+        let state = if state <= SENDING { PENDING } else { state };
         // cells[i]: rd = bit 1 of i, ia = bit 0.
         for (i, n) in cells.into_iter().enumerate() {
             if n > 0 {

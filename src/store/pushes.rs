@@ -306,6 +306,7 @@ impl Counts {
 }
 
 /// Reads the maintained counters (a handful of rows, whatever the push size).
+/// They count pending and sending together, reported as `pending`.
 pub fn counts(conn: &Connection, id: PushId) -> Result<Counts> {
     let mut c = Counts::default();
     let mut stmt =
