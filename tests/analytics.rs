@@ -2,7 +2,7 @@
 //! percentages, before/after completion, failures, CSV export, the HTML pie,
 //! and the retry audience with its lineage.
 
-use crate::dispatch::{create_push, wait_status};
+use crate::dispatch::{create_push, push_hello, wait_status};
 use crate::e2e::{HELLO, import_members, runtime};
 use crate::support::mocks::creds::WEBHOOK_SECRET;
 use crate::support::mocks::{Behavior, MockPlatform};
@@ -40,19 +40,7 @@ fn constructed_push_report_failures_export_html_and_retry_audience() {
 
     // Before it starts: scheduled, not final.
     let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "hello",
-            "--name",
-            "exact",
-            "--at",
-            &at,
-        ],
-    );
+    push_hello(&d, "exact", &["--at", &at]);
     let before = d.cli_json(&["report", "exact"])["data"].clone();
     assert_eq!(before["status"], "scheduled");
     assert_eq!(before["final"], false);

@@ -31,6 +31,13 @@ pub fn create_push(d: &TestDaemon, args: &[&str]) -> Value {
     v["data"]["push"].clone()
 }
 
+/// `push create --audience all --template hello --name NAME` plus `extra`.
+pub fn push_hello(d: &TestDaemon, name: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--audience", "all", "--template", "hello", "--name", name];
+    args.extend_from_slice(extra);
+    create_push(d, &args)
+}
+
 pub fn show(d: &TestDaemon, push: &str) -> Value {
     let v = d.cli_json(&["push", "show", push]);
     assert_eq!(v["ok"], true, "push show failed: {v}");
@@ -89,10 +96,7 @@ fn push_completes_with_one_final_state_per_recipient() {
         "rate_per_minute = 0\nconcurrency = 16",
         "block_rate = 0.05\ninvalid_rate = 0.05\ntransient_rate = 0.1\nrate_limit_rate = 0.05\nread_rate = 0.5\ninteract_rate = 0.3",
     );
-    let p = create_push(
-        &d,
-        &["--audience", "all", "--template", "hello", "--name", "p1"],
-    );
+    let p = push_hello(&d, "p1", &[]);
     assert_eq!(p["name"], "p1");
     let done = wait_status(&d, "p1", "completed", Duration::from_secs(60));
     assert_eq!(done["recipients"], 300 - 15); // 15 seeded members are unsubscribed
@@ -156,10 +160,7 @@ fn push_completes_with_one_final_state_per_recipient() {
 #[test]
 fn pause_resume_and_cancel() {
     let d = sim_daemon(200, "rate_per_minute = 1200\nconcurrency = 4", "");
-    create_push(
-        &d,
-        &["--audience", "all", "--template", "hello", "--name", "slow"],
-    );
+    push_hello(&d, "slow", &[]);
     wait_for("some sends", Duration::from_secs(30), || {
         (show(&d, "slow")["sent"].as_u64().unwrap() >= 5).then_some(())
     });
@@ -221,19 +222,7 @@ fn scheduled_push_waits_for_its_start() {
     let d = sim_daemon(20, "rate_per_minute = 0", "");
     let at = chrono::Utc::now() + chrono::Duration::seconds(3);
     let at_text = at.to_rfc3339();
-    create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "hello",
-            "--name",
-            "later",
-            "--at",
-            &at_text,
-        ],
-    );
+    push_hello(&d, "later", &["--at", &at_text]);
     let p = show(&d, "later");
     assert_eq!(p["status"], "scheduled");
     assert_eq!(count(&d.db(), "SELECT count(*) FROM deliveries"), 0);
@@ -293,10 +282,7 @@ fn bad_push_create_arguments_are_refused() {
     }
     assert_eq!(count(&d.db(), "SELECT count(*) FROM pushes"), 0);
     // Duplicate names are refused.
-    create_push(
-        &d,
-        &["--audience", "all", "--template", "hello", "--name", "once"],
-    );
+    push_hello(&d, "once", &[]);
     let v = d.cli_json(&[
         "push",
         "create",
@@ -386,20 +372,10 @@ fn send_window_defers_recipients_outside_it() {
     let to = (now + chrono::Duration::hours(12) + chrono::Duration::minutes(1))
         .format("%H:%M")
         .to_string();
-    create_push(
+    push_hello(
         &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "hello",
-            "--name",
-            "windowed",
-            "--window-from",
-            &from,
-            "--window-to",
-            &to,
-        ],
+        "windowed",
+        &["--window-from", &from, "--window-to", &to],
     );
     wait_for("deliveries deferred", Duration::from_secs(20), || {
         let db = d.db();
@@ -421,17 +397,7 @@ fn send_window_defers_recipients_outside_it() {
 #[test]
 fn follow_draws_progress_until_the_push_finishes() {
     let d = sim_daemon(50, "rate_per_minute = 3000", "");
-    create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "hello",
-            "--name",
-            "followed",
-        ],
-    );
+    push_hello(&d, "followed", &[]);
     let out = d.cli(&["push", "show", "followed", "--follow"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -445,17 +411,7 @@ fn follow_draws_progress_until_the_push_finishes() {
 #[test]
 fn events_log_lists_sends_newest_first() {
     let d = sim_daemon(10, "rate_per_minute = 0", "");
-    create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "hello",
-            "--name",
-            "logged",
-        ],
-    );
+    push_hello(&d, "logged", &[]);
     wait_status(&d, "logged", "completed", Duration::from_secs(30));
     let v = d.cli_json(&["events", "--push", "logged", "--limit", "5"]);
     let events = v["data"]["events"].as_array().unwrap();

@@ -1,6 +1,6 @@
 //! End to end: the real daemon sending to mock platforms over loopback HTTP.
 
-use crate::dispatch::{assert_consistent, create_push, wait_status};
+use crate::dispatch::{assert_consistent, push_hello, wait_status};
 use crate::support::mocks::{Behavior, MockPlatform};
 use crate::support::*;
 use pushd::model::Platform;
@@ -90,17 +90,7 @@ fn push_across_every_platform_ends_with_the_right_outcomes() {
     d.write_script("10.lua", HELLO);
     d.spawn();
     import_members(&d, &members);
-    let p = create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "hello",
-            "--name",
-            "all-platforms",
-        ],
-    );
+    let p = push_hello(&d, "all-platforms", &[]);
     let done = wait_status(&d, "all-platforms", "completed", Duration::from_secs(60));
     assert_eq!(done["recipients"], 32);
     assert_consistent(&d, p["id"].as_i64().unwrap());
@@ -191,10 +181,7 @@ fn retry_after_is_honoured_and_permanent_errors_are_not_retried() {
     mock.script("u1", Behavior::fail_first(1, Behavior::rate_limit(1)));
     mock.script("u2", Behavior::Block);
     mock.script("u3", Behavior::ServerError); // never recovers
-    create_push(
-        &d,
-        &["--audience", "all", "--template", "hello", "--name", "r"],
-    );
+    push_hello(&d, "r", &[]);
     wait_status(&d, "r", "completed", Duration::from_secs(60));
     let u1 = mock.requests_for("u1");
     assert_eq!(u1.len(), 2);
@@ -225,10 +212,7 @@ fn bad_credentials_pause_the_push_instead_of_failing_everyone() {
     let rt = runtime();
     let (d, mock, users) = custom_daemon(&rt, 20, "rate_per_minute = 0\nconcurrency = 1");
     mock.set_default(Behavior::BadToken);
-    create_push(
-        &d,
-        &["--audience", "all", "--template", "hello", "--name", "auth"],
-    );
+    push_hello(&d, "auth", &[]);
     let p = wait_status(&d, "auth", "paused", Duration::from_secs(30));
     assert!(
         p["status_reason"].as_str().unwrap().contains("credentials"),
@@ -260,17 +244,7 @@ fn kill_9_mid_push_then_restart_never_sends_twice() {
     for u in ["u3", "u7", "u11"] {
         mock.script(u, Behavior::Hang);
     }
-    create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "hello",
-            "--name",
-            "crash",
-        ],
-    );
+    push_hello(&d, "crash", &[]);
     wait_for("a few sends", Duration::from_secs(30), || {
         (mock.sends().len() >= 15).then_some(())
     });

@@ -2,7 +2,7 @@
 //! storage faults and floods — nothing lost, nothing sent twice, the daemon
 //! responsive and its memory bounded. Set `PUSHD_SOAK=1` for longer runs.
 
-use crate::dispatch::{assert_consistent, create_push, wait_status};
+use crate::dispatch::{assert_consistent, push_hello, wait_status};
 use crate::e2e::{custom_daemon, runtime};
 use crate::support::mocks::Behavior;
 use crate::support::mocks::creds::WEBHOOK_SECRET;
@@ -59,17 +59,7 @@ fn repeated_kill_9_never_loses_or_duplicates_a_recipient() {
             mock.script(u, Behavior::SlowSucceed { millis: 150 });
         }
     }
-    create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "hello",
-            "--name",
-            "crashy",
-        ],
-    );
+    push_hello(&d, "crashy", &[]);
     let mut rng = Lcg(0x5eed);
     for _ in 0..iterations {
         // A random moment: the crash itself is the event under test.
@@ -129,10 +119,7 @@ fn sigterm_finishes_in_flight_sends_then_restart_resumes() {
     let rt = runtime();
     let (mut d, mock, users) = custom_daemon(&rt, 40, "rate_per_minute = 0\nconcurrency = 5");
     mock.set_default(Behavior::SlowSucceed { millis: 400 });
-    create_push(
-        &d,
-        &["--audience", "all", "--template", "hello", "--name", "term"],
-    );
+    push_hello(&d, "term", &[]);
     wait_for("sends in flight", Duration::from_secs(20), || {
         (mock.sends().len() >= 5).then_some(())
     });
@@ -175,17 +162,7 @@ fn platform_outage_backs_off_and_completes() {
     );
     // 503 for a while...
     mock.set_default(Behavior::ServerError);
-    create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "hello",
-            "--name",
-            "outage",
-        ],
-    );
+    push_hello(&d, "outage", &[]);
     wait_for("retries during the outage", Duration::from_secs(30), || {
         (mock.sends().len() >= 60).then_some(())
     });
@@ -262,10 +239,7 @@ fn full_database_holds_sends_with_a_clear_error_and_recovers() {
     let v = d.request(r#"{"cmd":"reload"}"#);
     assert_eq!(v["data"]["config"]["ok"], true, "{v}");
     // Freezing the audience needs more room than the quota leaves.
-    create_push(
-        &d,
-        &["--audience", "all", "--template", "hello", "--name", "full"],
-    );
+    push_hello(&d, "full", &[]);
     let s = wait_for("a storage alert", Duration::from_secs(30), || {
         let s = d.status();
         s["alerts"]
@@ -507,10 +481,7 @@ fn full_disk_on_a_real_filesystem_holds_and_recovers() {
         .map(|i| ("hook".to_string(), format!("u{i}")))
         .collect();
     crate::e2e::import_members(&d, &users);
-    create_push(
-        &d,
-        &["--audience", "all", "--template", "hello", "--name", "disk"],
-    );
+    push_hello(&d, "disk", &[]);
     wait_for("some sends", Duration::from_secs(30), || {
         (mock.sends().len() >= 10).then_some(())
     });

@@ -3,7 +3,7 @@
 //! out-of-order events and garbage are handled; nothing is written for a
 //! refused request.
 
-use crate::dispatch::{create_push, wait_status};
+use crate::dispatch::{push_hello, wait_status};
 use crate::e2e::{HELLO, import_members, runtime};
 use crate::support::mocks::MockPlatform;
 use crate::support::mocks::creds::*;
@@ -119,10 +119,7 @@ fn setup() -> Setup {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     import_members(&d, &members);
-    create_push(
-        &d,
-        &["--audience", "all", "--template", "hello", "--name", "w"],
-    );
+    push_hello(&d, "w", &[]);
     wait_status(&d, "w", "completed", Duration::from_secs(60));
     let base = d.http_base();
     Setup {

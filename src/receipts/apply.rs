@@ -76,7 +76,14 @@ pub fn apply(
                 provider_message_id,
                 update,
                 ..
-            } => apply_status(conn, ctx, provider_message_id, update, event_at(e), &mut out)?,
+            } => apply_status(
+                conn,
+                ctx,
+                provider_message_id,
+                update,
+                event_at(e),
+                &mut out,
+            )?,
             InboundEvent::Watermark {
                 user,
                 read,
@@ -105,8 +112,10 @@ pub fn apply(
             )?,
             InboundEvent::Unsubscribed { user, at } => {
                 let member = upsert_member(conn, ctx, user, None, *at, false, &mut out)?;
-                conn.prepare_cached("UPDATE members SET subscribed = 0, updated_at = ?2 WHERE id = ?1")?
-                    .execute(params![member, now_ms()])?;
+                conn.prepare_cached(
+                    "UPDATE members SET subscribed = 0, updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![member, now_ms()])?;
                 Link {
                     member: Some(member),
                     delivery: None,
