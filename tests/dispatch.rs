@@ -426,3 +426,37 @@ fn events_log_lists_sends_newest_first() {
     let bad = d.cli_json(&["events", "--member", "nobody"]);
     assert_eq!(bad["ok"], false);
 }
+
+#[test]
+fn route_skips_and_unknown_channels_end_skipped_with_the_reason() {
+    let d = sim_daemon(40, "rate_per_minute = 0", "");
+    d.write_script(
+        "20_route.lua",
+        r#"
+route(function(m, msg, ctx)
+  if m.tags.vip then return { skip = "vip members get a personal call" } end
+  if m.tags["churn-risk"] then return { channel = "gone" } end
+  return { channel = m.channel }
+end)
+"#,
+    );
+    wait_for("the router to load", Duration::from_secs(20), || {
+        let s = d.status();
+        (s["scripts"]["files"].as_array().map(|f| f.len()) == Some(2)).then_some(())
+    });
+    push_hello(&d, "routed", &[]);
+    wait_status(&d, "routed", "completed", Duration::from_secs(30));
+    let db = d.db();
+    let reason = |r: &str| {
+        count(
+            &db,
+            &format!("SELECT count(*) FROM deliveries WHERE state = 4 AND skip_reason = '{r}'"),
+        )
+    };
+    assert_eq!(reason("vip members get a personal call"), 4); // members 10, 20, 30, 40
+    assert_eq!(reason("channel \"gone\" is not configured"), 5); // 7, 14, 21, 28, 35
+    assert_eq!(reason("unsubscribed"), 2); // 5, 25
+    let r = d.cli_json(&["report", "routed"])["data"].clone();
+    assert_eq!(r["skipped"], 11, "{r}");
+    assert_eq!(r["recipients"], 29, "{r}");
+}
