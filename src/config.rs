@@ -772,14 +772,6 @@ impl Config {
         }
     }
 
-    /// Every configured secret, so logs and replies can be checked for leaks.
-    pub fn all_secrets(&self) -> Vec<&Secret> {
-        self.channels
-            .values()
-            .flat_map(|c| c.secrets.all())
-            .collect()
-    }
-
     /// Settings a running daemon cannot change; reported on reload instead of ignored.
     pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
         let mut out = Vec::new();

@@ -187,13 +187,6 @@ impl Dispatcher {
         }
     }
 
-    pub fn is_running(&self, push: PushId) -> bool {
-        self.runners
-            .lock()
-            .map(|r| r.get(&push).is_some_and(|h| !h.task.is_finished()))
-            .unwrap_or(false)
-    }
-
     fn record_send(&self, push: PushId, at: Millis) {
         if let Ok(mut m) = self.meters.lock() {
             m.entry(push).or_default().record(at);

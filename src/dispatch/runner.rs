@@ -182,7 +182,7 @@ async fn run_push(
                     Err(e) => {
                         let msg = e.to_string();
                         let did = p.delivery_id;
-                        write_outcome(d, &rec, move |c| {
+                        persist(d, &rec, move |c| {
                             deliveries::mark_sending(c, did, "", now_ms())?;
                             deliveries::mark_failed(
                                 c,
@@ -197,24 +197,21 @@ async fn run_push(
                     }
                     Ok(Routed::Skip { reason }) => {
                         let did = p.delivery_id;
-                        write_outcome(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason))
-                            .await;
+                        persist(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason)).await;
                     }
                     Ok(Routed::Send { channel, outbound }) => {
                         let Some(ch) = d.channel(&channel) else {
                             let did = p.delivery_id;
                             let reason = format!("channel {channel:?} is not configured");
-                            write_outcome(d, &rec, move |c| {
-                                deliveries::mark_skipped(c, did, &reason)
-                            })
-                            .await;
+                            persist(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason))
+                                .await;
                             continue;
                         };
                         if let Some(w) = &window
                             && let Some(until) = w.defer_until(&p.member, now_ms())
                         {
                             let did = p.delivery_id;
-                            write_outcome(d, &rec, move |c| deliveries::defer(c, did, until)).await;
+                            persist(d, &rec, move |c| deliveries::defer(c, did, until)).await;
                             earliest_later = Some(earliest_later.map_or(until, |e| e.min(until)));
                             continue;
                         }
@@ -491,17 +488,9 @@ async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
     }
 }
 
-/// Writes an outcome that involves no send (skip, script error, deferral).
-/// A storage fault is flagged (sends hold) and the write retried until it
-/// lands, so the walk never leaves a decision unrecorded.
-async fn write_outcome<F>(d: &Arc<Daemon>, rec: &Recorder, f: F)
-where
-    F: Fn(&rusqlite::Connection) -> Result<(), StoreError> + Send + Sync + Clone + 'static,
-{
-    persist(d, rec, f).await;
-}
-
-/// Retries a write through storage faults; gives up only when the daemon stops.
+/// Retries a write through storage faults (flagged, so sends hold) until it
+/// lands, so the walk never leaves a decision unrecorded; gives up only when
+/// the daemon stops.
 async fn persist<F>(d: &Arc<Daemon>, rec: &Recorder, f: F) -> bool
 where
     F: Fn(&rusqlite::Connection) -> Result<(), StoreError> + Send + Sync + Clone + 'static,

@@ -296,12 +296,3 @@ pub fn interrupt_sending(conn: &Connection) -> Result<u64> {
         ))?
         .execute([now])? as u64)
 }
-
-/// Earliest deferred/backoff time among pending rows of a push.
-pub fn next_due(conn: &Connection, push: PushId) -> Result<Option<Millis>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT min(next_attempt_at) FROM deliveries WHERE push_id = ?1 AND state = {PENDING}"
-        ))?
-        .query_row([push], |r| r.get(0))?)
-}

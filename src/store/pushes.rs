@@ -319,19 +319,3 @@ pub fn counts(conn: &Connection, id: PushId) -> Result<Counts> {
     }
     Ok(c)
 }
-
-/// The same numbers recounted from the deliveries table (for checks and tests).
-pub fn recount(conn: &Connection, id: PushId) -> Result<Counts> {
-    let mut c = Counts::default();
-    let mut stmt = conn.prepare_cached(
-        "SELECT state, read_at IS NOT NULL, interacted_at IS NOT NULL, count(*)
-         FROM deliveries WHERE push_id = ?1 GROUP BY 1, 2, 3",
-    )?;
-    let mut rows = stmt.query([id])?;
-    while let Some(r) = rows.next()? {
-        let (state, rd, ia, n): (i64, bool, bool, i64) =
-            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-        c.add(state, rd, ia, n as u64);
-    }
-    Ok(c)
-}
