@@ -127,7 +127,7 @@ pub fn resolution(db: &Path) -> Resolution {
         .expect("insert from sql");
     store
         .write_blocking(move |c| {
-            deliveries::rebuild_counts(c, push)?;
+            deliveries::count_resolved(c, push)?;
             pushes::mark_resolved(c, push)
         })
         .expect("counts");

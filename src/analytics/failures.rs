@@ -28,7 +28,7 @@ pub fn groups(conn: &Connection, push: PushId, samples: u32) -> Result<Vec<Failu
     let failed = DeliveryState::Failed as i64;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT coalesce(error_class, ''), coalesce(error_code, ''), count(*), coalesce(max(error_message), '')
-         FROM deliveries WHERE push_id = ?1 AND state = {failed}
+         FROM deliveries INDEXED BY deliveries_failed WHERE push_id = ?1 AND state = {failed}
          GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
     ))?;
     let mut out: Vec<FailureGroup> = stmt
@@ -44,7 +44,7 @@ pub fn groups(conn: &Connection, push: PushId, samples: u32) -> Result<Vec<Failu
         .collect::<rusqlite::Result<_>>()?;
     let mut sample_stmt = conn.prepare_cached(&format!(
         "SELECT d.member_id, m.channel, m.channel_user_id, d.attempts
-         FROM deliveries d JOIN members m ON m.id = d.member_id
+         FROM deliveries d INDEXED BY deliveries_failed JOIN members m ON m.id = d.member_id
          WHERE d.push_id = ?1 AND d.state = {failed}
            AND coalesce(d.error_class, '') = ?2 AND coalesce(d.error_code, '') = ?3
          ORDER BY d.id LIMIT ?4"

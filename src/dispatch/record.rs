@@ -77,7 +77,7 @@ impl Recorder {
         self.submit(Op::Sending { id, channel, at }).await
     }
 
-    /// [`deliveries::mark_sent`] + [`apply::apply_early_statuses`], batched.
+    /// [`deliveries::mark_sent_many`] + [`apply::apply_early_statuses`], batched.
     pub async fn sent(
         &self,
         id: DeliveryId,
@@ -150,6 +150,8 @@ fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Result<(), StoreError
     if !sent.is_empty() {
         let items: Vec<deliveries::Mark<'_>> = sent.iter().map(|(_, m)| *m).collect();
         let changed = deliveries::mark_sent_many(c, &items)?;
+        // The recorded sends, per channel, for the early-status lookup.
+        let mut by_channel: Vec<(&str, Platform, Vec<(&str, DeliveryId)>)> = Vec::new();
         for (i, (id, ..)) in &sent {
             if !changed.contains(id) {
                 results[*i] = Some(Err(not_in_state(*id, "mark_sent")));
@@ -162,9 +164,16 @@ fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Result<(), StoreError
                 ..
             } = &ops[*i]
             {
-                apply::apply_early_statuses(c, channel, *platform, provider_id, *id)?;
+                let pair = (provider_id.as_str(), *id);
+                match by_channel.iter_mut().find(|(c, ..)| *c == &**channel) {
+                    Some((.., v)) => v.push(pair),
+                    None => by_channel.push((channel, *platform, vec![pair])),
+                }
             }
             results[*i] = Some(Ok(()));
+        }
+        for (channel, platform, pairs) in by_channel {
+            apply::apply_early_statuses(c, channel, platform, &pairs)?;
         }
     }
     for (i, op) in ops.into_iter().enumerate() {
@@ -198,5 +207,152 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InboundEvent, StatusUpdate};
+    use crate::receipts::apply::ApplyContext;
+    use crate::store::pushes;
+
+    fn push(c: &Connection) -> Result<i64, StoreError> {
+        c.execute_batch(
+            "INSERT INTO members (id, channel, channel_user_id, name, locale, tags, created_at, updated_at)
+             VALUES (1, 'sim', 'u1', 'A', 'en', '', 0, 0), (2, 'sim', 'u2', 'B', 'en', '', 0, 0),
+                    (3, 'sim', 'u3', 'C', 'en', '', 0, 0);",
+        )?;
+        let p = pushes::create(
+            c,
+            &pushes::NewPush {
+                name: "p".into(),
+                origin: "cli".into(),
+                audience: "all".into(),
+                template: "t".into(),
+                start_at: 0,
+                rate_per_minute: None,
+                batch_size: None,
+                batch_every_ms: None,
+                window_from: None,
+                window_to: None,
+                retry_of: None,
+                created_by: None,
+            },
+        )?
+        .id;
+        deliveries::insert_from_sql(c, p, "1", &[])?;
+        deliveries::count_resolved(c, p)?;
+        Ok(p)
+    }
+
+    /// The counters as a full recount sees them, and as maintained.
+    fn counters(c: &Connection, p: i64) -> (Vec<(i64, i64, i64, i64)>, Vec<(i64, i64, i64, i64)>) {
+        let q = |sql: &str| {
+            c.prepare(sql)
+                .unwrap()
+                .query_map([p], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap()
+        };
+        (
+            q(
+                "SELECT CASE WHEN state <= 1 THEN 0 ELSE state END s, read_at IS NOT NULL r,
+                      interacted_at IS NOT NULL i, count(*)
+               FROM deliveries WHERE push_id = ?1 GROUP BY s, r, i ORDER BY s, r, i",
+            ),
+            q(
+                "SELECT state, rd, ia, n FROM push_counts WHERE push_id = ?1 AND n > 0 ORDER BY state, rd, ia",
+            ),
+        )
+    }
+
+    #[test]
+    fn batched_sends_keep_counters_exact_and_pick_up_early_statuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let p = store.write_blocking(push).unwrap();
+        let ids: Vec<DeliveryId> = store
+            .read_blocking(|c| {
+                Ok(
+                    c.prepare("SELECT id FROM deliveries WHERE push_id = ?1 ORDER BY id")?
+                        .query_map([p], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?,
+                )
+            })
+            .unwrap();
+        // A read receipt for the second message arrives before its send is recorded.
+        store
+            .write_blocking(|c| {
+                let ctx = ApplyContext {
+                    channel: "sim".into(),
+                    platform: Platform::Simulator,
+                    attribution_window_ms: 0,
+                    opt_out: vec![],
+                    opt_in: vec![],
+                    default_locale: "en".into(),
+                };
+                let read = InboundEvent::Status {
+                    provider_message_id: "pm-2".into(),
+                    update: StatusUpdate::Read,
+                    user: Some("u2".into()),
+                    at: 5,
+                };
+                apply::apply(c, &ctx, &[read], None)?;
+                Ok(())
+            })
+            .unwrap();
+        let sim: Arc<str> = "sim".into();
+        let sending: Vec<Op> = ids
+            .iter()
+            .map(|&id| Op::Sending {
+                id,
+                channel: sim.clone(),
+                at: 1,
+            })
+            .collect();
+        let r = store
+            .write_blocking(move |c| apply_batch(c, sending))
+            .unwrap();
+        assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+        // Two of three sends are recorded, plus one for a row that is not `sending`.
+        let sent: Vec<Op> = ids[..2]
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| Op::Sent {
+                id,
+                provider_id: format!("pm-{}", i + 1),
+                at: 2,
+                channel: sim.clone(),
+                platform: Platform::Simulator,
+            })
+            .chain(std::iter::once(Op::Sent {
+                id: 999,
+                provider_id: "pm-x".into(),
+                at: 2,
+                channel: sim.clone(),
+                platform: Platform::Simulator,
+            }))
+            .collect();
+        let r = store.write_blocking(move |c| apply_batch(c, sent)).unwrap();
+        assert!(r[0].is_ok() && r[1].is_ok());
+        assert!(matches!(r[2], Err(StoreError::Invalid(_))), "{:?}", r[2]);
+        let (recount, kept) = store.read_blocking(|c| Ok(counters(c, p))).unwrap();
+        assert_eq!(recount, kept);
+        // Sent: one plain, one read (the early receipt); one still sending.
+        assert_eq!(recount, vec![(0, 0, 0, 1), (2, 0, 0, 1), (2, 1, 0, 1)]);
+        let (read_at, linked): (Option<i64>, i64) = store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT d.read_at, (SELECT count(*) FROM events WHERE delivery_id = d.id)
+                     FROM deliveries d WHERE d.id = ?1",
+                    [ids[1]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!((read_at, linked), (Some(5), 1));
+        store.close();
     }
 }

@@ -62,7 +62,7 @@ pub async fn resolve(
     };
     d.store
         .write(move |c| {
-            deliveries::rebuild_counts(c, id)?;
+            deliveries::count_resolved(c, id)?;
             pushes::mark_resolved(c, id)
         })
         .await?;

@@ -8,7 +8,7 @@
 use crate::model::{
     DeliveryId, DeliveryState, ErrorClass, InboundEvent, Millis, Platform, StatusUpdate, now_ms,
 };
-use crate::store::Result;
+use crate::store::{Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -251,21 +251,29 @@ fn status_update(
     })
 }
 
-/// Applies statuses that arrived before the send was recorded (called in the
-/// same transaction that records the send).
+/// Applies statuses that arrived before their sends were recorded (called
+/// in the transaction that records the sends). `sent` pairs each provider
+/// message id with its delivery; one indexed lookup finds every early status
+/// among them (normally none).
 pub fn apply_early_statuses(
     conn: &Connection,
     ctx_channel: &str,
     platform: Platform,
-    provider_id: &str,
-    delivery: DeliveryId,
+    sent: &[(&str, DeliveryId)],
 ) -> Result<()> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_string(sent)
+        .map_err(|e| StoreError::Invalid(format!("cannot encode sends: {e}")))?;
     let mut stmt = conn.prepare_cached(
-        "SELECT id, summary FROM events WHERE channel = ?1 AND dedupe_key = ?2 AND delivery_id IS NULL AND kind LIKE 'status_%'",
+        "SELECT e.id, e.summary, j.value ->> 1 FROM json_each(?2) j
+           CROSS JOIN events e ON e.channel = ?1 AND e.dedupe_key = j.value ->> 0
+          WHERE e.delivery_id IS NULL AND e.kind LIKE 'status_%'",
     )?;
-    let early: Vec<(i64, String)> = stmt
-        .query_map(params![ctx_channel, provider_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+    let early: Vec<(i64, String, DeliveryId)> = stmt
+        .query_map(params![ctx_channel, json], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     if early.is_empty() {
@@ -279,7 +287,7 @@ pub fn apply_early_statuses(
         opt_in: vec![],
         default_locale: String::new(),
     };
-    for (event_id, summary) in early {
+    for (event_id, summary, delivery) in early {
         if let Ok(InboundEvent::Status { update, at, .. }) = serde_json::from_str(&summary) {
             status_update(conn, &ctx, delivery, &update, at)?;
             Link {

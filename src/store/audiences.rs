@@ -72,7 +72,7 @@ pub fn create_retry(
     conn.execute(
         &format!(
             "INSERT INTO audience_members (audience_id, member_id)
-             SELECT DISTINCT ?1, d.member_id FROM deliveries d JOIN members m ON m.id = d.member_id
+             SELECT DISTINCT ?1, d.member_id FROM deliveries d INDEXED BY deliveries_failed JOIN members m ON m.id = d.member_id
              WHERE d.push_id = ?2 AND d.state = {failed} AND m.subscribed = 1
                AND (?3 IS NULL OR d.error_class IN ('transient', 'rate_limited', 'interrupted'))"
         ),

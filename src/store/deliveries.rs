@@ -73,39 +73,25 @@ pub fn insert_members(
     Ok(members.len() as u64)
 }
 
-/// Rebuilds the push's counters from its rows (after resolution, whose bulk
-/// inserts bypass the per-row triggers).
-///
-/// Grouped by state only, which the (push_id, state, id) index delivers in
-/// order, with the read/interacted cells summed per state: grouping by all
-/// four cells needs a sort of every row (in memory: +45 MB for 1M rows).
-pub fn rebuild_counts(conn: &Connection, push: PushId) -> Result<()> {
+/// Sets the counters of a push whose audience was just frozen (the bulk
+/// inserts bypass the per-row triggers). Such rows are pending or skipped
+/// and carry no receipts yet, so two index-only counts say everything: the
+/// pending ones (partial index) and all of them (push index).
+pub fn count_resolved(conn: &Connection, push: PushId) -> Result<()> {
     conn.execute("DELETE FROM push_counts WHERE push_id = ?1", [push])?;
-    let mut per_state = conn.prepare_cached(
-        "SELECT state,
-                sum(read_at IS NULL AND interacted_at IS NULL),
-                sum(read_at IS NULL AND interacted_at IS NOT NULL),
-                sum(read_at IS NOT NULL AND interacted_at IS NULL),
-                sum(read_at IS NOT NULL AND interacted_at IS NOT NULL)
-         FROM deliveries WHERE push_id = ?1 GROUP BY state",
-    )?;
-    let rows: Vec<(i64, [i64; 4])> = per_state
-        .query_map([push], |r| {
-            Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    // Pending and sending share cell 0 (see the schema's trigger).
+    let count = |sql: &str| -> Result<i64> {
+        Ok(conn.prepare_cached(sql)?.query_row([push], |r| r.get(0))?)
+    };
+    let pending = count(&format!(
+        "SELECT count(*) FROM deliveries WHERE push_id = ?1 AND state = {PENDING}"
+    ))?;
+    let total = count("SELECT count(*) FROM deliveries WHERE push_id = ?1")?;
     let mut insert = conn.prepare_cached(
-        "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + excluded.n",
+        "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, 0, 0, ?3)",
     )?;
-    for (state, cells) in rows {
-        let state = if state <= SENDING { PENDING } else { state };
-        // cells[i]: rd = bit 1 of i, ia = bit 0.
-        for (i, n) in cells.into_iter().enumerate() {
-            if n > 0 {
-                insert.execute(params![push, state, (i >> 1) as i64, (i & 1) as i64, n])?;
-            }
+    for (state, n) in [(PENDING, pending), (SKIPPED, total - pending)] {
+        if n > 0 {
+            insert.execute(params![push, state, n])?;
         }
     }
     Ok(())
@@ -157,59 +143,87 @@ pub fn mark_sending(conn: &Connection, id: DeliveryId, channel: &str, at: Millis
     expect_one(n, id, "mark_sending")
 }
 
-/// `sending → sent` with the provider's message id.
-pub fn mark_sent(conn: &Connection, id: DeliveryId, provider_id: &str, at: Millis) -> Result<()> {
-    let n = conn
-        .prepare_cached(&format!(
-            "UPDATE deliveries SET state = {SENT}, provider_message_id = ?2, sent_at = ?3, updated_at = ?3
-             WHERE id = ?1 AND state = {SENDING}"
-        ))?
-        .execute(params![id, provider_id, at])?;
-    expect_one(n, id, "mark_sent")
-}
-
 // The set-based statements below spell the state codes out.
 const _: () = assert!(PENDING == 0 && SENDING == 1 && SENT == 2);
 
 /// One row of a set-based transition: (delivery, text, time).
 pub type Mark<'a> = (DeliveryId, &'a str, Millis);
 
-/// Runs a set-based transition over `items`, passed as one JSON array of
-/// `[id, text, time]`; returns the ids the statement changed.
-fn mark_many(conn: &Connection, sql: &str, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
-    let json = serde_json::to_string(items)
-        .map_err(|e| StoreError::Invalid(format!("cannot encode deliveries: {e}")))?;
-    let mut stmt = conn.prepare_cached(sql)?;
-    let changed = stmt
-        .query_map([json], |r| r.get::<_, DeliveryId>(0))?
-        .collect::<rusqlite::Result<_>>()?;
+fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v)
+        .map_err(|e| StoreError::Invalid(format!("cannot encode deliveries: {e}")))
+}
+
+/// [`mark_sending`] for many deliveries: one UPDATE per channel in the batch
+/// (normally one), over the ids passed as one JSON array, stamped with the
+/// batch's latest time. Items are (delivery, channel, time); returns the
+/// deliveries that were pending and are now `sending`.
+pub fn mark_sending_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET state = 1, channel = ?2, attempts = attempts + 1,
+            sending_at = ?3, next_attempt_at = NULL, updated_at = ?3
+         WHERE id IN (SELECT value FROM json_each(?1)) AND state = 0
+         RETURNING id",
+    )?;
+    let mut changed = HashSet::with_capacity(items.len());
+    let mut left: Vec<&Mark<'_>> = items.iter().collect();
+    while let Some(&&(_, channel, _)) = left.first() {
+        let (this, rest): (Vec<&Mark<'_>>, Vec<&Mark<'_>>) =
+            left.into_iter().partition(|m| m.1 == channel);
+        left = rest;
+        let ids = encode(&this.iter().map(|m| m.0).collect::<Vec<_>>())?;
+        let at = this.iter().map(|m| m.2).max().unwrap_or_else(now_ms);
+        let rows = stmt.query_map(params![ids, channel, at], |r| r.get::<_, DeliveryId>(0))?;
+        for id in rows {
+            changed.insert(id?);
+        }
+    }
     Ok(changed)
 }
 
-/// [`mark_sending`] for many deliveries in one statement: the counters'
-/// trigger costs a statement journal per statement, so a batch pays it once
-/// instead of once per row. Items are (delivery, channel, time); returns the
-/// deliveries that were pending and are now `sending`.
-pub fn mark_sending_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
-    const SQL: &str = "UPDATE deliveries SET state = 1, channel = j.value ->> 1,
-            attempts = attempts + 1, sending_at = j.value ->> 2, next_attempt_at = NULL,
-            updated_at = j.value ->> 2
-         FROM json_each(?1) j
-         WHERE deliveries.id = j.value ->> 0 AND deliveries.state = 0
-         RETURNING deliveries.id";
-    mark_many(conn, SQL, items)
-}
-
-/// [`mark_sent`] for many deliveries in one statement. Items are
-/// (delivery, provider message id, time); returns the deliveries that were
-/// `sending` and are now `sent`.
+/// `sending → sent` for many deliveries in one statement, with the
+/// provider's message ids. Items are (delivery, provider message id, time);
+/// returns the deliveries that were `sending` and are now `sent`.
+///
+/// The counters' trigger leaves this move to us (schema migration 2): the
+/// moved rows are counted per (push, read, interacted) cell and each cell's
+/// counters are updated once, instead of two statements per row.
 pub fn mark_sent_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
-    const SQL: &str = "UPDATE deliveries SET state = 2, provider_message_id = j.value ->> 1,
+    let json = encode(&items)?;
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET state = 2, provider_message_id = j.value ->> 1,
             sent_at = j.value ->> 2, updated_at = j.value ->> 2
          FROM json_each(?1) j
          WHERE deliveries.id = j.value ->> 0 AND deliveries.state = 1
-         RETURNING deliveries.id";
-    mark_many(conn, SQL, items)
+         RETURNING deliveries.id, deliveries.push_id,
+                   deliveries.read_at IS NOT NULL, deliveries.interacted_at IS NOT NULL",
+    )?;
+    let mut changed = HashSet::with_capacity(items.len());
+    // (push, rd, ia) → rows moved; a batch belongs to one push, so this stays tiny.
+    let mut moved: Vec<((PushId, bool, bool), i64)> = Vec::new();
+    let mut rows = stmt.query([json])?;
+    while let Some(r) = rows.next()? {
+        changed.insert(r.get::<_, DeliveryId>(0)?);
+        let cell = (r.get(1)?, r.get(2)?, r.get(3)?);
+        match moved.iter_mut().find(|(c, _)| *c == cell) {
+            Some((_, n)) => *n += 1,
+            None => moved.push((cell, 1)),
+        }
+    }
+    drop(rows);
+    let mut from = conn.prepare_cached(
+        "UPDATE push_counts SET n = n - ?5 WHERE push_id = ?1 AND state = ?2 AND rd = ?3 AND ia = ?4",
+    )?;
+    let mut to = conn.prepare_cached(
+        "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for ((push, rd, ia), n) in moved {
+        // Pending and sending share counter cell 0.
+        from.execute(params![push, PENDING, rd, ia, n])?;
+        to.execute(params![push, SENT, rd, ia, n])?;
+    }
+    Ok(changed)
 }
 
 /// `sending → failed` (permanent error, or attempts exhausted).

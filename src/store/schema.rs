@@ -8,8 +8,9 @@ use rusqlite::Connection;
 ///
 /// `push_counts` holds, per push, how many deliveries sit in each
 /// (state, read, interacted) cell, with pending and sending counted together
-/// as state 0. Triggers keep it exact on every UPDATE and
-/// DELETE; bulk INSERTs (audience resolution) add their count explicitly, which
+/// as state 0. Triggers keep it exact on every UPDATE and DELETE but the
+/// send path's sending → sent, which its batched UPDATE counts itself
+/// (migration 2); bulk INSERTs (audience resolution) add their count explicitly, which
 /// is much cheaper than a trigger per row. Reports read these few rows instead
 /// of scanning a million deliveries.
 const MIGRATIONS: &[&str] = &[
@@ -171,6 +172,43 @@ CREATE TABLE audit (
     detail TEXT
 );
 CREATE INDEX audit_at ON audit(at);
+"#,
+    // 2: indexes the send path does not have to move, and counters for the
+    // send path's one counted move kept in Rust.
+    //
+    // Every send moves a delivery pending → sending → sent. With
+    // (push_id, state, id) that moved its index entry twice and, with
+    // (member_id, sent_at), once more; each move is a delete and an insert
+    // in a B-tree. Now the push index never changes, the pending index loses
+    // the row once, and failures (rare) get their own partial index, which
+    // also serves the failures view in (class, code) order. The member index
+    // no longer carries sent_at: a member has few deliveries to look through.
+    //
+    // sending → sent is counted by `deliveries::mark_sent_many`, one counter
+    // update per batch instead of two statements per row from the trigger.
+    r#"
+DROP INDEX deliveries_push_state;
+DROP INDEX deliveries_member;
+CREATE INDEX deliveries_push ON deliveries(push_id);
+CREATE INDEX deliveries_pending ON deliveries(push_id, state) WHERE state = 0;
+CREATE INDEX deliveries_failed ON deliveries(push_id, error_class, error_code) WHERE state = 3;
+CREATE INDEX deliveries_member ON deliveries(member_id);
+
+DROP TRIGGER deliveries_count_update;
+CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state, read_at, interacted_at ON deliveries
+WHEN NOT (OLD.state = 1 AND NEW.state = 2) AND (
+     (CASE WHEN OLD.state <= 1 THEN 0 ELSE OLD.state END) IS NOT (CASE WHEN NEW.state <= 1 THEN 0 ELSE NEW.state END)
+  OR (OLD.read_at IS NULL) IS NOT (NEW.read_at IS NULL)
+  OR (OLD.interacted_at IS NULL) IS NOT (NEW.interacted_at IS NULL))
+BEGIN
+    UPDATE push_counts SET n = n - 1
+     WHERE push_id = OLD.push_id AND state = (CASE WHEN OLD.state <= 1 THEN 0 ELSE OLD.state END)
+       AND rd = (OLD.read_at IS NOT NULL) AND ia = (OLD.interacted_at IS NOT NULL);
+    INSERT INTO push_counts (push_id, state, rd, ia, n)
+    VALUES (NEW.push_id, CASE WHEN NEW.state <= 1 THEN 0 ELSE NEW.state END,
+            NEW.read_at IS NOT NULL, NEW.interacted_at IS NOT NULL, 1)
+    ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + 1;
+END;
 "#,
 ];
 
