@@ -113,6 +113,9 @@ fn not_in_state(id: DeliveryId, what: &str) -> StoreError {
     StoreError::Invalid(format!("delivery {id} is not in the state {what} expects"))
 }
 
+/// A channel's recorded sends: (channel, platform, [(provider id, delivery)]).
+type ChannelSends<'a> = (&'a str, Platform, Vec<(&'a str, DeliveryId)>);
+
 /// Applies one batch; one result per op, in order.
 fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let mut results: Vec<Option<Result<(), StoreError>>> = Vec::with_capacity(ops.len());
@@ -151,7 +154,7 @@ fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Result<(), StoreError
         let items: Vec<deliveries::Mark<'_>> = sent.iter().map(|(_, m)| *m).collect();
         let changed = deliveries::mark_sent_many(c, &items)?;
         // The recorded sends, per channel, for the early-status lookup.
-        let mut by_channel: Vec<(&str, Platform, Vec<(&str, DeliveryId)>)> = Vec::new();
+        let mut by_channel: Vec<ChannelSends<'_>> = Vec::new();
         for (i, (id, ..)) in &sent {
             if !changed.contains(id) {
                 results[*i] = Some(Err(not_in_state(*id, "mark_sent")));
@@ -247,7 +250,9 @@ mod tests {
     }
 
     /// The counters as a full recount sees them, and as maintained.
-    fn counters(c: &Connection, p: i64) -> (Vec<(i64, i64, i64, i64)>, Vec<(i64, i64, i64, i64)>) {
+    type Cells = Vec<(i64, i64, i64, i64)>;
+
+    fn counters(c: &Connection, p: i64) -> (Cells, Cells) {
         let q = |sql: &str| {
             c.prepare(sql)
                 .unwrap()
