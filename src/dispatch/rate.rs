@@ -64,6 +64,11 @@ impl Rate {
         self.limiter.as_ref().map(|_| self.per_second)
     }
 
+    /// Takes one send if it conforms now; false = it would have to wait.
+    pub fn try_acquire(&self) -> bool {
+        self.limiter.as_ref().is_none_or(|l| l.check().is_ok())
+    }
+
     /// Waits until one send conforms, then takes it.
     pub async fn acquire(&self) {
         let Some(limiter) = &self.limiter else {

@@ -1,13 +1,13 @@
-//! Batches the delivery writes of one push's in-flight sends.
+//! Batches the delivery writes of one push's sends.
 //!
 //! Every send writes twice: `sending` before the request leaves, the outcome
 //! after. As one store job and one UPDATE each, a busy push spends the
-//! writer's time on overhead — a savepoint per job, and a statement journal
-//! per UPDATE (the counters' trigger needs one), each copying every page it
-//! touches — rather than on the rows. The recorder queues those writes and
-//! hands everything queued to the store as one job, in which all `sending`
-//! marks are one UPDATE and all `sent` outcomes another: a thousand sends
-//! cost two statements. Each caller still waits until its own write is
+//! writer's time on overhead — a savepoint per job, a statement per row —
+//! rather than on the rows. The runner already hands over sends in groups
+//! (one `sending` op for a group, one `sent` op per run of completions); the
+//! recorder queues those ops and hands everything queued to the store as one
+//! job, in which all `sending` marks are one UPDATE per channel and all
+//! `sent` outcomes one more. Each caller still waits until its own write is
 //! committed, exactly as with `Store::write`.
 
 use crate::model::{DeliveryId, Millis, Platform};
@@ -17,23 +17,23 @@ use rusqlite::Connection;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// Most writes folded into one store job.
-const MAX_BATCH: usize = 2048;
+/// Most ops folded into one store job.
+const MAX_BATCH: usize = 1024;
 
 type Write = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
 
+/// A recorded send: (delivery, provider message id, when).
+pub(super) type SentItem = (DeliveryId, String, Millis);
+
 enum Op {
-    /// `pending → sending` on `channel`.
+    /// `pending → sending` for each (delivery, channel).
     Sending {
-        id: DeliveryId,
-        channel: Arc<str>,
+        items: Vec<(DeliveryId, Arc<str>)>,
         at: Millis,
     },
     /// `sending → sent`, then any status that arrived before the send was recorded.
     Sent {
-        id: DeliveryId,
-        provider_id: String,
-        at: Millis,
+        items: Vec<SentItem>,
         channel: Arc<str>,
         platform: Platform,
     },
@@ -41,9 +41,12 @@ enum Op {
     Other(Write),
 }
 
+/// Per item of a Sending/Sent op: did the row move? (Other: empty.)
+type Answer = Result<Vec<bool>, StoreError>;
+
 struct Item {
     op: Op,
-    reply: oneshot::Sender<Result<(), StoreError>>,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// Handle to a push's recorder task; the task ends when every handle is gone.
@@ -59,7 +62,7 @@ impl Recorder {
         Recorder { tx }
     }
 
-    async fn submit(&self, op: Op) -> Result<(), StoreError> {
+    async fn submit(&self, op: Op) -> Answer {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Item { op, reply })
@@ -67,29 +70,27 @@ impl Recorder {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// [`deliveries::mark_sending`], batched.
+    /// [`deliveries::mark_sending_many`], batched: one flag per item, true
+    /// when the row was pending and is now `sending`.
     pub async fn sending(
         &self,
-        id: DeliveryId,
-        channel: Arc<str>,
+        items: Vec<(DeliveryId, Arc<str>)>,
         at: Millis,
-    ) -> Result<(), StoreError> {
-        self.submit(Op::Sending { id, channel, at }).await
+    ) -> Result<Vec<bool>, StoreError> {
+        self.submit(Op::Sending { items, at }).await
     }
 
-    /// [`deliveries::mark_sent_many`] + [`apply::apply_early_statuses`], batched.
+    /// [`deliveries::mark_sent_many`] + [`apply::apply_early_statuses`],
+    /// batched: one flag per item, true when the row was `sending` and is
+    /// now `sent`.
     pub async fn sent(
         &self,
-        id: DeliveryId,
-        provider_id: String,
-        at: Millis,
+        items: Vec<SentItem>,
         channel: Arc<str>,
         platform: Platform,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         self.submit(Op::Sent {
-            id,
-            provider_id,
-            at,
+            items,
             channel,
             platform,
         })
@@ -105,90 +106,78 @@ impl Recorder {
     where
         F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
     {
-        self.submit(Op::Other(Box::new(f))).await
+        self.submit(Op::Other(Box::new(f))).await.map(|_| ())
     }
-}
-
-fn not_in_state(id: DeliveryId, what: &str) -> StoreError {
-    StoreError::Invalid(format!("delivery {id} is not in the state {what} expects"))
 }
 
 /// A channel's recorded sends: (channel, platform, [(provider id, delivery)]).
 type ChannelSends<'a> = (&'a str, Platform, Vec<(&'a str, DeliveryId)>);
 
-/// Applies one batch; one result per op, in order.
-fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let mut results: Vec<Option<Result<(), StoreError>>> = Vec::with_capacity(ops.len());
-    let mut sending: Vec<(usize, deliveries::Mark<'_>)> = Vec::new();
-    let mut sent: Vec<(usize, deliveries::Mark<'_>)> = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
+/// Applies one batch; one answer per op, in order.
+fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Answer>, StoreError> {
+    let mut sending: Vec<deliveries::Mark<'_>> = Vec::new();
+    let mut sent: Vec<deliveries::Mark<'_>> = Vec::new();
+    for op in &ops {
         match op {
-            Op::Sending { id, channel, at } => {
-                sending.push((i, (*id, channel, *at)));
-                results.push(None);
+            Op::Sending { items, at } => {
+                sending.extend(items.iter().map(|(id, ch)| (*id, &**ch, *at)));
             }
-            Op::Sent {
-                id,
-                provider_id,
-                at,
-                ..
-            } => {
-                sent.push((i, (*id, provider_id, *at)));
-                results.push(None);
+            Op::Sent { items, .. } => {
+                sent.extend(items.iter().map(|(id, pid, at)| (*id, pid.as_str(), *at)));
             }
-            Op::Other(_) => results.push(None),
+            Op::Other(_) => {}
         }
     }
-    if !sending.is_empty() {
-        let items: Vec<deliveries::Mark<'_>> = sending.iter().map(|(_, m)| *m).collect();
-        let changed = deliveries::mark_sending_many(c, &items)?;
-        for (i, (id, ..)) in &sending {
-            results[*i] = Some(if changed.contains(id) {
-                Ok(())
-            } else {
-                Err(not_in_state(*id, "mark_sending"))
-            });
+    let now_sending = if sending.is_empty() {
+        Default::default()
+    } else {
+        deliveries::mark_sending_many(c, &sending)?
+    };
+    let now_sent = if sent.is_empty() {
+        Default::default()
+    } else {
+        deliveries::mark_sent_many(c, &sent)?
+    };
+    // Early statuses for the recorded sends, looked up once per channel.
+    let mut by_channel: Vec<ChannelSends<'_>> = Vec::new();
+    for op in &ops {
+        if let Op::Sent {
+            items,
+            channel,
+            platform,
+        } = op
+        {
+            let pairs = items
+                .iter()
+                .filter(|(id, ..)| now_sent.contains(id))
+                .map(|(id, pid, _)| (pid.as_str(), *id));
+            match by_channel.iter_mut().find(|(c, ..)| *c == &**channel) {
+                Some((.., v)) => v.extend(pairs),
+                None => by_channel.push((channel, *platform, pairs.collect())),
+            }
         }
     }
-    if !sent.is_empty() {
-        let items: Vec<deliveries::Mark<'_>> = sent.iter().map(|(_, m)| *m).collect();
-        let changed = deliveries::mark_sent_many(c, &items)?;
-        // The recorded sends, per channel, for the early-status lookup.
-        let mut by_channel: Vec<ChannelSends<'_>> = Vec::new();
-        for (i, (id, ..)) in &sent {
-            if !changed.contains(id) {
-                results[*i] = Some(Err(not_in_state(*id, "mark_sent")));
-                continue;
-            }
-            if let Op::Sent {
-                provider_id,
-                channel,
-                platform,
-                ..
-            } = &ops[*i]
-            {
-                let pair = (provider_id.as_str(), *id);
-                match by_channel.iter_mut().find(|(c, ..)| *c == &**channel) {
-                    Some((.., v)) => v.push(pair),
-                    None => by_channel.push((channel, *platform, vec![pair])),
-                }
-            }
-            results[*i] = Some(Ok(()));
-        }
-        for (channel, platform, pairs) in by_channel {
-            apply::apply_early_statuses(c, channel, platform, &pairs)?;
-        }
+    for (channel, platform, pairs) in by_channel {
+        apply::apply_early_statuses(c, channel, platform, &pairs)?;
     }
-    for (i, op) in ops.into_iter().enumerate() {
-        if let Op::Other(w) = op {
-            results[i] = Some(match w(c) {
-                Ok(()) => Ok(()),
+    let mut answers = Vec::with_capacity(ops.len());
+    for op in ops {
+        answers.push(match op {
+            Op::Sending { items, .. } => Ok(items
+                .iter()
+                .map(|(id, _)| now_sending.contains(id))
+                .collect()),
+            Op::Sent { items, .. } => {
+                Ok(items.iter().map(|(id, ..)| now_sent.contains(id)).collect())
+            }
+            Op::Other(w) => match w(c) {
+                Ok(()) => Ok(Vec::new()),
                 Err(e @ StoreError::Invalid(_)) => Err(e),
                 Err(e) => return Err(e),
-            });
-        }
+            },
+        });
     }
-    Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
+    Ok(answers)
 }
 
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
@@ -199,9 +188,9 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
             .map(|i| (i.op, i.reply))
             .unzip();
         match store.write(move |c| apply_batch(c, ops)).await {
-            Ok(results) => {
-                for (reply, r) in replies.into_iter().zip(results) {
-                    let _ = reply.send(r);
+            Ok(answers) => {
+                for (reply, a) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(a);
                 }
             }
             Err(e) => {
@@ -309,40 +298,32 @@ mod tests {
             })
             .unwrap();
         let sim: Arc<str> = "sim".into();
-        let sending: Vec<Op> = ids
-            .iter()
-            .map(|&id| Op::Sending {
-                id,
-                channel: sim.clone(),
-                at: 1,
-            })
-            .collect();
+        let sending = vec![Op::Sending {
+            items: ids.iter().map(|&id| (id, sim.clone())).collect(),
+            at: 1,
+        }];
         let r = store
             .write_blocking(move |c| apply_batch(c, sending))
             .unwrap();
-        assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
-        // Two of three sends are recorded, plus one for a row that is not `sending`.
-        let sent: Vec<Op> = ids[..2]
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| Op::Sent {
-                id,
-                provider_id: format!("pm-{}", i + 1),
-                at: 2,
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].as_ref().unwrap(), &vec![true; 3]);
+        // Two of three sends are recorded (in two ops), plus one for a row
+        // that is not `sending`.
+        let sent = vec![
+            Op::Sent {
+                items: vec![(ids[0], "pm-1".into(), 2)],
                 channel: sim.clone(),
                 platform: Platform::Simulator,
-            })
-            .chain(std::iter::once(Op::Sent {
-                id: 999,
-                provider_id: "pm-x".into(),
-                at: 2,
+            },
+            Op::Sent {
+                items: vec![(ids[1], "pm-2".into(), 2), (999, "pm-x".into(), 2)],
                 channel: sim.clone(),
                 platform: Platform::Simulator,
-            }))
-            .collect();
+            },
+        ];
         let r = store.write_blocking(move |c| apply_batch(c, sent)).unwrap();
-        assert!(r[0].is_ok() && r[1].is_ok());
-        assert!(matches!(r[2], Err(StoreError::Invalid(_))), "{:?}", r[2]);
+        assert_eq!(r[0].as_ref().unwrap(), &vec![true]);
+        assert_eq!(r[1].as_ref().unwrap(), &vec![true, false]);
         let (recount, kept) = store.read_blocking(|c| Ok(counters(c, p))).unwrap();
         assert_eq!(recount, kept);
         // Sent: one plain, one read (the early receipt); one still sending.

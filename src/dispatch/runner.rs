@@ -5,7 +5,7 @@
 //! backoff time; the walk comes back for them.
 
 use super::rate::{Rate, backoff, jitter};
-use super::record::Recorder;
+use super::record::{Recorder, SentItem};
 use super::{Control, resolve};
 use crate::channel::{ChannelRef, Recipient};
 use crate::daemon::Daemon;
@@ -17,6 +17,9 @@ use crate::store::deliveries::{self, Pending};
 use crate::store::pushes::{self, PushRow, PushStatus};
 use crate::store::{StoreError, audit};
 use chrono::{NaiveTime, TimeZone};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, watch};
@@ -24,6 +27,9 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// Recipients routed and rendered per round trip to the script host.
 const PAGE: u32 = 512;
+
+/// Most sends handed to one group task (one `sending` write for all of them).
+const GROUP: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 enum RunError {
@@ -174,12 +180,17 @@ async fn run_push(
                 continue;
             }
             saw_due = true;
+            let mut group = Group::new(d, &rec, id);
             for (p, r) in page.due {
-                if !wait_runnable(d, ctl, &mut inflight).await {
-                    break 'passes;
+                if !runnable_now(d, ctl) {
+                    group.launch(&mut inflight);
+                    if !wait_runnable(d, ctl, &mut inflight).await {
+                        break 'passes;
+                    }
                 }
                 match r {
                     Err(e) => {
+                        group.launch(&mut inflight);
                         let msg = e.to_string();
                         let did = p.delivery_id;
                         persist(d, &rec, move |c| {
@@ -196,11 +207,13 @@ async fn run_push(
                         .await;
                     }
                     Ok(Routed::Skip { reason }) => {
+                        group.launch(&mut inflight);
                         let did = p.delivery_id;
                         persist(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason)).await;
                     }
                     Ok(Routed::Send { channel, outbound }) => {
                         let Some(ch) = d.channel(&channel) else {
+                            group.launch(&mut inflight);
                             let did = p.delivery_id;
                             let reason = format!("channel {channel:?} is not configured");
                             persist(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason))
@@ -210,34 +223,43 @@ async fn run_push(
                         if let Some(w) = &window
                             && let Some(until) = w.defer_until(&p.member, now_ms())
                         {
+                            group.launch(&mut inflight);
                             let did = p.delivery_id;
                             persist(d, &rec, move |c| deliveries::defer(c, did, until)).await;
                             earliest_later = Some(earliest_later.map_or(until, |e| e.min(until)));
                             continue;
                         }
+                        if batch.full() {
+                            group.launch(&mut inflight);
+                        }
                         if !batch.wait_turn(ctl).await {
                             break 'passes;
                         }
-                        let Some(permit) = acquire_send_slot(d, ctl, push_rate.as_ref(), &ch).await
+                        let Some(permit) =
+                            acquire_send_slot(d, ctl, push_rate.as_ref(), &ch, || {
+                                group.launch(&mut inflight)
+                            })
+                            .await
                         else {
                             break 'passes;
                         };
                         batch.count();
-                        let task = SendTask {
-                            d: d.clone(),
-                            rec: rec.clone(),
-                            push: id,
+                        group.sends.push(SendTask {
                             delivery: p.delivery_id,
                             attempts_before: p.attempts,
-                            user: p.member.channel_user_id.clone(),
+                            user: p.member.channel_user_id,
                             member_id: p.member.id,
                             channel: ch,
                             outbound,
-                        };
-                        inflight.spawn(task.run(permit));
+                            permit,
+                        });
+                        if group.sends.len() >= GROUP {
+                            group.launch(&mut inflight);
+                        }
                     }
                 }
             }
+            group.launch(&mut inflight);
         }
         // A full pass is done. Wait for in-flight sends (they may requeue retries).
         while let Some(r) = inflight.join_next().await {
@@ -371,6 +393,11 @@ async fn finish_cancel(d: &Arc<Daemon>, id: PushId) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// True when the walk may go on without waiting.
+fn runnable_now(d: &Daemon, ctl: &watch::Receiver<Control>) -> bool {
+    *ctl.borrow() == Control::Run && !d.dispatcher.storage_fault()
+}
+
 /// Blocks while the push is paused or storage is faulted; false = stop walking.
 async fn wait_runnable(
     d: &Arc<Daemon>,
@@ -445,13 +472,16 @@ async fn handle_outcome(
     }
 }
 
-/// Waits for a concurrency slot and every rate limit that applies, staying
-/// responsive to pause/cancel. None = stop.
+/// Takes a concurrency slot and every rate limit that applies, staying
+/// responsive to pause/cancel. When one of them would have to wait,
+/// `before_wait` runs first (the runner launches the sends it has gathered,
+/// so they never wait behind the next one). None = stop.
 async fn acquire_send_slot(
     d: &Arc<Daemon>,
     ctl: &mut watch::Receiver<Control>,
     push_rate: Option<&Rate>,
     channel: &ChannelRef,
+    before_wait: impl FnOnce(),
 ) -> Option<OwnedSemaphorePermit> {
     let sem = d.dispatcher.concurrency.clone();
     let per_second = d
@@ -462,19 +492,35 @@ async fn acquire_send_slot(
         .or_else(|| channel.default_rate_per_second());
     let channel_rate = d.dispatcher.channel_rate(channel.name(), per_second);
     let global = d.dispatcher.global_rate();
-    let acquire = async move {
-        let permit = sem.acquire_owned().await.ok()?;
-        if let Some(r) = push_rate {
-            r.acquire().await;
+    let mut before_wait = Some(before_wait);
+    let mut waiting = || {
+        if let Some(f) = before_wait.take() {
+            f()
         }
-        channel_rate.acquire().await;
-        global.acquire().await;
-        Some(permit)
     };
-    tokio::select! {
-        p = acquire => p,
-        _ = wait_stop(ctl) => None,
+    let permit = match sem.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            waiting();
+            tokio::select! {
+                p = sem.acquire_owned() => p.ok()?,
+                _ = wait_stop(ctl) => return None,
+            }
+        }
+    };
+    for rate in [push_rate, Some(&*channel_rate), Some(&*global)]
+        .into_iter()
+        .flatten()
+    {
+        if !rate.try_acquire() {
+            waiting();
+            tokio::select! {
+                _ = rate.acquire() => {}
+                _ = wait_stop(ctl) => return None,
+            }
+        }
     }
+    Some(permit)
 }
 
 async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
@@ -528,57 +574,156 @@ where
     }
 }
 
+/// One routed recipient holding its concurrency slot, ready to send.
 struct SendTask {
-    d: Arc<Daemon>,
-    rec: Recorder,
-    push: PushId,
     delivery: DeliveryId,
     attempts_before: u32,
     user: String,
     member_id: i64,
     channel: ChannelRef,
     outbound: Outbound,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Sends gathered by the walk and launched together as one task: one
+/// `sending` write for all of them, then every send concurrently, their
+/// successes recorded in runs (one `sent` write for whatever completed
+/// together).
+struct Group {
+    d: Arc<Daemon>,
+    rec: Recorder,
+    push: PushId,
+    sends: Vec<SendTask>,
+}
+
+/// What one send of a group produced.
+enum Step {
+    /// Sent; to be recorded with the next run of completions.
+    Sent(Arc<str>, crate::model::Platform, SentItem),
+    /// Its outcome is recorded (failure, retry), or a run was recorded.
+    Done,
+    /// The channel refused our credentials.
+    AuthFailed(String),
+}
+
+impl Group {
+    fn new(d: &Arc<Daemon>, rec: &Recorder, push: PushId) -> Group {
+        Group {
+            d: d.clone(),
+            rec: rec.clone(),
+            push,
+            sends: Vec::new(),
+        }
+    }
+
+    /// Spawns the gathered sends (if any) as one task.
+    fn launch(&mut self, inflight: &mut JoinSet<Outcome>) {
+        if self.sends.is_empty() {
+            return;
+        }
+        let sends = std::mem::take(&mut self.sends);
+        inflight.spawn(run_group(
+            self.d.clone(),
+            self.rec.clone(),
+            self.push,
+            sends,
+        ));
+    }
+}
+
+async fn run_group(d: Arc<Daemon>, rec: Recorder, push: PushId, sends: Vec<SendTask>) -> Outcome {
+    // Committed before any request leaves: a crash after this point ends
+    // the rows as failed/interrupted, never as a silent double send.
+    let items = sends
+        .iter()
+        .map(|s| (s.delivery, Arc::<str>::from(s.channel.name())))
+        .collect();
+    let marked = match rec.sending(items, now_ms()).await {
+        Ok(m) => m,
+        Err(e) => {
+            // Not marked, not sent: the rows stay pending for later.
+            d.dispatcher.set_storage_fault(&d, Some(&e));
+            return Outcome::Done;
+        }
+    };
+    let mut outcome = Outcome::Gone;
+    let mut running: FuturesUnordered<BoxFuture<'static, Step>> = sends
+        .into_iter()
+        .zip(marked)
+        .filter(|(_, ok)| *ok)
+        .map(|(s, _)| s.run(d.clone(), rec.clone(), push).boxed())
+        .collect();
+    let mut completed: Vec<(Arc<str>, crate::model::Platform, SentItem)> = Vec::new();
+    loop {
+        let next = match running.next().now_or_never() {
+            Some(next) => next,
+            // Nothing else is ready: record what completed, then wait.
+            None if !completed.is_empty() => {
+                running.push(record_sent(&d, &rec, std::mem::take(&mut completed)).boxed());
+                continue;
+            }
+            None => running.next().await,
+        };
+        match next {
+            Some(Step::Sent(channel, platform, item)) => completed.push((channel, platform, item)),
+            Some(Step::Done) => {}
+            Some(Step::AuthFailed(reason)) => outcome = Outcome::AuthFailed(reason),
+            None if !completed.is_empty() => {
+                running.push(record_sent(&d, &rec, std::mem::take(&mut completed)).boxed());
+            }
+            None => break,
+        }
+        if matches!(outcome, Outcome::Gone) {
+            outcome = Outcome::Done;
+        }
+    }
+    outcome
+}
+
+/// Records a run of successful sends (one write per channel among them).
+fn record_sent(
+    d: &Arc<Daemon>,
+    rec: &Recorder,
+    mut completed: Vec<(Arc<str>, crate::model::Platform, SentItem)>,
+) -> impl std::future::Future<Output = Step> + Send + 'static {
+    let (d, rec) = (d.clone(), rec.clone());
+    async move {
+        while let Some((channel, platform, _)) = completed.first().cloned() {
+            let (this, rest): (Vec<_>, Vec<_>) =
+                completed.into_iter().partition(|(c, ..)| *c == channel);
+            completed = rest;
+            let items: Vec<SentItem> = this.into_iter().map(|(.., i)| i).collect();
+            persist_with(&d, || {
+                let (rec, items, channel) = (rec.clone(), items.clone(), channel.clone());
+                async move { rec.sent(items, channel, platform).await.map(|_| ()) }
+            })
+            .await;
+        }
+        Step::Done
+    }
 }
 
 impl SendTask {
-    async fn run(self, permit: OwnedSemaphorePermit) -> Outcome {
-        let d = &self.d;
+    async fn run(self, d: Arc<Daemon>, rec: Recorder, push: PushId) -> Step {
         let did = self.delivery;
-        let chname: Arc<str> = self.channel.name().into();
-        // Committed before the request leaves: a crash after this point ends
-        // the row as failed/interrupted, never as a silent double send.
-        let marked = self.rec.sending(did, chname.clone(), now_ms()).await;
-        match marked {
-            Ok(()) => {}
-            Err(StoreError::Invalid(_)) => return Outcome::Gone,
-            Err(e) => {
-                // Not marked, not sent: the row stays pending for later.
-                d.dispatcher.set_storage_fault(d, Some(&e));
-                return Outcome::Done;
-            }
-        }
         let recipient = Recipient {
             member_id: self.member_id,
-            channel_user_id: self.user.clone(),
+            channel_user_id: self.user,
             delivery_id: did,
         };
         let result = self.channel.send(&recipient, &self.outbound).await;
-        drop(permit);
+        drop(self.permit);
         let attempts = self.attempts_before + 1;
         let now = now_ms();
         d.metrics.record_send(self.channel.name(), &result);
-        let cfg = d.config();
         match result {
             Ok(ok) => {
-                d.dispatcher.record_send(self.push, now);
-                let pid = ok.provider_message_id;
-                let platform = self.channel.platform();
-                persist_with(d, || {
-                    self.rec
-                        .sent(did, pid.clone(), now, chname.clone(), platform)
-                })
-                .await;
-                Outcome::Done
+                d.dispatcher.record_send(push, now);
+                Step::Sent(
+                    self.channel.name().into(),
+                    self.channel.platform(),
+                    (did, ok.provider_message_id, now),
+                )
             }
             Err(SendError {
                 class: ErrorClass::Auth,
@@ -590,14 +735,14 @@ impl SendTask {
                     "channel {}: bad credentials ({code}: {message})",
                     self.channel.name()
                 );
-                let (c2, m2) = (code.clone(), message.clone());
-                persist(d, &self.rec, move |c| {
-                    deliveries::mark_retry(c, did, ErrorClass::Auth, &c2, &m2, now, true)
+                persist(&d, &rec, move |c| {
+                    deliveries::mark_retry(c, did, ErrorClass::Auth, &code, &message, now, true)
                 })
                 .await;
-                Outcome::AuthFailed(reason)
+                Step::AuthFailed(reason)
             }
-            Err(e) if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
+            Err(e) if e.class.is_transient() && attempts < d.config().dispatch.max_attempts => {
+                let cfg = d.config();
                 let wait = backoff(
                     attempts,
                     cfg.dispatch.backoff_base,
@@ -608,18 +753,18 @@ impl SendTask {
                 let next = now + wait.as_millis() as i64;
                 d.metrics.record_retry(self.channel.name());
                 tracing::debug!(delivery = did, attempts, class = %e.class, code = %e.code, wait_ms = wait.as_millis() as u64, "transient failure; will retry");
-                persist(d, &self.rec, move |c| {
+                persist(&d, &rec, move |c| {
                     deliveries::mark_retry(c, did, e.class, &e.code, &e.message, next, false)
                 })
                 .await;
-                Outcome::Done
+                Step::Done
             }
             Err(e) => {
-                persist(d, &self.rec, move |c| {
+                persist(&d, &rec, move |c| {
                     deliveries::mark_failed(c, did, e.class, &e.code, &e.message, now)
                 })
                 .await;
-                Outcome::Done
+                Step::Done
             }
         }
     }
@@ -691,6 +836,11 @@ impl BatchClock {
             sent: 0,
             started: tokio::time::Instant::now(),
         }
+    }
+
+    /// True when the next send has to wait for the next batch.
+    fn full(&self) -> bool {
+        self.size.is_some_and(|size| self.sent >= size)
     }
 
     async fn wait_turn(&mut self, ctl: &mut watch::Receiver<Control>) -> bool {
