@@ -84,12 +84,33 @@ impl RateMeter {
 
 type ChannelRate = (Option<f64>, Arc<Rate>);
 
+/// Grows or shrinks a semaphore of `from` permits to `to` (shrinking waits
+/// for the excess to be returned, then retires it).
+fn resize(sem: &Arc<Semaphore>, from: usize, to: usize) {
+    if to > from {
+        sem.add_permits(to - from);
+    } else {
+        let excess = (from - to) as u32;
+        let sem = sem.clone();
+        tokio::spawn(async move {
+            if let Ok(p) = sem.acquire_many(excess).await {
+                p.forget();
+            }
+        });
+    }
+}
+
 pub struct Dispatcher {
     global: ArcSwap<Rate>,
     global_per_minute: AtomicU32,
     /// channel → (the rate it was built for, its limiter).
     channel_rates: Mutex<HashMap<String, ChannelRate>>,
+    /// Requests in flight to platforms.
     concurrency: Arc<Semaphore>,
+    /// Recipients taken by the walk and not yet sending (marked, or being
+    /// marked, in the database): as many again as `concurrency`, so the
+    /// `sending` writes of the next sends overlap the requests in flight.
+    claims: Arc<Semaphore>,
     concurrency_size: Mutex<usize>,
     runners: Mutex<HashMap<PushId, RunnerHandle>>,
     meters: Mutex<HashMap<PushId, RateMeter>>,
@@ -106,6 +127,7 @@ impl Dispatcher {
             global_per_minute: AtomicU32::new(rate_per_minute),
             channel_rates: Mutex::new(HashMap::new()),
             concurrency: Arc::new(Semaphore::new(concurrency)),
+            claims: Arc::new(Semaphore::new(concurrency)),
             concurrency_size: Mutex::new(concurrency),
             runners: Mutex::new(HashMap::new()),
             meters: Mutex::new(HashMap::new()),
@@ -128,17 +150,8 @@ impl Dispatcher {
         if let Ok(mut size) = self.concurrency_size.lock()
             && *size != concurrency
         {
-            if concurrency > *size {
-                self.concurrency.add_permits(concurrency - *size);
-            } else {
-                let excess = (*size - concurrency) as u32;
-                let sem = self.concurrency.clone();
-                tokio::spawn(async move {
-                    if let Ok(p) = sem.acquire_many(excess).await {
-                        p.forget();
-                    }
-                });
-            }
+            resize(&self.concurrency, *size, concurrency);
+            resize(&self.claims, *size, concurrency);
             *size = concurrency;
         }
     }

@@ -251,7 +251,7 @@ async fn run_push(
                             member_id: p.member.id,
                             channel: ch,
                             outbound,
-                            permit,
+                            claim: permit,
                         });
                         if group.sends.len() >= GROUP {
                             group.launch(&mut inflight);
@@ -472,7 +472,7 @@ async fn handle_outcome(
     }
 }
 
-/// Takes a concurrency slot and every rate limit that applies, staying
+/// Takes a claim (see `Dispatcher::claims`) and every rate limit that applies, staying
 /// responsive to pause/cancel. When one of them would have to wait,
 /// `before_wait` runs first (the runner launches the sends it has gathered,
 /// so they never wait behind the next one). None = stop.
@@ -483,7 +483,7 @@ async fn acquire_send_slot(
     channel: &ChannelRef,
     before_wait: impl FnOnce(),
 ) -> Option<OwnedSemaphorePermit> {
-    let sem = d.dispatcher.concurrency.clone();
+    let sem = d.dispatcher.claims.clone();
     let per_second = d
         .config()
         .channels
@@ -574,7 +574,7 @@ where
     }
 }
 
-/// One routed recipient holding its concurrency slot, ready to send.
+/// One routed recipient holding its claim, ready to send.
 struct SendTask {
     delivery: DeliveryId,
     attempts_before: u32,
@@ -582,7 +582,7 @@ struct SendTask {
     member_id: i64,
     channel: ChannelRef,
     outbound: Outbound,
-    permit: OwnedSemaphorePermit,
+    claim: OwnedSemaphorePermit,
 }
 
 /// Sends gathered by the walk and launched together as one task: one
@@ -711,8 +711,12 @@ impl SendTask {
             channel_user_id: self.user,
             delivery_id: did,
         };
+        // Marked `sending` already: wait for a request slot, then let the
+        // walk claim the next recipient.
+        let permit = d.dispatcher.concurrency.clone().acquire_owned().await;
+        drop(self.claim);
         let result = self.channel.send(&recipient, &self.outbound).await;
-        drop(self.permit);
+        drop(permit);
         let attempts = self.attempts_before + 1;
         let now = now_ms();
         d.metrics.record_send(self.channel.name(), &result);
