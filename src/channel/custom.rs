@@ -65,7 +65,7 @@ pub struct Custom {
     name: String,
     platform: Platform,
     http: HttpSettings,
-    url: String,
+    url: reqwest::Url,
     /// HMAC key; `None` sends unsigned (only allowed with `insecure_webhooks`).
     key: Option<Vec<u8>>,
     scrubber: Scrubber,
@@ -83,6 +83,7 @@ impl Custom {
             .clone()
             .filter(|u| !u.is_empty())
             .ok_or_else(|| http::missing_setting(name, "url"))?;
+        let url = http::parse_url(name, &url)?;
         let key = cfg
             .secrets
             .webhook_secret
@@ -106,7 +107,7 @@ impl Custom {
         let mut request = self
             .http
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", webhook_id)
             .header("webhook-timestamp", &timestamp);

@@ -46,6 +46,18 @@ impl HttpSettings {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
     }
+
+    /// [`HttpSettings::url`], parsed once (a fixed endpoint is then not
+    /// parsed again on every send).
+    pub fn endpoint(&self, name: &str, path: &str) -> Result<reqwest::Url, String> {
+        parse_url(name, &self.url(path))
+    }
+}
+
+/// A configured URL, parsed; the error names the channel.
+pub(crate) fn parse_url(name: &str, url: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(url)
+        .map_err(|e| format!("channels.{name}: {url:?} is not a valid URL: {e}"))
 }
 
 /// A platform's reply, read in full.

@@ -77,7 +77,7 @@ pub struct Messenger {
     name: String,
     flavor: Flavor,
     http: HttpSettings,
-    url: String,
+    url: reqwest::Url,
     token: Secret,
     scrubber: Scrubber,
 }
@@ -104,7 +104,7 @@ impl Messenger {
             .as_deref()
             .unwrap_or(meta::DEFAULT_API_VERSION);
         let http = HttpSettings::new(cfg, ctx, meta::DEFAULT_BASE_URL);
-        let url = http.url(&format!("/{version}/{page}/messages"));
+        let url = http.endpoint(name, &format!("/{version}/{page}/messages"))?;
         Ok(Messenger {
             name: name.to_string(),
             flavor,
@@ -119,7 +119,7 @@ impl Messenger {
         let request = self
             .http
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .query(&[("access_token", self.token.expose())])
             .json(body);
         let reply = http::execute(request, self.http.timeout).await?;

@@ -40,7 +40,7 @@ const IMAGE_URL_MAX: usize = 3000;
 pub struct Slack {
     name: String,
     http: HttpSettings,
-    url: String,
+    url: reqwest::Url,
     token: Secret,
     scrubber: Scrubber,
 }
@@ -53,7 +53,7 @@ impl Slack {
             .clone()
             .ok_or_else(|| http::missing_setting(name, "token"))?;
         let http = HttpSettings::new(cfg, ctx, DEFAULT_BASE_URL);
-        let url = http.url("/chat.postMessage");
+        let url = http.endpoint(name, "/chat.postMessage")?;
         Ok(Slack {
             name: name.to_string(),
             scrubber: Scrubber::new(cfg.secrets.all().cloned()),
@@ -67,7 +67,7 @@ impl Slack {
         let request = self
             .http
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .bearer_auth(self.token.expose())
             .header(
                 reqwest::header::CONTENT_TYPE,

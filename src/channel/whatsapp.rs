@@ -39,7 +39,7 @@ pub struct WhatsApp {
     name: String,
     http: HttpSettings,
     /// The messages endpoint (no credentials in it).
-    url: String,
+    url: reqwest::Url,
     token: Secret,
     scrubber: Scrubber,
 }
@@ -61,7 +61,7 @@ impl WhatsApp {
             .api_version
             .as_deref()
             .unwrap_or(meta::DEFAULT_API_VERSION);
-        let url = http.url(&format!("/{version}/{phone_number_id}/messages"));
+        let url = http.endpoint(name, &format!("/{version}/{phone_number_id}/messages"))?;
         Ok(WhatsApp {
             name: name.to_string(),
             scrubber: Scrubber::new(cfg.secrets.all().cloned()),
@@ -75,7 +75,7 @@ impl WhatsApp {
         let request = self
             .http
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .bearer_auth(self.token.expose())
             .json(body);
         let reply = http::execute(request, self.http.timeout).await?;
