@@ -264,13 +264,25 @@ pub fn apply_early_statuses(
     if sent.is_empty() {
         return Ok(());
     }
+    // The terms of the `events_early` partial index, which both queries use.
+    const EARLY: &str = "e.delivery_id IS NULL
+        AND e.kind IN ('status_sent', 'status_delivered', 'status_read', 'status_failed')";
+    let any: bool = conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM events e INDEXED BY events_early WHERE e.channel = ?1 AND {EARLY})"
+        ))?
+        .query_row([ctx_channel], |r| r.get(0))?;
+    if !any {
+        return Ok(());
+    }
     let json = serde_json::to_string(sent)
         .map_err(|e| StoreError::Invalid(format!("cannot encode sends: {e}")))?;
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT e.id, e.summary, j.value ->> 1 FROM json_each(?2) j
-           CROSS JOIN events e ON e.channel = ?1 AND e.dedupe_key = j.value ->> 0
-          WHERE e.delivery_id IS NULL AND e.kind LIKE 'status_%'",
-    )?;
+           CROSS JOIN events e INDEXED BY events_early
+             ON e.channel = ?1 AND e.dedupe_key = j.value ->> 0
+          WHERE {EARLY}"
+    ))?;
     let early: Vec<(i64, String, DeliveryId)> = stmt
         .query_map(params![ctx_channel, json], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))

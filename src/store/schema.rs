@@ -184,6 +184,8 @@ CREATE INDEX audit_at ON audit(at);
     // also serves the failures view in (class, code) order. The member index
     // no longer carries sent_at: a member has few deliveries to look through.
     //
+    // Unlinked statuses get their own small index (see below).
+    //
     // sending → sent is counted by `deliveries::mark_sent_many`, one counter
     // update per batch instead of two statements per row from the trigger.
     r#"
@@ -193,6 +195,12 @@ CREATE INDEX deliveries_push ON deliveries(push_id);
 CREATE INDEX deliveries_pending ON deliveries(push_id, state) WHERE state = 0;
 CREATE INDEX deliveries_failed ON deliveries(push_id, error_class, error_code) WHERE state = 3;
 CREATE INDEX deliveries_member ON deliveries(member_id);
+
+-- Statuses that arrived before their send was recorded (and statuses of
+-- messages that are not ours): every recorded batch of sends asks this small
+-- index first, and is usually told there is nothing to pick up.
+CREATE INDEX events_early ON events(channel, dedupe_key)
+ WHERE delivery_id IS NULL AND kind IN ('status_sent', 'status_delivered', 'status_read', 'status_failed');
 
 DROP TRIGGER deliveries_count_update;
 CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state, read_at, interacted_at ON deliveries
