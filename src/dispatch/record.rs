@@ -183,6 +183,15 @@ fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Answer>, StoreError> 
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        // Let the sends that are running right now queue their writes too:
+        // one commit for all of them costs far less than one each.
+        tokio::task::yield_now().await;
+        while queued.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => queued.push(item),
+                Err(_) => break,
+            }
+        }
         let (ops, replies): (Vec<Op>, Vec<_>) = std::mem::take(&mut queued)
             .into_iter()
             .map(|i| (i.op, i.reply))
