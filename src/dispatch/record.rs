@@ -196,18 +196,25 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
             .into_iter()
             .map(|i| (i.op, i.reply))
             .unzip();
-        match store.write(move |c| apply_batch(c, ops)).await {
-            Ok(answers) => {
-                for (reply, a) in replies.into_iter().zip(answers) {
-                    let _ = reply.send(a);
+        // Not waited for here: the next ops go to the writer while this batch
+        // is written (it takes all queued jobs into one transaction). Batches
+        // are independent: a send's `sent` op only exists once its `sending`
+        // op was answered.
+        let store = store.clone();
+        tokio::spawn(async move {
+            match store.write(move |c| apply_batch(c, ops)).await {
+                Ok(answers) => {
+                    for (reply, a) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(a);
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
                 }
             }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
+        });
     }
 }
 
