@@ -192,29 +192,42 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
                 Err(_) => break,
             }
         }
-        let (ops, replies): (Vec<Op>, Vec<_>) = std::mem::take(&mut queued)
+        // `sending` marks hold sends back until committed: they go first, in
+        // a transaction of their own; outcomes follow.
+        let (first, rest): (Vec<Item>, Vec<Item>) = std::mem::take(&mut queued)
             .into_iter()
-            .map(|i| (i.op, i.reply))
-            .unzip();
-        // Not waited for here: the next ops go to the writer while this batch
-        // is written (it takes all queued jobs into one transaction). Batches
-        // are independent: a send's `sent` op only exists once its `sending`
-        // op was answered.
-        let store = store.clone();
-        tokio::spawn(async move {
-            match store.write(move |c| apply_batch(c, ops)).await {
-                Ok(answers) => {
-                    for (reply, a) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(a);
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
+            .partition(|i| matches!(i.op, Op::Sending { .. }));
+        for (items, urgent) in [(first, true), (rest, false)] {
+            if !items.is_empty() {
+                tokio::spawn(write_batch(store.clone(), items, urgent));
             }
-        });
+        }
+    }
+}
+
+/// Writes one batch and answers its callers. Not waited for by the recorder:
+/// the next ops go to the writer while this batch is written (the writer
+/// takes all queued jobs together). Batches are independent: a send's `sent`
+/// op only exists once its `sending` op was answered.
+async fn write_batch(store: Store, items: Vec<Item>, urgent: bool) {
+    let (ops, replies): (Vec<Op>, Vec<_>) = items.into_iter().map(|i| (i.op, i.reply)).unzip();
+    let job = move |c: &Connection| apply_batch(c, ops);
+    let result = if urgent {
+        store.write_first(job).await
+    } else {
+        store.write(job).await
+    };
+    match result {
+        Ok(answers) => {
+            for (reply, a) in replies.into_iter().zip(answers) {
+                let _ = reply.send(a);
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
     }
 }
 

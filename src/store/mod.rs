@@ -132,6 +132,16 @@ impl Store {
         self.inner.writer.run(f).await
     }
 
+    /// [`Store::write`] committed ahead of ordinary writes queued with it
+    /// (see [`writer::Writer::run_first`]).
+    pub async fn write_first<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.run_first(f).await
+    }
+
     /// Blocking form of [`Store::write`], for threads outside the runtime.
     pub fn write_blocking<T, F>(&self, f: F) -> Result<T>
     where

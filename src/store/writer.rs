@@ -15,7 +15,13 @@ const MAX_BATCH: usize = 4096;
 
 type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// A job runs against the open transaction, or is told why there is none.
-type Job = Box<dyn FnOnce(std::result::Result<&Connection, &StoreError>) -> Reply + Send>;
+type Work = Box<dyn FnOnce(std::result::Result<&Connection, &StoreError>) -> Reply + Send>;
+
+/// A job, and whether it goes first (see [`Writer::run_first`]).
+struct Job {
+    first: bool,
+    work: Work,
+}
 
 pub struct Writer {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
@@ -35,13 +41,13 @@ impl Writer {
         })
     }
 
-    fn submit<T, F>(&self, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T>>>
+    fn submit<T, F>(&self, first: bool, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn: std::result::Result<&Connection, &StoreError>| {
+        let work: Work = Box::new(move |conn: std::result::Result<&Connection, &StoreError>| {
             let result = match conn {
                 Ok(conn) => run_in_savepoint(conn, f),
                 Err(e) => Err(e.clone()),
@@ -56,7 +62,9 @@ impl Writer {
         });
         let guard = self.tx.lock().map_err(|_| StoreError::Closed)?;
         let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-        sender.send(job).map_err(|_| StoreError::Closed)?;
+        sender
+            .send(Job { first, work })
+            .map_err(|_| StoreError::Closed)?;
         Ok(reply_rx)
     }
 
@@ -65,7 +73,22 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.submit(f)?.await.map_err(|_| StoreError::Closed)?
+        self.submit(false, f)?
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Writer::run`] for a write someone is waiting on to make progress
+    /// (a send waits for its `sending` mark): when the writer finds such jobs
+    /// queued, it commits them in a transaction of their own before the rest.
+    pub async fn run_first<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(true, f)?
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     pub fn run_blocking<T, F>(&self, f: F) -> Result<T>
@@ -73,7 +96,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.submit(f)?
+        self.submit(false, f)?
             .blocking_recv()
             .map_err(|_| StoreError::Closed)?
     }
@@ -121,27 +144,84 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
-            let err = StoreError::from(e);
-            tracing::error!(error = %err, "store: cannot begin transaction");
-            for job in batch {
-                job(Err(&err))(None);
-            }
-            continue;
-        }
-        let replies: Vec<Reply> = batch.into_iter().map(|job| job(Ok(&conn))).collect();
-        let commit = exec_cached(&conn, "COMMIT").map_err(StoreError::from);
-        let err = match commit {
-            Ok(()) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "store: commit failed; rolling back the batch");
-                let _ = conn.execute_batch("ROLLBACK");
-                Some(e)
-            }
-        };
-        for reply in replies {
-            reply(err.as_ref());
+        let (urgent, rest): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.first);
+        if !urgent.is_empty() && !rest.is_empty() {
+            run_transaction(&conn, urgent);
+            run_transaction(&conn, rest);
+        } else {
+            run_transaction(&conn, if urgent.is_empty() { rest } else { urgent });
         }
     }
     tracing::debug!("store writer stopped");
+}
+
+/// Runs jobs in one transaction, then answers each once it committed.
+fn run_transaction(conn: &Connection, batch: Vec<Job>) {
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
+        let err = StoreError::from(e);
+        tracing::error!(error = %err, "store: cannot begin transaction");
+        for job in batch {
+            (job.work)(Err(&err))(None);
+        }
+        return;
+    }
+    let replies: Vec<Reply> = batch.into_iter().map(|job| (job.work)(Ok(conn))).collect();
+    let commit = exec_cached(conn, "COMMIT").map_err(StoreError::from);
+    let err = match commit {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "store: commit failed; rolling back the batch");
+            let _ = conn.execute_batch("ROLLBACK");
+            Some(e)
+        }
+    };
+    for reply in replies {
+        reply(err.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn first_jobs_and_ordinary_jobs_all_commit_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .unwrap();
+        let w = std::sync::Arc::new(Writer::start(conn).unwrap());
+        let mut tasks = Vec::new();
+        for n in 0..200i64 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move {
+                let insert = move |c: &Connection| {
+                    if n % 50 == 7 {
+                        // Fails after writing: its own write is undone, nobody else's.
+                        c.execute("INSERT INTO t VALUES (?1)", [n])?;
+                        return Err(StoreError::Invalid("no".into()));
+                    }
+                    Ok(c.execute("INSERT INTO t VALUES (?1)", [n])?)
+                };
+                if n % 2 == 0 {
+                    w.run_first(insert).await
+                } else {
+                    w.run(insert).await
+                }
+            }));
+        }
+        let mut failed = 0;
+        for t in tasks {
+            if t.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 4);
+        let n: i64 = w
+            .run(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 196);
+        w.close();
+    }
 }
