@@ -241,3 +241,69 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     }
     Ok(VERSION)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ErrorClass;
+    use crate::store::deliveries;
+
+    fn recount_matches(c: &Connection) {
+        let q = |sql: &str| -> Vec<(i64, i64, i64, i64)> {
+            c.prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert_eq!(
+            q(
+                "SELECT CASE WHEN state <= 1 THEN 0 ELSE state END s, read_at IS NOT NULL r,
+                      interacted_at IS NOT NULL i, count(*)
+               FROM deliveries WHERE push_id = 1 GROUP BY s, r, i ORDER BY s, r, i"
+            ),
+            q(
+                "SELECT state, rd, ia, n FROM push_counts WHERE push_id = 1 AND n > 0 ORDER BY state, rd, ia"
+            )
+        );
+    }
+
+    #[test]
+    fn a_version_1_database_upgrades_with_its_counters_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("v1.db")).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        // A push mid-flight under version 1: pending, sending, sent+read.
+        c.execute_batch(
+            "INSERT INTO deliveries (id, push_id, member_id, state) VALUES (1, 1, 1, 0), (2, 1, 2, 0), (3, 1, 3, 0);
+             INSERT INTO push_counts VALUES (1, 0, 0, 0, 3);
+             UPDATE deliveries SET state = 1 WHERE id IN (2, 3);
+             UPDATE deliveries SET state = 2, provider_message_id = 'p3', sent_at = 5 WHERE id = 3;
+             UPDATE deliveries SET read_at = 6 WHERE id = 3;",
+        )
+        .unwrap();
+        recount_matches(&c);
+        assert_eq!(migrate(&mut c).unwrap(), VERSION);
+        recount_matches(&c);
+        // The send path on the new schema: batch-counted sent, trigger-counted failure.
+        let sent = deliveries::mark_sent_many(&c, &[(2, "p2", 7)]).unwrap();
+        assert!(sent.contains(&2));
+        deliveries::mark_sending(&c, 1, "sim", 8).unwrap();
+        deliveries::mark_failed(&c, 1, ErrorClass::Blocked, "b", "blocked", 9).unwrap();
+        recount_matches(&c);
+        let pending: i64 = c
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE push_id = 1 AND state = 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending, 0);
+        // A database from a newer pushd is refused, not touched.
+        c.pragma_update(None, "user_version", VERSION + 1).unwrap();
+        let e = migrate(&mut c).unwrap_err().to_string();
+        assert!(e.contains("newer than this pushd"), "{e}");
+    }
+}
