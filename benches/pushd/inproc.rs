@@ -104,14 +104,7 @@ pub fn resolution(db: &Path) -> Resolution {
         origin: "cli".into(),
         audience: "sim".into(),
         template: "hello".into(),
-        start_at: 0,
-        rate_per_minute: None,
-        batch_size: None,
-        batch_every_ms: None,
-        window_from: None,
-        window_to: None,
-        retry_of: None,
-        created_by: None,
+        ..Default::default()
     };
     let push = store
         .write_blocking(move |c| pushes::create(c, &new))

@@ -251,14 +251,7 @@ mod tests {
                 origin: "cli".into(),
                 audience: "all".into(),
                 template: "t".into(),
-                start_at: 0,
-                rate_per_minute: None,
-                batch_size: None,
-                batch_every_ms: None,
-                window_from: None,
-                window_to: None,
-                retry_of: None,
-                created_by: None,
+                ..Default::default()
             },
         )?
         .id;
