@@ -554,8 +554,8 @@ fn tokio_rt() -> tokio::runtime::Runtime {
 /// same concurrency, reading each reply's message id.
 fn bare_send_loop(mock: std::net::SocketAddr, n: u64, concurrency: usize) -> Duration {
     let rt = tokio_rt();
+    // The daemon's client settings (pushd::channel::http_client).
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
         .build()
         .expect("client");
