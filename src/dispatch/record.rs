@@ -13,6 +13,7 @@
 use crate::model::{DeliveryId, Millis, Platform};
 use crate::receipts::apply;
 use crate::store::{Store, StoreError, deliveries};
+use crate::util::group_by;
 use rusqlite::Connection;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -110,9 +111,6 @@ impl Recorder {
     }
 }
 
-/// A channel's recorded sends: (channel, platform, [(provider id, delivery)]).
-type ChannelSends<'a> = (&'a str, Platform, Vec<(&'a str, DeliveryId)>);
-
 /// Applies one batch; one answer per op, in order.
 fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Answer>, StoreError> {
     let mut sending: Vec<deliveries::Mark<'_>> = Vec::new();
@@ -139,25 +137,20 @@ fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Answer>, StoreError> 
         deliveries::mark_sent_many(c, &sent)?
     };
     // Early statuses for the recorded sends, looked up once per channel.
-    let mut by_channel: Vec<ChannelSends<'_>> = Vec::new();
-    for op in &ops {
-        if let Op::Sent {
+    let recorded = ops.iter().flat_map(|op| match op {
+        Op::Sent {
             items,
             channel,
             platform,
-        } = op
-        {
-            let pairs = items
-                .iter()
-                .filter(|(id, ..)| now_sent.contains(id))
-                .map(|(id, pid, _)| (pid.as_str(), *id));
-            match by_channel.iter_mut().find(|(c, ..)| *c == &**channel) {
-                Some((.., v)) => v.extend(pairs),
-                None => by_channel.push((channel, *platform, pairs.collect())),
-            }
-        }
-    }
-    for (channel, platform, pairs) in by_channel {
+        } => items
+            .iter()
+            .filter(|(id, ..)| now_sent.contains(id))
+            .map(|(id, pid, _)| ((&**channel, *platform), (pid.as_str(), *id)))
+            .collect(),
+        _ => Vec::new(),
+    });
+    for ((channel, platform), sends) in group_by(recorded, |(key, _)| *key) {
+        let pairs: Vec<(&str, DeliveryId)> = sends.into_iter().map(|(_, pair)| pair).collect();
         apply::apply_early_statuses(c, channel, platform, &pairs)?;
     }
     let mut answers = Vec::with_capacity(ops.len());

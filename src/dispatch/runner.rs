@@ -16,6 +16,7 @@ use crate::script::{Generation, ScriptError};
 use crate::store::deliveries::{self, Pending};
 use crate::store::pushes::{self, PushRow, PushStatus};
 use crate::store::{StoreError, audit};
+use crate::util::group_by;
 use chrono::{NaiveTime, TimeZone};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -598,8 +599,8 @@ struct Group {
 
 /// What one send of a group produced.
 enum Step {
-    /// Sent; to be recorded with the next run of completions.
-    Sent(Arc<str>, crate::model::Platform, SentItem),
+    /// Sent on this channel; to be recorded with the next run of completions.
+    Sent(ChannelRef, SentItem),
     /// Its outcome is recorded (failure, retry), or a run was recorded.
     Done,
     /// The channel refused our credentials.
@@ -646,35 +647,38 @@ async fn run_group(d: Arc<Daemon>, rec: Recorder, push: PushId, sends: Vec<SendT
             return Outcome::Done;
         }
     };
-    let mut outcome = Outcome::Gone;
     let mut running: FuturesUnordered<BoxFuture<'static, Step>> = sends
         .into_iter()
         .zip(marked)
         .filter(|(_, ok)| *ok)
         .map(|(s, _)| s.run(d.clone(), rec.clone(), push).boxed())
         .collect();
-    let mut completed: Vec<(Arc<str>, crate::model::Platform, SentItem)> = Vec::new();
+    // Gone: none of them was still pending (cancelled meanwhile).
+    let mut outcome = if running.is_empty() {
+        Outcome::Gone
+    } else {
+        Outcome::Done
+    };
+    let mut completed: Vec<(ChannelRef, SentItem)> = Vec::new();
     loop {
-        let next = match running.next().now_or_never() {
-            Some(next) => next,
-            // Nothing else is ready: record what completed, then wait.
-            None if !completed.is_empty() => {
+        let step = match running.next().now_or_never() {
+            Some(Some(step)) => step,
+            // Nothing else is ready, or nothing is left: record what
+            // completed (the recording joins `running`).
+            _ if !completed.is_empty() => {
                 running.push(record_sent(&d, &rec, std::mem::take(&mut completed)).boxed());
                 continue;
             }
-            None => running.next().await,
+            Some(None) => break,
+            None => match running.next().await {
+                Some(step) => step,
+                None => break,
+            },
         };
-        match next {
-            Some(Step::Sent(channel, platform, item)) => completed.push((channel, platform, item)),
-            Some(Step::Done) => {}
-            Some(Step::AuthFailed(reason)) => outcome = Outcome::AuthFailed(reason),
-            None if !completed.is_empty() => {
-                running.push(record_sent(&d, &rec, std::mem::take(&mut completed)).boxed());
-            }
-            None => break,
-        }
-        if matches!(outcome, Outcome::Gone) {
-            outcome = Outcome::Done;
+        match step {
+            Step::Sent(channel, item) => completed.push((channel, item)),
+            Step::Done => {}
+            Step::AuthFailed(reason) => outcome = Outcome::AuthFailed(reason),
         }
     }
     outcome
@@ -684,15 +688,16 @@ async fn run_group(d: Arc<Daemon>, rec: Recorder, push: PushId, sends: Vec<SendT
 fn record_sent(
     d: &Arc<Daemon>,
     rec: &Recorder,
-    mut completed: Vec<(Arc<str>, crate::model::Platform, SentItem)>,
+    completed: Vec<(ChannelRef, SentItem)>,
 ) -> impl std::future::Future<Output = Step> + Send + 'static {
     let (d, rec) = (d.clone(), rec.clone());
     async move {
-        while let Some((channel, platform, _)) = completed.first().cloned() {
-            let (this, rest): (Vec<_>, Vec<_>) =
-                completed.into_iter().partition(|(c, ..)| *c == channel);
-            completed = rest;
-            let items: Vec<SentItem> = this.into_iter().map(|(.., i)| i).collect();
+        // By channel instance (a reload may leave two with one name in
+        // flight: then it is two writes, each correct).
+        for (_, sends) in group_by(completed, |(ch, _)| Arc::as_ptr(ch) as *const () as usize) {
+            let platform = sends[0].0.platform();
+            let channel: Arc<str> = sends[0].0.name().into();
+            let items: Vec<SentItem> = sends.into_iter().map(|(_, item)| item).collect();
             persist_with(&d, || {
                 let (rec, items, channel) = (rec.clone(), items.clone(), channel.clone());
                 async move { rec.sent(items, channel, platform).await.map(|_| ()) }
@@ -720,14 +725,11 @@ impl SendTask {
         let attempts = self.attempts_before + 1;
         let now = now_ms();
         d.metrics.record_send(self.channel.name(), &result);
+        let cfg = d.config();
         match result {
             Ok(ok) => {
                 d.dispatcher.record_send(push, now);
-                Step::Sent(
-                    self.channel.name().into(),
-                    self.channel.platform(),
-                    (did, ok.provider_message_id, now),
-                )
+                Step::Sent(self.channel, (did, ok.provider_message_id, now))
             }
             Err(SendError {
                 class: ErrorClass::Auth,
@@ -745,8 +747,7 @@ impl SendTask {
                 .await;
                 Step::AuthFailed(reason)
             }
-            Err(e) if e.class.is_transient() && attempts < d.config().dispatch.max_attempts => {
-                let cfg = d.config();
+            Err(e) if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
                 let wait = backoff(
                     attempts,
                     cfg.dispatch.backoff_base,

@@ -8,6 +8,7 @@ use super::{Result, StoreError};
 use crate::model::{
     DeliveryId, DeliveryState, ErrorClass, Member, MemberId, Millis, PushId, now_ms,
 };
+use crate::util::group_by;
 use rusqlite::{Connection, params, params_from_iter};
 use std::collections::HashSet;
 
@@ -166,13 +167,9 @@ pub fn mark_sending_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSe
          RETURNING id",
     )?;
     let mut changed = HashSet::with_capacity(items.len());
-    let mut left: Vec<&Mark<'_>> = items.iter().collect();
-    while let Some(&&(_, channel, _)) = left.first() {
-        let (this, rest): (Vec<&Mark<'_>>, Vec<&Mark<'_>>) =
-            left.into_iter().partition(|m| m.1 == channel);
-        left = rest;
-        let ids = encode(&this.iter().map(|m| m.0).collect::<Vec<_>>())?;
-        let at = this.iter().map(|m| m.2).max().unwrap_or_else(now_ms);
+    for (channel, marks) in group_by(items, |m| m.1) {
+        let ids = encode(&marks.iter().map(|m| m.0).collect::<Vec<_>>())?;
+        let at = marks.iter().map(|m| m.2).max().unwrap_or_else(now_ms);
         let rows = stmt.query_map(params![ids, channel, at], |r| r.get::<_, DeliveryId>(0))?;
         for id in rows {
             changed.insert(id?);
@@ -198,19 +195,15 @@ pub fn mark_sent_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<D
          RETURNING deliveries.id, deliveries.push_id,
                    deliveries.read_at IS NOT NULL, deliveries.interacted_at IS NOT NULL",
     )?;
-    let mut changed = HashSet::with_capacity(items.len());
-    // (push, rd, ia) → rows moved; a batch belongs to one push, so this stays tiny.
-    let mut moved: Vec<((PushId, bool, bool), i64)> = Vec::new();
     let mut rows = stmt.query([json])?;
+    // (delivery, (push, rd, ia)) for every row moved; a batch belongs to one
+    // push, so there are few cells.
+    let mut moved: Vec<(DeliveryId, (PushId, bool, bool))> = Vec::with_capacity(items.len());
     while let Some(r) = rows.next()? {
-        changed.insert(r.get::<_, DeliveryId>(0)?);
-        let cell = (r.get(1)?, r.get(2)?, r.get(3)?);
-        match moved.iter_mut().find(|(c, _)| *c == cell) {
-            Some((_, n)) => *n += 1,
-            None => moved.push((cell, 1)),
-        }
+        moved.push((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)));
     }
     drop(rows);
+    let changed = moved.iter().map(|(id, _)| *id).collect();
     let mut from = conn.prepare_cached(
         "UPDATE push_counts SET n = n - ?5 WHERE push_id = ?1 AND state = ?2 AND rd = ?3 AND ia = ?4",
     )?;
@@ -218,7 +211,8 @@ pub fn mark_sent_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<D
         "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + excluded.n",
     )?;
-    for ((push, rd, ia), n) in moved {
+    for ((push, rd, ia), rows) in group_by(moved, |(_, cell)| *cell) {
+        let n = rows.len() as i64;
         // Pending and sending share counter cell 0.
         from.execute(params![push, PENDING, rd, ia, n])?;
         to.execute(params![push, SENT, rd, ia, n])?;
