@@ -114,6 +114,40 @@ fn repeated_kill_9_never_loses_or_duplicates_a_recipient() {
     assert_eq!(r["sent_fail"].as_i64().unwrap(), failed);
 }
 
+/// The crash window is bounded: with every request hanging, the daemon marks
+/// `concurrency` sends in flight plus `concurrency` more waiting for a slot,
+/// and no further; a crash then interrupts exactly those, and the rest are
+/// sent once after the restart.
+#[test]
+fn a_crash_interrupts_at_most_twice_concurrency_sends() {
+    let rt = runtime();
+    let (mut d, mock, users) = custom_daemon(&rt, 30, "rate_per_minute = 0\nconcurrency = 4");
+    mock.set_default(Behavior::Hang);
+    push_hello(&d, "window", &[]);
+    let sending = || count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 1");
+    wait_for("the crash window to fill", Duration::from_secs(30), || {
+        (mock.sends().len() >= 4 && sending() >= 8).then_some(())
+    });
+    assert_eq!(mock.sends().len(), 4, "requests in flight = concurrency");
+    d.crash();
+    mock.set_default(Behavior::Succeed);
+    d.spawn();
+    let done = wait_status(&d, "window", "completed", Duration::from_secs(60));
+    assert_consistent(&d, done["id"].as_i64().unwrap());
+    let interrupted = count(
+        &d.db(),
+        "SELECT count(*) FROM deliveries WHERE error_class = 'interrupted'",
+    );
+    assert_eq!(interrupted, 8, "in flight (4) + marked and waiting (4)");
+    let sent = count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 2");
+    assert_eq!(sent, users.len() as i64 - 8);
+    let seen = mock.count_by_recipient();
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "nobody requested twice: {seen:?}"
+    );
+}
+
 #[test]
 fn sigterm_finishes_in_flight_sends_then_restart_resumes() {
     let rt = runtime();
