@@ -598,7 +598,7 @@ impl ChannelConfig {
         }
         for (key, url) in [("base_url", &self.base_url), ("url", &self.url)] {
             if let Some(u) = url
-                && !(u.starts_with("http://") || u.starts_with("https://"))
+                && !reqwest::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"))
             {
                 return Err((
                     format!("{field}.{key}"),
@@ -897,6 +897,24 @@ mod tests {
             .to_string();
         assert!(err.contains("rate_per_mintue"), "{err}");
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn malformed_urls_name_the_key_and_a_good_one_parses() {
+        let tg = "[channels.tg]\nkind = \"telegram\"\ntoken = \"t\"\ninsecure_webhooks = true\n";
+        for bad in [
+            "ftp://example.com",
+            "http://[::1",
+            "http://exa mple.com",
+            "example.com",
+        ] {
+            let err = parse(&format!("{tg}base_url = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("channels.tg.base_url"), "{bad}: {err}");
+            assert!(err.contains("not an http(s) URL"), "{bad}: {err}");
+        }
+        parse(&format!("{tg}base_url = \"http://127.0.0.1:8080/api\"\n")).unwrap();
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl Custom {
             .clone()
             .filter(|u| !u.is_empty())
             .ok_or_else(|| http::missing_setting(name, "url"))?;
-        let url = http::parse_url(name, &url)?;
+        let url = http::parse_url(&url)?;
         let key = cfg
             .secrets
             .webhook_secret

@@ -49,15 +49,15 @@ impl HttpSettings {
 
     /// [`HttpSettings::url`], parsed once (a fixed endpoint is then not
     /// parsed again on every send).
-    pub fn endpoint(&self, name: &str, path: &str) -> Result<reqwest::Url, String> {
-        parse_url(name, &self.url(path))
+    pub fn endpoint(&self, path: &str) -> Result<reqwest::Url, String> {
+        parse_url(&self.url(path))
     }
 }
 
-/// A configured URL, parsed; the error names the channel.
-pub(crate) fn parse_url(name: &str, url: &str) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(url)
-        .map_err(|e| format!("channels.{name}: {url:?} is not a valid URL: {e}"))
+/// A configured URL, parsed (config validation has checked it already; the
+/// caller names the channel).
+pub(crate) fn parse_url(url: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))
 }
 
 /// A platform's reply, read in full.

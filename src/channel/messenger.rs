@@ -104,7 +104,7 @@ impl Messenger {
             .as_deref()
             .unwrap_or(meta::DEFAULT_API_VERSION);
         let http = HttpSettings::new(cfg, ctx, meta::DEFAULT_BASE_URL);
-        let url = http.endpoint(name, &format!("/{version}/{page}/messages"))?;
+        let url = http.endpoint(&format!("/{version}/{page}/messages"))?;
         Ok(Messenger {
             name: name.to_string(),
             flavor,

@@ -53,7 +53,7 @@ impl Slack {
             .clone()
             .ok_or_else(|| http::missing_setting(name, "token"))?;
         let http = HttpSettings::new(cfg, ctx, DEFAULT_BASE_URL);
-        let url = http.endpoint(name, "/chat.postMessage")?;
+        let url = http.endpoint("/chat.postMessage")?;
         Ok(Slack {
             name: name.to_string(),
             scrubber: Scrubber::new(cfg.secrets.all().cloned()),

@@ -61,7 +61,7 @@ impl WhatsApp {
             .api_version
             .as_deref()
             .unwrap_or(meta::DEFAULT_API_VERSION);
-        let url = http.endpoint(name, &format!("/{version}/{phone_number_id}/messages"))?;
+        let url = http.endpoint(&format!("/{version}/{phone_number_id}/messages"))?;
         Ok(WhatsApp {
             name: name.to_string(),
             scrubber: Scrubber::new(cfg.secrets.all().cloned()),
