@@ -29,6 +29,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use table::{Row, Table};
 
+/// The daemon's allocator (src/main.rs), so the bare loops and the mock
+/// servers run on the same allocator as the daemon they are compared with.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const WA_PHONE_ID: &str = "555000111";
 const WA_TOKEN: &str = "bench-token";
 const WA_APP_SECRET: &str = "bench-app-secret";

@@ -331,7 +331,7 @@ mod tests {
                 platform: Platform::Simulator,
             },
             Op::Sent {
-                items: vec![(ids[1], "pm-2".into(), 2), (999, "pm-x".into(), 2)],
+                items: vec![(ids[1], "pm-2".into(), 3), (999, "pm-x".into(), 2)],
                 channel: sim.clone(),
                 platform: Platform::Simulator,
             },
@@ -354,6 +354,24 @@ mod tests {
             })
             .unwrap();
         assert_eq!((read_at, linked), (Some(5), 1));
+        // Each row got its own provider id and time (two ops, one UPDATE).
+        let rows: Vec<(Option<String>, Option<i64>)> = store
+            .read_blocking(|c| {
+                Ok(
+                    c.prepare("SELECT provider_message_id, sent_at FROM deliveries ORDER BY id")?
+                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()?,
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (Some("pm-1".into()), Some(2)),
+                (Some("pm-2".into()), Some(3)),
+                (None, None)
+            ]
+        );
         store.close();
     }
 }

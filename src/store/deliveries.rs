@@ -10,7 +10,8 @@ use crate::model::{
 };
 use crate::util::group_by;
 use rusqlite::{Connection, params, params_from_iter};
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 /// A recipient waiting to be sent.
 #[derive(Debug, Clone)]
@@ -178,31 +179,53 @@ pub fn mark_sending_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSe
     Ok(changed)
 }
 
+thread_local! {
+    /// The batch [`mark_sent_many`] is writing, by delivery: (provider
+    /// message id, time). Its UPDATE reads them through the SQL functions
+    /// `pushd_sent_pid(id)` / `pushd_sent_at(id)` (see [`register_functions`]),
+    /// which SQLite calls on this same thread while the statement runs.
+    static SENT_BATCH: RefCell<HashMap<DeliveryId, (String, Millis)>> = RefCell::new(HashMap::new());
+}
+
+/// Registers the SQL functions [`mark_sent_many`] uses, on a connection
+/// that will run it. (Handing each row's values over as JSON cost more than
+/// the row's own update: every `->>` re-parsed the row's JSON.)
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
+    conn.create_scalar_function("pushd_sent_pid", 1, flags, |ctx| {
+        let id: DeliveryId = ctx.get(0)?;
+        Ok(SENT_BATCH.with_borrow(|b| b.get(&id).map(|(pid, _)| pid.clone())))
+    })?;
+    conn.create_scalar_function("pushd_sent_at", 1, flags, |ctx| {
+        let id: DeliveryId = ctx.get(0)?;
+        Ok(SENT_BATCH.with_borrow(|b| b.get(&id).map(|(_, at)| *at)))
+    })
+}
+
 /// `sending → sent` for many deliveries in one statement, with the
 /// provider's message ids. Items are (delivery, provider message id, time);
-/// returns the deliveries that were `sending` and are now `sent`.
+/// returns the deliveries that were `sending` and are now `sent`. The
+/// connection needs [`register_functions`].
 ///
 /// The counters' trigger leaves this move to us (schema migration 2): the
 /// moved rows are counted per (push, read, interacted) cell and each cell's
 /// counters are updated once, instead of two statements per row.
 pub fn mark_sent_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
-    let json = encode(&items)?;
-    let mut stmt = conn.prepare_cached(
-        "UPDATE deliveries SET state = 2, provider_message_id = j.value ->> 1,
-            sent_at = j.value ->> 2, updated_at = j.value ->> 2
-         FROM json_each(?1) j
-         WHERE deliveries.id = j.value ->> 0 AND deliveries.state = 1
-         RETURNING deliveries.id, deliveries.push_id,
-                   deliveries.read_at IS NOT NULL, deliveries.interacted_at IS NOT NULL",
-    )?;
-    let mut rows = stmt.query([json])?;
+    let ids = encode(&items.iter().map(|m| m.0).collect::<Vec<_>>())?;
+    SENT_BATCH.with_borrow_mut(|b| {
+        b.clear();
+        b.extend(
+            items
+                .iter()
+                .map(|(id, pid, at)| (*id, (pid.to_string(), *at))),
+        );
+    });
+    let moved = sent_update(conn, &ids);
+    SENT_BATCH.with_borrow_mut(HashMap::clear);
     // (delivery, (push, rd, ia)) for every row moved; a batch belongs to one
     // push, so there are few cells.
-    let mut moved: Vec<(DeliveryId, (PushId, bool, bool))> = Vec::with_capacity(items.len());
-    while let Some(r) = rows.next()? {
-        moved.push((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)));
-    }
-    drop(rows);
+    let moved = moved?;
     let changed = moved.iter().map(|(id, _)| *id).collect();
     let mut from = conn.prepare_cached(
         "UPDATE push_counts SET n = n - ?5 WHERE push_id = ?1 AND state = ?2 AND rd = ?3 AND ia = ?4",
@@ -218,6 +241,22 @@ pub fn mark_sent_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<D
         to.execute(params![push, SENT, rd, ia, n])?;
     }
     Ok(changed)
+}
+
+/// [`mark_sent_many`]'s UPDATE over `SENT_BATCH`: each moved row with its counter cell.
+type Moved = Vec<(DeliveryId, (PushId, bool, bool))>;
+
+fn sent_update(conn: &Connection, ids: &str) -> Result<Moved> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET state = 2, provider_message_id = pushd_sent_pid(id),
+            sent_at = pushd_sent_at(id), updated_at = pushd_sent_at(id)
+         WHERE id IN (SELECT value FROM json_each(?1)) AND state = 1
+         RETURNING id, push_id, read_at IS NOT NULL, interacted_at IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([ids], |r| {
+        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// `sending → failed` (permanent error, or attempts exhausted).

@@ -288,6 +288,7 @@ mod tests {
         assert_eq!(migrate(&mut c).unwrap(), VERSION);
         recount_matches(&c);
         // The send path on the new schema: batch-counted sent, trigger-counted failure.
+        deliveries::register_functions(&c).unwrap();
         let sent = deliveries::mark_sent_many(&c, &[(2, "p2", 7)]).unwrap();
         assert!(sent.contains(&2));
         deliveries::mark_sending(&c, 1, "sim", 8).unwrap();
