@@ -62,6 +62,7 @@ pub enum WebhookError {
 }
 
 pub mod apply;
+pub mod batch;
 pub mod server;
 
 use crate::daemon::Daemon;

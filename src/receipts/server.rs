@@ -6,7 +6,8 @@
 //! and a body size limit. Signatures are checked on the raw bytes before any
 //! parsing; a refused webhook writes nothing.
 
-use super::apply::{self, ApplyContext};
+use super::apply::ApplyContext;
+use super::batch::Applier;
 use super::{WebhookError, WebhookOutcome, WebhookRequest, webhook};
 use crate::daemon::Daemon;
 use crate::metrics::Gauges;
@@ -14,7 +15,7 @@ use crate::model::{Platform, now_ms};
 use crate::store::{members, pushes};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +41,7 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/webhooks/{channel}", any(webhook_handler))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .layer(Extension(Applier::start(d.store.clone())))
         .layer(DefaultBodyLimit::max(cfg.http.max_body_bytes))
         .layer(middleware::from_fn(
             move |req: Request<Body>, next: Next| request_deadline(req, next, timeout),
@@ -162,6 +164,7 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
 
 async fn webhook_handler(
     State(d): State<Arc<Daemon>>,
+    Extension(applier): Extension<Applier>,
     Path(channel): Path<String>,
     method: Method,
     RawQuery(query): RawQuery,
@@ -209,10 +212,7 @@ async fn webhook_handler(
             let ctx = apply_context(&d, &channel, ch.kind);
             let raw = String::from_utf8_lossy(&body).into_owned();
             let kinds: Vec<&'static str> = events.iter().map(|e| e.kind()).collect();
-            let result = d
-                .store
-                .write(move |c| apply::apply(c, &ctx, &events, Some(&raw)))
-                .await;
+            let result = applier.apply(ctx, events, raw).await;
             match result {
                 Ok(applied) => {
                     for k in kinds {
