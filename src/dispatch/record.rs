@@ -13,7 +13,7 @@
 use crate::model::{DeliveryId, Millis, Platform};
 use crate::receipts::apply;
 use crate::store::{Store, StoreError, deliveries};
-use crate::util::group_by;
+use crate::util::{group_by, next_batch};
 use rusqlite::Connection;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -174,20 +174,14 @@ fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Answer>, StoreError> 
 }
 
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
-    let mut queued = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
-        // Let the sends that are running right now queue their writes too:
-        // one commit for all of them costs far less than one each.
-        tokio::task::yield_now().await;
-        while queued.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => queued.push(item),
-                Err(_) => break,
-            }
+    loop {
+        let queued = next_batch(&mut rx, MAX_BATCH).await;
+        if queued.is_empty() {
+            return;
         }
         // `sending` marks hold sends back until committed: they go first, in
         // a transaction of their own; outcomes follow.
-        let (first, rest): (Vec<Item>, Vec<Item>) = std::mem::take(&mut queued)
+        let (first, rest): (Vec<Item>, Vec<Item>) = queued
             .into_iter()
             .partition(|i| matches!(i.op, Op::Sending { .. }));
         for (items, urgent) in [(first, true), (rest, false)] {

@@ -13,6 +13,7 @@
 use super::apply::{self, Applied, ApplyContext};
 use crate::model::InboundEvent;
 use crate::store::{Result, Store};
+use crate::util::next_batch;
 use rusqlite::Connection;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -63,18 +64,12 @@ fn apply_webhook(c: &Connection, w: &Webhook) -> Result<Applied> {
 }
 
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
-    let mut queued = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
-        // Let the requests being handled right now join this batch.
-        tokio::task::yield_now().await;
-        while queued.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => queued.push(item),
-                Err(_) => break,
-            }
+    loop {
+        let queued = next_batch(&mut rx, MAX_BATCH).await;
+        if queued.is_empty() {
+            return;
         }
-        let (webhooks, replies): (Vec<Webhook>, Vec<_>) =
-            std::mem::take(&mut queued).into_iter().unzip();
+        let (webhooks, replies): (Vec<Webhook>, Vec<_>) = queued.into_iter().unzip();
         // Not waited for: the next batch queues while this one is written.
         let store = store.clone();
         tokio::spawn(async move {

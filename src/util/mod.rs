@@ -1,5 +1,5 @@
 //! Small helpers used across modules: human durations, aligned text tables,
-//! grouping.
+//! grouping, batching.
 
 pub mod duration;
 pub mod table;
@@ -20,6 +20,25 @@ pub fn group_by<T, K: PartialEq>(
         }
     }
     groups
+}
+
+/// The next batch from a queue of writes: waits for one item, yields once so
+/// the tasks running right now can queue theirs too (one commit for all of
+/// them costs far less than one each), then takes what is queued, up to
+/// `max`. Empty once every sender is gone.
+pub async fn next_batch<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>, max: usize) -> Vec<T> {
+    let mut batch = Vec::new();
+    if rx.recv_many(&mut batch, max).await == 0 {
+        return batch;
+    }
+    tokio::task::yield_now().await;
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 #[cfg(test)]
