@@ -425,10 +425,15 @@ fn main() {
             }
             if s.wants("receipts") {
                 eprintln!("[receipts] bare HTTP loop, {n_e2e} webhooks…");
-                let sink = mock::webhook_sink(2);
-                let sink_url = format!("http://{}/webhooks/wa", sink.addr);
-                let bare = post_receipts(&sink_url, n_e2e, s.concurrency);
-                drop(sink);
+                let bare_loop = || {
+                    let sink = mock::webhook_sink(2);
+                    post_receipts(
+                        &format!("http://{}/webhooks/wa", sink.addr),
+                        n_e2e,
+                        s.concurrency,
+                    )
+                };
+                let bare_before = bare_loop();
                 let status = d.call("status", json!({}));
                 let listen = status["data"]["http_listen"]
                     .as_str()
@@ -437,10 +442,7 @@ fn main() {
                 eprintln!("[receipts] signed status webhooks to the daemon…");
                 let url = format!("http://{listen}/webhooks/wa");
                 let took = post_receipts(&url, n_e2e, s.concurrency);
-                let sink = mock::webhook_sink(2);
-                let sink_url = format!("http://{}/webhooks/wa", sink.addr);
-                let bare = (bare + post_receipts(&sink_url, n_e2e, s.concurrency)) / 2;
-                drop(sink);
+                let bare = (bare_before + bare_loop()) / 2;
                 let delivered = inproc::count(
                     d.db_path(),
                     "SELECT count(*) FROM deliveries WHERE channel = 'wa' AND delivered_at IS NOT NULL",

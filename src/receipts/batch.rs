@@ -12,7 +12,7 @@
 
 use super::apply::{self, Applied, ApplyContext};
 use crate::model::InboundEvent;
-use crate::store::{Result, Store};
+use crate::store::{Result, Store, StoreError};
 use crate::util::next_batch;
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -54,8 +54,8 @@ impl Applier {
         let webhook = Webhook { ctx, events, raw };
         self.tx
             .send((webhook, reply))
-            .map_err(|_| crate::store::StoreError::Closed)?;
-        rx.await.map_err(|_| crate::store::StoreError::Closed)?
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -118,7 +118,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
 
     fn insert(c: &Connection, n: &i64) -> Result<i64> {
         c.execute("INSERT INTO members (id, channel, channel_user_id, name, locale, tags, created_at, updated_at)

@@ -87,7 +87,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -16_000)?;
     conn.set_prepared_statement_cache_capacity(64);
-    deliveries::register_functions(conn)
+    Ok(())
 }
 
 impl Store {
@@ -105,6 +105,8 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         configure(&conn)?;
         schema::migrate(&mut conn)?;
+        // Only the writer runs the statements that need them.
+        deliveries::register_functions(&conn)?;
         let writer = Writer::start(conn)?;
         Ok(Store {
             inner: Arc::new(Inner {

@@ -145,11 +145,10 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         let (urgent, rest): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.first);
-        if !urgent.is_empty() && !rest.is_empty() {
-            run_transaction(&conn, urgent);
-            run_transaction(&conn, rest);
-        } else {
-            run_transaction(&conn, if urgent.is_empty() { rest } else { urgent });
+        for jobs in [urgent, rest] {
+            if !jobs.is_empty() {
+                run_transaction(&conn, jobs);
+            }
         }
     }
     tracing::debug!("store writer stopped");
