@@ -531,3 +531,49 @@ fn inbound_messages_update_members() {
         .unwrap();
     assert!(last.unwrap() >= (now_s() - 60) * 1000);
 }
+
+/// Webhooks arriving together are applied together (one store job per
+/// batch): every valid one is answered 200 and applied once, concurrent
+/// duplicates of one status become one event, and a forged one among them
+/// is refused without touching the rest.
+#[test]
+fn concurrent_webhooks_are_each_applied_once() {
+    let s = setup();
+    let (d, rt, base) = (&s.d, &s.rt, &s.base);
+    let url = format!("{base}/webhooks/wa");
+    let first = row(d, "wa", "16505551234").provider.unwrap();
+    let second = row(d, "wa", "16505550000").provider.unwrap();
+    let delivered = whatsapp_status_to("16505551234", &first, "delivered", now_s());
+    let read = whatsapp_status_to("16505550000", &second, "read", now_s());
+    // Forged: if it were applied, the first message would read as read.
+    let forged = whatsapp_status_to("16505551234", &first, "read", now_s());
+    let before = events(d);
+    let mut requests = Vec::new();
+    for _ in 0..20 {
+        for body in [&delivered, &read] {
+            requests.push((body.clone(), meta_headers(APP_SECRET, body.as_bytes()), 200));
+        }
+        requests.push((
+            forged.clone(),
+            meta_headers("not-the-app-secret", forged.as_bytes()),
+            401,
+        ));
+    }
+    let statuses = rt.block_on(async {
+        let client = reqwest::Client::new();
+        futures::future::join_all(requests.iter().map(|(body, headers, _)| {
+            let mut req = client.post(&url).body(body.clone());
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            async move { req.send().await.expect("request").status().as_u16() }
+        }))
+        .await
+    });
+    let expected: Vec<u16> = requests.iter().map(|(.., status)| *status).collect();
+    assert_eq!(statuses, expected);
+    assert_eq!(events(d), before + 2, "one event per distinct status");
+    let (a, b) = (row(d, "wa", "16505551234"), row(d, "wa", "16505550000"));
+    assert!(a.delivered && !a.read, "{a:?}");
+    assert!(b.delivered && b.read, "{b:?}");
+}
