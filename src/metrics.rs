@@ -1,7 +1,7 @@
 //! Process metrics, rendered as Prometheus text at `/metrics`. Plain atomics
 //! and small maps: cheap on the send path, no registry crate needed.
 
-use crate::model::{SendError, SendOk};
+use crate::model::SendError;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -36,12 +36,13 @@ pub struct Gauges {
 }
 
 impl Metrics {
-    pub fn record_send(&self, channel: &str, result: &Result<SendOk, SendError>) {
-        let outcome = match result {
-            Ok(_) => "sent",
-            Err(e) => e.class.as_str(),
-        };
-        bump(&self.sends, (channel.to_string(), outcome), 1);
+    /// `n` sends the channel accepted (counted per recorded run, not per send).
+    pub fn record_sent(&self, channel: &str, n: u64) {
+        bump(&self.sends, (channel.to_string(), "sent"), n);
+    }
+
+    pub fn record_send_error(&self, channel: &str, e: &SendError) {
+        bump(&self.sends, (channel.to_string(), e.class.as_str()), 1);
     }
 
     pub fn record_retry(&self, channel: &str) {

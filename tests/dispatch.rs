@@ -168,7 +168,7 @@ fn pause_resume_and_cancel() {
     assert_eq!(v["data"]["push"]["status"], "paused", "{v}");
     // In-flight sends finish; then nothing moves while paused.
     wait_for("in-flight sends to drain", Duration::from_secs(10), || {
-        (count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 1") == 0).then_some(())
+        (sending(&d.db()) == 0).then_some(())
     });
     let sent_at_pause = show(&d, "slow")["sent"].as_u64().unwrap();
     let watch_until = Instant::now() + Duration::from_millis(800);

@@ -124,9 +124,9 @@ fn a_crash_interrupts_at_most_twice_concurrency_sends() {
     let (mut d, mock, users) = custom_daemon(&rt, 30, "rate_per_minute = 0\nconcurrency = 4");
     mock.set_default(Behavior::Hang);
     push_hello(&d, "window", &[]);
-    let sending = || count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 1");
+    let in_flight = || sending(&d.db());
     wait_for("the crash window to fill", Duration::from_secs(30), || {
-        (mock.sends().len() >= 4 && sending() >= 8).then_some(())
+        (mock.sends().len() >= 4 && in_flight() >= 8).then_some(())
     });
     assert_eq!(mock.sends().len(), 4, "requests in flight = concurrency");
     d.crash();
@@ -161,11 +161,7 @@ fn sigterm_finishes_in_flight_sends_then_restart_resumes() {
     assert_eq!(d.stop(), Some(0), "SIGTERM exits 0");
     assert!(!d.socket.exists(), "socket removed");
     let db = d.db();
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM deliveries WHERE state = 1"),
-        0,
-        "in-flight sends were recorded before exit"
-    );
+    assert_eq!(sending(&db), 0, "in-flight sends were recorded before exit");
     let sent = count(&db, "SELECT count(*) FROM deliveries WHERE state = 2");
     assert!(
         sent >= in_flight_before as i64,

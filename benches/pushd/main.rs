@@ -551,6 +551,7 @@ fn count_lines(p: &Path) -> u64 {
 fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("bench-client")
         .enable_all()
         .build()
         .expect("client runtime")

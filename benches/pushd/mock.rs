@@ -37,6 +37,7 @@ pub struct Server {
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        .thread_name("bench-mock")
         .enable_all()
         .build()
         .expect("mock runtime")

@@ -2,7 +2,7 @@
 //! million rows never sit in memory.
 
 use crate::model::{DeliveryState, PushId, fmt_ms};
-use crate::store::{Result, StoreError};
+use crate::store::{Result, StoreError, deliveries};
 use rusqlite::Connection;
 
 pub const HEADER: &[&str] = &[
@@ -71,13 +71,14 @@ pub fn stream(
     let (first, last): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(id), max(id) FROM deliveries WHERE push_id = ?1")?
         .query_row([push], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let mut stmt = conn.prepare(
-        "SELECT d.id, d.member_id, coalesce(d.channel, m.channel), m.channel_user_id, m.name, d.state, d.attempts,
+    let mut stmt = conn.prepare(&format!(
+        "SELECT d.id, d.member_id, coalesce(d.channel, m.channel), m.channel_user_id, m.name, {}, d.attempts,
                 d.error_class, d.error_code, d.error_message, d.skip_reason, d.provider_message_id,
                 d.sent_at, d.delivered_at, d.read_at, d.interacted_at, d.failed_at
          FROM deliveries d NOT INDEXED JOIN members m ON m.id = d.member_id
          WHERE d.id BETWEEN ?2 AND ?3 AND d.push_id = ?1 ORDER BY d.id",
-    )?;
+        deliveries::STATE_SQL
+    ))?;
     let mut rows = stmt.query(rusqlite::params![
         push,
         first.unwrap_or(0),

@@ -28,6 +28,8 @@ pub struct Recipient {
     pub channel_user_id: String,
     /// Stable across retries: adapters that support idempotency keys use it.
     pub delivery_id: DeliveryId,
+    /// Which attempt at this delivery this is (1 = the first).
+    pub attempt: u32,
 }
 
 /// A named instance of a platform (`[channels.<name>]`).

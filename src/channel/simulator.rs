@@ -7,13 +7,10 @@
 use super::{Channel, ChannelContext, Recipient};
 use crate::config::ChannelConfig;
 use crate::model::{
-    DeliveryId, ErrorClass, InboundEvent, Outbound, Platform, SendError, SendOk, StatusUpdate,
-    now_ms,
+    ErrorClass, InboundEvent, Outbound, Platform, SendError, SendOk, StatusUpdate, now_ms,
 };
 use crate::receipts::{ChannelEvent, ReceiptSink};
 use async_trait::async_trait;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,8 +49,6 @@ pub struct Simulator {
     settings: SimSettings,
     receipts: ReceiptSink,
     rate_per_second: Option<f64>,
-    /// Attempts seen per delivery, so transient failures clear on retry.
-    attempts: Mutex<HashMap<DeliveryId, u32>>,
 }
 
 /// SplitMix64: a tiny, well-distributed hash for deterministic outcomes.
@@ -77,7 +72,6 @@ impl Simulator {
             settings: SimSettings::from_config(cfg),
             receipts: ctx.receipts.clone(),
             rate_per_second: cfg.rate_per_second,
-            attempts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -204,14 +198,9 @@ impl Channel for Simulator {
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
-        let attempt = {
-            let mut a = self.attempts.lock().map_err(|_| {
-                SendError::new(ErrorClass::Transient, "sim_internal", "lock poisoned")
-            })?;
-            let n = a.entry(to.delivery_id).or_insert(0);
-            *n += 1;
-            *n
-        };
+        // Transient trouble clears on the next attempt (the dispatcher
+        // counts them, so outcomes survive a restart).
+        let attempt = to.attempt;
         if let Err(reason) = self.validate(outbound) {
             return Err(SendError::new(
                 ErrorClass::Rejected,
@@ -223,9 +212,6 @@ impl Channel for Simulator {
             tokio::time::sleep(self.settings.latency).await;
         }
         self.outcome(&to.channel_user_id, attempt)?;
-        if let Ok(mut a) = self.attempts.lock() {
-            a.remove(&to.delivery_id);
-        }
         let provider_message_id = format!("sim.{}.{}", to.delivery_id, attempt);
         self.schedule_receipts(&to.channel_user_id, &provider_message_id);
         Ok(SendOk {

@@ -156,6 +156,14 @@ impl Dispatcher {
         }
     }
 
+    /// `dispatch.concurrency` as currently applied.
+    fn concurrency_size(&self) -> usize {
+        self.concurrency_size
+            .lock()
+            .map(|s| *s)
+            .unwrap_or_else(|p| *p.into_inner())
+    }
+
     pub fn global_rate_per_minute(&self) -> u32 {
         self.global_per_minute.load(Ordering::Relaxed)
     }
@@ -200,9 +208,13 @@ impl Dispatcher {
         }
     }
 
-    fn record_send(&self, push: PushId, at: Millis) {
+    /// Sends the platforms accepted at these times (one lock per recorded run).
+    fn record_sends(&self, push: PushId, at: impl Iterator<Item = Millis>) {
         if let Ok(mut m) = self.meters.lock() {
-            m.entry(push).or_default().record(at);
+            let meter = m.entry(push).or_default();
+            for t in at {
+                meter.record(t);
+            }
         }
     }
 

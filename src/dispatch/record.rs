@@ -1,18 +1,20 @@
 //! Batches the delivery writes of one push's sends.
 //!
-//! Every send writes twice: `sending` before the request leaves, the outcome
-//! after. As one store job and one UPDATE each, a busy push spends the
-//! writer's time on overhead — a savepoint per job, a statement per row —
-//! rather than on the rows. The runner already hands over sends in groups
-//! (one `sending` op for a group, one `sent` op per run of completions); the
-//! recorder queues those ops and hands everything queued to the store as one
-//! job, in which all `sending` marks are one UPDATE per channel and all
-//! `sent` outcomes one more. Each caller still waits until its own write is
-//! committed, exactly as with `Store::write`.
+//! Every send writes before its request leaves (a claim for a group of
+//! fresh recipients, or a `sending` mark for a retry) and records its
+//! outcome after. As one store job and one statement each, a busy push
+//! spends the writer's time on overhead — a savepoint per job, a statement
+//! per row — rather than on the rows. The runner already hands over sends in
+//! groups (one `sending` op for a group, one `sent` op per run of
+//! completions); the recorder queues those ops and hands everything queued
+//! to the store as one job, in which all claims and marks go first and all
+//! `sent` outcomes are one UPDATE per channel. Each caller still waits until
+//! its own write is committed, exactly as with `Store::write`.
 
-use crate::model::{DeliveryId, Millis, Platform};
+use crate::model::{DeliveryId, Millis, Platform, PushId};
 use crate::receipts::apply;
-use crate::store::{Store, StoreError, deliveries};
+use crate::store::deliveries::{self, ClaimId, SentRow};
+use crate::store::{Store, StoreError};
 use crate::util::{group_by, next_batch};
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -23,31 +25,61 @@ const MAX_BATCH: usize = 1024;
 
 type Write = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
 
-/// A recorded send: (delivery, provider message id, when).
-pub(super) type SentItem = (DeliveryId, String, Millis);
+/// A successful send to record.
+#[derive(Debug, Clone)]
+pub(super) struct SentItem {
+    pub delivery: DeliveryId,
+    pub provider_id: String,
+    /// When the platform accepted it.
+    pub at: Millis,
+    /// When it was claimed or marked `sending`.
+    pub sending_at: Millis,
+}
+
+/// A group's sends, before their requests leave.
+pub(super) struct Sending {
+    pub push: PushId,
+    /// The fresh recipients' id range, claimed in one row.
+    pub fresh: Option<(DeliveryId, DeliveryId)>,
+    /// Recipients marked `sending` one by one (retries, deferred ones).
+    pub marks: Vec<(DeliveryId, Arc<str>)>,
+    pub at: Millis,
+}
+
+/// What a [`Sending`] op got.
+#[derive(Debug, Default)]
+pub(super) struct Claimed {
+    /// The claim of the fresh range; None when there was none or the push
+    /// is no longer running (then none of the fresh ones may be sent).
+    pub claim: Option<ClaimId>,
+    /// Per mark: true when the row was pending and is now `sending`.
+    pub marked: Vec<bool>,
+}
 
 enum Op {
-    /// `pending → sending` for each (delivery, channel).
-    Sending {
-        items: Vec<(DeliveryId, Arc<str>)>,
-        at: Millis,
-    },
+    Sending(Sending),
     /// `sending → sent`, then any status that arrived before the send was recorded.
     Sent {
-        items: Vec<SentItem>,
+        items: Arc<[SentItem]>,
         channel: Arc<str>,
         platform: Platform,
     },
+    /// A claim whose every outcome is recorded.
+    Release(ClaimId),
     /// Anything else (failures, retries, skips), run as given.
     Other(Write),
 }
 
-/// Per item of a Sending/Sent op: did the row move? (Other: empty.)
-type Answer = Result<Vec<bool>, StoreError>;
+enum Answer {
+    Claimed(Claimed),
+    /// Per item of a Sent op: did the row move?
+    Sent(Vec<bool>),
+    Done,
+}
 
 struct Item {
     op: Op,
-    reply: oneshot::Sender<Answer>,
+    reply: Option<oneshot::Sender<Result<Answer, StoreError>>>,
 }
 
 /// Handle to a push's recorder task; the task ends when every handle is gone.
@@ -63,22 +95,24 @@ impl Recorder {
         Recorder { tx }
     }
 
-    async fn submit(&self, op: Op) -> Answer {
+    async fn submit(&self, op: Op) -> Result<Answer, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Item { op, reply })
+            .send(Item {
+                op,
+                reply: Some(reply),
+            })
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// [`deliveries::mark_sending_many`], batched: one flag per item, true
-    /// when the row was pending and is now `sending`.
-    pub async fn sending(
-        &self,
-        items: Vec<(DeliveryId, Arc<str>)>,
-        at: Millis,
-    ) -> Result<Vec<bool>, StoreError> {
-        self.submit(Op::Sending { items, at }).await
+    /// [`deliveries::claim`] for the fresh range and
+    /// [`deliveries::mark_sending_many`] for the marks, batched.
+    pub async fn sending(&self, op: Sending) -> Result<Claimed, StoreError> {
+        match self.submit(Op::Sending(op)).await? {
+            Answer::Claimed(c) => Ok(c),
+            _ => Ok(Claimed::default()),
+        }
     }
 
     /// [`deliveries::mark_sent_many`] + [`apply::apply_early_statuses`],
@@ -86,16 +120,30 @@ impl Recorder {
     /// now `sent`.
     pub async fn sent(
         &self,
-        items: Vec<SentItem>,
+        items: Arc<[SentItem]>,
         channel: Arc<str>,
         platform: Platform,
     ) -> Result<Vec<bool>, StoreError> {
-        self.submit(Op::Sent {
-            items,
-            channel,
-            platform,
-        })
-        .await
+        match self
+            .submit(Op::Sent {
+                items,
+                channel,
+                platform,
+            })
+            .await?
+        {
+            Answer::Sent(flags) => Ok(flags),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Drops a claim with the next batch, without waiting: if that write is
+    /// lost, its rows all have outcomes, and recovery finds nothing to do.
+    pub fn release(&self, claim: ClaimId) {
+        let _ = self.tx.send(Item {
+            op: Op::Release(claim),
+            reply: None,
+        });
     }
 
     /// Runs `f` in the batch. Contract: a write that fails with
@@ -112,30 +160,51 @@ impl Recorder {
 }
 
 /// Applies one batch; one answer per op, in order.
-fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Answer>, StoreError> {
-    let mut sending: Vec<deliveries::Mark<'_>> = Vec::new();
-    let mut sent: Vec<deliveries::Mark<'_>> = Vec::new();
+fn apply_batch(
+    c: &Connection,
+    ops: Vec<Op>,
+) -> Result<Vec<Result<Answer, StoreError>>, StoreError> {
+    let mut claims: Vec<Option<ClaimId>> = Vec::new();
+    let mut marks: Vec<deliveries::Mark<'_>> = Vec::new();
+    let mut released: Vec<ClaimId> = Vec::new();
     for op in &ops {
         match op {
-            Op::Sending { items, at } => {
-                sending.extend(items.iter().map(|(id, ch)| (*id, &**ch, *at)));
+            Op::Sending(s) => {
+                claims.push(match s.fresh {
+                    Some((first, last)) => deliveries::claim(c, s.push, first, last, s.at)?,
+                    None => None,
+                });
+                marks.extend(s.marks.iter().map(|(id, ch)| (*id, &**ch, s.at)));
             }
-            Op::Sent { items, .. } => {
-                sent.extend(items.iter().map(|(id, pid, at)| (*id, pid.as_str(), *at)));
-            }
-            Op::Other(_) => {}
+            Op::Release(id) => released.push(*id),
+            Op::Sent { .. } | Op::Other(_) => {}
         }
     }
-    let now_sending = if sending.is_empty() {
+    let now_marked = if marks.is_empty() {
         Default::default()
     } else {
-        deliveries::mark_sending_many(c, &sending)?
+        deliveries::mark_sending_many(c, &marks)?
     };
-    let now_sent = if sent.is_empty() {
-        Default::default()
-    } else {
-        deliveries::mark_sent_many(c, &sent)?
-    };
+    // Outcomes, one UPDATE per channel (by name: a reload may leave two
+    // instances of one name in flight, which write the same column).
+    let sent = ops.iter().filter_map(|op| match op {
+        Op::Sent { items, channel, .. } => Some((&**channel, items)),
+        _ => None,
+    });
+    let mut now_sent = std::collections::HashSet::new();
+    for (channel, groups) in group_by(sent, |(ch, _)| *ch) {
+        let rows: Vec<SentRow<'_>> = groups
+            .iter()
+            .flat_map(|(_, items)| items.iter())
+            .map(|i| SentRow {
+                id: i.delivery,
+                provider_id: &i.provider_id,
+                at: i.at,
+                sending_at: i.sending_at,
+            })
+            .collect();
+        now_sent.extend(deliveries::mark_sent_many(c, channel, &rows)?);
+    }
     // Early statuses for the recorded sends, looked up once per channel.
     let recorded = ops.iter().flat_map(|op| match op {
         Op::Sent {
@@ -144,8 +213,13 @@ fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Answer>, StoreError> 
             platform,
         } => items
             .iter()
-            .filter(|(id, ..)| now_sent.contains(id))
-            .map(|(id, pid, _)| ((&**channel, *platform), (pid.as_str(), *id)))
+            .filter(|i| now_sent.contains(&i.delivery))
+            .map(|i| {
+                (
+                    (&**channel, *platform),
+                    (i.provider_id.as_str(), i.delivery),
+                )
+            })
             .collect(),
         _ => Vec::new(),
     });
@@ -153,18 +227,30 @@ fn apply_batch(c: &Connection, ops: Vec<Op>) -> Result<Vec<Answer>, StoreError> 
         let pairs: Vec<(&str, DeliveryId)> = sends.into_iter().map(|(_, pair)| pair).collect();
         apply::apply_early_statuses(c, channel, platform, &pairs)?;
     }
+    if !released.is_empty() {
+        deliveries::release_claims(c, &released)?;
+    }
+    let mut claims = claims.into_iter();
     let mut answers = Vec::with_capacity(ops.len());
     for op in ops {
         answers.push(match op {
-            Op::Sending { items, .. } => Ok(items
-                .iter()
-                .map(|(id, _)| now_sending.contains(id))
-                .collect()),
-            Op::Sent { items, .. } => {
-                Ok(items.iter().map(|(id, ..)| now_sent.contains(id)).collect())
-            }
+            Op::Sending(s) => Ok(Answer::Claimed(Claimed {
+                claim: claims.next().flatten(),
+                marked: s
+                    .marks
+                    .iter()
+                    .map(|(id, _)| now_marked.contains(id))
+                    .collect(),
+            })),
+            Op::Sent { items, .. } => Ok(Answer::Sent(
+                items
+                    .iter()
+                    .map(|i| now_sent.contains(&i.delivery))
+                    .collect(),
+            )),
+            Op::Release(_) => Ok(Answer::Done),
             Op::Other(w) => match w(c) {
-                Ok(()) => Ok(Vec::new()),
+                Ok(()) => Ok(Answer::Done),
                 Err(e @ StoreError::Invalid(_)) => Err(e),
                 Err(e) => return Err(e),
             },
@@ -179,11 +265,11 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
         if queued.is_empty() {
             return;
         }
-        // `sending` marks hold sends back until committed: they go first, in
-        // a transaction of their own; outcomes follow.
+        // Claims and `sending` marks hold sends back until committed: they
+        // go first, in a transaction of their own; outcomes follow.
         let (first, rest): (Vec<Item>, Vec<Item>) = queued
             .into_iter()
-            .partition(|i| matches!(i.op, Op::Sending { .. }));
+            .partition(|i| matches!(i.op, Op::Sending(_)));
         for (items, urgent) in [(first, true), (rest, false)] {
             if !items.is_empty() {
                 tokio::spawn(write_batch(store.clone(), items, urgent));
@@ -207,11 +293,13 @@ async fn write_batch(store: Store, items: Vec<Item>, urgent: bool) {
     match result {
         Ok(answers) => {
             for (reply, a) in replies.into_iter().zip(answers) {
-                let _ = reply.send(a);
+                if let Some(reply) = reply {
+                    let _ = reply.send(a);
+                }
             }
         }
         Err(e) => {
-            for reply in replies {
+            for reply in replies.into_iter().flatten() {
                 let _ = reply.send(Err(e.clone()));
             }
         }
@@ -244,6 +332,7 @@ mod tests {
         .id;
         deliveries::insert_from_sql(c, p, "1", &[])?;
         deliveries::count_resolved(c, p)?;
+        pushes::mark_started(c, p, None, None)?;
         Ok(p)
     }
 
@@ -307,32 +396,82 @@ mod tests {
             })
             .unwrap();
         let sim: Arc<str> = "sim".into();
-        let sending = vec![Op::Sending {
-            items: ids.iter().map(|&id| (id, sim.clone())).collect(),
+        // The first two are fresh (claimed as a range), the third is marked.
+        let sending = vec![Op::Sending(Sending {
+            push: p,
+            fresh: Some((ids[0], ids[1])),
+            marks: vec![(ids[2], sim.clone())],
             at: 1,
-        }];
+        })];
         let r = store
             .write_blocking(move |c| apply_batch(c, sending))
             .unwrap();
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].as_ref().unwrap(), &vec![true; 3]);
+        let Ok(Answer::Claimed(claimed)) = &r[0] else {
+            panic!("not claimed")
+        };
+        let claim = claimed.claim.expect("a running push is claimed");
+        assert_eq!(claimed.marked, vec![true]);
+        let states = |store: &Store| -> Vec<i64> {
+            store
+                .read_blocking(|c| {
+                    Ok(c.prepare(&format!(
+                        "SELECT {} FROM deliveries d ORDER BY d.id",
+                        deliveries::STATE_SQL
+                    ))?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            states(&store),
+            vec![1, 1, 1],
+            "claimed and marked are all sending"
+        );
         // Two of three sends are recorded (in two ops), plus one for a row
         // that is not `sending`.
+        let item = |delivery, pid: &str, at| SentItem {
+            delivery,
+            provider_id: pid.into(),
+            at,
+            sending_at: 1,
+        };
         let sent = vec![
             Op::Sent {
-                items: vec![(ids[0], "pm-1".into(), 2)],
+                items: vec![item(ids[0], "pm-1", 2)].into(),
                 channel: sim.clone(),
                 platform: Platform::Simulator,
             },
             Op::Sent {
-                items: vec![(ids[1], "pm-2".into(), 3), (999, "pm-x".into(), 2)],
+                items: vec![item(ids[1], "pm-2", 3), item(999, "pm-x", 2)].into(),
                 channel: sim.clone(),
                 platform: Platform::Simulator,
             },
+            Op::Release(claim),
         ];
         let r = store.write_blocking(move |c| apply_batch(c, sent)).unwrap();
-        assert_eq!(r[0].as_ref().unwrap(), &vec![true]);
-        assert_eq!(r[1].as_ref().unwrap(), &vec![true, false]);
+        let flags = |a: &Result<Answer, StoreError>| match a {
+            Ok(Answer::Sent(f)) => f.clone(),
+            _ => panic!("not a sent answer"),
+        };
+        assert_eq!(flags(&r[0]), vec![true]);
+        assert_eq!(flags(&r[1]), vec![true, false]);
+        assert_eq!(states(&store), vec![2, 2, 1]);
+        let (attempts, sending_at, claims): (i64, i64, i64) = store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT sum(attempts), sum(sending_at), (SELECT count(*) FROM claims) FROM deliveries",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(
+            (attempts, sending_at, claims),
+            (3, 3, 0),
+            "one attempt each, claim released"
+        );
         let (recount, kept) = store.read_blocking(|c| Ok(counters(c, p))).unwrap();
         assert_eq!(recount, kept);
         // Sent: one plain, one read (the early receipt); one still sending.

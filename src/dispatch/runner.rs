@@ -5,7 +5,7 @@
 //! backoff time; the walk comes back for them.
 
 use super::rate::{Rate, backoff, jitter};
-use super::record::{Recorder, SentItem};
+use super::record::{Recorder, Sending, SentItem};
 use super::{Control, resolve};
 use crate::channel::{ChannelRef, Recipient};
 use crate::daemon::Daemon;
@@ -13,7 +13,7 @@ use crate::model::{
     DeliveryId, ErrorClass, Member, Millis, Outbound, PushId, Routed, SendError, now_ms,
 };
 use crate::script::{Generation, ScriptError};
-use crate::store::deliveries::{self, Pending};
+use crate::store::deliveries::{self, Attempt, Pending};
 use crate::store::pushes::{self, PushRow, PushStatus};
 use crate::store::{StoreError, audit};
 use crate::util::group_by;
@@ -157,6 +157,9 @@ async fn run_push(
 
     'passes: loop {
         let mut cursor: DeliveryId = 0;
+        // Claims left from before (a send whose outcome could not be
+        // recorded) keep their rows `sending`: the walk must step over them.
+        let skip_claimed = d.store.read(move |c| deliveries::has_claims(c, id)).await?;
         let mut saw_due = false;
         let mut earliest_later: Option<Millis> = None;
         loop {
@@ -166,14 +169,14 @@ async fn run_push(
             reap(d, id, &mut inflight, ctl).await;
             let fetch = match prefetched.take() {
                 Some(h) => h,
-                None => load.spawn(cursor),
+                None => load.spawn(cursor, skip_claimed),
             };
             let page = fetch
                 .await
                 .map_err(|e| StoreError::Sqlite(format!("page loader failed: {e}")))??;
             let Some(last) = page.last else { break };
             cursor = last;
-            prefetched = Some(load.spawn(cursor));
+            prefetched = Some(load.spawn(cursor, skip_claimed));
             if let Some(t) = page.later_min {
                 earliest_later = Some(earliest_later.map_or(t, |e| e.min(t)));
             }
@@ -182,7 +185,10 @@ async fn run_push(
             }
             saw_due = true;
             let mut group = Group::new(d, &rec, id);
-            for (p, r) in page.due {
+            // Claim permits taken in bulk for the sends being gathered.
+            let mut budget: Option<OwnedSemaphorePermit> = None;
+            let due = page.due.len();
+            for (i, (p, r)) in page.due.into_iter().enumerate() {
                 if !runnable_now(d, ctl) {
                     group.launch(&mut inflight);
                     if !wait_runnable(d, ctl, &mut inflight).await {
@@ -194,15 +200,21 @@ async fn run_push(
                         group.launch(&mut inflight);
                         let msg = e.to_string();
                         let did = p.delivery_id;
+                        // Failed before any request: an attempt on no channel.
                         persist(d, &rec, move |c| {
-                            deliveries::mark_sending(c, did, "", now_ms())?;
+                            let now = now_ms();
+                            let attempt = Attempt {
+                                channel: String::new(),
+                                sending_at: now,
+                            };
                             deliveries::mark_failed(
                                 c,
                                 did,
+                                &attempt,
                                 ErrorClass::Rejected,
                                 "script_error",
                                 &msg,
-                                now_ms(),
+                                now,
                             )
                         })
                         .await;
@@ -236,17 +248,24 @@ async fn run_push(
                         if !batch.wait_turn(ctl).await {
                             break 'passes;
                         }
-                        let Some(permit) =
-                            acquire_send_slot(d, ctl, push_rate.as_ref(), &ch, || {
-                                group.launch(&mut inflight)
-                            })
-                            .await
+                        let want = (due - i).min(GROUP);
+                        let Some(permit) = acquire_send_slot(
+                            d,
+                            ctl,
+                            &mut budget,
+                            want,
+                            push_rate.as_ref(),
+                            &ch,
+                            || group.launch(&mut inflight),
+                        )
+                        .await
                         else {
                             break 'passes;
                         };
                         batch.count();
                         group.sends.push(SendTask {
                             delivery: p.delivery_id,
+                            fresh: p.attempts == 0 && p.next_attempt_at.is_none(),
                             attempts_before: p.attempts,
                             user: p.member.channel_user_id,
                             member_id: p.member.id,
@@ -343,7 +362,7 @@ struct PageLoader {
 }
 
 impl PageLoader {
-    fn spawn(&self, after: DeliveryId) -> JoinHandle<Result<Page, StoreError>> {
+    fn spawn(&self, after: DeliveryId, skip_claimed: bool) -> JoinHandle<Result<Page, StoreError>> {
         let (d, g, template, push) = (
             self.d.clone(),
             self.generation.clone(),
@@ -353,7 +372,7 @@ impl PageLoader {
         tokio::spawn(async move {
             let page = d
                 .store
-                .read(move |c| deliveries::pending_page(c, push, after, PAGE))
+                .read(move |c| deliveries::pending_page(c, push, after, PAGE, skip_claimed))
                 .await?;
             let Some(last) = page.last().map(|p| p.delivery_id) else {
                 return Ok(Page {
@@ -473,18 +492,41 @@ async fn handle_outcome(
     }
 }
 
-/// Takes a claim (see `Dispatcher::claims`) and every rate limit that applies, staying
-/// responsive to pause/cancel. When one of them would have to wait,
-/// `before_wait` runs first (the runner launches the sends it has gathered,
-/// so they never wait behind the next one). None = stop.
+/// Takes a claim (see `Dispatcher::claims`) and every rate limit that
+/// applies, staying responsive to pause/cancel. Claims are taken from
+/// `budget`, refilled in bulk (up to `want`, the sends the walk has left in
+/// its page): one wake-up of the walk per group of sends, not per send.
+/// When anything would have to wait, `before_wait` runs first (the runner
+/// launches the sends it has gathered, so they never wait behind the next
+/// one). None = stop.
+#[allow(clippy::too_many_arguments)]
 async fn acquire_send_slot(
     d: &Arc<Daemon>,
     ctl: &mut watch::Receiver<Control>,
+    budget: &mut Option<OwnedSemaphorePermit>,
+    want: usize,
     push_rate: Option<&Rate>,
     channel: &ChannelRef,
     before_wait: impl FnOnce(),
 ) -> Option<OwnedSemaphorePermit> {
-    let sem = d.dispatcher.claims.clone();
+    let mut before_wait = Some(before_wait);
+    let mut waiting = || {
+        if let Some(f) = before_wait.take() {
+            f()
+        }
+    };
+    if budget.is_none() {
+        *budget = Some(take_claims(d, ctl, want, &mut waiting).await?);
+    }
+    let permit = match budget.as_mut().and_then(|b| b.split(1)) {
+        // The budget's last permit is the budget itself.
+        Some(one) if budget.as_ref().is_some_and(|b| b.num_permits() > 0) => one,
+        Some(one) => {
+            *budget = None;
+            one
+        }
+        None => budget.take()?,
+    };
     let per_second = d
         .config()
         .channels
@@ -493,28 +535,15 @@ async fn acquire_send_slot(
         .or_else(|| channel.default_rate_per_second());
     let channel_rate = d.dispatcher.channel_rate(channel.name(), per_second);
     let global = d.dispatcher.global_rate();
-    let mut before_wait = Some(before_wait);
-    let mut waiting = || {
-        if let Some(f) = before_wait.take() {
-            f()
-        }
-    };
-    let permit = match sem.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            waiting();
-            tokio::select! {
-                p = sem.acquire_owned() => p.ok()?,
-                _ = wait_stop(ctl) => return None,
-            }
-        }
-    };
     for rate in [push_rate, Some(&*channel_rate), Some(&*global)]
         .into_iter()
         .flatten()
     {
         if !rate.try_acquire() {
             waiting();
+            // Claims are not held idle while the rate holds the walk back
+            // (other pushes share the pool).
+            *budget = None;
             tokio::select! {
                 _ = rate.acquire() => {}
                 _ = wait_stop(ctl) => return None,
@@ -522,6 +551,30 @@ async fn acquire_send_slot(
         }
     }
     Some(permit)
+}
+
+/// Up to `want` claims at once, at most half the pool (so claimed sends
+/// keep overlapping the ones in flight), waiting for them if need be.
+async fn take_claims(
+    d: &Arc<Daemon>,
+    ctl: &mut watch::Receiver<Control>,
+    want: usize,
+    waiting: &mut impl FnMut(),
+) -> Option<OwnedSemaphorePermit> {
+    let sem = &d.dispatcher.claims;
+    loop {
+        let n = want.min(d.dispatcher.concurrency_size() / 2).max(1) as u32;
+        if let Ok(p) = sem.clone().try_acquire_many_owned(n) {
+            return Some(p);
+        }
+        waiting();
+        tokio::select! {
+            p = sem.clone().acquire_many_owned(n) => return p.ok(),
+            _ = wait_stop(ctl) => return None,
+            // The pool may have been resized meanwhile: ask again.
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
 }
 
 async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
@@ -578,6 +631,9 @@ where
 /// One routed recipient holding its claim, ready to send.
 struct SendTask {
     delivery: DeliveryId,
+    /// Never attempted, not deferred: claimed with its group's range rather
+    /// than marked `sending` on its own.
+    fresh: bool,
     attempts_before: u32,
     user: String,
     member_id: i64,
@@ -601,8 +657,9 @@ struct Group {
 enum Step {
     /// Sent on this channel; to be recorded with the next run of completions.
     Sent(ChannelRef, SentItem),
-    /// Its outcome is recorded (failure, retry), or a run was recorded.
-    Done,
+    /// Its outcome (failure, retry), or a run of successes, was written:
+    /// true, or could not be (false: the daemon is stopping).
+    Recorded(bool),
     /// The channel refused our credentials.
     AuthFailed(String),
 }
@@ -635,30 +692,54 @@ impl Group {
 async fn run_group(d: Arc<Daemon>, rec: Recorder, push: PushId, sends: Vec<SendTask>) -> Outcome {
     // Committed before any request leaves: a crash after this point ends
     // the rows as failed/interrupted, never as a silent double send.
-    let items = sends
+    let at = now_ms();
+    let fresh = sends.iter().filter(|s| s.fresh).map(|s| s.delivery);
+    let range = fresh.clone().min().zip(fresh.max());
+    let marks = sends
         .iter()
+        .filter(|s| !s.fresh)
         .map(|s| (s.delivery, Arc::<str>::from(s.channel.name())))
         .collect();
-    let marked = match rec.sending(items, now_ms()).await {
-        Ok(m) => m,
+    let claimed = match rec
+        .sending(Sending {
+            push,
+            fresh: range,
+            marks,
+            at,
+        })
+        .await
+    {
+        Ok(c) => c,
         Err(e) => {
-            // Not marked, not sent: the rows stay pending for later.
+            // Not claimed, not sent: the rows stay pending for later.
             d.dispatcher.set_storage_fault(&d, Some(&e));
             return Outcome::Done;
         }
     };
+    let mut marked = claimed.marked.into_iter();
+    let go: Vec<bool> = sends
+        .iter()
+        .map(|s| {
+            if s.fresh {
+                claimed.claim.is_some()
+            } else {
+                marked.next().unwrap_or(false)
+            }
+        })
+        .collect();
     let mut running: FuturesUnordered<BoxFuture<'static, Step>> = sends
         .into_iter()
-        .zip(marked)
+        .zip(go)
         .filter(|(_, ok)| *ok)
-        .map(|(s, _)| s.run(d.clone(), rec.clone(), push).boxed())
+        .map(|(s, _)| s.run(d.clone(), rec.clone(), at).boxed())
         .collect();
-    // Gone: none of them was still pending (cancelled meanwhile).
+    // Gone: none of them may be sent any more (paused or cancelled meanwhile).
     let mut outcome = if running.is_empty() {
         Outcome::Gone
     } else {
         Outcome::Done
     };
+    let mut all_recorded = true;
     let mut completed: Vec<(ChannelRef, SentItem)> = Vec::new();
     loop {
         let step = match running.next().now_or_never() {
@@ -666,7 +747,7 @@ async fn run_group(d: Arc<Daemon>, rec: Recorder, push: PushId, sends: Vec<SendT
             // Nothing else is ready, or nothing is left: record what
             // completed (the recording joins `running`).
             _ if !completed.is_empty() => {
-                running.push(record_sent(&d, &rec, std::mem::take(&mut completed)).boxed());
+                running.push(record_sent(&d, &rec, push, std::mem::take(&mut completed)).boxed());
                 continue;
             }
             Some(None) => break,
@@ -677,9 +758,17 @@ async fn run_group(d: Arc<Daemon>, rec: Recorder, push: PushId, sends: Vec<SendT
         };
         match step {
             Step::Sent(channel, item) => completed.push((channel, item)),
-            Step::Done => {}
+            Step::Recorded(ok) => all_recorded &= ok,
             Step::AuthFailed(reason) => outcome = Outcome::AuthFailed(reason),
         }
+    }
+    // Every claimed row has its outcome: the claim has done its job. One
+    // whose outcome could not be written keeps its rows `sending` (so they
+    // end interrupted, never resent).
+    if let Some(claim) = claimed.claim
+        && all_recorded
+    {
+        rec.release(claim);
     }
     outcome
 }
@@ -688,33 +777,40 @@ async fn run_group(d: Arc<Daemon>, rec: Recorder, push: PushId, sends: Vec<SendT
 fn record_sent(
     d: &Arc<Daemon>,
     rec: &Recorder,
+    push: PushId,
     completed: Vec<(ChannelRef, SentItem)>,
 ) -> impl std::future::Future<Output = Step> + Send + 'static {
     let (d, rec) = (d.clone(), rec.clone());
     async move {
+        let mut ok = true;
         // By channel instance (a reload may leave two with one name in
         // flight: then it is two writes, each correct).
         for (_, sends) in group_by(completed, |(ch, _)| Arc::as_ptr(ch) as *const () as usize) {
             let platform = sends[0].0.platform();
             let channel: Arc<str> = sends[0].0.name().into();
-            let items: Vec<SentItem> = sends.into_iter().map(|(_, item)| item).collect();
-            persist_with(&d, || {
+            d.metrics.record_sent(&channel, sends.len() as u64);
+            d.dispatcher
+                .record_sends(push, sends.iter().map(|(_, item)| item.at));
+            let items: Arc<[SentItem]> = sends.into_iter().map(|(_, item)| item).collect();
+            ok &= persist_with(&d, || {
                 let (rec, items, channel) = (rec.clone(), items.clone(), channel.clone());
                 async move { rec.sent(items, channel, platform).await.map(|_| ()) }
             })
             .await;
         }
-        Step::Done
+        Step::Recorded(ok)
     }
 }
 
 impl SendTask {
-    async fn run(self, d: Arc<Daemon>, rec: Recorder, push: PushId) -> Step {
+    async fn run(self, d: Arc<Daemon>, rec: Recorder, sending_at: Millis) -> Step {
         let did = self.delivery;
+        let attempts = self.attempts_before + 1;
         let recipient = Recipient {
             member_id: self.member_id,
             channel_user_id: self.user,
             delivery_id: did,
+            attempt: attempts,
         };
         // Marked `sending` already: wait for a request slot, then let the
         // walk claim the next recipient.
@@ -722,32 +818,55 @@ impl SendTask {
         drop(self.claim);
         let result = self.channel.send(&recipient, &self.outbound).await;
         drop(permit);
-        let attempts = self.attempts_before + 1;
         let now = now_ms();
-        d.metrics.record_send(self.channel.name(), &result);
-        let cfg = d.config();
-        match result {
+        let e = match result {
+            // Counted and metered with its run (see `record_sent`).
             Ok(ok) => {
-                d.dispatcher.record_send(push, now);
-                Step::Sent(self.channel, (did, ok.provider_message_id, now))
+                return Step::Sent(
+                    self.channel,
+                    SentItem {
+                        delivery: did,
+                        provider_id: ok.provider_message_id,
+                        at: now,
+                        sending_at,
+                    },
+                );
             }
-            Err(SendError {
+            Err(e) => e,
+        };
+        d.metrics.record_send_error(self.channel.name(), &e);
+        let cfg = d.config();
+        let attempt = Attempt {
+            channel: self.channel.name().to_string(),
+            sending_at,
+        };
+        match e {
+            SendError {
                 class: ErrorClass::Auth,
                 code,
                 message,
                 ..
-            }) => {
+            } => {
                 let reason = format!(
                     "channel {}: bad credentials ({code}: {message})",
                     self.channel.name()
                 );
                 persist(&d, &rec, move |c| {
-                    deliveries::mark_retry(c, did, ErrorClass::Auth, &code, &message, now, true)
+                    deliveries::mark_retry(
+                        c,
+                        did,
+                        &attempt,
+                        ErrorClass::Auth,
+                        &code,
+                        &message,
+                        now,
+                        true,
+                    )
                 })
                 .await;
                 Step::AuthFailed(reason)
             }
-            Err(e) if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
+            e if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
                 let wait = backoff(
                     attempts,
                     cfg.dispatch.backoff_base,
@@ -758,19 +877,21 @@ impl SendTask {
                 let next = now + wait.as_millis() as i64;
                 d.metrics.record_retry(self.channel.name());
                 tracing::debug!(delivery = did, attempts, class = %e.class, code = %e.code, wait_ms = wait.as_millis() as u64, "transient failure; will retry");
-                persist(&d, &rec, move |c| {
-                    deliveries::mark_retry(c, did, e.class, &e.code, &e.message, next, false)
-                })
-                .await;
-                Step::Done
+                Step::Recorded(
+                    persist(&d, &rec, move |c| {
+                        deliveries::mark_retry(
+                            c, did, &attempt, e.class, &e.code, &e.message, next, false,
+                        )
+                    })
+                    .await,
+                )
             }
-            Err(e) => {
+            e => Step::Recorded(
                 persist(&d, &rec, move |c| {
-                    deliveries::mark_failed(c, did, e.class, &e.code, &e.message, now)
+                    deliveries::mark_failed(c, did, &attempt, e.class, &e.code, &e.message, now)
                 })
-                .await;
-                Step::Done
-            }
+                .await,
+            ),
         }
     }
 }

@@ -2,6 +2,13 @@
 //! `pending → sending → sent | failed | skipped` (+ `cancelled`). Every
 //! transition is guarded by the state it leaves, so a delivery can never be
 //! sent twice by accident, whatever order things happen in.
+//!
+//! `sending` is stored two ways. A *fresh* delivery (never attempted, not
+//! deferred) is claimed with the rest of its group by one row in `claims`,
+//! committed before any request of the group leaves: while that claim
+//! lives, the fresh row is `sending` ([`STATE_SQL`]). Everything else
+//! (retries, deferred recipients) is marked `sending` (state 1) row by row.
+//! Outcomes accept either, so the common first attempt costs one row write.
 
 use super::members::{MEMBER_COLUMNS, member_from_row};
 use super::{Result, StoreError};
@@ -21,6 +28,33 @@ pub struct Pending {
     pub next_attempt_at: Option<Millis>,
     pub member: Member,
 }
+
+/// A group of fresh deliveries claimed for sending (a row of `claims`).
+pub type ClaimId = i64;
+
+/// Fresh: pending, never attempted, not deferred — claimed by range, not marked.
+macro_rules! fresh {
+    () => {
+        "d.state = 0 AND d.attempts = 0 AND d.next_attempt_at IS NULL"
+    };
+}
+
+/// Inside a live claim of its push.
+macro_rules! claimed {
+    () => {
+        "EXISTS (SELECT 1 FROM claims c WHERE c.push_id = d.push_id AND d.id BETWEEN c.first_id AND c.last_id)"
+    };
+}
+
+/// A delivery's state as the state machine sees it, over `deliveries d`: a
+/// fresh row inside a live claim is `sending` (1), anything else its column.
+pub const STATE_SQL: &str = concat!(
+    "(CASE WHEN ",
+    fresh!(),
+    " AND ",
+    claimed!(),
+    " THEN 1 ELSE d.state END)"
+);
 
 const PENDING: i64 = DeliveryState::Pending as i64;
 const SENDING: i64 = DeliveryState::Sending as i64;
@@ -100,19 +134,29 @@ pub fn count_resolved(conn: &Connection, push: PushId) -> Result<()> {
 }
 
 /// The next pending recipients after `after` (by delivery id), with members.
+/// `skip_claimed` leaves out fresh rows inside a live claim (they are
+/// `sending`); a walk that knows its push has no claims saves the check.
 pub fn pending_page(
     conn: &Connection,
     push: PushId,
     after: DeliveryId,
     limit: u32,
+    skip_claimed: bool,
 ) -> Result<Vec<Pending>> {
+    let unclaimed = if skip_claimed {
+        concat!(" AND NOT (", fresh!(), " AND ", claimed!(), ")")
+    } else {
+        ""
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT d.id, d.attempts, d.next_attempt_at, {MEMBER_COLUMNS}
          FROM deliveries d JOIN members m ON m.id = d.member_id
-         WHERE d.push_id = ?1 AND d.state = {PENDING} AND d.id > ?2
-         ORDER BY d.id LIMIT ?3"
+         WHERE d.push_id = ?1 AND d.state = {PENDING} AND d.id > ?2{unclaimed}
+         ORDER BY d.id LIMIT {limit}"
     ))?;
-    let rows = stmt.query_map(params![push, after, limit], |r| {
+    // (The limit is spelled out: SQLite re-prepares a statement whenever a
+    // bound LIMIT is bound again, which was a parse and plan per page.)
+    let rows = stmt.query_map(params![push, after], |r| {
         Ok(Pending {
             delivery_id: r.get(0)?,
             attempts: r.get(1)?,
@@ -133,7 +177,46 @@ fn expect_one(changed: usize, id: DeliveryId, what: &str) -> Result<()> {
     }
 }
 
-/// `pending → sending`, committed before the request leaves.
+/// Claims fresh deliveries `first..=last` of a running push for sending,
+/// committed before their requests leave. None: the push is no longer
+/// running (paused or cancelled meanwhile), so nothing may be sent.
+pub fn claim(
+    conn: &Connection,
+    push: PushId,
+    first: DeliveryId,
+    last: DeliveryId,
+    at: Millis,
+) -> Result<Option<ClaimId>> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO claims (push_id, first_id, last_id, at)
+         SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM pushes WHERE id = ?1 AND status = 'running')
+         RETURNING id",
+    )?;
+    let mut rows = stmt.query(params![push, first, last, at])?;
+    Ok(match rows.next()? {
+        Some(r) => Some(r.get(0)?),
+        None => None,
+    })
+}
+
+/// Drops claims whose every delivery has its outcome recorded.
+pub fn release_claims(conn: &Connection, ids: &[ClaimId]) -> Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM claims WHERE id = ?1")?;
+    for id in ids {
+        stmt.execute([id])?;
+    }
+    Ok(())
+}
+
+/// True when the push holds a claim (a walk must then skip claimed rows).
+pub fn has_claims(conn: &Connection, push: PushId) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM claims WHERE push_id = ?1)")?
+        .query_row([push], |r| r.get(0))?)
+}
+
+/// `pending → sending` for one delivery that is not fresh (a retry or a
+/// deferred recipient), committed before the request leaves.
 pub fn mark_sending(conn: &Connection, id: DeliveryId, channel: &str, at: Millis) -> Result<()> {
     let n = conn
         .prepare_cached(&format!(
@@ -148,7 +231,7 @@ pub fn mark_sending(conn: &Connection, id: DeliveryId, channel: &str, at: Millis
 // The set-based statements below spell the state codes out.
 const _: () = assert!(PENDING == 0 && SENDING == 1 && SENT == 2);
 
-/// One row of a set-based transition: (delivery, text, time).
+/// One row of a set-based `sending` mark: (delivery, channel, time).
 pub type Mark<'a> = (DeliveryId, &'a str, Millis);
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -179,12 +262,44 @@ pub fn mark_sending_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSe
     Ok(changed)
 }
 
+/// A successful send to record: the provider's message id, when it was
+/// sent, and when its request was claimed or marked (its `sending` time).
+#[derive(Debug, Clone)]
+pub struct SentRow<'a> {
+    pub id: DeliveryId,
+    pub provider_id: &'a str,
+    pub at: Millis,
+    pub sending_at: Millis,
+}
+
+/// Spreads ids over a hash table; they are distinct integers, so one
+/// multiply is all the mixing needed (SipHash was a visible cost per row).
+#[derive(Default, Clone, Copy)]
+struct IdHash(u64);
+
+impl std::hash::Hasher for IdHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<DeliveryId, V, std::hash::BuildHasherDefault<IdHash>>;
+
 thread_local! {
     /// The batch [`mark_sent_many`] is writing, by delivery: (provider
-    /// message id, time). Its UPDATE reads them through the SQL functions
-    /// `pushd_sent_pid(id)` / `pushd_sent_at(id)` (see [`register_functions`]),
-    /// which SQLite calls on this same thread while the statement runs.
-    static SENT_BATCH: RefCell<HashMap<DeliveryId, (String, Millis)>> = RefCell::new(HashMap::new());
+    /// message id, sent time, sending time). Its UPDATE reads them through
+    /// the SQL functions `pushd_sent_pid(id)`, `pushd_sent_at(id)` and
+    /// `pushd_sending_at(id)` (see [`register_functions`]), which SQLite
+    /// calls on this same thread while the statement runs.
+    static SENT_BATCH: RefCell<IdMap<(String, Millis, Millis)>> = RefCell::new(IdMap::default());
 }
 
 /// Registers the SQL functions [`mark_sent_many`] uses, on a connection
@@ -195,33 +310,41 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
     conn.create_scalar_function("pushd_sent_pid", 1, flags, |ctx| {
         let id: DeliveryId = ctx.get(0)?;
-        Ok(SENT_BATCH.with_borrow(|b| b.get(&id).map(|(pid, _)| pid.clone())))
+        Ok(SENT_BATCH.with_borrow(|b| b.get(&id).map(|(pid, ..)| pid.clone())))
     })?;
     conn.create_scalar_function("pushd_sent_at", 1, flags, |ctx| {
         let id: DeliveryId = ctx.get(0)?;
-        Ok(SENT_BATCH.with_borrow(|b| b.get(&id).map(|(_, at)| *at)))
+        Ok(SENT_BATCH.with_borrow(|b| b.get(&id).map(|(_, at, _)| *at)))
+    })?;
+    conn.create_scalar_function("pushd_sending_at", 1, flags, |ctx| {
+        let id: DeliveryId = ctx.get(0)?;
+        Ok(SENT_BATCH.with_borrow(|b| b.get(&id).map(|(.., sending)| *sending)))
     })
 }
 
-/// `sending → sent` for many deliveries in one statement, with the
-/// provider's message ids. Items are (delivery, provider message id, time);
-/// returns the deliveries that were `sending` and are now `sent`. The
-/// connection needs [`register_functions`].
+/// `sending → sent` for many deliveries of one channel in one statement,
+/// with the provider's message ids; a claimed fresh row (still pending in
+/// its column) moves straight to sent and has its attempt, channel and
+/// sending time recorded here. Returns the deliveries that were `sending`
+/// and are now `sent`. The connection needs [`register_functions`].
 ///
-/// The counters' trigger leaves this move to us (schema migration 2): the
-/// moved rows are counted per (push, read, interacted) cell and each cell's
-/// counters are updated once, instead of two statements per row.
-pub fn mark_sent_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
-    let ids = encode(&items.iter().map(|m| m.0).collect::<Vec<_>>())?;
+/// The counters' trigger leaves this move to us (schema migrations 2 and
+/// 3): the moved rows are counted per (push, read, interacted) cell and
+/// each cell's counters are updated once, instead of two statements per row.
+pub fn mark_sent_many(
+    conn: &Connection,
+    channel: &str,
+    rows: &[SentRow<'_>],
+) -> Result<HashSet<DeliveryId>> {
+    let ids = encode(&rows.iter().map(|r| r.id).collect::<Vec<_>>())?;
     SENT_BATCH.with_borrow_mut(|b| {
         b.clear();
         b.extend(
-            items
-                .iter()
-                .map(|(id, pid, at)| (*id, (pid.to_string(), *at))),
+            rows.iter()
+                .map(|r| (r.id, (r.provider_id.to_string(), r.at, r.sending_at))),
         );
     });
-    let moved = sent_update(conn, &ids);
+    let moved = sent_update(conn, &ids, channel);
     SENT_BATCH.with_borrow_mut(HashMap::clear);
     // (delivery, (push, rd, ia)) for every row moved; a batch belongs to one
     // push, so there are few cells.
@@ -246,23 +369,34 @@ pub fn mark_sent_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<D
 /// [`mark_sent_many`]'s UPDATE over `SENT_BATCH`: each moved row with its counter cell.
 type Moved = Vec<(DeliveryId, (PushId, bool, bool))>;
 
-fn sent_update(conn: &Connection, ids: &str) -> Result<Moved> {
+fn sent_update(conn: &Connection, ids: &str, channel: &str) -> Result<Moved> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE deliveries SET state = 2, provider_message_id = pushd_sent_pid(id),
+        "UPDATE deliveries SET state = 2, attempts = attempts + (state = 0), channel = ?2,
+            sending_at = coalesce(sending_at, pushd_sending_at(id)),
+            provider_message_id = pushd_sent_pid(id),
             sent_at = pushd_sent_at(id), updated_at = pushd_sent_at(id)
-         WHERE id IN (SELECT value FROM json_each(?1)) AND state = 1
+         WHERE id IN (SELECT value FROM json_each(?1)) AND state <= 1
          RETURNING id, push_id, read_at IS NOT NULL, interacted_at IS NOT NULL",
     )?;
-    let rows = stmt.query_map([ids], |r| {
+    let rows = stmt.query_map(params![ids, channel], |r| {
         Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Where and when an attempt went out. Recorded with its outcome, because a
+/// claimed first attempt was not marked row by row.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub channel: String,
+    pub sending_at: Millis,
 }
 
 /// `sending → failed` (permanent error, or attempts exhausted).
 pub fn mark_failed(
     conn: &Connection,
     id: DeliveryId,
+    attempt: &Attempt,
     class: ErrorClass,
     code: &str,
     message: &str,
@@ -270,20 +404,32 @@ pub fn mark_failed(
 ) -> Result<()> {
     let n = conn
         .prepare_cached(&format!(
-            "UPDATE deliveries SET state = {FAILED}, error_class = ?2, error_code = ?3, error_message = ?4,
-                failed_at = ?5, updated_at = ?5
-             WHERE id = ?1 AND state = {SENDING}"
+            "UPDATE deliveries SET state = {FAILED}, attempts = attempts + (state = {PENDING}),
+                channel = ?6, sending_at = coalesce(sending_at, ?7),
+                error_class = ?2, error_code = ?3, error_message = ?4, failed_at = ?5, updated_at = ?5
+             WHERE id = ?1 AND state <= {SENDING}"
         ))?
-        .execute(params![id, class.as_str(), code, message, at])?;
+        .execute(params![
+            id,
+            class.as_str(),
+            code,
+            message,
+            at,
+            attempt.channel,
+            attempt.sending_at
+        ])?;
     expect_one(n, id, "mark_failed")
 }
 
 /// `sending → pending` to be tried again at `next_at` (transient error), or
 /// without counting the attempt (`refund`: the push paused before it could
-/// really be tried, e.g. bad credentials).
+/// really be tried, e.g. bad credentials). Either way the row is no longer
+/// fresh (it has a time to wait for), so its next attempt is marked.
+#[allow(clippy::too_many_arguments)]
 pub fn mark_retry(
     conn: &Connection,
     id: DeliveryId,
+    attempt: &Attempt,
     class: ErrorClass,
     code: &str,
     message: &str,
@@ -292,11 +438,23 @@ pub fn mark_retry(
 ) -> Result<()> {
     let n = conn
         .prepare_cached(&format!(
-            "UPDATE deliveries SET state = {PENDING}, error_class = ?2, error_code = ?3, error_message = ?4,
-                next_attempt_at = ?5, attempts = attempts - ?6, updated_at = ?7
-             WHERE id = ?1 AND state = {SENDING}"
+            "UPDATE deliveries SET state = {PENDING}, attempts = attempts + (state = {PENDING}) - ?6,
+                channel = ?8, sending_at = coalesce(sending_at, ?9),
+                error_class = ?2, error_code = ?3, error_message = ?4,
+                next_attempt_at = ?5, updated_at = ?7
+             WHERE id = ?1 AND state <= {SENDING}"
         ))?
-        .execute(params![id, class.as_str(), code, message, next_at, refund as i64, now_ms()])?;
+        .execute(params![
+            id,
+            class.as_str(),
+            code,
+            message,
+            next_at,
+            refund as i64,
+            now_ms(),
+            attempt.channel,
+            attempt.sending_at
+        ])?;
     expect_one(n, id, "mark_retry")
 }
 
@@ -320,26 +478,202 @@ pub fn defer(conn: &Connection, id: DeliveryId, until: Millis) -> Result<()> {
     Ok(())
 }
 
-/// Everything still pending in a cancelled push ends `cancelled`.
+/// Everything still pending in a cancelled push ends `cancelled`, but for
+/// claimed rows: they are `sending`, and end as the platform answers.
 pub fn cancel_pending(conn: &Connection, push: PushId) -> Result<u64> {
     Ok(conn
         .prepare_cached(&format!(
-            "UPDATE deliveries SET state = {CANCELLED}, updated_at = ?2 WHERE push_id = ?1 AND state = {PENDING}"
+            concat!(
+                "UPDATE deliveries AS d SET state = {CANCELLED}, updated_at = ?2
+                 WHERE d.push_id = ?1 AND d.state = {PENDING} AND NOT (",
+                fresh!(),
+                " AND ",
+                claimed!(),
+                ")"
+            ),
+            CANCELLED = CANCELLED,
+            PENDING = PENDING
         ))?
         .execute(params![push, now_ms()])? as u64)
 }
 
-/// After a crash: rows left in `sending` may or may not have reached the
-/// platform. They are never resent automatically; they end failed with class
-/// `interrupted`, so a retry audience can pick them up deliberately.
+const INTERRUPTED: &str = "error_class = 'interrupted', error_code = 'interrupted',
+    error_message = 'pushd stopped while this send was in flight; it may or may not have arrived, so it is not resent automatically'";
+
+/// After a crash: rows left `sending` (marked, or fresh inside a claim) may
+/// or may not have reached the platform. They are never resent
+/// automatically; they end failed with class `interrupted`, so a retry
+/// audience can pick them up deliberately. The claims go with them.
 pub fn interrupt_sending(conn: &Connection) -> Result<u64> {
     let now = now_ms();
-    Ok(conn
+    let marked = conn
         .prepare_cached(&format!(
-            "UPDATE deliveries SET state = {FAILED}, error_class = 'interrupted', error_code = 'interrupted',
-                error_message = 'pushd stopped while this send was in flight; it may or may not have arrived, so it is not resent automatically',
-                failed_at = ?1, updated_at = ?1
+            "UPDATE deliveries SET state = {FAILED}, {INTERRUPTED}, failed_at = ?1, updated_at = ?1
              WHERE state = {SENDING}"
         ))?
-        .execute([now])? as u64)
+        .execute([now])?;
+    let claims: Vec<(PushId, DeliveryId, DeliveryId, Millis)> = conn
+        .prepare_cached("SELECT push_id, first_id, last_id, at FROM claims")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut claimed = 0;
+    let mut stmt = conn.prepare_cached(&format!(
+        concat!(
+            "UPDATE deliveries AS d SET state = {FAILED}, attempts = 1, sending_at = ?4, {INTERRUPTED},
+                failed_at = ?5, updated_at = ?5
+             WHERE d.push_id = ?1 AND d.id BETWEEN ?2 AND ?3 AND ",
+            fresh!()
+        ),
+        FAILED = FAILED,
+        INTERRUPTED = INTERRUPTED
+    ))?;
+    for (push, first, last, at) in claims {
+        claimed += stmt.execute(params![push, first, last, at, now])?;
+    }
+    conn.prepare_cached("DELETE FROM claims")?.execute([])?;
+    Ok((marked + claimed) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{pushes, schema};
+
+    /// A running push with five pending deliveries, ids 1..=5.
+    fn running_push() -> (tempfile::TempDir, Connection, PushId) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("d.db")).unwrap();
+        schema::migrate(&mut c).unwrap();
+        register_functions(&c).unwrap();
+        let p = pushes::create(
+            &c,
+            &pushes::NewPush {
+                name: "p".into(),
+                origin: "cli".into(),
+                audience: "a".into(),
+                template: "t".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .id;
+        pushes::mark_started(&c, p, None, None).unwrap();
+        for m in 1..=5 {
+            c.execute(
+                "INSERT INTO members (id, channel, channel_user_id, created_at, updated_at)
+                 VALUES (?1, 'sim', 'u' || ?1, 0, 0)",
+                [m],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO deliveries (id, push_id, member_id, state) VALUES (?1, ?2, ?1, 0)",
+                params![m, p],
+            )
+            .unwrap();
+        }
+        count_resolved(&c, p).unwrap();
+        (dir, c, p)
+    }
+
+    fn states(c: &Connection) -> Vec<i64> {
+        c.prepare(&format!(
+            "SELECT {STATE_SQL} FROM deliveries d ORDER BY d.id"
+        ))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    #[test]
+    fn claimed_fresh_rows_are_sending_and_outcomes_settle_them() {
+        let (_dir, c, p) = running_push();
+        // Row 3 waits for a retry: inside the range, but not fresh, so not claimed.
+        let attempt = Attempt {
+            channel: "sim".into(),
+            sending_at: 9,
+        };
+        mark_retry(
+            &c,
+            3,
+            &attempt,
+            ErrorClass::Transient,
+            "503",
+            "busy",
+            50,
+            false,
+        )
+        .unwrap();
+        let claim = claim(&c, p, 1, 4, 10).unwrap().expect("running push");
+        assert_eq!(states(&c), vec![1, 1, 0, 1, 0]);
+        assert!(has_claims(&c, p).unwrap());
+        // The walk steps over claimed rows only when told to.
+        let page = |skip| -> Vec<DeliveryId> {
+            pending_page(&c, p, 0, 10, skip)
+                .unwrap()
+                .iter()
+                .map(|p| p.delivery_id)
+                .collect()
+        };
+        assert_eq!(page(true), vec![3, 5]);
+        assert_eq!(page(false), vec![1, 2, 3, 4, 5]);
+        // A cancel leaves claimed rows to their outcome.
+        assert_eq!(cancel_pending(&c, p).unwrap(), 2);
+        assert_eq!(states(&c), vec![1, 1, 5, 1, 5]);
+        let sent = mark_sent_many(
+            &c,
+            "sim",
+            &[SentRow {
+                id: 1,
+                provider_id: "pm-1",
+                at: 12,
+                sending_at: 10,
+            }],
+        )
+        .unwrap();
+        assert!(sent.contains(&1));
+        mark_failed(&c, 2, &attempt, ErrorClass::Blocked, "b", "blocked", 13).unwrap();
+        let row = |id: i64| -> (i64, i64, Option<String>, Option<i64>) {
+            c.query_row(
+                "SELECT state, attempts, channel, sending_at FROM deliveries WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(row(1), (2, 1, Some("sim".into()), Some(10)));
+        assert_eq!(row(2), (3, 1, Some("sim".into()), Some(9)));
+        // A crash now: row 4 is still in flight under the claim.
+        assert_eq!(interrupt_sending(&c).unwrap(), 1);
+        assert_eq!(states(&c), vec![2, 3, 5, 3, 5]);
+        let (class, attempts, sending_at): (String, i64, i64) = c
+            .query_row(
+                "SELECT error_class, attempts, sending_at FROM deliveries WHERE id = 4",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (class.as_str(), attempts, sending_at),
+            ("interrupted", 1, 10)
+        );
+        assert!(!has_claims(&c, p).unwrap());
+        release_claims(&c, &[claim]).unwrap();
+        // The counters kept up with every move.
+        let counts = pushes::counts(&c, p).unwrap();
+        assert_eq!(
+            (counts.sent, counts.failed, counts.cancelled, counts.pending),
+            (1, 2, 2, 0)
+        );
+    }
+
+    #[test]
+    fn a_push_that_is_not_running_cannot_be_claimed() {
+        let (_dir, c, p) = running_push();
+        pushes::set_status(&c, p, pushes::PushStatus::Paused, Some("operator")).unwrap();
+        assert_eq!(claim(&c, p, 1, 5, 1).unwrap(), None);
+        assert!(!has_claims(&c, p).unwrap());
+        assert_eq!(states(&c), vec![0; 5]);
+    }
 }

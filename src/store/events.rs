@@ -29,19 +29,24 @@ pub fn list(
 ) -> Result<Vec<LogEntry>> {
     let sent = DeliveryState::Sent as i64;
     let failed = DeliveryState::Failed as i64;
+    let sending = DeliveryState::Sending as i64;
+    // In-flight first attempts are `sending` through their group's claim.
+    let state = super::deliveries::STATE_SQL;
     // Each side is limited first (by index order), so the log stays fast on
     // a million deliveries; sends are walked newest id first, which is the
     // order a push sends them in.
     let sql = format!(
         "SELECT at, dir, channel, kind, member_id, push_id, delivery_id, detail FROM (
             SELECT * FROM (
-              SELECT coalesce(d.sent_at, d.failed_at, d.sending_at) AS at, 'out' AS dir, coalesce(d.channel, '') AS channel,
+              SELECT coalesce(d.sent_at, d.failed_at, d.sending_at,
+                              (SELECT c.at FROM claims c WHERE c.push_id = d.push_id AND d.id BETWEEN c.first_id AND c.last_id)) AS at,
+                     'out' AS dir, coalesce(d.channel, '') AS channel,
                      CASE d.state WHEN {sent} THEN 'sent' WHEN {failed} THEN 'failed' ELSE 'sending' END AS kind,
                      d.member_id, d.push_id, d.id AS delivery_id,
                      CASE WHEN d.state = {failed} THEN d.error_class || ' ' || coalesce(d.error_code, '') || ': ' || coalesce(d.error_message, '')
                           ELSE coalesce(d.provider_message_id, '') END AS detail
                 FROM deliveries d
-               WHERE d.sending_at IS NOT NULL AND (?1 IS NULL OR d.push_id = ?1) AND (?2 IS NULL OR d.member_id = ?2)
+               WHERE (d.sending_at IS NOT NULL OR {state} = {sending}) AND (?1 IS NULL OR d.push_id = ?1) AND (?2 IS NULL OR d.member_id = ?2)
                ORDER BY d.id DESC LIMIT ?3)
             UNION ALL
             SELECT * FROM (

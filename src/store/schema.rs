@@ -218,6 +218,43 @@ BEGIN
     ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + 1;
 END;
 "#,
+    // 3: claims. A first attempt is no longer marked `sending` row by row:
+    // the runner claims a group of fresh recipients (never attempted, not
+    // deferred) in one row here, committed before any of their requests
+    // leaves, and drops the claim once every outcome is recorded. A fresh
+    // pending delivery inside a live claim *is* `sending` (see
+    // `deliveries::STATE_SQL`); after a crash it ends failed/interrupted
+    // like any other `sending` row. That takes one row rewrite per recipient
+    // (and the commit that carried it) off the send path. Retries and
+    // deferred recipients are still marked one by one (state 1).
+    //
+    // Fresh rows then move pending → sent directly; like sending → sent,
+    // that move is counted in Rust by `deliveries::mark_sent_many`.
+    r#"
+CREATE TABLE claims (
+    id INTEGER PRIMARY KEY,
+    push_id INTEGER NOT NULL,
+    first_id INTEGER NOT NULL,              -- the claimed deliveries' id range
+    last_id INTEGER NOT NULL,
+    at INTEGER NOT NULL                     -- when the group was claimed (its sending time)
+);
+
+DROP TRIGGER deliveries_count_update;
+CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state, read_at, interacted_at ON deliveries
+WHEN NOT (OLD.state <= 1 AND NEW.state = 2) AND (
+     (CASE WHEN OLD.state <= 1 THEN 0 ELSE OLD.state END) IS NOT (CASE WHEN NEW.state <= 1 THEN 0 ELSE NEW.state END)
+  OR (OLD.read_at IS NULL) IS NOT (NEW.read_at IS NULL)
+  OR (OLD.interacted_at IS NULL) IS NOT (NEW.interacted_at IS NULL))
+BEGIN
+    UPDATE push_counts SET n = n - 1
+     WHERE push_id = OLD.push_id AND state = (CASE WHEN OLD.state <= 1 THEN 0 ELSE OLD.state END)
+       AND rd = (OLD.read_at IS NOT NULL) AND ia = (OLD.interacted_at IS NOT NULL);
+    INSERT INTO push_counts (push_id, state, rd, ia, n)
+    VALUES (NEW.push_id, CASE WHEN NEW.state <= 1 THEN 0 ELSE NEW.state END,
+            NEW.read_at IS NOT NULL, NEW.interacted_at IS NOT NULL, 1)
+    ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + 1;
+END;
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -289,10 +326,20 @@ mod tests {
         recount_matches(&c);
         // The send path on the new schema: batch-counted sent, trigger-counted failure.
         deliveries::register_functions(&c).unwrap();
-        let sent = deliveries::mark_sent_many(&c, &[(2, "p2", 7)]).unwrap();
+        let row = deliveries::SentRow {
+            id: 2,
+            provider_id: "p2",
+            at: 7,
+            sending_at: 6,
+        };
+        let sent = deliveries::mark_sent_many(&c, "sim", &[row]).unwrap();
         assert!(sent.contains(&2));
         deliveries::mark_sending(&c, 1, "sim", 8).unwrap();
-        deliveries::mark_failed(&c, 1, ErrorClass::Blocked, "b", "blocked", 9).unwrap();
+        let attempt = deliveries::Attempt {
+            channel: "sim".into(),
+            sending_at: 8,
+        };
+        deliveries::mark_failed(&c, 1, &attempt, ErrorClass::Blocked, "b", "blocked", 9).unwrap();
         recount_matches(&c);
         let pending: i64 = c
             .query_row(

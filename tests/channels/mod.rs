@@ -48,6 +48,7 @@ pub fn to(user: &str) -> Recipient {
         member_id: 7,
         channel_user_id: user.to_string(),
         delivery_id: 4242,
+        attempt: 1,
     }
 }
 

@@ -299,6 +299,18 @@ pub fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Deliveries in `sending`, as the state machine sees them: marked one by
+/// one, or fresh inside a live claim.
+pub fn sending(db: &rusqlite::Connection) -> i64 {
+    count(
+        db,
+        &format!(
+            "SELECT count(*) FROM deliveries d WHERE {} = 1",
+            pushd::store::deliveries::STATE_SQL
+        ),
+    )
+}
+
 #[allow(dead_code)]
 pub mod mocks;
 pub mod webhooks;
