@@ -21,7 +21,9 @@ use crate::channel::{Channel, ChannelContext, Recipient};
 use crate::config::{ChannelConfig, Secret};
 use crate::model::{Button, ErrorClass, Message, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// Default Cloud API throughput per business number: "up to 80 messages per
@@ -40,7 +42,8 @@ pub struct WhatsApp {
     http: HttpSettings,
     /// The messages endpoint (no credentials in it).
     url: reqwest::Url,
-    token: Secret,
+    /// `Bearer <token>`, built once (marked sensitive: never logged).
+    auth: reqwest::header::HeaderValue,
     scrubber: Scrubber,
 }
 
@@ -65,20 +68,34 @@ impl WhatsApp {
         Ok(WhatsApp {
             name: name.to_string(),
             scrubber: Scrubber::new(cfg.secrets.all().cloned()),
+            auth: bearer(&token).map_err(|e| format!("channels.{name}.token: {e}"))?,
             http,
             url,
-            token,
         })
     }
 
-    async fn post(&self, body: &Value) -> Result<SendOk, SendError> {
+    async fn post(&self, body: Vec<u8>) -> Result<SendOk, SendError> {
         let request = self
             .http
             .client
             .post(self.url.clone())
-            .bearer_auth(self.token.expose())
-            .json(body);
+            .header(reqwest::header::AUTHORIZATION, self.auth.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         let reply = http::execute(request, self.http.timeout).await?;
+        // The usual answer, read without building a JSON tree; anything
+        // else (errors, odd shapes) goes through the general reader.
+        if reply.status.is_success()
+            && let Ok(Accepted {
+                messages,
+                error: None,
+            }) = serde_json::from_slice::<Accepted<'_>>(&reply.body)
+            && let Some(first) = messages.into_iter().next()
+        {
+            return Ok(SendOk {
+                provider_message_id: first.id.into_owned(),
+            });
+        }
         let json = meta::read_reply(&reply, classify)?;
         json.pointer("/messages/0/id")
             .and_then(Value::as_str)
@@ -106,10 +123,10 @@ impl Channel for WhatsApp {
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
         let result = match self.validate(outbound) {
             Err(e) => Err(http::invalid_message(e)),
-            Ok(()) => {
-                self.post(&request_body(&to.channel_user_id, outbound))
-                    .await
-            }
+            Ok(()) => match body_bytes(&to.channel_user_id, outbound) {
+                Ok(body) => self.post(body).await,
+                Err(e) => Err(e),
+            },
         };
         result.map_err(|e| http::failed(&self.name, &self.scrubber, e))
     }
@@ -257,6 +274,73 @@ fn check_link(what: &str, url: &str) -> Result<(), String> {
 }
 
 /// The Cloud API request body for one recipient (assumes `validate` passed).
+/// `Authorization: Bearer <token>`, checked once when the channel is built.
+fn bearer(token: &Secret) -> Result<reqwest::header::HeaderValue, String> {
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| "the token has characters an HTTP header cannot carry".to_string())?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// A success reply: `{"messages": [{"id": "wamid…"}], …}`.
+#[derive(Deserialize)]
+struct Accepted<'a> {
+    #[serde(borrow)]
+    messages: Vec<AcceptedId<'a>>,
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct AcceptedId<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+}
+
+/// A plain text message, serialized straight from the message (most pushes).
+#[derive(Serialize)]
+struct TextBody<'a> {
+    messaging_product: &'static str,
+    recipient_type: &'static str,
+    to: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: TextPart<'a>,
+}
+
+#[derive(Serialize)]
+struct TextPart<'a> {
+    preview_url: bool,
+    body: &'a str,
+}
+
+/// The request body as sent.
+fn body_bytes(to: &str, outbound: &Outbound) -> Result<Vec<u8>, SendError> {
+    let encoded = match outbound {
+        Outbound::Message { message, .. }
+            if message.image_url.is_none()
+                && message.buttons.is_empty()
+                && message.quick_replies.is_empty() =>
+        {
+            serde_json::to_vec(&TextBody {
+                messaging_product: "whatsapp",
+                recipient_type: "individual",
+                to,
+                kind: "text",
+                text: TextPart {
+                    preview_url: has_link(&message.text),
+                    body: &message.text,
+                },
+            })
+        }
+        _ => serde_json::to_vec(&request_body(to, outbound)),
+    };
+    encoded.map_err(|e| http::invalid_message(format!("cannot encode the request: {e}")))
+}
+
+fn has_link(text: &str) -> bool {
+    text.contains("https://") || text.contains("http://")
+}
+
 fn request_body(to: &str, outbound: &Outbound) -> Value {
     let mut body = json!({
         "messaging_product": "whatsapp",
@@ -334,8 +418,7 @@ fn message_fields(message: &Message) -> Value {
         }
         return json!({ "type": "image", "image": image });
     }
-    let has_link = message.text.contains("https://") || message.text.contains("http://");
-    json!({ "type": "text", "text": { "preview_url": has_link, "body": message.text } })
+    json!({ "type": "text", "text": { "preview_url": has_link(&message.text), "body": message.text } })
 }
 
 #[cfg(test)]
@@ -397,5 +480,24 @@ mod tests {
             b["template"]["components"][0]["parameters"][0]["text"],
             "#1"
         );
+    }
+
+    #[test]
+    fn text_messages_are_encoded_directly_as_the_general_body_would_be() {
+        for text in [
+            "Hi Ava, 30% off",
+            "see https://example.com",
+            "引号 \"quoted\"\n",
+        ] {
+            let direct: Value =
+                serde_json::from_slice(&body_bytes("15550001", &out(msg(text))).unwrap()).unwrap();
+            assert_eq!(direct, request_body("15550001", &out(msg(text))), "{text}");
+        }
+        // Anything richer goes through the general body.
+        let mut m = msg("pick");
+        m.buttons = vec![button("a")];
+        let rich: Value =
+            serde_json::from_slice(&body_bytes("1", &out(m.clone())).unwrap()).unwrap();
+        assert_eq!(rich, request_body("1", &out(m)));
     }
 }

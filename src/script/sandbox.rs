@@ -229,6 +229,10 @@ pub(crate) fn new_state(budget: &Rc<Budget>) -> mlua::Result<Lua> {
             | StdLib::OS,
         LuaOptions::default(),
     )?;
+    // Routing and rendering make a few short-lived tables per recipient:
+    // the generational collector reclaims those without re-marking the
+    // long-lived script state each cycle.
+    lua.gc_set_mode(mlua::state::GcMode::Generational(Default::default()));
     let b = budget.clone();
     let check = lua.create_function(move |_, results: MultiValue| {
         if let Some(t) = b.tripped() {
