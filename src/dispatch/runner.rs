@@ -9,6 +9,7 @@ use super::record::{Recorder, Sending, SentItem};
 use super::{Control, resolve};
 use crate::channel::{ChannelRef, Recipient};
 use crate::daemon::Daemon;
+use crate::model::MemberId;
 use crate::model::{
     DeliveryId, ErrorClass, Member, Millis, Outbound, PushId, Routed, SendError, now_ms,
 };
@@ -151,6 +152,7 @@ async fn run_push(
         generation: generation.clone(),
         template: push.template.clone().into(),
         push: id,
+        window: window.is_some(),
     };
     // The next page, read and routed while the current one is being sent.
     let mut prefetched: Option<JoinHandle<Result<Page, StoreError>>> = None;
@@ -234,7 +236,7 @@ async fn run_push(
                             continue;
                         };
                         if let Some(w) = &window
-                            && let Some(until) = w.defer_until(&p.member, now_ms())
+                            && let Some(until) = w.defer_until(&p.timezone, now_ms())
                         {
                             group.launch(&mut inflight);
                             let did = p.delivery_id;
@@ -265,10 +267,10 @@ async fn run_push(
                         batch.count();
                         group.sends.push(SendTask {
                             delivery: p.delivery_id,
-                            fresh: p.attempts == 0 && p.next_attempt_at.is_none(),
+                            fresh: p.fresh,
                             attempts_before: p.attempts,
-                            user: p.member.channel_user_id,
-                            member_id: p.member.id,
+                            user: p.user,
+                            member_id: p.member_id,
                             channel: ch,
                             outbound,
                             claim: permit,
@@ -347,9 +349,38 @@ async fn run_push(
 struct Page {
     /// The last delivery read (the cursor for the next page); None = no more.
     last: Option<DeliveryId>,
-    due: Vec<(Pending, Result<Routed, ScriptError>)>,
+    due: Vec<(Due, Result<Routed, ScriptError>)>,
     /// The earliest retry/deferral time among the page's not-yet-due rows.
     later_min: Option<Millis>,
+}
+
+/// What the walk keeps of a due recipient (its member goes to the script host).
+struct Due {
+    delivery_id: DeliveryId,
+    attempts: u32,
+    /// Never attempted, not deferred (see `SendTask::fresh`).
+    fresh: bool,
+    member_id: MemberId,
+    user: String,
+    /// Only read (and kept) when the push has a send window.
+    timezone: String,
+}
+
+impl Due {
+    fn of(p: &Pending, with_timezone: bool) -> Due {
+        Due {
+            delivery_id: p.delivery_id,
+            attempts: p.attempts,
+            fresh: p.attempts == 0 && p.next_attempt_at.is_none(),
+            member_id: p.member.id,
+            user: p.member.channel_user_id.clone(),
+            timezone: if with_timezone {
+                p.member.timezone.clone()
+            } else {
+                String::new()
+            },
+        }
+    }
 }
 
 /// Reads and routes pages off the walk's path, so the next page's database
@@ -359,15 +390,18 @@ struct PageLoader {
     generation: Arc<Generation>,
     template: Arc<str>,
     push: PushId,
+    /// The push has a send window (the walk needs each member's timezone).
+    window: bool,
 }
 
 impl PageLoader {
     fn spawn(&self, after: DeliveryId, skip_claimed: bool) -> JoinHandle<Result<Page, StoreError>> {
-        let (d, g, template, push) = (
+        let (d, g, template, push, window) = (
             self.d.clone(),
             self.generation.clone(),
             self.template.clone(),
             self.push,
+            self.window,
         );
         tokio::spawn(async move {
             let page = d
@@ -386,7 +420,8 @@ impl PageLoader {
                 .into_iter()
                 .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
             let later_min = later.iter().map(|p| p.next_attempt_at.unwrap_or(now)).min();
-            let members: Vec<Member> = due.iter().map(|p| p.member.clone()).collect();
+            let keep: Vec<Due> = due.iter().map(|p| Due::of(p, window)).collect();
+            let members: Vec<Member> = due.into_iter().map(|p| p.member).collect();
             let routed = if members.is_empty() {
                 Vec::new()
             } else {
@@ -394,7 +429,7 @@ impl PageLoader {
             };
             Ok(Page {
                 last: Some(last),
-                due: due.into_iter().zip(routed).collect(),
+                due: keep.into_iter().zip(routed).collect(),
                 later_min,
             })
         })
@@ -928,8 +963,8 @@ impl Window {
     }
 
     /// None when the member may be messaged now; else when their window opens.
-    fn defer_until(&self, m: &Member, now: Millis) -> Option<Millis> {
-        let tz: chrono_tz::Tz = m.timezone.parse().unwrap_or(chrono_tz::UTC);
+    fn defer_until(&self, timezone: &str, now: Millis) -> Option<Millis> {
+        let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
         let utc = chrono::DateTime::from_timestamp_millis(now)?;
         let local = utc.with_timezone(&tz);
         if self.contains(local.time()) {
@@ -996,21 +1031,6 @@ impl BatchClock {
 mod tests {
     use super::*;
 
-    fn member(tz: &str) -> Member {
-        Member {
-            id: 1,
-            channel: "sim".into(),
-            channel_user_id: "u".into(),
-            name: "n".into(),
-            locale: "en".into(),
-            timezone: tz.into(),
-            tags: vec![],
-            attributes: Default::default(),
-            subscribed: true,
-            last_interaction_at: None,
-        }
-    }
-
     #[test]
     fn send_window_defers_to_the_members_morning() {
         let w = Window {
@@ -1022,14 +1042,14 @@ mod tests {
             .with_ymd_and_hms(2026, 11, 25, 23, 30, 0)
             .unwrap()
             .timestamp_millis();
-        let until = w.defer_until(&member("Asia/Hong_Kong"), now).unwrap();
+        let until = w.defer_until("Asia/Hong_Kong", now).unwrap();
         let expect = chrono::Utc
             .with_ymd_and_hms(2026, 11, 26, 1, 0, 0)
             .unwrap()
             .timestamp_millis();
         assert_eq!(until, expect);
         // 23:30 in London is outside too: next 09:00 London = 09:00 UTC the next day.
-        let until = w.defer_until(&member("Europe/London"), now).unwrap();
+        let until = w.defer_until("Europe/London", now).unwrap();
         let expect = chrono::Utc
             .with_ymd_and_hms(2026, 11, 26, 9, 0, 0)
             .unwrap()
@@ -1040,6 +1060,6 @@ mod tests {
             .with_ymd_and_hms(2026, 11, 25, 12, 0, 0)
             .unwrap()
             .timestamp_millis();
-        assert_eq!(w.defer_until(&member("Europe/London"), noon), None);
+        assert_eq!(w.defer_until("Europe/London", noon), None);
     }
 }

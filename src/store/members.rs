@@ -564,8 +564,9 @@ pub const MEMBER_COLUMNS: &str = "m.id, m.channel, m.channel_user_id, m.name, m.
 
 /// Maps a row selected with [`MEMBER_COLUMNS`] (starting at column `at`).
 pub fn member_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Member> {
-    let tags: String = row.get(at + 6)?;
-    let attrs: String = row.get(at + 7)?;
+    // Read in place: only the pieces are copied out.
+    let tags = row.get_ref(at + 6)?.as_str()?;
+    let attrs = row.get_ref(at + 7)?.as_str()?;
     Ok(Member {
         id: row.get(at)?,
         channel: row.get(at + 1)?,
@@ -578,9 +579,12 @@ pub fn member_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Member> {
         } else {
             tags.split(';').map(String::from).collect()
         },
-        attributes: match serde_json::from_str(&attrs) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
+        attributes: match attrs {
+            "" | "{}" => serde_json::Map::new(),
+            _ => match serde_json::from_str(attrs) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            },
         },
         subscribed: row.get(at + 8)?,
         last_interaction_at: row.get(at + 9)?,
