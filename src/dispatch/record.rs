@@ -89,9 +89,10 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    pub fn start(store: Store) -> Recorder {
+    /// The recorder of `push`'s sends.
+    pub fn start(store: Store, push: PushId) -> Recorder {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, push, rx));
         Recorder { tx }
     }
 
@@ -162,6 +163,7 @@ impl Recorder {
 /// Applies one batch; one answer per op, in order.
 fn apply_batch(
     c: &Connection,
+    push: PushId,
     ops: Vec<Op>,
 ) -> Result<Vec<Result<Answer, StoreError>>, StoreError> {
     let mut claims: Vec<Option<ClaimId>> = Vec::new();
@@ -203,7 +205,7 @@ fn apply_batch(
                 sending_at: i.sending_at,
             })
             .collect();
-        now_sent.extend(deliveries::mark_sent_many(c, channel, &rows)?);
+        now_sent.extend(deliveries::mark_sent_many(c, push, channel, &rows)?);
     }
     // Early statuses for the recorded sends, looked up once per channel.
     let recorded = ops.iter().flat_map(|op| match op {
@@ -259,7 +261,7 @@ fn apply_batch(
     Ok(answers)
 }
 
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
+async fn run(store: Store, push: PushId, mut rx: mpsc::UnboundedReceiver<Item>) {
     loop {
         let queued = next_batch(&mut rx, MAX_BATCH).await;
         if queued.is_empty() {
@@ -272,7 +274,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
             .partition(|i| matches!(i.op, Op::Sending(_)));
         for (items, urgent) in [(first, true), (rest, false)] {
             if !items.is_empty() {
-                tokio::spawn(write_batch(store.clone(), items, urgent));
+                tokio::spawn(write_batch(store.clone(), push, items, urgent));
             }
         }
     }
@@ -282,9 +284,9 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {
 /// the next ops go to the writer while this batch is written (the writer
 /// takes all queued jobs together). Batches are independent: a send's `sent`
 /// op only exists once its `sending` op was answered.
-async fn write_batch(store: Store, items: Vec<Item>, urgent: bool) {
+async fn write_batch(store: Store, push: PushId, items: Vec<Item>, urgent: bool) {
     let (ops, replies): (Vec<Op>, Vec<_>) = items.into_iter().map(|i| (i.op, i.reply)).unzip();
-    let job = move |c: &Connection| apply_batch(c, ops);
+    let job = move |c: &Connection| apply_batch(c, push, ops);
     let result = if urgent {
         store.write_first(job).await
     } else {
@@ -404,7 +406,7 @@ mod tests {
             at: 1,
         })];
         let r = store
-            .write_blocking(move |c| apply_batch(c, sending))
+            .write_blocking(move |c| apply_batch(c, p, sending))
             .unwrap();
         assert_eq!(r.len(), 1);
         let Ok(Answer::Claimed(claimed)) = &r[0] else {
@@ -450,7 +452,9 @@ mod tests {
             },
             Op::Release(claim),
         ];
-        let r = store.write_blocking(move |c| apply_batch(c, sent)).unwrap();
+        let r = store
+            .write_blocking(move |c| apply_batch(c, p, sent))
+            .unwrap();
         let flags = |a: &Result<Answer, StoreError>| match a {
             Ok(Answer::Sent(f)) => f.clone(),
             _ => panic!("not a sent answer"),

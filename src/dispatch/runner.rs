@@ -146,7 +146,7 @@ async fn run_push(
     let window = send_window(&push)?;
     let mut batch = BatchClock::new(&push);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
-    let rec = Recorder::start(d.store.clone());
+    let rec = Recorder::start(d.store.clone(), id);
     let load = PageLoader {
         d: d.clone(),
         generation: generation.clone(),

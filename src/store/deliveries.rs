@@ -418,17 +418,21 @@ unsafe extern "C" fn sending_at(
     }
 }
 
-/// `sending → sent` for many deliveries of one channel in one statement,
-/// with the provider's message ids; a claimed fresh row (still pending in
-/// its column) moves straight to sent and has its attempt, channel and
-/// sending time recorded here. Returns the deliveries that were `sending`
-/// and are now `sent`. The connection needs [`register_functions`].
+/// `sending → sent` for many deliveries of one push and channel in one
+/// statement, with the provider's message ids; a claimed fresh row (still
+/// pending in its column) moves straight to sent and has its attempt,
+/// channel and sending time recorded here. Returns the deliveries that were
+/// `sending` and are now `sent`. The connection needs [`register_functions`].
 ///
 /// The counters' trigger leaves this move to us (schema migrations 2 and
-/// 3): the moved rows are counted per (push, read, interacted) cell and
-/// each cell's counters are updated once, instead of two statements per row.
+/// 3): one counter update for the batch instead of two statements per row.
+/// A row that is pending or sending never carries a receipt (every receipt
+/// update requires `sent`), so all moved rows leave cell (push, 0, 0, 0) for
+/// (push, sent, 0, 0), and their number is the UPDATE's change count: the
+/// statement needs no RETURNING (which buffers every row it returns).
 pub fn mark_sent_many(
     conn: &Connection,
+    push: PushId,
     channel: &str,
     rows: &[SentRow<'_>],
 ) -> Result<HashSet<DeliveryId>> {
@@ -440,44 +444,61 @@ pub fn mark_sent_many(
                 .map(|r| (r.id, (r.provider_id.to_string(), r.at, r.sending_at))),
         );
     });
-    let moved = sent_update(conn, &ids, channel);
+    let moved = sent_update(conn, &ids, channel, rows);
     SENT_BATCH.with_borrow_mut(HashMap::clear);
-    // (delivery, (push, rd, ia)) for every row moved; a batch belongs to one
-    // push, so there are few cells.
     let moved = moved?;
-    let changed = moved.iter().map(|(id, _)| *id).collect();
-    let mut from = conn.prepare_cached(
-        "UPDATE push_counts SET n = n - ?5 WHERE push_id = ?1 AND state = ?2 AND rd = ?3 AND ia = ?4",
-    )?;
-    let mut to = conn.prepare_cached(
-        "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + excluded.n",
-    )?;
-    for ((push, rd, ia), rows) in group_by(moved, |(_, cell)| *cell) {
-        let n = rows.len() as i64;
+    let n = moved.len() as i64;
+    if n > 0 {
         // Pending and sending share counter cell 0.
-        from.execute(params![push, PENDING, rd, ia, n])?;
-        to.execute(params![push, SENT, rd, ia, n])?;
+        conn.prepare_cached(
+            "UPDATE push_counts SET n = n - ?2 WHERE push_id = ?1 AND state = 0 AND rd = 0 AND ia = 0",
+        )?
+        .execute(params![push, n])?;
+        conn.prepare_cached(&format!(
+            "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, {SENT}, 0, 0, ?2)
+             ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + excluded.n"
+        ))?
+        .execute(params![push, n])?;
     }
-    Ok(changed)
+    Ok(moved)
 }
 
-/// [`mark_sent_many`]'s UPDATE over `SENT_BATCH`: each moved row with its counter cell.
-type Moved = Vec<(DeliveryId, (PushId, bool, bool))>;
-
-fn sent_update(conn: &Connection, ids: &str, channel: &str) -> Result<Moved> {
+/// [`mark_sent_many`]'s UPDATE over `SENT_BATCH`: the rows it moved.
+fn sent_update(
+    conn: &Connection,
+    ids: &str,
+    channel: &str,
+    rows: &[SentRow<'_>],
+) -> Result<HashSet<DeliveryId>> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE deliveries SET state = 2, attempts = attempts + (state = 0), channel = ?2,
+                sending_at = coalesce(sending_at, pushd_sending_at(id)),
+                provider_message_id = pushd_sent_pid(id),
+                sent_at = pushd_sent_at(id), updated_at = pushd_sent_at(id)
+             WHERE id IN (SELECT value FROM json_each(?1)) AND state <= 1",
+        )?
+        .execute(params![ids, channel])?;
+    if changed == rows.len() {
+        return Ok(rows.iter().map(|r| r.id).collect());
+    }
+    // Some were not pending or sending (nothing in pushd does that; an
+    // operator's hand edit might): name the ones that now carry this send.
     let mut stmt = conn.prepare_cached(
-        "UPDATE deliveries SET state = 2, attempts = attempts + (state = 0), channel = ?2,
-            sending_at = coalesce(sending_at, pushd_sending_at(id)),
-            provider_message_id = pushd_sent_pid(id),
-            sent_at = pushd_sent_at(id), updated_at = pushd_sent_at(id)
-         WHERE id IN (SELECT value FROM json_each(?1)) AND state <= 1
-         RETURNING id, push_id, read_at IS NOT NULL, interacted_at IS NOT NULL",
+        "SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?1))
+           AND state = 2 AND provider_message_id = pushd_sent_pid(id) AND sent_at = pushd_sent_at(id)",
     )?;
-    let rows = stmt.query_map(params![ids, channel], |r| {
-        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let moved: HashSet<DeliveryId> = stmt
+        .query_map([ids], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if moved.len() != changed {
+        return Err(StoreError::Invalid(format!(
+            "recording {} sends changed {changed} rows but {} carry them",
+            rows.len(),
+            moved.len()
+        )));
+    }
+    Ok(moved)
 }
 
 /// Where and when an attempt went out. Recorded with its outcome, because a
@@ -719,6 +740,7 @@ mod tests {
         assert_eq!(states(&c), vec![1, 1, 5, 1, 5]);
         let sent = mark_sent_many(
             &c,
+            p,
             "sim",
             &[SentRow {
                 id: 1,

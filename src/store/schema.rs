@@ -342,7 +342,7 @@ mod tests {
             at: 7,
             sending_at: 6,
         };
-        let sent = deliveries::mark_sent_many(&c, "sim", &[row]).unwrap();
+        let sent = deliveries::mark_sent_many(&c, 1, "sim", &[row]).unwrap();
         assert!(sent.contains(&2));
         deliveries::mark_sending(&c, 1, "sim", 8).unwrap();
         let attempt = deliveries::Attempt {
