@@ -47,8 +47,10 @@ enum Outcome {
     Done,
     /// The channel refused our credentials: pause the push.
     AuthFailed(String),
-    /// The recipient was no longer pending (cancelled meanwhile).
-    Gone,
+    /// None of its recipients could be claimed (the push stopped running, or
+    /// the store refused the write): they stay pending, and the next pass
+    /// must read the whole push again to find them.
+    Unclaimed,
 }
 
 pub(super) async fn run(d: Arc<Daemon>, push: PushId, mut ctl: watch::Receiver<Control>) {
@@ -156,8 +158,18 @@ async fn run_push(
     };
     // The next page, read and routed while the current one is being sent.
     let mut prefetched: Option<JoinHandle<Result<Page, StoreError>>> = None;
+    // A full pass reads every pending recipient; after one, only recipients
+    // given a time to wait for (retries, deferrals) can be pending behind
+    // the walk, unless a group went unclaimed (`Outcome::Unclaimed`).
+    let mut full = true;
+    let mut holes = false;
 
     'passes: loop {
+        let scan = if std::mem::take(&mut full) {
+            Scan::All
+        } else {
+            Scan::Waiting
+        };
         let mut cursor: DeliveryId = 0;
         // Claims left from before (a send whose outcome could not be
         // recorded) keep their rows `sending`: the walk must step over them.
@@ -165,20 +177,20 @@ async fn run_push(
         let mut saw_due = false;
         let mut earliest_later: Option<Millis> = None;
         loop {
-            if !wait_runnable(d, ctl, &mut inflight).await {
+            if !wait_runnable(d, ctl, &mut inflight, &mut holes).await {
                 break 'passes;
             }
-            reap(d, id, &mut inflight, ctl).await;
+            holes |= reap(d, id, &mut inflight, ctl).await;
             let fetch = match prefetched.take() {
                 Some(h) => h,
-                None => load.spawn(cursor, skip_claimed),
+                None => load.spawn(cursor, scan, skip_claimed),
             };
             let page = fetch
                 .await
                 .map_err(|e| StoreError::Sqlite(format!("page loader failed: {e}")))??;
             let Some(last) = page.last else { break };
             cursor = last;
-            prefetched = Some(load.spawn(cursor, skip_claimed));
+            prefetched = Some(load.spawn(cursor, scan, skip_claimed));
             if let Some(t) = page.later_min {
                 earliest_later = Some(earliest_later.map_or(t, |e| e.min(t)));
             }
@@ -193,7 +205,7 @@ async fn run_push(
             for (i, (p, r)) in page.due.into_iter().enumerate() {
                 if !runnable_now(d, ctl) {
                     group.launch(&mut inflight);
-                    if !wait_runnable(d, ctl, &mut inflight).await {
+                    if !wait_runnable(d, ctl, &mut inflight, &mut holes).await {
                         break 'passes;
                     }
                 }
@@ -285,9 +297,11 @@ async fn run_push(
         }
         // A full pass is done. Wait for in-flight sends (they may requeue retries).
         while let Some(r) = inflight.join_next().await {
-            handle_outcome(d, id, r, ctl).await;
+            holes |= handle_outcome(d, id, r, ctl).await;
         }
+        full = std::mem::take(&mut holes);
         if *ctl.borrow() != Control::Run {
+            full = true;
             continue 'passes;
         }
         if saw_due {
@@ -324,6 +338,11 @@ async fn run_push(
                         .await;
                     return Ok(());
                 }
+                if scan == Scan::Waiting {
+                    // Something is pending that only a full pass can find.
+                    full = true;
+                    continue 'passes;
+                }
                 // Rows still `sending` belong to nobody in this process (cannot
                 // happen after startup settles them); look again shortly.
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -352,6 +371,16 @@ struct Page {
     due: Vec<(Due, Result<Routed, ScriptError>)>,
     /// The earliest retry/deferral time among the page's not-yet-due rows.
     later_min: Option<Millis>,
+}
+
+/// Which pending recipients a pass reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// All of them, through the push index.
+    All,
+    /// Only those with a time to wait for (retries, deferrals), through
+    /// their own small index.
+    Waiting,
 }
 
 /// What the walk keeps of a due recipient (its member goes to the script host).
@@ -395,7 +424,12 @@ struct PageLoader {
 }
 
 impl PageLoader {
-    fn spawn(&self, after: DeliveryId, skip_claimed: bool) -> JoinHandle<Result<Page, StoreError>> {
+    fn spawn(
+        &self,
+        after: DeliveryId,
+        scan: Scan,
+        skip_claimed: bool,
+    ) -> JoinHandle<Result<Page, StoreError>> {
         let (d, g, template, push, window) = (
             self.d.clone(),
             self.generation.clone(),
@@ -406,7 +440,16 @@ impl PageLoader {
         tokio::spawn(async move {
             let page = d
                 .store
-                .read(move |c| deliveries::pending_page(c, push, after, PAGE, skip_claimed))
+                .read(move |c| {
+                    deliveries::pending_page(
+                        c,
+                        push,
+                        after,
+                        PAGE,
+                        scan == Scan::Waiting,
+                        skip_claimed,
+                    )
+                })
                 .await?;
             let Some(last) = page.last().map(|p| p.delivery_id) else {
                 return Ok(Page {
@@ -458,6 +501,7 @@ async fn wait_runnable(
     d: &Arc<Daemon>,
     ctl: &mut watch::Receiver<Control>,
     inflight: &mut JoinSet<Outcome>,
+    holes: &mut bool,
 ) -> bool {
     loop {
         let c = *ctl.borrow();
@@ -466,8 +510,12 @@ async fn wait_runnable(
             Control::Pause => {
                 // Finish what is in flight, then wait to be resumed.
                 while let Some(r) = inflight.join_next().await {
-                    if let Ok(Outcome::AuthFailed(reason)) = r {
-                        tracing::warn!(%reason, "send refused while pausing");
+                    match r {
+                        Ok(Outcome::AuthFailed(reason)) => {
+                            tracing::warn!(%reason, "send refused while pausing")
+                        }
+                        Ok(Outcome::Unclaimed) => *holes = true,
+                        _ => {}
                     }
                 }
                 if ctl.changed().await.is_err() {
@@ -486,25 +534,30 @@ async fn wait_runnable(
     }
 }
 
+/// Handles the finished send tasks; true when one went unclaimed.
 async fn reap(
     d: &Arc<Daemon>,
     id: PushId,
     inflight: &mut JoinSet<Outcome>,
     ctl: &mut watch::Receiver<Control>,
-) {
+) -> bool {
+    let mut unclaimed = false;
     while let Some(r) = inflight.try_join_next() {
-        handle_outcome(d, id, r, ctl).await;
+        unclaimed |= handle_outcome(d, id, r, ctl).await;
     }
+    unclaimed
 }
 
+/// Acts on one finished send task; true when it went unclaimed.
 async fn handle_outcome(
     d: &Arc<Daemon>,
     id: PushId,
     r: Result<Outcome, tokio::task::JoinError>,
     _ctl: &mut watch::Receiver<Control>,
-) {
+) -> bool {
     match r {
-        Ok(Outcome::Done) | Ok(Outcome::Gone) => {}
+        Ok(Outcome::Done) => {}
+        Ok(Outcome::Unclaimed) => return true,
         Ok(Outcome::AuthFailed(reason)) => {
             if d.dispatcher.control(id, Control::Pause) {
                 tracing::error!(push = id, %reason, "bad credentials: pausing the push (fix the channel's token, then `pushd push resume`)");
@@ -525,6 +578,7 @@ async fn handle_outcome(
         }
         Err(e) => tracing::error!(push = id, error = %e, "send task failed"),
     }
+    false
 }
 
 /// Takes a claim (see `Dispatcher::claims`) and every rate limit that
@@ -748,9 +802,12 @@ async fn run_group(d: Arc<Daemon>, rec: Recorder, push: PushId, sends: Vec<SendT
         Err(e) => {
             // Not claimed, not sent: the rows stay pending for later.
             d.dispatcher.set_storage_fault(&d, Some(&e));
-            return Outcome::Done;
+            return Outcome::Unclaimed;
         }
     };
+    // Fresh rows left unclaimed (the push stopped running meanwhile) stay
+    // pending behind the walk.
+    let unclaimed = range.is_some() && claimed.claim.is_none();
     let mut marked = claimed.marked.into_iter();
     let go: Vec<bool> = sends
         .iter()
@@ -768,9 +825,8 @@ async fn run_group(d: Arc<Daemon>, rec: Recorder, push: PushId, sends: Vec<SendT
         .filter(|(_, ok)| *ok)
         .map(|(s, _)| s.run(d.clone(), rec.clone(), at).boxed())
         .collect();
-    // Gone: none of them may be sent any more (paused or cancelled meanwhile).
-    let mut outcome = if running.is_empty() {
-        Outcome::Gone
+    let mut outcome = if unclaimed {
+        Outcome::Unclaimed
     } else {
         Outcome::Done
     };

@@ -134,7 +134,9 @@ pub fn count_resolved(conn: &Connection, push: PushId) -> Result<()> {
     Ok(())
 }
 
-/// The next pending recipients after `after` (by delivery id), with members.
+/// The next pending recipients after `after` (by delivery id), with members:
+/// all of them (through the push index), or with `waiting` only those given
+/// a time to wait for (retries, deferrals: their own small index).
 /// `skip_claimed` leaves out fresh rows inside a live claim (they are
 /// `sending`); a walk that knows its push has no claims saves the check.
 pub fn pending_page(
@@ -142,6 +144,7 @@ pub fn pending_page(
     push: PushId,
     after: DeliveryId,
     limit: u32,
+    waiting: bool,
     skip_claimed: bool,
 ) -> Result<Vec<Pending>> {
     let unclaimed = if skip_claimed {
@@ -149,10 +152,15 @@ pub fn pending_page(
     } else {
         ""
     };
+    let (index, only) = if waiting {
+        ("deliveries_waiting", " AND d.next_attempt_at IS NOT NULL")
+    } else {
+        ("deliveries_push", "")
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT d.id, d.attempts, d.next_attempt_at, {MEMBER_COLUMNS}
-         FROM deliveries d INDEXED BY deliveries_push JOIN members m ON m.id = d.member_id
-         WHERE d.push_id = ?1 AND d.state = {PENDING} AND d.id > ?2{unclaimed}
+         FROM deliveries d INDEXED BY {index} JOIN members m ON m.id = d.member_id
+         WHERE d.push_id = ?1 AND d.state = {PENDING}{only} AND d.id > ?2{unclaimed}
          ORDER BY d.id LIMIT {limit}"
     ))?;
     // (The limit is spelled out: SQLite re-prepares a statement whenever a
@@ -727,7 +735,7 @@ mod tests {
         assert!(has_claims(&c, p).unwrap());
         // The walk steps over claimed rows only when told to.
         let page = |skip| -> Vec<DeliveryId> {
-            pending_page(&c, p, 0, 10, skip)
+            pending_page(&c, p, 0, 10, false, skip)
                 .unwrap()
                 .iter()
                 .map(|p| p.delivery_id)

@@ -257,12 +257,15 @@ END;
 "#,
     // 4: no index of pending rows. Every recipient entered it at resolution
     // and left it when its outcome was recorded — a fifth of the send path's
-    // row write. The walk reads a push's pending rows through the push index
-    // in id order instead (in the first pass, where the sends are, nearly
-    // every row it reads is pending); the counters of a freshly resolved
-    // push come from the push index and a small index of skipped rows.
+    // row write. The walk's first pass reads a push's pending rows through
+    // the push index in id order (nearly every row it reads is pending);
+    // later passes look only at rows given a time to wait for (retries,
+    // deferrals), which have a small index of their own. The counters of a
+    // freshly resolved push come from the push index and a small index of
+    // skipped rows.
     r#"
 DROP INDEX deliveries_pending;
+CREATE INDEX deliveries_waiting ON deliveries(push_id) WHERE state = 0 AND next_attempt_at IS NOT NULL;
 CREATE INDEX deliveries_skipped ON deliveries(push_id) WHERE state = 4;
 "#,
 ];
