@@ -743,6 +743,13 @@ mod tests {
         };
         assert_eq!(page(true), vec![3, 5]);
         assert_eq!(page(false), vec![1, 2, 3, 4, 5]);
+        // A later pass reads only the recipients with a time to wait for.
+        let waiting: Vec<DeliveryId> = pending_page(&c, p, 0, 10, true, true)
+            .unwrap()
+            .iter()
+            .map(|p| p.delivery_id)
+            .collect();
+        assert_eq!(waiting, vec![3]);
         // A cancel leaves claimed rows to their outcome.
         assert_eq!(cancel_pending(&c, p).unwrap(), 2);
         assert_eq!(states(&c), vec![1, 1, 5, 1, 5]);
