@@ -323,8 +323,8 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         unsafe extern "C" fn(*mut ffi::sqlite3_context, c_int, *mut *mut ffi::sqlite3_value);
     let functions: [(&std::ffi::CStr, Callback); 3] = [
         (c"pushd_sent_pid", sent_pid),
-        (c"pushd_sent_at", sent_at),
-        (c"pushd_sending_at", sending_at),
+        (c"pushd_sent_at", batch_time::<false>),
+        (c"pushd_sending_at", batch_time::<true>),
     ];
     for (name, f) in functions {
         // SAFETY: the handle is this open connection's; the name is a
@@ -396,7 +396,8 @@ unsafe extern "C" fn sent_pid(
     }
 }
 
-unsafe extern "C" fn sent_at(
+/// `pushd_sending_at` (SENDING) or `pushd_sent_at`: one of the batch's times.
+unsafe extern "C" fn batch_time<const SENDING: bool>(
     ctx: *mut rusqlite::ffi::sqlite3_context,
     _argc: c_int,
     argv: *mut *mut rusqlite::ffi::sqlite3_value,
@@ -405,22 +406,9 @@ unsafe extern "C" fn sent_at(
     // SAFETY: SQLite's context and arguments for this call.
     unsafe {
         with_sent(argv, |e| match e {
-            Some((_, at, _)) => ffi::sqlite3_result_int64(ctx, *at),
-            None => ffi::sqlite3_result_null(ctx),
-        })
-    }
-}
-
-unsafe extern "C" fn sending_at(
-    ctx: *mut rusqlite::ffi::sqlite3_context,
-    _argc: c_int,
-    argv: *mut *mut rusqlite::ffi::sqlite3_value,
-) {
-    use rusqlite::ffi;
-    // SAFETY: SQLite's context and arguments for this call.
-    unsafe {
-        with_sent(argv, |e| match e {
-            Some((.., sending)) => ffi::sqlite3_result_int64(ctx, *sending),
+            Some((_, at, sending)) => {
+                ffi::sqlite3_result_int64(ctx, if SENDING { *sending } else { *at })
+            }
             None => ffi::sqlite3_result_null(ctx),
         })
     }
