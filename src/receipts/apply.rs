@@ -50,6 +50,26 @@ fn dedupe_key(e: &InboundEvent) -> String {
     }
 }
 
+/// An event with what recording it takes besides the database (its dedupe
+/// key, its summary for the message log), worked out before it is queued:
+/// the writer is the one thread every webhook waits on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub event: InboundEvent,
+    key: String,
+    summary: String,
+}
+
+impl Prepared {
+    pub fn new(event: InboundEvent) -> Prepared {
+        Prepared {
+            key: dedupe_key(&event),
+            summary: serde_json::to_string(&event).unwrap_or_default(),
+            event,
+        }
+    }
+}
+
 /// Applies a batch (one webhook, or a run of simulator receipts) in the
 /// caller's transaction. `raw` is stored with the first event recorded.
 pub fn apply(
@@ -58,10 +78,21 @@ pub fn apply(
     events: &[InboundEvent],
     raw: Option<&str>,
 ) -> Result<Applied> {
+    let prepared: Vec<Prepared> = events.iter().cloned().map(Prepared::new).collect();
+    apply_prepared(conn, ctx, &prepared, raw)
+}
+
+/// [`apply`] for events prepared beforehand.
+pub fn apply_prepared(
+    conn: &Connection,
+    ctx: &ApplyContext,
+    events: &[Prepared],
+    raw: Option<&str>,
+) -> Result<Applied> {
     let mut out = Applied::default();
     let mut raw = raw;
     for e in events {
-        if apply_one(conn, ctx, e, &dedupe_key(e), raw, &mut out)? {
+        if apply_one(conn, ctx, e, raw, &mut out)? {
             raw = None;
         }
     }
@@ -72,11 +103,11 @@ pub fn apply(
 fn apply_one(
     conn: &Connection,
     ctx: &ApplyContext,
-    e: &InboundEvent,
-    key: &str,
+    prepared: &Prepared,
     raw: Option<&str>,
     out: &mut Applied,
 ) -> Result<bool> {
+    let e = &prepared.event;
     let link = match e {
         InboundEvent::Status {
             provider_message_id,
@@ -87,7 +118,7 @@ fn apply_one(
             // The commonest event by far: one lookup, and the unique index
             // of `events` decides whether it is new (no separate query).
             let link = find_delivery(conn, &ctx.channel, provider_message_id)?;
-            if !record(conn, ctx, e, key, &link, raw)? {
+            if !record(conn, ctx, prepared, &link, raw)? {
                 out.duplicates += 1;
                 return Ok(false);
             }
@@ -99,7 +130,7 @@ fn apply_one(
         }
         // Other events change members before they know what they link to,
         // so they ask first.
-        _ if seen(conn, ctx, e, key)? => {
+        _ if seen(conn, ctx, prepared)? => {
             out.duplicates += 1;
             return Ok(false);
         }
@@ -142,16 +173,16 @@ fn apply_one(
         }
     };
     out.events += 1;
-    record(conn, ctx, e, key, &link, raw)?;
+    record(conn, ctx, prepared, &link, raw)?;
     Ok(true)
 }
 
-fn seen(conn: &Connection, ctx: &ApplyContext, e: &InboundEvent, key: &str) -> Result<bool> {
+fn seen(conn: &Connection, ctx: &ApplyContext, e: &Prepared) -> Result<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT 1 FROM events WHERE channel = ?1 AND dedupe_key = ?2 AND kind = ?3",
         )?
-        .exists(params![ctx.channel, key, e.kind()])?)
+        .exists(params![ctx.channel, e.key, e.event.kind()])?)
 }
 
 /// Records the event, with what it touched (the message log links it),
@@ -159,12 +190,10 @@ fn seen(conn: &Connection, ctx: &ApplyContext, e: &InboundEvent, key: &str) -> R
 fn record(
     conn: &Connection,
     ctx: &ApplyContext,
-    e: &InboundEvent,
-    key: &str,
+    e: &Prepared,
     link: &Link,
     raw: Option<&str>,
 ) -> Result<bool> {
-    let summary = serde_json::to_string(e).unwrap_or_default();
     let n = conn
         .prepare_cached(
             "INSERT INTO events (at, channel, kind, dedupe_key, member_id, delivery_id, push_id, summary, raw)
@@ -174,12 +203,12 @@ fn record(
         .execute(params![
             now_ms(),
             ctx.channel,
-            e.kind(),
-            key,
+            e.event.kind(),
+            e.key,
             link.member,
             link.delivery,
             link.push,
-            summary,
+            e.summary,
             raw
         ])?;
     Ok(n == 1)
