@@ -255,6 +255,16 @@ BEGIN
     ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + 1;
 END;
 "#,
+    // 4: no index on events(at). The one writer inserts events as it applies
+    // them, stamped with the time it does (`receipts::apply`), so rowid
+    // order is time order and the index repeated it, at the price of one
+    // more index entry for every event recorded (thousands a second in a
+    // receipt storm). The message log walks rowids newest first, or the
+    // (push_id, at) / (member_id, at) index when filtered; pruning finds the
+    // retention boundary by rowid (`store::events`).
+    r#"
+DROP INDEX events_at;
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
