@@ -10,7 +10,7 @@
 //! one webhook's failure never costs the others their write; each caller
 //! still waits until its own events are committed.
 
-use super::apply::{self, Applied, ApplyContext};
+use super::apply::{self, Applied, ApplyContext, Prepared};
 use crate::model::InboundEvent;
 use crate::store::{Result, Store, StoreError};
 use crate::util::next_batch;
@@ -24,7 +24,7 @@ const MAX_BATCH: usize = 512;
 /// One verified webhook's events, with the raw payload kept alongside them.
 struct Webhook {
     ctx: ApplyContext,
-    events: Vec<InboundEvent>,
+    events: Vec<Prepared>,
     raw: String,
 }
 
@@ -51,6 +51,7 @@ impl Applier {
         raw: String,
     ) -> Result<Applied> {
         let (reply, rx) = oneshot::channel();
+        let events = events.into_iter().map(Prepared::new).collect();
         let webhook = Webhook { ctx, events, raw };
         self.tx
             .send((webhook, reply))
@@ -60,7 +61,7 @@ impl Applier {
 }
 
 fn apply_webhook(c: &Connection, w: &Webhook) -> Result<Applied> {
-    apply::apply(c, &w.ctx, &w.events, Some(&w.raw))
+    apply::apply_prepared(c, &w.ctx, &w.events, Some(&w.raw))
 }
 
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Item>) {

@@ -87,26 +87,31 @@ pub async fn run_applier(d: Arc<Daemon>, mut rx: mpsc::Receiver<ChannelEvent>) {
                 Err(_) => break,
             }
         }
-        let mut by_channel: BTreeMap<String, Vec<InboundEvent>> = BTreeMap::new();
+        let mut by_channel: BTreeMap<String, Vec<apply::Prepared>> = BTreeMap::new();
         for e in batch {
-            by_channel.entry(e.channel).or_default().push(e.event);
+            by_channel
+                .entry(e.channel)
+                .or_default()
+                .push(apply::Prepared::new(e.event));
         }
         let cfg = d.config();
-        let groups: Vec<(apply::ApplyContext, Vec<InboundEvent>)> = by_channel
-            .into_iter()
-            .filter_map(|(ch, evs)| {
-                let kind = cfg.channels.get(&ch)?.kind;
-                Some((server::apply_context(&d, &ch, kind), evs))
-            })
-            .collect();
+        let groups: Arc<Vec<(apply::ApplyContext, Vec<apply::Prepared>)>> = Arc::new(
+            by_channel
+                .into_iter()
+                .filter_map(|(ch, evs)| {
+                    let kind = cfg.channels.get(&ch)?.kind;
+                    Some((server::apply_context(&d, &ch, kind), evs))
+                })
+                .collect(),
+        );
         let mut delay = std::time::Duration::from_millis(100);
         loop {
             let groups = groups.clone();
             let r = d
                 .store
                 .write(move |c| {
-                    for (ctx, evs) in &groups {
-                        apply::apply(c, ctx, evs, None)?;
+                    for (ctx, evs) in groups.iter() {
+                        apply::apply_prepared(c, ctx, evs, None)?;
                     }
                     Ok(())
                 })
@@ -124,9 +129,9 @@ pub async fn run_applier(d: Arc<Daemon>, mut rx: mpsc::Receiver<ChannelEvent>) {
                 }
             }
         }
-        for (ctx, evs) in &groups {
+        for (ctx, evs) in groups.iter() {
             for e in evs {
-                d.metrics.record_event(&ctx.channel, e.kind());
+                d.metrics.record_event(&ctx.channel, e.event.kind());
             }
         }
     }

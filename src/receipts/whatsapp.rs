@@ -32,6 +32,18 @@ pub fn handle(
 
 /// Parses a (verified) webhook body.
 pub fn parse(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError> {
+    // Nearly every webhook in a push's wake carries statuses only: those are
+    // read straight into typed fields. Anything else, and anything the typed
+    // reader does not take, is read by the general reader below, whose
+    // errors name the field.
+    if let Some(events) = statuses::parse(body) {
+        return Ok(events);
+    }
+    parse_general(body)
+}
+
+/// Reads any webhook through a JSON tree, field by field.
+fn parse_general(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError> {
     let doc = parse_json(body)?;
     let root = Json::root(&doc);
     let object = root.req_str("object")?;
@@ -183,6 +195,282 @@ fn contact_name(contacts: &[Json<'_>], from: &str) -> Result<Option<String>, Web
         }
     }
     Ok(fallback.map(str::to_string))
+}
+
+/// The typed reader for status-only webhooks. It accepts a body only when
+/// the general reader would read the same events from it: every value is
+/// checked as `parse_json` checks it ([`Skip`]), a repeated key counts by its
+/// last value (as in a JSON tree), `null` counts as absent, and whatever it
+/// does not handle (messages, contacts, `failed` statuses with their error
+/// objects, any field of an unexpected type) makes it give up (`None`), so
+/// the general reader decides, with its error messages.
+mod statuses {
+    use super::super::webhook::{Skip, Str, secs_to_ms};
+    use crate::model::{InboundEvent, Millis, StatusUpdate};
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer, MapAccess, Visitor};
+    use std::fmt;
+
+    pub(super) fn parse(body: &[u8]) -> Option<Vec<InboundEvent>> {
+        // `parse_json` refuses invalid UTF-8 anywhere; checked once up front.
+        let text = std::str::from_utf8(body).ok()?;
+        let root: Root = serde_json::from_str(text).ok()?;
+        if root.object?.0 != "whatsapp_business_account" {
+            return None;
+        }
+        let mut out = Vec::new();
+        for entry in root.entry? {
+            for change in entry.changes.into_iter().flatten() {
+                if change.field.as_ref().map(|f| &*f.0) != Some("messages") {
+                    continue;
+                }
+                for s in change.value?.statuses.into_iter().flatten() {
+                    let update = match &*s.status.0 {
+                        "sent" => StatusUpdate::Sent,
+                        "delivered" => StatusUpdate::Delivered,
+                        "read" => StatusUpdate::Read,
+                        "failed" => return None,
+                        _ => continue,
+                    };
+                    out.push(InboundEvent::Status {
+                        provider_message_id: s.id.0.into_owned(),
+                        update,
+                        user: s.recipient_id,
+                        at: s.at,
+                    });
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// The typed reader gives up; the general reader takes over.
+    fn give_up<E: de::Error>() -> E {
+        E::custom("not a plain status webhook")
+    }
+
+    /// Reads an object's members with `member`, which answers whether it
+    /// took the value; the rest are read as [`Skip`].
+    fn members<'de, A: MapAccess<'de>>(
+        mut map: A,
+        mut member: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
+    ) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            if !member(&key.0, &mut map)? {
+                map.next_value::<Skip>()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `impl Deserialize` for an object read by `visit_map`.
+    macro_rules! object {
+        ($name:ident, $what:literal) => {
+            impl<'de> Deserialize<'de> for $name<'de> {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    struct V;
+                    impl<'de> Visitor<'de> for V {
+                        type Value = $name<'de>;
+                        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                            f.write_str($what)
+                        }
+                        fn visit_map<A: MapAccess<'de>>(
+                            self,
+                            map: A,
+                        ) -> Result<$name<'de>, A::Error> {
+                            $name::read(map)
+                        }
+                    }
+                    d.deserialize_map(V)
+                }
+            }
+        };
+    }
+
+    struct Root<'a> {
+        object: Option<Str<'a>>,
+        entry: Option<Vec<Entry<'a>>>,
+    }
+    object!(Root, "a webhook object");
+
+    impl<'a> Root<'a> {
+        fn read<A: MapAccess<'a>>(map: A) -> Result<Root<'a>, A::Error> {
+            let mut root = Root {
+                object: None,
+                entry: None,
+            };
+            members(map, |k, map| {
+                match k {
+                    "object" => root.object = map.next_value()?,
+                    "entry" => root.entry = map.next_value()?,
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            })?;
+            Ok(root)
+        }
+    }
+
+    struct Entry<'a> {
+        changes: Option<Vec<Change<'a>>>,
+    }
+    object!(Entry, "an entry object");
+
+    impl<'a> Entry<'a> {
+        fn read<A: MapAccess<'a>>(map: A) -> Result<Entry<'a>, A::Error> {
+            let mut entry = Entry { changes: None };
+            members(map, |k, map| {
+                if k != "changes" {
+                    return Ok(false);
+                }
+                entry.changes = map.next_value()?;
+                Ok(true)
+            })?;
+            Ok(entry)
+        }
+    }
+
+    struct Change<'a> {
+        field: Option<Str<'a>>,
+        value: Option<Value<'a>>,
+    }
+    object!(Change, "a change object");
+
+    impl<'a> Change<'a> {
+        fn read<A: MapAccess<'a>>(map: A) -> Result<Change<'a>, A::Error> {
+            let mut change = Change {
+                field: None,
+                value: None,
+            };
+            members(map, |k, map| {
+                match k {
+                    "field" => change.field = map.next_value()?,
+                    "value" => change.value = map.next_value()?,
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            })?;
+            Ok(change)
+        }
+    }
+
+    struct Value<'a> {
+        statuses: Option<Vec<Status<'a>>>,
+    }
+    object!(Value, "a change value object");
+
+    impl<'a> Value<'a> {
+        fn read<A: MapAccess<'a>>(map: A) -> Result<Value<'a>, A::Error> {
+            let mut value = Value { statuses: None };
+            members(map, |k, map| {
+                match k {
+                    "statuses" => value.statuses = map.next_value()?,
+                    // Messages (and the contacts that name their senders)
+                    // are the general reader's.
+                    "messages" | "contacts" => {
+                        if map.next_value::<Option<Skip>>()?.is_some() {
+                            return Err(give_up());
+                        }
+                    }
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            })?;
+            Ok(value)
+        }
+    }
+
+    /// A status with everything the general reader requires of one.
+    struct Status<'a> {
+        id: Str<'a>,
+        status: Str<'a>,
+        at: Millis,
+        recipient_id: Option<String>,
+    }
+
+    impl<'de> Deserialize<'de> for Status<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Status<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a status object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Status<'de>, A::Error> {
+                    let (mut id, mut status, mut at, mut recipient_id) = (None, None, None, None);
+                    members(map, |k, map| {
+                        match k {
+                            "id" => id = map.next_value::<Option<Str>>()?,
+                            "status" => status = map.next_value::<Option<Str>>()?,
+                            "timestamp" => at = map.next_value::<Option<UnixSecs>>()?,
+                            "recipient_id" => recipient_id = map.next_value::<Option<Id>>()?,
+                            _ => return Ok(false),
+                        }
+                        Ok(true)
+                    })?;
+                    let at = secs_to_ms(at.ok_or_else(give_up)?.0, "timestamp")
+                        .map_err(|_| give_up::<A::Error>())?;
+                    Ok(Status {
+                        id: id.ok_or_else(give_up)?,
+                        status: status.ok_or_else(give_up)?,
+                        at,
+                        recipient_id: recipient_id.map(|i| i.0),
+                    })
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// Unix seconds as a JSON integer or a string of digits (`Json::unix_secs_ms`).
+    struct UnixSecs(i64);
+
+    impl<'de> Deserialize<'de> for UnixSecs {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = UnixSecs;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("unix seconds")
+                }
+                fn visit_i64<E: de::Error>(self, n: i64) -> Result<UnixSecs, E> {
+                    Ok(UnixSecs(n))
+                }
+                fn visit_u64<E: de::Error>(self, n: u64) -> Result<UnixSecs, E> {
+                    i64::try_from(n).map(UnixSecs).map_err(|_| give_up())
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<UnixSecs, E> {
+                    s.trim().parse().map(UnixSecs).map_err(|_| give_up())
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// An id sent as a string or a JSON integer (`Json::id`).
+    struct Id(String);
+
+    impl<'de> Deserialize<'de> for Id {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Id;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a string or an integer id")
+                }
+                fn visit_i64<E: de::Error>(self, n: i64) -> Result<Id, E> {
+                    Ok(Id(n.to_string()))
+                }
+                fn visit_u64<E: de::Error>(self, n: u64) -> Result<Id, E> {
+                    Ok(Id(n.to_string()))
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Id, E> {
+                    Ok(Id(s.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -438,6 +726,136 @@ mod tests {
         assert!(is_bad_request(&run(WA, &cfg, &signed(garbage))));
     }
 
+    /// The typed reader's answer, which must be the general reader's.
+    fn typed(body: &str) -> Option<Vec<InboundEvent>> {
+        let fast = statuses::parse(body.as_bytes());
+        if let Some(events) = &fast {
+            assert_eq!(
+                parse_general(body.as_bytes()).as_ref(),
+                Ok(events),
+                "{body}"
+            );
+        }
+        fast
+    }
+
+    #[test]
+    fn status_webhooks_take_the_typed_reader() {
+        let a: serde_json::Value =
+            serde_json::from_str(&whatsapp_status("wamid.1", "delivered", 1749416400)).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(&whatsapp_status("wamid.2", "read", 1749416401)).unwrap();
+        let two = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [a["entry"][0].clone(), b["entry"][0].clone()],
+        })
+        .to_string();
+        for body in [
+            whatsapp_status("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI...", "delivered", 1749416400),
+            whatsapp_status_to("447700900123", "wamid.A", "sent", 1749416401),
+            whatsapp_status("wamid.V", "played", 1749416400),
+            two,
+            r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"message_template_status_update","value":{"event":"APPROVED","message_template_id":1}}]}]}"#.into(),
+        ] {
+            assert!(typed(&body).is_some(), "{body}");
+        }
+    }
+
+    #[test]
+    fn the_typed_reader_leaves_the_rest_to_the_general_one() {
+        let failed = whatsapp_failed(
+            "wamid.F",
+            "1",
+            131047,
+            "Re-engagement message",
+            "x",
+            1749416400,
+        );
+        let text = whatsapp_text("1", "N", "wamid.3", "hi", 1749416400);
+        let click = whatsapp_button_reply("1", "wamid.4", "wamid.0", "id", "T", 1749416400);
+        for body in [failed, text, click] {
+            assert_eq!(typed(&body), None, "{body}");
+            assert_eq!(ok(&body).len(), 1, "{body}");
+        }
+    }
+
+    /// A status webhook with `status` spliced in as the status object's JSON.
+    fn with_status(status: &str) -> String {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","statuses":[{status}]}}}}]}}]}}"#
+        )
+    }
+
+    #[test]
+    fn the_typed_reader_reads_json_as_the_general_reader_does() {
+        let status = |s: &str| InboundEvent::Status {
+            provider_message_id: "wamid.A".into(),
+            update: StatusUpdate::Delivered,
+            user: Some(s.into()),
+            at: 1_749_416_400_000,
+        };
+        let same = [
+            // Escapes, a repeated key (the last counts), integer ids and times.
+            (
+                r#"{"id":"wamid.\u0041","status":"read","status":"delivered","timestamp":"1749416400","recipient_id":"1"}"#,
+                vec![status("1")],
+            ),
+            (
+                r#"{"id":"wamid.A","status":"delivered","timestamp":1749416400,"recipient_id":16505551234}"#,
+                vec![status("16505551234")],
+            ),
+            (
+                r#"{"id":"wamid.A","status":"delivered","timestamp":" 1749416400 ","recipient_id":"x","pricing":{"a":[1.5,-2,true,null,{"b":"\n"}]}}"#,
+                vec![status("x")],
+            ),
+        ];
+        for (s, events) in same {
+            let body = with_status(s);
+            assert_eq!(typed(&body), Some(events), "{body}");
+        }
+        let mut null_recipient = with_status(
+            r#"{"id":"wamid.A","status":"delivered","timestamp":"1749416400","recipient_id":null}"#,
+        );
+        assert!(matches!(
+            &typed(&null_recipient).unwrap()[..],
+            [InboundEvent::Status { user: None, .. }]
+        ));
+        null_recipient = null_recipient.replace(r#""statuses":["#, r#""statuses":null,"x":["#);
+        assert_eq!(typed(&null_recipient), Some(vec![]));
+        // What the general reader refuses, the typed one never accepts, even
+        // in fields it does not read.
+        let refused = [
+            r#"{"id":"wamid.A","status":"delivered","timestamp":"1749416400","pricing":{"x":1e400}}"#,
+            r#"{"id":"wamid.A","status":"delivered","timestamp":"1749416400","pricing":{"x":"\ud800"}}"#,
+            r#"{"id":"wamid.A","status":"delivered","timestamp":"soon"}"#,
+            r#"{"id":"wamid.A","status":"delivered","timestamp":"99999999999999999"}"#,
+            r#"{"id":"wamid.A","status":"delivered","timestamp":1.5}"#,
+            r#"{"id":"wamid.A","status":"delivered","timestamp":"1","recipient_id":1.5}"#,
+            r#"{"id":null,"status":"delivered","timestamp":"1"}"#,
+            r#"{"id":"wamid.A","timestamp":"1"}"#,
+            r#"{"id":"wamid.A","status":"played"}"#,
+        ];
+        for s in refused {
+            let body = with_status(s);
+            assert_eq!(statuses::parse(body.as_bytes()), None, "{body}");
+            assert!(parse_general(body.as_bytes()).is_err(), "{body}");
+        }
+        let mut invalid_utf8 =
+            with_status(r#"{"id":"wamid.A","status":"delivered","timestamp":"1","pricing":"@"}"#)
+                .into_bytes();
+        let at = invalid_utf8.iter().position(|b| *b == b'@').unwrap();
+        invalid_utf8[at] = 0xff;
+        assert_eq!(statuses::parse(&invalid_utf8), None);
+        assert!(parse_general(&invalid_utf8).is_err());
+        let deep = with_status(&format!(
+            r#"{{"id":"wamid.A","status":"delivered","timestamp":"1","x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        ));
+        assert_eq!(statuses::parse(deep.as_bytes()), None);
+        assert!(parse_general(deep.as_bytes()).is_err());
+    }
+
     proptest! {
         #![proptest_config(proptest_config())]
 
@@ -446,6 +864,29 @@ mod tests {
             let cfg = config(WA);
             let out = run(WA, &cfg, &Req::post(body));
             prop_assert!(is_clean(&out));
+        }
+
+        #[test]
+        fn the_typed_reader_agrees_with_the_general_one(which in 0usize..3, choices in proptest::collection::vec(any::<u32>(), 1..12)) {
+            let base = [
+                whatsapp_status("wamid.1", "delivered", 1749416400),
+                whatsapp_status_to("447700900123", "wamid.2", "read", 1749416401),
+                with_status(r#"{"id":"wamid.3","status":"sent","timestamp":1749416400,"recipient_id":1}"#),
+            ];
+            let mut v: serde_json::Value = serde_json::from_str(&base[which]).unwrap();
+            let mut it = choices.into_iter();
+            mutate_json(&mut v, &mut it);
+            let body = v.to_string();
+            if let Some(events) = statuses::parse(body.as_bytes()) {
+                prop_assert_eq!(parse_general(body.as_bytes()), Ok(events), "{}", body);
+            }
+        }
+
+        #[test]
+        fn the_typed_reader_takes_no_garbage(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Some(events) = statuses::parse(&body) {
+                prop_assert_eq!(parse_general(&body), Ok(events));
+            }
         }
 
         #[test]

@@ -268,6 +268,16 @@ DROP INDEX deliveries_pending;
 CREATE INDEX deliveries_waiting ON deliveries(push_id) WHERE state = 0 AND next_attempt_at IS NOT NULL;
 CREATE INDEX deliveries_skipped ON deliveries(push_id) WHERE state = 4;
 "#,
+    // 5: no index on events(at). The one writer inserts events as it applies
+    // them, stamped with the time it does (`receipts::apply`), so rowid
+    // order is time order and the index repeated it, at the price of one
+    // more index entry for every event recorded (thousands a second in a
+    // receipt storm). The message log walks rowids newest first, or the
+    // (push_id, at) / (member_id, at) index when filtered; pruning finds the
+    // retention boundary by rowid (`store::events`).
+    r#"
+DROP INDEX events_at;
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
