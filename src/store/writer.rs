@@ -2,7 +2,9 @@
 //! queued, runs each job under its own savepoint inside one transaction, commits,
 //! and only then answers each job. So a caller is never told "done" before its
 //! write is durable, one failing job never undoes the others, and a burst of
-//! small writes costs one commit.
+//! small writes costs one commit. Jobs someone is waiting on to make progress
+//! (`run_first`: a send's claim) go first, in a transaction of their own; a
+//! run of ordinary jobs commits early when one arrives.
 
 use super::{Result, StoreError};
 use rusqlite::Connection;
@@ -136,35 +138,81 @@ fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
+    let mut queue = Queue::default();
+    loop {
+        if queue.is_empty() {
+            match rx.recv() {
+                Ok(job) => queue.push(job),
                 Err(_) => break,
             }
         }
-        let (urgent, rest): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.first);
-        for jobs in [urgent, rest] {
-            if !jobs.is_empty() {
-                run_transaction(&conn, jobs);
-            }
+        queue.take_from(&rx);
+        if !queue.urgent.is_empty() {
+            let mut urgent = std::mem::take(&mut queue.urgent).into_iter();
+            run_transaction(&conn, || urgent.next());
+            continue;
         }
+        // Ordinary jobs share a transaction, which commits early when a job
+        // someone waits on arrives meanwhile: a send's claim never waits
+        // behind a long run of outcomes.
+        let mut taken = 0;
+        run_transaction(&conn, || {
+            queue.take_from(&rx);
+            if !queue.urgent.is_empty() || taken >= MAX_BATCH {
+                return None;
+            }
+            taken += 1;
+            queue.ordinary.pop_front()
+        });
     }
     tracing::debug!("store writer stopped");
 }
 
-/// Runs jobs in one transaction, then answers each once it committed.
-fn run_transaction(conn: &Connection, batch: Vec<Job>) {
+/// Jobs received and not yet run.
+#[derive(Default)]
+struct Queue {
+    urgent: Vec<Job>,
+    ordinary: std::collections::VecDeque<Job>,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.urgent.is_empty() && self.ordinary.is_empty()
+    }
+
+    fn push(&mut self, job: Job) {
+        if job.first {
+            self.urgent.push(job);
+        } else {
+            self.ordinary.push_back(job);
+        }
+    }
+
+    /// Everything queued on the channel right now.
+    fn take_from(&mut self, rx: &mpsc::Receiver<Job>) {
+        while let Ok(job) = rx.try_recv() {
+            self.push(job);
+        }
+    }
+}
+
+/// Runs the jobs `next` hands out in one transaction (until it says None),
+/// then answers each once it committed.
+fn run_transaction(conn: &Connection, mut next: impl FnMut() -> Option<Job>) {
+    let Some(first) = next() else { return };
     if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = StoreError::from(e);
         tracing::error!(error = %err, "store: cannot begin transaction");
-        for job in batch {
+        (first.work)(Err(&err))(None);
+        while let Some(job) = next() {
             (job.work)(Err(&err))(None);
         }
         return;
     }
-    let replies: Vec<Reply> = batch.into_iter().map(|job| (job.work)(Ok(conn))).collect();
+    let mut replies: Vec<Reply> = vec![(first.work)(Ok(conn))];
+    while let Some(job) = next() {
+        replies.push((job.work)(Ok(conn)));
+    }
     let commit = exec_cached(conn, "COMMIT").map_err(StoreError::from);
     let err = match commit {
         Ok(()) => None,
@@ -182,6 +230,62 @@ fn run_transaction(conn: &Connection, batch: Vec<Job>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job someone waits on never waits behind a run of ordinary jobs
+    /// queued before it: the ordinary transaction commits early for it.
+    #[test]
+    fn a_first_job_overtakes_queued_ordinary_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (v TEXT)").unwrap();
+        let w = Writer::start(conn).unwrap();
+        let (started_tx, started) = std::sync::mpsc::channel::<&str>();
+        let gate = |name: &'static str| {
+            let (open, wait) = std::sync::mpsc::channel::<()>();
+            let started = started_tx.clone();
+            let job = move |c: &Connection| {
+                let _ = started.send(name);
+                let _ = wait.recv();
+                c.execute("INSERT INTO t VALUES (?1)", [name])?;
+                Ok(())
+            };
+            (open, job)
+        };
+        let (open0, o0) = gate("o0");
+        let r0 = w.submit(false, o0).unwrap();
+        assert_eq!(started.recv().unwrap(), "o0");
+        // Queued while o0 runs: o1 (which will hold the writer too), and o2,
+        // which reports whether the first job committed before it ran.
+        let (open1, o1) = gate("o1");
+        let r1 = w.submit(false, o1).unwrap();
+        let r2 = w
+            .submit(false, |c: &Connection| {
+                Ok(
+                    c.query_row("SELECT count(*) FROM t WHERE v = 'u'", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+            .unwrap();
+        open0.send(()).unwrap();
+        assert_eq!(started.recv().unwrap(), "o1");
+        let ru = w
+            .submit(true, |c: &Connection| {
+                c.execute("INSERT INTO t VALUES ('u')", [])?;
+                Ok(())
+            })
+            .unwrap();
+        open1.send(()).unwrap();
+        r0.blocking_recv().unwrap().unwrap();
+        r1.blocking_recv().unwrap().unwrap();
+        ru.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            r2.blocking_recv().unwrap().unwrap(),
+            1,
+            "the first job ran before o2"
+        );
+        w.close();
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn first_jobs_and_ordinary_jobs_all_commit_and_fail_alone() {
