@@ -114,6 +114,58 @@ fn repeated_kill_9_never_loses_or_duplicates_a_recipient() {
     assert_eq!(r["sent_fail"].as_i64().unwrap(), failed);
 }
 
+/// A large audience is frozen in chunks while the first members are sent. A
+/// daemon that died after freezing (and partly sending) the first chunk
+/// carries on after the last frozen member: every member gets exactly one
+/// delivery, and those sent before the crash are not requested again.
+#[test]
+fn a_crash_half_way_through_freezing_resumes_after_the_last_chunk() {
+    let rt = runtime();
+    let n = 10_000;
+    let (mut d, mock, users) = custom_daemon(&rt, n, "rate_per_minute = 0\nconcurrency = 32");
+    let at = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let id = push_hello(&d, "big", &["--at", &at])["id"]
+        .as_i64()
+        .unwrap();
+    d.stop();
+    // What a crash after the first chunk and 100 sends leaves behind.
+    let now = chrono::Utc::now().timestamp_millis();
+    d.db()
+        .execute_batch(&format!(
+            "BEGIN;
+             UPDATE pushes SET status = 'running', start_at = {now}, started_at = {now},
+                    resolved_through = (SELECT max(id) FROM (SELECT id FROM members ORDER BY id LIMIT 4096))
+              WHERE id = {id};
+             INSERT INTO deliveries (push_id, member_id, state)
+               SELECT {id}, id, 0 FROM members ORDER BY id LIMIT 4096;
+             UPDATE deliveries SET state = 2, channel = 'hook', attempts = 1, sending_at = {now}, sent_at = {now}
+              WHERE push_id = {id} AND member_id IN (SELECT id FROM members ORDER BY id LIMIT 100);
+             INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES ({id}, 0, 0, 0, 3996), ({id}, 2, 0, 0, 100);
+             COMMIT;"
+        ))
+        .unwrap();
+    let sent_before: std::collections::HashSet<String> = {
+        let db = d.db();
+        let mut stmt = db
+            .prepare("SELECT channel_user_id FROM members ORDER BY id LIMIT 100")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    d.spawn();
+    let done = wait_status(&d, "big", "completed", Duration::from_secs(120));
+    assert_eq!(done["recipients"], n);
+    assert_eq!(done["sent"], n);
+    assert_consistent(&d, id);
+    let seen = mock.count_by_recipient();
+    for u in &users {
+        let want = if sent_before.contains(u) { 0 } else { 1 };
+        assert_eq!(seen.get(u).copied().unwrap_or(0), want, "{u}");
+    }
+}
+
 /// The crash window is bounded: with every request hanging, the daemon marks
 /// `concurrency` sends in flight plus `concurrency` more waiting for a slot,
 /// and no further; a crash then interrupts exactly those, and the rest are
@@ -268,7 +320,7 @@ fn full_database_holds_sends_with_a_clear_error_and_recovers() {
     .unwrap();
     let v = d.request(r#"{"cmd":"reload"}"#);
     assert_eq!(v["data"]["config"]["ok"], true, "{v}");
-    // Freezing the audience needs more room than the quota leaves.
+    // Freezing the whole audience needs more room than the quota leaves.
     push_hello(&d, "full", &[]);
     let s = wait_for("a storage alert", Duration::from_secs(30), || {
         let s = d.status();
@@ -278,10 +330,17 @@ fn full_database_holds_sends_with_a_clear_error_and_recovers() {
             .then_some(s)
     });
     assert!(s["alerts"].to_string().contains("full"), "{s}");
-    assert_eq!(
-        mock.sends().len(),
-        0,
-        "nothing sent that could not be recorded"
+    // The first chunks of the audience fit and were sent; the rest waits for
+    // room, and nothing beyond what was frozen was requested.
+    let requested = mock.sends().len() as i64;
+    let frozen = count(&d.db(), "SELECT count(*) FROM deliveries");
+    assert!(
+        frozen < members,
+        "the quota stopped the freeze ({frozen} of {members})"
+    );
+    assert!(
+        requested <= frozen,
+        "requested {requested}, frozen {frozen}"
     );
     let text = stdout(&d.cli(&["status"]));
     assert!(text.contains("storage fault"), "{text}");

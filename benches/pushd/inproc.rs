@@ -110,20 +110,30 @@ pub fn resolution(db: &Path) -> Resolution {
         .write_blocking(move |c| pushes::create(c, &new))
         .expect("create push")
         .id;
+    store
+        .write_blocking(move |c| pushes::mark_started(c, push, None, None))
+        .expect("start push");
+    // As the runner does: the audience frozen in chunks, one writer job each.
     let t = Instant::now();
-    store
-        .write_blocking(move |c| deliveries::clear(c, push))
-        .expect("clear");
-    let args = vec![rusqlite::types::Value::Text("sim".into())];
-    let rows = store
-        .write_blocking(move |c| deliveries::insert_from_sql(c, push, "m.channel IN (?1)", &args))
-        .expect("insert from sql");
-    store
-        .write_blocking(move |c| {
-            deliveries::count_resolved(c, push)?;
-            pushes::mark_resolved(c, push)
-        })
-        .expect("counts");
+    let mut rows = 0;
+    loop {
+        let args = vec![rusqlite::types::Value::Text("sim".into())];
+        let chunk = store
+            .write_blocking(move |c| {
+                deliveries::resolve_chunk(
+                    c,
+                    push,
+                    "m.channel IN (?1)",
+                    &args,
+                    deliveries::RESOLVE_CHUNK,
+                )
+            })
+            .expect("resolve chunk");
+        rows += chunk.rows;
+        if chunk.done {
+            break;
+        }
+    }
     let took = t.elapsed();
     store.close();
     Resolution {

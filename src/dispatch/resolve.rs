@@ -1,8 +1,13 @@
 //! Freezing a push's audience into delivery rows, once, at start. Audiences
-//! given purely as SQL become one `INSERT … SELECT`; a Lua `filter` refines
-//! candidates streamed in pages (memory stays flat); saved static audiences
-//! (retry audiences) are copied. The whole resolution is redone from scratch
-//! if the daemon died half-way (nothing is sent before it completes).
+//! given purely as SQL are frozen by `INSERT … SELECT` in chunks of members
+//! in id order, and the walk starts sending the first chunk while the rest
+//! are frozen (a large audience no longer holds every send back for the
+//! whole resolution, with the other core idle); a member is taken as it is
+//! when its chunk is frozen, a fraction of a second after the start. A
+//! restart carries on after the last committed chunk. A Lua `filter` refines
+//! candidates streamed in pages (memory stays flat) and saved static
+//! audiences (retry audiences) are copied; those are frozen whole before
+//! anything is sent, and redone from scratch if the daemon died half-way.
 
 use crate::daemon::Daemon;
 use crate::model::{MemberId, PushId};
@@ -13,9 +18,27 @@ use crate::store::{
     pushes::{self, PushRow},
 };
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Candidates per round trip through a Lua filter.
 const FILTER_PAGE: usize = 2000;
+
+/// A resolution still freezing its audience in the background.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Running,
+    Done,
+    Failed(StoreError),
+}
+
+/// How a resolution went.
+pub enum Resolution {
+    /// Frozen whole: this many delivery rows.
+    Done(u64),
+    /// The first chunk is frozen; the rest follow (watch it to know when
+    /// more rows exist, and when there will be no more).
+    InChunks(watch::Receiver<Progress>),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -29,19 +52,34 @@ pub async fn resolve(
     d: &Arc<Daemon>,
     push: &PushRow,
     generation: &Arc<Generation>,
-) -> Result<u64, ResolveError> {
+) -> Result<Resolution, ResolveError> {
     let id = push.id;
-    d.store.write(move |c| deliveries::clear(c, id)).await?;
+    if let Some(aud) = generation.audiences.get(&push.audience)
+        && !aud.has_filter
+    {
+        let (sql, args) = (aud.filter_sql.sql.clone(), aud.filter_sql.params.clone());
+        return in_chunks(d, push, sql, args).await;
+    }
+    // Begun in chunks and stopped (a restart) with its audience no longer
+    // plain SQL: starting over would forget who was already sent to.
+    if d.store
+        .read(move |c| deliveries::resolved_through(c, id))
+        .await?
+        .is_some()
+    {
+        return Err(ResolveError::Setup(format!(
+            "audience {:?} was partly frozen as an SQL audience and is now defined otherwise; \
+             restore its SQL definition and resume, or cancel the push",
+            push.audience
+        )));
+    }
+    d.store
+        .write(move |c| deliveries::restart_resolution(c, id))
+        .await?;
     let inserted = if let Some(aud) = generation.audiences.get(&push.audience) {
         let sql = aud.filter_sql.sql.clone();
         let args = aud.filter_sql.params.clone();
-        if !aud.has_filter {
-            d.store
-                .write(move |c| deliveries::insert_from_sql(c, id, &sql, &args))
-                .await?
-        } else {
-            resolve_filtered(d, id, &push.audience, generation, sql, args).await?
-        }
+        resolve_filtered(d, id, &push.audience, generation, sql, args).await?
     } else {
         let name = push.audience.clone();
         let found = d.store.read(move |c| audiences::find(c, &name)).await?;
@@ -66,7 +104,65 @@ pub async fn resolve(
             pushes::mark_resolved(c, id)
         })
         .await?;
-    Ok(inserted)
+    Ok(Resolution::Done(inserted))
+}
+
+/// Freezes an SQL audience in chunks: the first one now, the rest in a task
+/// of their own (ordinary writer jobs, so sends' claims go first).
+async fn in_chunks(
+    d: &Arc<Daemon>,
+    push: &PushRow,
+    sql: String,
+    args: Vec<rusqlite::types::Value>,
+) -> Result<Resolution, ResolveError> {
+    let id = push.id;
+    let chunk = {
+        let (sql, args) = (sql.clone(), args.clone());
+        d.store
+            .write(move |c| {
+                // Not begun (or begun by the whole-audience path of an
+                // older pushd): start clean. Begun: carry on.
+                if deliveries::resolved_through(c, id)?.is_none() {
+                    deliveries::restart_resolution(c, id)?;
+                }
+                deliveries::resolve_chunk(c, id, &sql, &args, deliveries::RESOLVE_CHUNK)
+            })
+            .await?
+    };
+    if chunk.done {
+        return Ok(Resolution::Done(chunk.rows));
+    }
+    let (tx, rx) = watch::channel(Progress::Running);
+    let (d, name) = (d.clone(), push.name.clone());
+    tokio::spawn(async move {
+        let mut total = chunk.rows;
+        loop {
+            let (sql, args) = (sql.clone(), args.clone());
+            let r = tokio::select! {
+                r = d.store.write(move |c| deliveries::resolve_chunk(c, id, &sql, &args, deliveries::RESOLVE_CHUNK)) => r,
+                // Carried on after the restart, or by the walk that
+                // replaces this one (it stopped on an error and retries).
+                _ = d.shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+            };
+            match r {
+                Ok(chunk) => {
+                    total += chunk.rows;
+                    if chunk.done {
+                        tracing::info!(push = id, %name, recipients = total, "audience frozen");
+                        let _ = tx.send(Progress::Done);
+                        return;
+                    }
+                    let _ = tx.send(Progress::Running);
+                }
+                Err(e) => {
+                    let _ = tx.send(Progress::Failed(e));
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Resolution::InChunks(rx))
 }
 
 async fn resolve_filtered(

@@ -131,14 +131,20 @@ async fn run_push(
     d.store
         .write(move |c| pushes::mark_started(c, id, Some(gnum), Some(&ghash)))
         .await?;
+    // An audience still being frozen in chunks behind the walk.
+    let mut resolving: Option<watch::Receiver<resolve::Progress>> = None;
     if !push.resolved {
-        let n = resolve::resolve(d, &push, &generation)
+        match resolve::resolve(d, &push, &generation)
             .await
             .map_err(|e| match e {
                 resolve::ResolveError::Store(e) => RunError::Store(e),
                 resolve::ResolveError::Setup(m) => RunError::Setup(m),
-            })?;
-        tracing::info!(push = id, name = %push.name, recipients = n, "audience frozen");
+            })? {
+            resolve::Resolution::Done(n) => {
+                tracing::info!(push = id, name = %push.name, recipients = n, "audience frozen");
+            }
+            resolve::Resolution::InChunks(rx) => resolving = Some(rx),
+        }
     }
     let push = d
         .store
@@ -188,7 +194,22 @@ async fn run_push(
             let page = fetch
                 .await
                 .map_err(|e| StoreError::Sqlite(format!("page loader failed: {e}")))??;
-            let Some(last) = page.last else { break };
+            let Some(last) = page.last else {
+                // Caught up with a resolution still freezing the audience:
+                // wait for its next chunk (or its end) and read on.
+                match more_to_come(&mut resolving, ctl).await {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        // The sends under way finish and are recorded
+                        // first (dropped, they would end interrupted).
+                        while let Some(r) = inflight.join_next().await {
+                            handle_outcome(d, id, r, ctl).await;
+                        }
+                        return Err(e);
+                    }
+                }
+            };
             cursor = last;
             prefetched = Some(load.spawn(cursor, scan, skip_claimed));
             if let Some(t) = page.later_min {
@@ -489,6 +510,41 @@ async fn finish_cancel(d: &Arc<Daemon>, id: PushId) -> Result<(), StoreError> {
         })
         .await?;
     Ok(())
+}
+
+/// At the end of what is frozen so far: true when the walk should read on
+/// (a chunk was added, the resolution just ended, or the push was told to
+/// pause or stop — the walk's own checks handle that), false when the
+/// audience is frozen whole and read to its end.
+async fn more_to_come(
+    resolving: &mut Option<watch::Receiver<resolve::Progress>>,
+    ctl: &mut watch::Receiver<Control>,
+) -> Result<bool, RunError> {
+    let Some(rx) = resolving else {
+        return Ok(false);
+    };
+    let progress = rx.borrow_and_update().clone();
+    match progress {
+        resolve::Progress::Done => {
+            // Rows frozen since the last read are read once more.
+            *resolving = None;
+            Ok(true)
+        }
+        resolve::Progress::Failed(e) => Err(RunError::Store(e)),
+        resolve::Progress::Running => {
+            tokio::select! {
+                r = rx.changed() => {
+                    if r.is_err() {
+                        // The resolution stopped for the shutdown: wait for
+                        // it to reach the walk.
+                        let _ = ctl.wait_for(|c| *c != Control::Run).await;
+                    }
+                }
+                _ = ctl.changed() => {}
+            }
+            Ok(true)
+        }
+    }
 }
 
 /// True when the walk may go on without waiting.

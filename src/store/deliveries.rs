@@ -90,6 +90,109 @@ pub fn insert_from_sql(
     Ok(conn.execute(&sql, params_from_iter(args.iter()))? as u64)
 }
 
+/// Members per chunk of an SQL audience ([`resolve_chunk`]): a few
+/// milliseconds of the writer, so the claims of the sends under way never
+/// wait long behind one.
+pub const RESOLVE_CHUNK: u32 = 4096;
+
+/// One chunk of a resolution in chunks ([`resolve_chunk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    /// Delivery rows inserted.
+    pub rows: u64,
+    /// The audience is frozen whole (this chunk was its last).
+    pub done: bool,
+}
+
+/// Freezes the next `limit` members of an audience given as SQL (see
+/// [`insert_from_sql`]) after the push's `resolved_through` member, in id
+/// order, with their counters, and moves `resolved_through` on — all in the
+/// caller's transaction, so a crash between chunks resumes exactly after
+/// the last committed one. A chunk of fewer than `limit` members is the
+/// last: the push is marked resolved. Nothing is frozen for a push that is
+/// no longer running or paused (cancelled meanwhile).
+pub fn resolve_chunk(
+    conn: &Connection,
+    push: PushId,
+    filter_sql: &str,
+    args: &[rusqlite::types::Value],
+    limit: u32,
+) -> Result<Chunk> {
+    let (status, after): (String, Option<MemberId>) = conn
+        .prepare_cached("SELECT status, resolved_through FROM pushes WHERE id = ?1")?
+        .query_row([push], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if !matches!(status.as_str(), "running" | "paused") {
+        return Ok(Chunk {
+            rows: 0,
+            done: true,
+        });
+    }
+    let after_param = args.len() + 1;
+    let sql = format!(
+        "INSERT INTO deliveries (push_id, member_id, state, skip_reason)
+         SELECT {push}, m.id,
+                CASE WHEN m.subscribed THEN {PENDING} ELSE {SKIPPED} END,
+                CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
+         FROM members m NOT INDEXED WHERE ({filter_sql}) AND m.id > ?{after_param}
+         ORDER BY m.id LIMIT {limit}"
+    );
+    let mut params: Vec<&dyn rusqlite::ToSql> =
+        args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+    let after = after.unwrap_or(0);
+    params.push(&after);
+    let rows = conn.prepare_cached(&sql)?.execute(params.as_slice())? as i64;
+    let done = rows < limit as i64;
+    if rows > 0 {
+        // One statement inserts consecutive rowids.
+        let last = conn.last_insert_rowid();
+        let first = last - rows + 1;
+        let skipped: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM deliveries INDEXED BY deliveries_skipped
+                 WHERE push_id = ?1 AND state = {SKIPPED} AND id BETWEEN ?2 AND ?3"
+            ))?
+            .query_row(params![push, first, last], |r| r.get(0))?;
+        let mut add = conn.prepare_cached(
+            "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, 0, 0, ?3)
+             ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for (state, n) in [(PENDING, rows - skipped), (SKIPPED, skipped)] {
+            if n > 0 {
+                add.execute(params![push, state, n])?;
+            }
+        }
+        conn.prepare_cached(
+            "UPDATE pushes SET resolved_through = (SELECT member_id FROM deliveries WHERE id = ?2)
+             WHERE id = ?1",
+        )?
+        .execute(params![push, last])?;
+    }
+    if done {
+        conn.prepare_cached("UPDATE pushes SET resolved = 1 WHERE id = ?1")?
+            .execute([push])?;
+    }
+    Ok(Chunk {
+        rows: rows as u64,
+        done,
+    })
+}
+
+/// Where a resolution in chunks stands: `Some(member)` once it has begun.
+pub fn resolved_through(conn: &Connection, push: PushId) -> Result<Option<MemberId>> {
+    Ok(conn
+        .prepare_cached("SELECT resolved_through FROM pushes WHERE id = ?1")?
+        .query_row([push], |r| r.get(0))?)
+}
+
+/// Starts a resolution over: no rows, no counters, nothing resolved.
+pub fn restart_resolution(conn: &Connection, push: PushId) -> Result<()> {
+    clear(conn, push)?;
+    conn.execute("DELETE FROM push_counts WHERE push_id = ?1", [push])?;
+    conn.prepare_cached("UPDATE pushes SET resolved_through = NULL WHERE id = ?1")?
+        .execute([push])?;
+    Ok(())
+}
+
 /// Adds explicit members (Lua-filtered audiences, static audiences).
 pub fn insert_members(
     conn: &Connection,
@@ -796,5 +899,170 @@ mod tests {
         assert_eq!(claim(&c, p, 1, 5, 1).unwrap(), None);
         assert!(!has_claims(&c, p).unwrap());
         assert_eq!(states(&c), vec![0; 5]);
+    }
+
+    /// Members 1..=n on two channels, every third one unsubscribed, and two
+    /// started pushes over them.
+    fn members_and_two_pushes(n: i64) -> (tempfile::TempDir, Connection, PushId, PushId) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("d.db")).unwrap();
+        schema::migrate(&mut c).unwrap();
+        register_functions(&c).unwrap();
+        for m in 1..=n {
+            c.execute(
+                "INSERT INTO members (id, channel, channel_user_id, subscribed, created_at, updated_at)
+                 VALUES (?1, CASE WHEN ?1 % 4 = 0 THEN 'wa' ELSE 'sim' END, 'u' || ?1, ?1 % 3 <> 0, 0, 0)",
+                [m],
+            )
+            .unwrap();
+        }
+        let push = |name: &str| {
+            let p = pushes::create(
+                &c,
+                &pushes::NewPush {
+                    name: name.into(),
+                    origin: "cli".into(),
+                    audience: "a".into(),
+                    template: "t".into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .id;
+            pushes::mark_started(&c, p, None, None).unwrap();
+            p
+        };
+        let (a, b) = (push("whole"), push("chunked"));
+        (dir, c, a, b)
+    }
+
+    fn frozen(c: &Connection, p: PushId) -> Vec<(i64, i64, Option<String>)> {
+        c.prepare("SELECT member_id, state, skip_reason FROM deliveries WHERE push_id = ?1 ORDER BY member_id")
+            .unwrap()
+            .query_map([p], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// The counters as a recount of the rows.
+    fn recount(c: &Connection, p: PushId) -> Vec<(i64, i64)> {
+        c.prepare(
+            "SELECT CASE WHEN state <= 1 THEN 0 ELSE state END s, count(*) FROM deliveries
+             WHERE push_id = ?1 GROUP BY s ORDER BY s",
+        )
+        .unwrap()
+        .query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    fn counters(c: &Connection, p: PushId) -> Vec<(i64, i64)> {
+        c.prepare(
+            "SELECT state, sum(n) FROM push_counts WHERE push_id = ?1 AND n > 0 GROUP BY state ORDER BY state",
+        )
+        .unwrap()
+        .query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    fn resolved(c: &Connection, p: PushId) -> (bool, Option<MemberId>) {
+        c.query_row(
+            "SELECT resolved, resolved_through FROM pushes WHERE id = ?1",
+            [p],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn chunks_freeze_what_one_statement_does_and_resume_after_a_crash() {
+        let (dir, c, whole, chunked) = members_and_two_pushes(23);
+        let args = [rusqlite::types::Value::Text("sim".into())];
+        insert_from_sql(&c, whole, "m.channel = ?1", &args).unwrap();
+        count_resolved(&c, whole).unwrap();
+        // 23 members, 18 on "sim": chunks of 4, 4, 4, 4, 2.
+        let mut c = c;
+        let mut sizes = vec![];
+        loop {
+            let chunk = resolve_chunk(&c, chunked, "m.channel = ?1", &args, 4).unwrap();
+            sizes.push(chunk.rows);
+            if sizes.len() == 2 {
+                // A crash between chunks: the next connection carries on
+                // from what was committed.
+                assert_eq!(resolved(&c, chunked), (false, Some(10)));
+                drop(c);
+                c = Connection::open(dir.path().join("d.db")).unwrap();
+                register_functions(&c).unwrap();
+            }
+            if chunk.done {
+                break;
+            }
+        }
+        assert_eq!(sizes, vec![4, 4, 4, 4, 2]);
+        assert_eq!(frozen(&c, chunked), frozen(&c, whole));
+        assert_eq!(frozen(&c, chunked).len(), 18);
+        assert_eq!(counters(&c, chunked), counters(&c, whole));
+        assert_eq!(counters(&c, chunked), recount(&c, chunked));
+        assert_eq!(resolved(&c, chunked), (true, Some(23)));
+        // Once done, there is nothing more to freeze.
+        assert_eq!(
+            resolve_chunk(&c, chunked, "m.channel = ?1", &args, 4).unwrap(),
+            Chunk {
+                rows: 0,
+                done: true
+            }
+        );
+        assert_eq!(frozen(&c, chunked).len(), 18);
+    }
+
+    #[test]
+    fn outcomes_between_chunks_keep_the_counters_exact() {
+        let (_dir, c, _, p) = members_and_two_pushes(30);
+        let first = resolve_chunk(&c, p, "1", &[], 8).unwrap();
+        assert_eq!(
+            first,
+            Chunk {
+                rows: 8,
+                done: false
+            }
+        );
+        // Sends of the first chunk end while the rest is frozen.
+        let ids: Vec<DeliveryId> = pending_page(&c, p, 0, 100, false, false)
+            .unwrap()
+            .iter()
+            .map(|r| r.delivery_id)
+            .collect();
+        let attempt = Attempt {
+            channel: "sim".into(),
+            sending_at: 5,
+        };
+        mark_failed(&c, ids[0], &attempt, ErrorClass::Rejected, "400", "bad", 6).unwrap();
+        mark_skipped(&c, ids[1], "no channel").unwrap();
+        assert_eq!(counters(&c, p), recount(&c, p));
+        while !resolve_chunk(&c, p, "1", &[], 8).unwrap().done {}
+        assert_eq!(frozen(&c, p).len(), 30);
+        assert_eq!(counters(&c, p), recount(&c, p));
+        let counts = pushes::counts(&c, p).unwrap();
+        assert_eq!((counts.failed, counts.skipped, counts.total()), (1, 11, 30));
+    }
+
+    #[test]
+    fn a_cancelled_push_freezes_no_more_chunks() {
+        let (_dir, c, _, p) = members_and_two_pushes(30);
+        resolve_chunk(&c, p, "1", &[], 8).unwrap();
+        pushes::set_status(&c, p, pushes::PushStatus::Cancelled, None).unwrap();
+        assert_eq!(
+            resolve_chunk(&c, p, "1", &[], 8).unwrap(),
+            Chunk {
+                rows: 0,
+                done: true
+            }
+        );
+        assert_eq!(frozen(&c, p).len(), 8);
+        assert_eq!(resolved(&c, p), (false, Some(8)));
     }
 }

@@ -262,11 +262,16 @@ END;
     // later passes look only at rows given a time to wait for (retries,
     // deferrals), which have a small index of their own. The counters of a
     // freshly resolved push come from the push index and a small index of
-    // skipped rows.
+    // skipped rows. (And resolution in chunks, below.)
     r#"
 DROP INDEX deliveries_pending;
 CREATE INDEX deliveries_waiting ON deliveries(push_id) WHERE state = 0 AND next_attempt_at IS NOT NULL;
 CREATE INDEX deliveries_skipped ON deliveries(push_id) WHERE state = 4;
+
+-- An audience given as SQL is frozen in chunks of members, in id order,
+-- while the first ones are already being sent: the member id the frozen
+-- part reaches (NULL: not started), so a restart carries on from there.
+ALTER TABLE pushes ADD COLUMN resolved_through INTEGER;
 "#,
     // 5: no index on events(at). The one writer inserts events as it applies
     // them, stamped with the time it does (`receipts::apply`), so rowid
