@@ -107,9 +107,12 @@ pub struct Dispatcher {
     channel_rates: Mutex<HashMap<String, ChannelRate>>,
     /// Requests in flight to platforms.
     concurrency: Arc<Semaphore>,
-    /// Recipients taken by the walk and not yet sending (marked, or being
-    /// marked, in the database): as many again as `concurrency`, so the
-    /// `sending` writes of the next sends overlap the requests in flight.
+    /// Recipients taken by the walk whose request has not ended: twice
+    /// `concurrency`, so that besides the requests in flight as many again
+    /// can be marked `sending` (a write away) ready to go — the writes of
+    /// the next sends overlap the requests, and a crash interrupts at most
+    /// twice `concurrency` sends. (Fast channels spend the whole pool on
+    /// the marking writes.)
     claims: Arc<Semaphore>,
     concurrency_size: Mutex<usize>,
     runners: Mutex<HashMap<PushId, RunnerHandle>>,
@@ -127,7 +130,7 @@ impl Dispatcher {
             global_per_minute: AtomicU32::new(rate_per_minute),
             channel_rates: Mutex::new(HashMap::new()),
             concurrency: Arc::new(Semaphore::new(concurrency)),
-            claims: Arc::new(Semaphore::new(concurrency)),
+            claims: Arc::new(Semaphore::new(2 * concurrency)),
             concurrency_size: Mutex::new(concurrency),
             runners: Mutex::new(HashMap::new()),
             meters: Mutex::new(HashMap::new()),
@@ -151,7 +154,7 @@ impl Dispatcher {
             && *size != concurrency
         {
             resize(&self.concurrency, *size, concurrency);
-            resize(&self.claims, *size, concurrency);
+            resize(&self.claims, 2 * *size, 2 * concurrency);
             *size = concurrency;
         }
     }

@@ -24,11 +24,14 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Recipients routed and rendered per round trip to the script host.
 const PAGE: u32 = 512;
+/// Pages read and routed ahead of the walk (the script pool routes one
+/// while the next is read, and the walk never waits for both in turn).
+const AHEAD: usize = 3;
 
 /// Most sends handed to one group task (one `sending` write for all of them).
 const GROUP: usize = 128;
@@ -162,8 +165,8 @@ async fn run_push(
         push: id,
         window: window.is_some(),
     };
-    // The next page, read and routed while the current one is being sent.
-    let mut prefetched: Option<JoinHandle<Result<Page, StoreError>>> = None;
+    // The next pages, read and routed while the current one is being sent.
+    let mut ahead: Option<ReadAhead> = None;
     // A full pass reads every pending recipient; after one, only recipients
     // given a time to wait for (retries, deferrals) can be pending behind
     // the walk, unless a group went unclaimed (`Outcome::Unclaimed`).
@@ -187,14 +190,13 @@ async fn run_push(
                 break 'passes;
             }
             holes |= reap(d, id, &mut inflight, ctl).await;
-            let fetch = match prefetched.take() {
-                Some(h) => h,
-                None => load.spawn(cursor, scan, skip_claimed),
-            };
-            let page = fetch
-                .await
-                .map_err(|e| StoreError::Sqlite(format!("page loader failed: {e}")))??;
+            let page = ahead
+                .get_or_insert_with(|| load.ahead(cursor, scan, skip_claimed))
+                .next()
+                .await?;
             let Some(last) = page.last else {
+                // (The reader has ended: a next read starts one from here.)
+                ahead = None;
                 // Caught up with a resolution still freezing the audience:
                 // wait for its next chunk (or its end) and read on.
                 match more_to_come(&mut resolving, ctl).await {
@@ -211,7 +213,6 @@ async fn run_push(
                 }
             };
             cursor = last;
-            prefetched = Some(load.spawn(cursor, scan, skip_claimed));
             if let Some(t) = page.later_min {
                 earliest_later = Some(earliest_later.map_or(t, |e| e.min(t)));
             }
@@ -371,9 +372,7 @@ async fn run_push(
         }
     }
     // Stopped by control: drain what is in flight.
-    if let Some(h) = prefetched.take() {
-        h.abort();
-    }
+    drop(ahead);
     while let Some(r) = inflight.join_next().await {
         handle_outcome(d, id, r, ctl).await;
     }
@@ -444,13 +443,37 @@ struct PageLoader {
     window: bool,
 }
 
+/// Pages read ahead of the walk, in order ([`PageLoader::ahead`]).
+struct ReadAhead {
+    pages: mpsc::Receiver<JoinHandle<Result<Page, StoreError>>>,
+    reader: JoinHandle<()>,
+}
+
+impl ReadAhead {
+    async fn next(&mut self) -> Result<Page, StoreError> {
+        let page = self
+            .pages
+            .recv()
+            .await
+            .ok_or_else(|| StoreError::Sqlite("page reader stopped".into()))?;
+        page.await
+            .map_err(|e| StoreError::Sqlite(format!("page loader failed: {e}")))?
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 impl PageLoader {
-    fn spawn(
-        &self,
-        after: DeliveryId,
-        scan: Scan,
-        skip_claimed: bool,
-    ) -> JoinHandle<Result<Page, StoreError>> {
+    /// Reads the pending recipients after `after`, page after page, each
+    /// read starting as soon as the one before returns, and routes each
+    /// page on the script pool while the next is read: up to [`AHEAD`]
+    /// pages ahead of the walk. Ends with the first empty page (or error).
+    fn ahead(&self, after: DeliveryId, scan: Scan, skip_claimed: bool) -> ReadAhead {
+        let (tx, rx) = mpsc::channel(AHEAD - 1);
         let (d, g, template, push, window) = (
             self.d.clone(),
             self.generation.clone(),
@@ -458,46 +481,73 @@ impl PageLoader {
             self.push,
             self.window,
         );
-        tokio::spawn(async move {
-            let page = d
-                .store
-                .read(move |c| {
-                    deliveries::pending_page(
-                        c,
-                        push,
-                        after,
-                        PAGE,
-                        scan == Scan::Waiting,
-                        skip_claimed,
-                    )
-                })
-                .await?;
-            let Some(last) = page.last().map(|p| p.delivery_id) else {
-                return Ok(Page {
-                    last: None,
-                    due: Vec::new(),
-                    later_min: None,
-                });
-            };
-            let now = now_ms();
-            let (due, later): (Vec<Pending>, Vec<Pending>) = page
-                .into_iter()
-                .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
-            let later_min = later.iter().map(|p| p.next_attempt_at.unwrap_or(now)).min();
-            let keep: Vec<Due> = due.iter().map(|p| Due::of(p, window)).collect();
-            let members: Vec<Member> = due.into_iter().map(|p| p.member).collect();
-            let routed = if members.is_empty() {
-                Vec::new()
-            } else {
-                g.prepare(&template, members, now).await
-            };
-            Ok(Page {
-                last: Some(last),
-                due: keep.into_iter().zip(routed).collect(),
-                later_min,
-            })
-        })
+        let reader = tokio::spawn(async move {
+            let mut after = after;
+            loop {
+                let read = d
+                    .store
+                    .read(move |c| {
+                        deliveries::pending_page(
+                            c,
+                            push,
+                            after,
+                            PAGE,
+                            scan == Scan::Waiting,
+                            skip_claimed,
+                        )
+                    })
+                    .await;
+                let last = match &read {
+                    Ok(rows) => rows.last().map(|p| p.delivery_id),
+                    Err(_) => None,
+                };
+                let (g, template) = (g.clone(), template.clone());
+                let page =
+                    tokio::spawn(async move { route_page(&g, &template, window, read?).await });
+                if tx.send(page).await.is_err() {
+                    return;
+                }
+                match last {
+                    Some(last) => after = last,
+                    None => return,
+                }
+            }
+        });
+        ReadAhead { pages: rx, reader }
     }
+}
+
+/// Splits a page read into due and later recipients and routes the due ones.
+async fn route_page(
+    g: &Generation,
+    template: &str,
+    window: bool,
+    page: Vec<Pending>,
+) -> Result<Page, StoreError> {
+    let Some(last) = page.last().map(|p| p.delivery_id) else {
+        return Ok(Page {
+            last: None,
+            due: Vec::new(),
+            later_min: None,
+        });
+    };
+    let now = now_ms();
+    let (due, later): (Vec<Pending>, Vec<Pending>) = page
+        .into_iter()
+        .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
+    let later_min = later.iter().map(|p| p.next_attempt_at.unwrap_or(now)).min();
+    let keep: Vec<Due> = due.iter().map(|p| Due::of(p, window)).collect();
+    let members: Vec<Member> = due.into_iter().map(|p| p.member).collect();
+    let routed = if members.is_empty() {
+        Vec::new()
+    } else {
+        g.prepare(template, members, now).await
+    };
+    Ok(Page {
+        last: Some(last),
+        due: keep.into_iter().zip(routed).collect(),
+        later_min,
+    })
 }
 
 /// Cancel: what never left stays out for good.
@@ -708,7 +758,7 @@ async fn take_claims(
 ) -> Option<OwnedSemaphorePermit> {
     let sem = &d.dispatcher.claims;
     loop {
-        let n = want.min(d.dispatcher.concurrency_size() / 2).max(1) as u32;
+        let n = want.min(d.dispatcher.concurrency_size()).max(1) as u32;
         if let Ok(p) = sem.clone().try_acquire_many_owned(n) {
             return Some(p);
         }
@@ -959,12 +1009,12 @@ impl SendTask {
             delivery_id: did,
             attempt: attempts,
         };
-        // Marked `sending` already: wait for a request slot, then let the
-        // walk claim the next recipient.
+        // Marked `sending` already: wait for a request slot; the walk may
+        // claim another recipient once the request has ended.
         let permit = d.dispatcher.concurrency.clone().acquire_owned().await;
-        drop(self.claim);
         let result = self.channel.send(&recipient, &self.outbound).await;
         drop(permit);
+        drop(self.claim);
         let now = now_ms();
         let e = match result {
             // Counted and metered with its run (see `record_sent`).
