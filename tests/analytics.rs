@@ -246,16 +246,10 @@ fn constructed_push_report_failures_export_html_and_retry_audience() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["data"]["audience"]["members"], 1);
     assert_eq!(v["data"]["source_push"], "exact");
-    let members: Vec<String> = {
-        let db = d.db();
-        let mut stmt = db
-            .prepare("SELECT m.channel_user_id FROM audience_members am JOIN audiences a ON a.id = am.audience_id JOIN members m ON m.id = am.member_id WHERE a.name = 'exact-retry'")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
-    };
+    let members = strings(
+        &d.db(),
+        "SELECT m.channel_user_id FROM audience_members am JOIN audiences a ON a.id = am.audience_id JOIN members m ON m.id = am.member_id WHERE a.name = 'exact-retry'",
+    );
     assert_eq!(members, vec!["u9".to_string()]);
     // --only transient: none of these failures is transient.
     let v = d.cli_json(&[

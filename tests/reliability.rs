@@ -93,15 +93,10 @@ fn repeated_kill_9_never_loses_or_duplicates_a_recipient() {
         "the only failures are sends cut by a crash"
     );
     // Every recipient recorded as sent was really requested.
-    let sent_users: Vec<String> = {
-        let mut stmt = db
-            .prepare("SELECT m.channel_user_id FROM deliveries d JOIN members m ON m.id = d.member_id WHERE d.state = 2")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
-    };
+    let sent_users = strings(
+        &db,
+        "SELECT m.channel_user_id FROM deliveries d JOIN members m ON m.id = d.member_id WHERE d.state = 2",
+    );
     for u in sent_users {
         assert!(
             seen.get(&u).copied().unwrap_or(0) >= 1,
@@ -144,16 +139,12 @@ fn a_crash_half_way_through_freezing_resumes_after_the_last_chunk() {
              COMMIT;"
         ))
         .unwrap();
-    let sent_before: std::collections::HashSet<String> = {
-        let db = d.db();
-        let mut stmt = db
-            .prepare("SELECT channel_user_id FROM members ORDER BY id LIMIT 100")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
-    };
+    let sent_before: std::collections::HashSet<String> = strings(
+        &d.db(),
+        "SELECT channel_user_id FROM members ORDER BY id LIMIT 100",
+    )
+    .into_iter()
+    .collect();
     d.spawn();
     let done = wait_status(&d, "big", "completed", Duration::from_secs(120));
     assert_eq!(done["recipients"], n);

@@ -755,16 +755,12 @@ mod tests {
     use super::*;
     use crate::store::{pushes, schema};
 
-    /// A running push with five pending deliveries, ids 1..=5.
-    fn running_push() -> (tempfile::TempDir, Connection, PushId) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Connection::open(dir.path().join("d.db")).unwrap();
-        schema::migrate(&mut c).unwrap();
-        register_functions(&c).unwrap();
+    /// A push named `name`, started.
+    fn started_push(c: &Connection, name: &str) -> PushId {
         let p = pushes::create(
-            &c,
+            c,
             &pushes::NewPush {
-                name: "p".into(),
+                name: name.into(),
                 origin: "cli".into(),
                 audience: "a".into(),
                 template: "t".into(),
@@ -773,7 +769,17 @@ mod tests {
         )
         .unwrap()
         .id;
-        pushes::mark_started(&c, p, None, None).unwrap();
+        pushes::mark_started(c, p, None, None).unwrap();
+        p
+    }
+
+    /// A running push with five pending deliveries, ids 1..=5.
+    fn running_push() -> (tempfile::TempDir, Connection, PushId) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("d.db")).unwrap();
+        schema::migrate(&mut c).unwrap();
+        register_functions(&c).unwrap();
+        let p = started_push(&c, "p");
         for m in 1..=5 {
             c.execute(
                 "INSERT INTO members (id, channel, channel_user_id, created_at, updated_at)
@@ -916,23 +922,7 @@ mod tests {
             )
             .unwrap();
         }
-        let push = |name: &str| {
-            let p = pushes::create(
-                &c,
-                &pushes::NewPush {
-                    name: name.into(),
-                    origin: "cli".into(),
-                    audience: "a".into(),
-                    template: "t".into(),
-                    ..Default::default()
-                },
-            )
-            .unwrap()
-            .id;
-            pushes::mark_started(&c, p, None, None).unwrap();
-            p
-        };
-        let (a, b) = (push("whole"), push("chunked"));
+        let (a, b) = (started_push(&c, "whole"), started_push(&c, "chunked"));
         (dir, c, a, b)
     }
 

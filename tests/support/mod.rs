@@ -299,6 +299,14 @@ pub fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// The first column of every row of a query, as text.
+pub fn strings(db: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    stmt.query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// Deliveries in `sending`, as the state machine sees them: marked one by
 /// one, or fresh inside a live claim.
 pub fn sending(db: &rusqlite::Connection) -> i64 {
