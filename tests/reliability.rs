@@ -491,6 +491,55 @@ fn webhook_burst_and_http_slow_loris() {
 }
 
 #[test]
+fn a_webhook_body_that_never_finishes_is_cut_off() {
+    let rt = runtime();
+    let d = TestDaemon::start(
+        r#"[daemon]
+data_dir = "data"
+[http]
+listen = "127.0.0.1:0"
+request_timeout = "1s"
+[channels.wa]
+kind = "whatsapp"
+phone_number_id = "1"
+token = "t"
+app_secret = "s"
+verify_token = "v"
+"#,
+    );
+    let base = d.http_base();
+    let addr = base.trim_start_matches("http://").to_string();
+    // The head arrives in time, the body never does.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    let started = Instant::now();
+    slow.write_all(
+        b"POST /webhooks/wa HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"object\":",
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match slow.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&head);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?} after {took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "answered after {took:?}, the deadline is 1s"
+    );
+    // Nothing was recorded, and the daemon answers as before.
+    assert_eq!(count(&d.db(), "SELECT count(*) FROM events"), 0);
+    let (status, _) = http(&rt, "GET", &format!("{base}/healthz"), &[], "");
+    assert_eq!(status, 200);
+}
+
+#[test]
 fn socket_group_and_mode_as_configured() {
     let root = unsafe { libc::geteuid() } == 0;
     let group = if root { "nogroup" } else { "" };

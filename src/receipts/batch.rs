@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 512;
 
 /// One verified webhook's events, with the raw payload kept alongside them.
 struct Webhook {
-    ctx: ApplyContext,
+    ctx: Arc<ApplyContext>,
     events: Vec<Prepared>,
     raw: String,
 }
@@ -46,7 +46,7 @@ impl Applier {
     /// [`apply::apply`] for one webhook, committed before it returns.
     pub async fn apply(
         &self,
-        ctx: ApplyContext,
+        ctx: Arc<ApplyContext>,
         events: Vec<InboundEvent>,
         raw: String,
     ) -> Result<Applied> {

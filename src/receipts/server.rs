@@ -2,27 +2,30 @@
 //!
 //! Served with hyper directly (not `axum::serve`) so we control what a
 //! hostile client can hold: a connection limit, a deadline for the request
-//! head (slow-loris), a deadline for the whole request including its body,
-//! and a body size limit. Signatures are checked on the raw bytes before any
+//! head (slow-loris), another for its body (read by the webhook handler, the
+//! one route that reads a body), and a body size limit. Signatures are checked on the raw bytes before any
 //! parsing; a refused webhook writes nothing.
 
 use super::apply::ApplyContext;
 use super::batch::Applier;
 use super::{WebhookError, WebhookOutcome, WebhookRequest, webhook};
+use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::metrics::Gauges;
 use crate::model::{Platform, now_ms};
 use crate::store::{members, pushes};
+use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,28 +39,71 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
 
 fn router(d: Arc<Daemon>) -> Router {
     let cfg = d.config();
-    let timeout = cfg.http.request_timeout;
+    let webhooks = Arc::new(Webhooks {
+        applier: Applier::start(d.store.clone()),
+        body_timeout: cfg.http.request_timeout,
+        contexts: ArcSwapOption::empty(),
+        d: d.clone(),
+    });
     Router::new()
         .route("/webhooks/{channel}", any(webhook_handler))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .layer(Extension(Applier::start(d.store.clone())))
+        .with_state(webhooks)
+        .merge(
+            Router::new()
+                .route("/healthz", get(healthz))
+                .route("/metrics", get(metrics))
+                .with_state(d),
+        )
         .layer(DefaultBodyLimit::max(cfg.http.max_body_bytes))
-        .layer(middleware::from_fn(
-            move |req: Request<Body>, next: Next| request_deadline(req, next, timeout),
-        ))
-        .with_state(d)
 }
 
-/// The whole request — body included — must arrive within the deadline.
-async fn request_deadline(req: Request<Body>, next: Next, timeout: Duration) -> Response {
-    match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => (
-            StatusCode::REQUEST_TIMEOUT,
-            "request not received in time\n",
-        )
-            .into_response(),
+/// What the webhook handler shares across requests.
+struct Webhooks {
+    d: Arc<Daemon>,
+    applier: Applier,
+    /// The request head must arrive within `http.request_timeout` (hyper's
+    /// header timeout); the body within this much more.
+    body_timeout: Duration,
+    /// Apply contexts of the current configuration's channels, built once
+    /// per configuration rather than once per webhook.
+    contexts: ArcSwapOption<Contexts>,
+}
+
+struct Contexts {
+    config: Arc<Config>,
+    by_channel: HashMap<String, Arc<ApplyContext>>,
+}
+
+impl Webhooks {
+    fn context(&self, cfg: &Arc<Config>, channel: &str) -> Option<Arc<ApplyContext>> {
+        if let Some(cached) = &*self.contexts.load()
+            && Arc::ptr_eq(&cached.config, cfg)
+        {
+            return cached.by_channel.get(channel).cloned();
+        }
+        let fresh = Contexts {
+            config: cfg.clone(),
+            by_channel: cfg
+                .channels
+                .iter()
+                .map(|(name, ch)| (name.clone(), Arc::new(context_for(cfg, name, ch.kind))))
+                .collect(),
+        };
+        let found = fresh.by_channel.get(channel).cloned();
+        self.contexts.store(Some(Arc::new(fresh)));
+        found
+    }
+}
+
+/// The request's headers, moved out of it: axum's `HeaderMap` extractor
+/// copies the map, and nothing after the handler's own extractors reads it.
+struct Headers(HeaderMap);
+
+impl<S: Send + Sync> FromRequestParts<S> for Headers {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Headers, Self::Rejection> {
+        Ok(Headers(std::mem::take(&mut parts.headers)))
     }
 }
 
@@ -163,14 +209,26 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
 }
 
 async fn webhook_handler(
-    State(d): State<Arc<Daemon>>,
-    Extension(applier): Extension<Applier>,
+    State(w): State<Arc<Webhooks>>,
     Path(channel): Path<String>,
     method: Method,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    Headers(headers): Headers,
+    req: Request<Body>,
 ) -> Response {
+    let d = &w.d;
+    // The whole body must arrive in time (a slow sender holds a connection).
+    let body = match tokio::time::timeout(w.body_timeout, Bytes::from_request(req, &())).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(rejection)) => return rejection.into_response(),
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                "request not received in time\n",
+            )
+                .into_response();
+        }
+    };
     let cfg = d.config();
     let Some(ch) = cfg
         .channels
@@ -209,10 +267,12 @@ async fn webhook_handler(
             reply,
             reply_type,
         }) => {
-            let ctx = apply_context(&d, &channel, ch.kind);
+            let Some(ctx) = w.context(&cfg, &channel) else {
+                return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
+            };
             let raw = String::from_utf8_lossy(&body).into_owned();
             let kinds: Vec<&'static str> = events.iter().map(|e| e.kind()).collect();
-            let result = applier.apply(ctx, events, raw).await;
+            let result = w.applier.apply(ctx, events, raw).await;
             match result {
                 Ok(applied) => {
                     for k in kinds {
@@ -236,7 +296,10 @@ async fn webhook_handler(
 }
 
 pub fn apply_context(d: &Daemon, channel: &str, platform: Platform) -> ApplyContext {
-    let cfg = d.config();
+    context_for(&d.config(), channel, platform)
+}
+
+fn context_for(cfg: &Config, channel: &str, platform: Platform) -> ApplyContext {
     ApplyContext {
         channel: channel.to_string(),
         platform,
