@@ -173,215 +173,226 @@ async fn run_push(
     let mut full = true;
     let mut holes = false;
 
-    'passes: loop {
-        let scan = if std::mem::take(&mut full) {
-            Scan::All
-        } else {
-            Scan::Waiting
-        };
-        let mut cursor: DeliveryId = 0;
-        // Claims left from before (a send whose outcome could not be
-        // recorded) keep their rows `sending`: the walk must step over them.
-        let skip_claimed = d.store.read(move |c| deliveries::has_claims(c, id)).await?;
-        let mut saw_due = false;
-        let mut earliest_later: Option<Millis> = None;
-        loop {
-            if !wait_runnable(d, ctl, &mut inflight, &mut holes).await {
-                break 'passes;
-            }
-            holes |= reap(d, id, &mut inflight, ctl).await;
-            let page = ahead
-                .get_or_insert_with(|| load.ahead(cursor, scan, skip_claimed))
-                .next()
-                .await?;
-            let Some(last) = page.last else {
-                // (The reader has ended: a next read starts one from here.)
-                ahead = None;
-                // Caught up with a resolution still freezing the audience:
-                // wait for its next chunk (or its end) and read on.
-                match more_to_come(&mut resolving, ctl).await {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => {
-                        // The sends under way finish and are recorded
-                        // first (dropped, they would end interrupted).
-                        while let Some(r) = inflight.join_next().await {
-                            handle_outcome(d, id, r, ctl).await;
-                        }
-                        return Err(e);
-                    }
-                }
+    // The walk. An error ends it as a stop does: the sends under way
+    // finish and are recorded first (dropped, they would end interrupted).
+    let walked: Result<Walked, RunError> = async {
+        'passes: loop {
+            let scan = if std::mem::take(&mut full) {
+                Scan::All
+            } else {
+                Scan::Waiting
             };
-            cursor = last;
-            if let Some(t) = page.later_min {
-                earliest_later = Some(earliest_later.map_or(t, |e| e.min(t)));
-            }
-            if page.due.is_empty() {
-                continue;
-            }
-            saw_due = true;
-            let mut group = Group::new(d, &rec, id);
-            // Claim permits taken in bulk for the sends being gathered.
-            let mut budget: Option<OwnedSemaphorePermit> = None;
-            let due = page.due.len();
-            for (i, (p, r)) in page.due.into_iter().enumerate() {
-                if !runnable_now(d, ctl) {
-                    group.launch(&mut inflight);
-                    if !wait_runnable(d, ctl, &mut inflight, &mut holes).await {
-                        break 'passes;
-                    }
+            let mut cursor: DeliveryId = 0;
+            // Claims left from before (a send whose outcome could not be
+            // recorded) keep their rows `sending`: the walk must step over them.
+            let skip_claimed = d.store.read(move |c| deliveries::has_claims(c, id)).await?;
+            let mut saw_due = false;
+            let mut earliest_later: Option<Millis> = None;
+            loop {
+                if !wait_runnable(d, ctl, &mut inflight, &mut holes).await {
+                    break 'passes;
                 }
-                match r {
-                    Err(e) => {
+                holes |= reap(d, id, &mut inflight, ctl).await;
+                let page = ahead
+                    .get_or_insert_with(|| load.ahead(cursor, scan, skip_claimed))
+                    .next()
+                    .await?;
+                let Some(last) = page.last else {
+                    // (The reader has ended: a next read starts one from here.)
+                    ahead = None;
+                    // Caught up with a resolution still freezing the audience:
+                    // wait for its next chunk (or its end) and read on.
+                    match more_to_come(&mut resolving, ctl).await {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(e) => return Err(e),
+                    }
+                };
+                cursor = last;
+                if let Some(t) = page.later_min {
+                    earliest_later = Some(earliest_later.map_or(t, |e| e.min(t)));
+                }
+                if page.due.is_empty() {
+                    continue;
+                }
+                saw_due = true;
+                let mut group = Group::new(d, &rec, id);
+                // Claim permits taken in bulk for the sends being gathered.
+                let mut budget: Option<OwnedSemaphorePermit> = None;
+                let due = page.due.len();
+                for (i, (p, r)) in page.due.into_iter().enumerate() {
+                    if !runnable_now(d, ctl) {
                         group.launch(&mut inflight);
-                        let msg = e.to_string();
-                        let did = p.delivery_id;
-                        // Failed before any request: an attempt on no channel.
-                        persist(d, &rec, move |c| {
-                            let now = now_ms();
-                            let attempt = Attempt {
-                                channel: String::new(),
-                                sending_at: now,
+                        if !wait_runnable(d, ctl, &mut inflight, &mut holes).await {
+                            break 'passes;
+                        }
+                    }
+                    match r {
+                        Err(e) => {
+                            group.launch(&mut inflight);
+                            let msg = e.to_string();
+                            let did = p.delivery_id;
+                            // Failed before any request: an attempt on no channel.
+                            persist(d, &rec, move |c| {
+                                let now = now_ms();
+                                let attempt = Attempt {
+                                    channel: String::new(),
+                                    sending_at: now,
+                                };
+                                deliveries::mark_failed(
+                                    c,
+                                    did,
+                                    &attempt,
+                                    ErrorClass::Rejected,
+                                    "script_error",
+                                    &msg,
+                                    now,
+                                )
+                            })
+                            .await;
+                        }
+                        Ok(Routed::Skip { reason }) => {
+                            group.launch(&mut inflight);
+                            let did = p.delivery_id;
+                            persist(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason)).await;
+                        }
+                        Ok(Routed::Send { channel, outbound }) => {
+                            let Some(ch) = d.channel(&channel) else {
+                                group.launch(&mut inflight);
+                                let did = p.delivery_id;
+                                let reason = format!("channel {channel:?} is not configured");
+                                persist(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason))
+                                    .await;
+                                continue;
                             };
-                            deliveries::mark_failed(
-                                c,
-                                did,
-                                &attempt,
-                                ErrorClass::Rejected,
-                                "script_error",
-                                &msg,
-                                now,
+                            if let Some(w) = &window
+                                && let Some(until) = w.defer_until(&p.timezone, now_ms())
+                            {
+                                group.launch(&mut inflight);
+                                let did = p.delivery_id;
+                                persist(d, &rec, move |c| deliveries::defer(c, did, until)).await;
+                                earliest_later = Some(earliest_later.map_or(until, |e| e.min(until)));
+                                continue;
+                            }
+                            if batch.full() {
+                                group.launch(&mut inflight);
+                            }
+                            if !batch.wait_turn(ctl).await {
+                                break 'passes;
+                            }
+                            let want = (due - i).min(GROUP);
+                            let Some(permit) = acquire_send_slot(
+                                d,
+                                ctl,
+                                &mut budget,
+                                want,
+                                push_rate.as_ref(),
+                                &ch,
+                                || group.launch(&mut inflight),
                             )
-                        })
-                        .await;
-                    }
-                    Ok(Routed::Skip { reason }) => {
-                        group.launch(&mut inflight);
-                        let did = p.delivery_id;
-                        persist(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason)).await;
-                    }
-                    Ok(Routed::Send { channel, outbound }) => {
-                        let Some(ch) = d.channel(&channel) else {
-                            group.launch(&mut inflight);
-                            let did = p.delivery_id;
-                            let reason = format!("channel {channel:?} is not configured");
-                            persist(d, &rec, move |c| deliveries::mark_skipped(c, did, &reason))
-                                .await;
-                            continue;
-                        };
-                        if let Some(w) = &window
-                            && let Some(until) = w.defer_until(&p.timezone, now_ms())
-                        {
-                            group.launch(&mut inflight);
-                            let did = p.delivery_id;
-                            persist(d, &rec, move |c| deliveries::defer(c, did, until)).await;
-                            earliest_later = Some(earliest_later.map_or(until, |e| e.min(until)));
-                            continue;
-                        }
-                        if batch.full() {
-                            group.launch(&mut inflight);
-                        }
-                        if !batch.wait_turn(ctl).await {
-                            break 'passes;
-                        }
-                        let want = (due - i).min(GROUP);
-                        let Some(permit) = acquire_send_slot(
-                            d,
-                            ctl,
-                            &mut budget,
-                            want,
-                            push_rate.as_ref(),
-                            &ch,
-                            || group.launch(&mut inflight),
-                        )
-                        .await
-                        else {
-                            break 'passes;
-                        };
-                        batch.count();
-                        group.sends.push(SendTask {
-                            delivery: p.delivery_id,
-                            fresh: p.fresh,
-                            attempts_before: p.attempts,
-                            user: p.user,
-                            member_id: p.member_id,
-                            channel: ch,
-                            outbound,
-                            claim: permit,
-                        });
-                        if group.sends.len() >= GROUP {
-                            group.launch(&mut inflight);
+                            .await
+                            else {
+                                break 'passes;
+                            };
+                            batch.count();
+                            group.sends.push(SendTask {
+                                delivery: p.delivery_id,
+                                fresh: p.fresh,
+                                attempts_before: p.attempts,
+                                user: p.user,
+                                member_id: p.member_id,
+                                channel: ch,
+                                outbound,
+                                claim: permit,
+                            });
+                            if group.sends.len() >= GROUP {
+                                group.launch(&mut inflight);
+                            }
                         }
                     }
                 }
+                group.launch(&mut inflight);
             }
-            group.launch(&mut inflight);
-        }
-        // A full pass is done. Wait for in-flight sends (they may requeue retries).
-        while let Some(r) = inflight.join_next().await {
-            holes |= handle_outcome(d, id, r, ctl).await;
-        }
-        full = std::mem::take(&mut holes);
-        if *ctl.borrow() != Control::Run {
-            full = true;
-            continue 'passes;
-        }
-        if saw_due {
-            continue 'passes;
-        }
-        match earliest_later {
-            Some(t) => {
-                let wait = Duration::from_millis((t - now_ms()).max(0) as u64);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = ctl.changed() => {}
+            // A full pass is done. Wait for in-flight sends (they may requeue retries).
+            while let Some(r) = inflight.join_next().await {
+                holes |= handle_outcome(d, id, r, ctl).await;
+            }
+            full = std::mem::take(&mut holes);
+            if *ctl.borrow() != Control::Run {
+                full = true;
+                continue 'passes;
+            }
+            if saw_due {
+                continue 'passes;
+            }
+            match earliest_later {
+                Some(t) => {
+                    let wait = Duration::from_millis((t - now_ms()).max(0) as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = ctl.changed() => {}
+                    }
+                }
+                None => {
+                    let counts = d.store.read(move |c| pushes::counts(c, id)).await?;
+                    if counts.remaining() == 0 {
+                        d.store
+                            .write(move |c| pushes::mark_completed(c, id))
+                            .await?;
+                        d.unpin_generation(id);
+                        tracing::info!(push = id, name = %push.name, sent = counts.sent, failed = counts.failed, "push completed");
+                        let _ = d
+                            .store
+                            .write(move |c| {
+                                audit::record(
+                                    c,
+                                    None,
+                                    "push.complete",
+                                    Some(&id.to_string()),
+                                    true,
+                                    None,
+                                )
+                            })
+                            .await;
+                        return Ok(Walked::Completed);
+                    }
+                    if scan == Scan::Waiting {
+                        // Something is pending that only a full pass can find.
+                        full = true;
+                        continue 'passes;
+                    }
+                    // Rows still `sending` belong to nobody in this process (cannot
+                    // happen after startup settles them); look again shortly.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
-            None => {
-                let counts = d.store.read(move |c| pushes::counts(c, id)).await?;
-                if counts.remaining() == 0 {
-                    d.store
-                        .write(move |c| pushes::mark_completed(c, id))
-                        .await?;
-                    d.unpin_generation(id);
-                    tracing::info!(push = id, name = %push.name, sent = counts.sent, failed = counts.failed, "push completed");
-                    let _ = d
-                        .store
-                        .write(move |c| {
-                            audit::record(
-                                c,
-                                None,
-                                "push.complete",
-                                Some(&id.to_string()),
-                                true,
-                                None,
-                            )
-                        })
-                        .await;
-                    return Ok(());
-                }
-                if scan == Scan::Waiting {
-                    // Something is pending that only a full pass can find.
-                    full = true;
-                    continue 'passes;
-                }
-                // Rows still `sending` belong to nobody in this process (cannot
-                // happen after startup settles them); look again shortly.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
         }
+        Ok(Walked::Stopped)
     }
-    // Stopped by control: drain what is in flight.
+    .await;
     drop(ahead);
     while let Some(r) = inflight.join_next().await {
         handle_outcome(d, id, r, ctl).await;
     }
+    if walked? == Walked::Completed {
+        return Ok(());
+    }
+    // Stopped by control.
     let control = *ctl.borrow();
     if control == Control::Cancel {
         finish_cancel(d, id).await?;
     }
     d.unpin_generation(id);
     Ok(())
+}
+
+/// How a walk ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walked {
+    /// Every recipient has its outcome; the push is marked completed.
+    Completed,
+    /// Paused, cancelled or shut down (see the control).
+    Stopped,
 }
 
 /// One page of pending recipients: the due ones with their routed messages.
