@@ -54,7 +54,8 @@ pub async fn resolve(
     generation: &Arc<Generation>,
 ) -> Result<Resolution, ResolveError> {
     let id = push.id;
-    if let Some(aud) = generation.audiences.get(&push.audience)
+    let scripted = generation.audiences.get(&push.audience);
+    if let Some(aud) = scripted
         && !aud.has_filter
     {
         let (sql, args) = (aud.filter_sql.sql.clone(), aud.filter_sql.params.clone());
@@ -76,7 +77,7 @@ pub async fn resolve(
     d.store
         .write(move |c| deliveries::restart_resolution(c, id))
         .await?;
-    let inserted = if let Some(aud) = generation.audiences.get(&push.audience) {
+    let inserted = if let Some(aud) = scripted {
         let sql = aud.filter_sql.sql.clone();
         let args = aud.filter_sql.params.clone();
         resolve_filtered(d, id, &push.audience, generation, sql, args).await?

@@ -228,6 +228,22 @@ impl Store {
     }
 }
 
+/// Stops a store thread that runs until its channel's sender is gone:
+/// drops the sender, then waits for the thread to end.
+fn stop_and_join<T>(
+    sender: &Mutex<Option<T>>,
+    thread: &Mutex<Option<std::thread::JoinHandle<()>>>,
+) {
+    if let Ok(mut tx) = sender.lock() {
+        tx.take();
+    }
+    if let Ok(mut t) = thread.lock()
+        && let Some(handle) = t.take()
+    {
+        let _ = handle.join();
+    }
+}
+
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
     StoreError::Sqlite("connection pool lock poisoned".into())
 }

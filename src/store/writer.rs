@@ -105,14 +105,7 @@ impl Writer {
 
     /// Stops accepting jobs, lets queued ones commit, joins the thread.
     pub fn close(&self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
-        if let Ok(mut t) = self.thread.lock()
-            && let Some(handle) = t.take()
-        {
-            let _ = handle.join();
-        }
+        super::stop_and_join(&self.tx, &self.thread);
     }
 }
 
