@@ -3,7 +3,7 @@
 //! responsive and its memory bounded. Set `PUSHD_SOAK=1` for longer runs.
 
 use crate::dispatch::{assert_consistent, push_hello, wait_status};
-use crate::e2e::{custom_daemon, runtime};
+use crate::e2e::{HELLO, custom_daemon, runtime};
 use crate::support::mocks::Behavior;
 use crate::support::mocks::creds::WEBHOOK_SECRET;
 use crate::support::webhooks::*;
@@ -109,21 +109,26 @@ fn repeated_kill_9_never_loses_or_duplicates_a_recipient() {
     assert_eq!(r["sent_fail"].as_i64().unwrap(), failed);
 }
 
-/// A large audience is frozen in chunks while the first members are sent. A
-/// daemon that died after freezing (and partly sending) the first chunk
-/// carries on after the last frozen member: every member gets exactly one
-/// delivery, and those sent before the crash are not requested again.
-#[test]
-fn a_crash_half_way_through_freezing_resumes_after_the_last_chunk() {
-    let rt = runtime();
-    let n = 10_000;
-    let (mut d, mock, users) = custom_daemon(&rt, n, "rate_per_minute = 0\nconcurrency = 32");
+/// A daemon stopped with a push whose first chunk of 4096 members (of
+/// `n`) is frozen and 100 of them sent, as a crash after the first chunk
+/// leaves it: the daemon, its mock, the users, the push id and the users
+/// already sent to.
+fn half_frozen_push(
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+) -> (
+    crate::support::TestDaemon,
+    crate::support::mocks::MockPlatform,
+    Vec<String>,
+    i64,
+    std::collections::HashSet<String>,
+) {
+    let (mut d, mock, users) = custom_daemon(rt, n, "rate_per_minute = 0\nconcurrency = 32");
     let at = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
     let id = push_hello(&d, "big", &["--at", &at])["id"]
         .as_i64()
         .unwrap();
     d.stop();
-    // What a crash after the first chunk and 100 sends leaves behind.
     let now = chrono::Utc::now().timestamp_millis();
     d.db()
         .execute_batch(&format!(
@@ -139,12 +144,24 @@ fn a_crash_half_way_through_freezing_resumes_after_the_last_chunk() {
              COMMIT;"
         ))
         .unwrap();
-    let sent_before: std::collections::HashSet<String> = strings(
+    let sent_before = strings(
         &d.db(),
         "SELECT channel_user_id FROM members ORDER BY id LIMIT 100",
     )
     .into_iter()
     .collect();
+    (d, mock, users, id, sent_before)
+}
+
+/// A large audience is frozen in chunks while the first members are sent. A
+/// daemon that died after freezing (and partly sending) the first chunk
+/// carries on after the last frozen member: every member gets exactly one
+/// delivery, and those sent before the crash are not requested again.
+#[test]
+fn a_crash_half_way_through_freezing_resumes_after_the_last_chunk() {
+    let rt = runtime();
+    let n = 10_000;
+    let (mut d, mock, users, id, sent_before) = half_frozen_push(&rt, n);
     d.spawn();
     let done = wait_status(&d, "big", "completed", Duration::from_secs(120));
     assert_eq!(done["recipients"], n);
@@ -155,6 +172,43 @@ fn a_crash_half_way_through_freezing_resumes_after_the_last_chunk() {
         let want = if sent_before.contains(u) { 0 } else { 1 };
         assert_eq!(seen.get(u).copied().unwrap_or(0), want, "{u}");
     }
+}
+
+/// Half frozen as an SQL audience, then restarted with that audience given
+/// a Lua filter: starting the freeze over would forget who was sent to, so
+/// the push pauses with a clear reason and nothing is changed or sent.
+#[test]
+fn a_half_frozen_audience_redefined_with_a_filter_pauses_the_push() {
+    let rt = runtime();
+    let (mut d, mock, _, id, _) = half_frozen_push(&rt, 5000);
+    d.write_script(
+        "10.lua",
+        &HELLO.replace(
+            "audience \"all\" { }",
+            "audience \"all\" { filter = function(m) return true end }",
+        ),
+    );
+    d.spawn();
+    let p = wait_status(&d, "big", "paused", Duration::from_secs(60));
+    let reason = p["status_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("partly frozen"), "{p}");
+    assert!(reason.contains("\"all\""), "{p}");
+    let db = d.db();
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM deliveries WHERE push_id = {id}")
+        ),
+        4096
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM deliveries WHERE push_id = {id} AND state = 2")
+        ),
+        100
+    );
+    assert_eq!(mock.sends().len(), 0, "nothing sent");
 }
 
 /// The crash window is bounded: with every request hanging, the daemon marks
