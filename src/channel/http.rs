@@ -166,7 +166,7 @@ pub(crate) async fn execute(
         .await
         .map_err(|e| transport_error(e, timeout))?;
     let status = response.status();
-    let headers = response.headers().clone();
+    let headers = std::mem::take(response.headers_mut());
     let mut body = bytes::BytesMut::new();
     loop {
         match response.chunk().await {

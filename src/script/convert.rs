@@ -94,43 +94,48 @@ unsafe fn push_json_object(
 
 /// Builds `m` (see `pushd.d.lua` for its fields).
 pub(crate) fn member_table(lua: &Lua, m: &Member, platform: &str) -> mlua::Result<Table> {
-    // SAFETY: only pushes onto the stack `exec_raw` prepared (checked below
-    // for the nested tables), inside its protected call; nothing is popped
-    // that this closure did not push, and the one result is the new table.
+    // SAFETY: `push_member` only pushes, inside `exec_raw`'s protected
+    // call; the one result is the new table.
+    unsafe { lua.exec_raw::<Table>((), |l| push_member(l, m, platform)) }
+}
+
+/// Pushes `m` onto the stack (one slot; up to 8 are used while building).
+/// Must run inside a protected call: an allocation failure raises a Lua
+/// error. Fresh tables have no metatables, so `lua_setfield` runs no script
+/// code; `m` and `platform` are borrowed, so a Lua error skips no drop.
+pub(crate) unsafe fn push_member(l: *mut ffi::lua_State, m: &Member, platform: &str) {
     unsafe {
-        lua.exec_raw::<Table>((), |l| {
-            ffi::lua_checkstack(l, 8);
-            ffi::lua_createtable(l, 0, 11);
-            ffi::lua_pushinteger(l, m.id);
-            set(l, c"id");
-            push_str(l, &m.channel);
-            set(l, c"channel");
-            push_str(l, platform);
-            set(l, c"platform");
-            push_str(l, &m.channel_user_id);
-            set(l, c"channel_user_id");
-            push_str(l, &m.name);
-            set(l, c"name");
-            push_str(l, &m.locale);
-            set(l, c"locale");
-            push_str(l, &m.timezone);
-            set(l, c"timezone");
-            ffi::lua_createtable(l, 0, m.tags.len().min(c_int::MAX as usize) as c_int);
-            for tag in &m.tags {
-                push_str(l, tag);
-                ffi::lua_pushboolean(l, 1);
-                ffi::lua_rawset(l, -3);
-            }
-            set(l, c"tags");
-            push_json_object(l, &m.attributes, 0);
-            set(l, c"attributes");
-            ffi::lua_pushboolean(l, m.subscribed as c_int);
-            set(l, c"subscribed");
-            if let Some(ms) = m.last_interaction_at {
-                ffi::lua_pushinteger(l, ms.div_euclid(1000));
-                set(l, c"last_interaction_at");
-            }
-        })
+        ffi::lua_checkstack(l, 8);
+        ffi::lua_createtable(l, 0, 11);
+        ffi::lua_pushinteger(l, m.id);
+        set(l, c"id");
+        push_str(l, &m.channel);
+        set(l, c"channel");
+        push_str(l, platform);
+        set(l, c"platform");
+        push_str(l, &m.channel_user_id);
+        set(l, c"channel_user_id");
+        push_str(l, &m.name);
+        set(l, c"name");
+        push_str(l, &m.locale);
+        set(l, c"locale");
+        push_str(l, &m.timezone);
+        set(l, c"timezone");
+        ffi::lua_createtable(l, 0, m.tags.len().min(c_int::MAX as usize) as c_int);
+        for tag in &m.tags {
+            push_str(l, tag);
+            ffi::lua_pushboolean(l, 1);
+            ffi::lua_rawset(l, -3);
+        }
+        set(l, c"tags");
+        push_json_object(l, &m.attributes, 0);
+        set(l, c"attributes");
+        ffi::lua_pushboolean(l, m.subscribed as c_int);
+        set(l, c"subscribed");
+        if let Some(ms) = m.last_interaction_at {
+            ffi::lua_pushinteger(l, ms.div_euclid(1000));
+            set(l, c"last_interaction_at");
+        }
     }
 }
 
@@ -156,25 +161,57 @@ unsafe fn push_buttons(l: *mut ffi::lua_State, list: &[Button]) {
 
 /// Builds `msg` for the router.
 pub(crate) fn message_table(lua: &Lua, msg: &Message) -> mlua::Result<Table> {
-    // SAFETY: as in `member_table`; at most four slots are used at once.
+    // SAFETY: as in `member_table`.
+    unsafe { lua.exec_raw::<Table>((), |l| push_message(l, msg)) }
+}
+
+/// Pushes `msg` onto the stack; the contract of [`push_member`].
+pub(crate) unsafe fn push_message(l: *mut ffi::lua_State, msg: &Message) {
     unsafe {
-        lua.exec_raw::<Table>((), |l| {
-            ffi::lua_checkstack(l, 8);
-            ffi::lua_createtable(l, 0, 4);
-            push_str(l, &msg.text);
-            set(l, c"text");
-            if !msg.buttons.is_empty() {
-                push_buttons(l, &msg.buttons);
-                set(l, c"buttons");
-            }
-            if !msg.quick_replies.is_empty() {
-                push_buttons(l, &msg.quick_replies);
-                set(l, c"quick_replies");
-            }
-            if let Some(img) = &msg.image_url {
-                push_str(l, img);
-                set(l, c"image");
-            }
+        ffi::lua_checkstack(l, 8);
+        ffi::lua_createtable(l, 0, 4);
+        push_str(l, &msg.text);
+        set(l, c"text");
+        if !msg.buttons.is_empty() {
+            push_buttons(l, &msg.buttons);
+            set(l, c"buttons");
+        }
+        if !msg.quick_replies.is_empty() {
+            push_buttons(l, &msg.quick_replies);
+            set(l, c"quick_replies");
+        }
+        if let Some(img) = &msg.image_url {
+            push_str(l, img);
+            set(l, c"image");
+        }
+    }
+}
+
+/// `route(m, msg, ctx)` in one protected call: `m` and `msg` are built on
+/// the stack and handed straight to the function, so neither becomes a
+/// registry reference and the call needs no protected call of its own.
+/// Errors are those of `Function::call` (same traceback handler).
+pub(crate) fn route_call(
+    lua: &Lua,
+    route: &mlua::Function,
+    ctx: &Table,
+    m: &Member,
+    platform: &str,
+    msg: &Message,
+) -> mlua::Result<Value> {
+    // SAFETY: `exec_raw` pushed `route` (1) and `ctx` (2) and runs this in a
+    // protected call, so a Lua error in the builders or the script unwinds
+    // to it; this frame holds only borrows. It leaves exactly the result.
+    unsafe {
+        lua.exec_raw::<Value>((route, ctx), |l| {
+            ffi::lua_checkstack(l, 4);
+            ffi::lua_pushvalue(l, 1);
+            push_member(l, m, platform);
+            push_message(l, msg);
+            ffi::lua_pushvalue(l, 2);
+            ffi::lua_call(l, 3, 1);
+            ffi::lua_replace(l, 1);
+            ffi::lua_settop(l, 1);
         })
     }
 }

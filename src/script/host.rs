@@ -434,15 +434,18 @@ impl Runtime {
         }
     }
 
-    fn member_table(&self, m: &Member) -> mlua::Result<Table> {
-        let platform = self
-            .shared
+    /// `m.platform`: the platform of the member's channel ("" if unknown).
+    fn platform_of(&self, m: &Member) -> &str {
+        self.shared
             .env
             .channels
             .get(&m.channel)
             .map(|c| c.platform.as_str())
-            .unwrap_or("");
-        convert::member_table(&self.lua, m, platform)
+            .unwrap_or("")
+    }
+
+    fn member_table(&self, m: &Member) -> mlua::Result<Table> {
+        convert::member_table(&self.lua, m, self.platform_of(m))
     }
 
     /// Calls a script function under a fresh budget.
@@ -453,8 +456,18 @@ impl Runtime {
         at: &Location,
         what: &dyn Fn() -> String,
     ) -> Result<R, ScriptError> {
+        self.guarded(at, what, || f.call::<R>(args))
+    }
+
+    /// Runs `invoke` (one call into script code) under a fresh budget.
+    fn guarded<R>(
+        &self,
+        at: &Location,
+        what: &dyn Fn() -> String,
+        invoke: impl FnOnce() -> mlua::Result<R>,
+    ) -> Result<R, ScriptError> {
         self.budget.begin();
-        let r = sandbox::limited(&self.lua, &self.budget, || f.call::<R>(args));
+        let r = sandbox::limited(&self.lua, &self.budget, invoke);
         if let Some(trip) = self.budget.tripped() {
             return Err(self
                 .trip_error(trip.kind, trip.location, at)
@@ -494,13 +507,6 @@ impl Runtime {
         m: &Member,
         mtable: &mut Option<Table>,
     ) -> Result<Message, ScriptError> {
-        let platform = self
-            .shared
-            .env
-            .channels
-            .get(&m.channel)
-            .map(|c| c.platform.as_str())
-            .unwrap_or("");
         if let Some((f, at)) = &tpl.render {
             let what = || format!("render of template {:?}", tpl.def.name);
             let t = match mtable {
@@ -529,7 +535,7 @@ impl Runtime {
                     ),
                 )
             })?;
-        Ok(tpl.locales[i].1.render(m, platform))
+        Ok(tpl.locales[i].1.render(m, self.platform_of(m)))
     }
 
     fn route_one(
@@ -541,13 +547,21 @@ impl Runtime {
         mtable: Option<Table>,
     ) -> Result<Routed, ScriptError> {
         let what = || "route".to_string();
-        let fail = |rt: &Self, e: mlua::Error| rt.error_of(&e, at).in_function(what());
-        let t = match mtable {
-            Some(t) => t,
-            None => self.member_table(m).map_err(|e| fail(self, e))?,
+        let v: Value = match mtable {
+            // The usual case (no Lua render made `m` already): `m` and `msg`
+            // are built and passed in the call's own protected call.
+            None => {
+                let platform = self.platform_of(m);
+                self.guarded(at, &what, || {
+                    convert::route_call(&self.lua, route, &self.ctx, m, platform, &message)
+                })?
+            }
+            Some(t) => {
+                let msg = convert::message_table(&self.lua, &message)
+                    .map_err(|e| self.error_of(&e, at).in_function(what()))?;
+                self.call(route, (t, msg, &self.ctx), at, &what)?
+            }
         };
-        let msg = convert::message_table(&self.lua, &message).map_err(|e| fail(self, e))?;
-        let v: Value = self.call(route, (t, msg, &self.ctx), at, &what)?;
         convert::routed_of(&v, message, m)
             .map_err(|e| ScriptError::at(at.clone(), e).in_function(what()))
     }

@@ -325,3 +325,57 @@ audience "catastrophic" {
     );
     assert!(err.to_string().contains("scripts/10_p.lua:13"), "{err}");
 }
+
+const ROUTER_BOMBS: &str = r#"
+template "hi" { en = { text = "Hi {{name}}" } }
+
+route(function(m, msg, ctx)
+  if m.id == 1 then
+    while true do end
+  elseif m.id == 3 then
+    local t = {}
+    local i = 0
+    while true do
+      i = i + 1
+      t[i] = string.rep("x", 1000) .. i
+    end
+  elseif m.id == 5 then
+    error("no route for " .. m.name)
+  end
+  return { channel = m.channel }
+end)
+"#;
+
+/// The router gets `m` and `msg` built inside its own call: a loop, a
+/// memory bomb or an error there fails that recipient with its line, and
+/// the next recipient of the batch is routed normally. (One batch each:
+/// after two limit trips a batch gives up on the rest by design.)
+#[test]
+fn router_limits_and_errors_fail_only_their_recipient() {
+    let g = load_one(&[("30_r.lua", ROUTER_BOMBS)]);
+    for (bad, words) in [
+        (1, "instruction limit of 1000000 exceeded"),
+        (3, "memory limit of 16 MB exceeded"),
+        (5, "no route for Member 5"),
+    ] {
+        let batch = vec![member(bad, "sim", "en"), member(bad + 1, "sim", "en")];
+        let out = g.prepare_blocking("hi", batch, pushd::model::now_ms());
+        let text = out[0].as_ref().expect_err("must fail").to_string();
+        assert!(
+            text.contains(words),
+            "member {bad}: expected {words:?} in: {text}"
+        );
+        assert!(text.contains("in route"), "{text}");
+        assert!(text.contains("scripts/30_r.lua:"), "{text}");
+        match &out[1] {
+            Ok(Routed::Send {
+                channel,
+                outbound: pushd::model::Outbound::Message { message, .. },
+            }) => {
+                assert_eq!(channel, "sim");
+                assert_eq!(message.text, format!("Hi Member {}", bad + 1));
+            }
+            other => panic!("member {}: {other:?}", bad + 1),
+        }
+    }
+}
