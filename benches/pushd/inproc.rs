@@ -190,6 +190,21 @@ pub fn count(db: &Path, sql: &str) -> u64 {
         .expect("count") as u64
 }
 
+/// (provider message id, recipient) of every delivery of `push`, in id order.
+pub fn sent_messages(db: &Path, push: i64) -> Vec<(String, String)> {
+    let conn = open_ro(db);
+    let mut stmt = conn
+        .prepare(
+            "SELECT d.provider_message_id, m.channel_user_id FROM deliveries d
+             JOIN members m ON m.id = d.member_id WHERE d.push_id = ?1 ORDER BY d.id",
+        )
+        .expect("prepare");
+    stmt.query_map([push], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("read sent messages")
+}
+
 /// What a report would cost without maintained counters: one GROUP BY over
 /// the push's deliveries (best of 3).
 pub fn group_by_scan(db: &Path, push: i64) -> Duration {

@@ -8,8 +8,8 @@
 //!   core, resolution, import, report, receipts, export, rss, rate);
 //! - `PUSHD_BENCH_CONCURRENCY=256` (the default) sets in-flight sends and the
 //!   baselines' client concurrency;
-//! - `PUSHD_BENCH_REPEAT=3` (the default) sets how many end-to-end pushes the
-//!   dispatch figure takes the median of.
+//! - `PUSHD_BENCH_REPEAT=3` (the default) sets how many end-to-end pushes
+//!   (and receipt runs) the dispatch and receipts figures take the median of.
 //!
 //! End-to-end figures drive the real release binary (`pushd serve`, the CLI,
 //! the control socket, loopback HTTP); resolution and the store-write
@@ -400,13 +400,12 @@ fn main() {
             let csv = bench_dir.path().join("wa.csv");
             write_csv(&csv, (1..=n_e2e).map(|i| member_row("wa", i)));
             import(&d, &csv);
-            // The machine is shared: bare loops and pushes alternate
-            // (bare, push, bare, push, …, bare) and each figure is the median
+            // The machine is shared: bare runs and measured runs alternate
+            // (bare, run, bare, run, …, bare) and each figure is the median
             // of its runs, so a neighbour's burst of load shifts one sample,
-            // not the verdict. Receipts use the first push's deliveries (the
-            // mock names a message after its recipient, so later pushes reuse
-            // the ids).
-            let runs = if s.wants("dispatch") { s.repeat } else { 1 };
+            // not the verdict. Each push's receipts are measured right after
+            // it, between runs of the bare webhook sink.
+            let runs = s.repeat;
             let bare_run = |k: usize| {
                 eprintln!(
                     "[dispatch] bare reqwest loop {k}/{}, {n_e2e} requests…",
@@ -414,18 +413,17 @@ fn main() {
                 );
                 rate(n_e2e, bare_send_loop(wa_mock.addr, n_e2e, s.concurrency))
             };
-            let mut bare_rates = vec![bare_run(1)];
-            let mut push_rates = Vec::new();
+            let mut dispatch = Interleaved::default();
+            let mut receipts = Interleaved::default();
+            if s.wants("dispatch") {
+                dispatch.bare.push(bare_run(1));
+            }
             for k in 1..=runs {
-                let name = if k == 1 {
-                    "e2e".to_string()
-                } else {
-                    format!("e2e-{k}")
-                };
+                let name = format!("e2e-{k}");
                 eprintln!("[dispatch] push {k}/{runs} to {n_e2e} WhatsApp recipients…");
                 let before = wa_mock.seen.requests.load(Ordering::Relaxed);
                 let t = Instant::now();
-                d.create_push(&name, "wa", "hello", None);
+                let push = d.create_push(&name, "wa", "hello", None);
                 let p = d.wait_completed(&name, Duration::from_secs(3600));
                 let took = t.elapsed();
                 let sent_to_mock = wa_mock.seen.requests.load(Ordering::Relaxed) - before;
@@ -434,26 +432,23 @@ fn main() {
                     sent_to_mock, n_e2e,
                     "the mock saw a different number of sends"
                 );
-                push_rates.push(rate(n_e2e, took));
-                if k == 1 && s.wants("receipts") {
-                    table.push(receipts(&d, n_e2e, s.concurrency));
+                dispatch.runs.push(rate(n_e2e, took));
+                if s.wants("receipts") {
+                    let messages = Arc::new(inproc::sent_messages(d.db_path(), push));
+                    if k == 1 {
+                        receipts.bare.push(sink_run(&messages, s.concurrency));
+                    }
+                    receipts
+                        .runs
+                        .push(receipts_run(&d, push, &messages, s.concurrency));
+                    receipts.bare.push(sink_run(&messages, s.concurrency));
                 }
-                bare_rates.push(bare_run(k + 1));
+                if s.wants("dispatch") {
+                    dispatch.bare.push(bare_run(k + 1));
+                }
             }
             if s.wants("dispatch") {
-                let (r, b) = (median(&push_rates), median(&bare_rates));
-                let ratios: Vec<f64> = push_rates
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| r / ((bare_rates[i] + bare_rates[i + 1]) / 2.0))
-                    .collect();
-                let spread = if runs > 1 {
-                    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = ratios.iter().copied().fold(0.0, f64::max);
-                    format!("; each run {lo:.2}–{hi:.2}×")
-                } else {
-                    String::new()
-                };
+                let (r, b, spread) = dispatch.summary();
                 table.push(Row {
                     figure: format!(
                         "end-to-end dispatch ({} recipients, WhatsApp mock, c={})",
@@ -471,6 +466,25 @@ fn main() {
                     pass: Some(r >= 20_000.0 && r / b >= 0.8),
                 });
             }
+            if s.wants("receipts") {
+                let (r, b, spread) = receipts.summary();
+                table.push(Row {
+                    figure: format!(
+                        "receipts ({} signed status webhooks, c={})",
+                        fmt_n(n_e2e),
+                        s.concurrency
+                    ),
+                    value: format!("{} events/s (median of {runs})", fmt_rate(r)),
+                    baseline: format!(
+                        "{} req/s bare HTTP (median of {}{spread})",
+                        fmt_rate(b),
+                        runs + 1
+                    ),
+                    ratio: Some(r / b),
+                    target: "≥ 20k events/s, ≥ 0.6×".into(),
+                    pass: Some(r >= 20_000.0 && r / b >= 0.6),
+                });
+            }
         }
 
         if s.wants("rate") {
@@ -484,40 +498,77 @@ fn main() {
     table.print(&machine(), started.elapsed());
 }
 
-/// Signed WhatsApp status webhooks for the first e2e push's messages,
-/// posted to the daemon between two runs of the bare loop (a 200 OK sink).
-fn receipts(d: &Daemon, n: u64, concurrency: usize) -> Row {
-    eprintln!("[receipts] bare HTTP loop, {n} webhooks…");
-    let bare_loop = || {
-        let sink = mock::webhook_sink(2);
-        post_receipts(&format!("http://{}/webhooks/wa", sink.addr), n, concurrency)
-    };
-    let bare_before = bare_loop();
+/// Rates of measured runs and of the bare runs around them: bare[i] and
+/// bare[i + 1] bracket runs[i].
+#[derive(Default)]
+struct Interleaved {
+    runs: Vec<f64>,
+    bare: Vec<f64>,
+}
+
+impl Interleaved {
+    /// (median run, median bare, "; each run lo–hi×" when there are several).
+    fn summary(&self) -> (f64, f64, String) {
+        let ratios: Vec<f64> = self
+            .runs
+            .iter()
+            .zip(self.bare.windows(2))
+            .map(|(r, b)| r / ((b[0] + b[1]) / 2.0))
+            .collect();
+        let spread = if ratios.len() > 1 {
+            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().copied().fold(0.0, f64::max);
+            format!("; each run {lo:.2}–{hi:.2}×")
+        } else {
+            String::new()
+        };
+        (median(&self.runs), median(&self.bare), spread)
+    }
+}
+
+/// The same webhooks posted to a bare "200 OK" sink: the receipts baseline.
+fn sink_run(messages: &Arc<Vec<(String, String)>>, concurrency: usize) -> f64 {
+    eprintln!("[receipts] bare HTTP loop, {} webhooks…", messages.len());
+    let sink = mock::webhook_sink(2);
+    let took = post_receipts(
+        &format!("http://{}/webhooks/wa", sink.addr),
+        messages,
+        concurrency,
+    );
+    rate(messages.len() as u64, took)
+}
+
+/// Signed WhatsApp `delivered` statuses for every message of `push`, posted
+/// to the daemon; every one must be applied.
+fn receipts_run(
+    d: &Daemon,
+    push: i64,
+    messages: &Arc<Vec<(String, String)>>,
+    concurrency: usize,
+) -> f64 {
     let status = d.call("status", json!({}));
     let listen = status["data"]["http_listen"]
         .as_str()
         .expect("http_listen in status")
         .to_string();
     eprintln!("[receipts] signed status webhooks to the daemon…");
-    let took = post_receipts(&format!("http://{listen}/webhooks/wa"), n, concurrency);
-    let bare = (bare_before + bare_loop()) / 2;
+    let took = post_receipts(
+        &format!("http://{listen}/webhooks/wa"),
+        messages,
+        concurrency,
+    );
     let delivered = inproc::count(
         d.db_path(),
-        "SELECT count(*) FROM deliveries WHERE channel = 'wa' AND delivered_at IS NOT NULL",
-    );
-    assert_eq!(delivered, n, "receipts were not all applied");
-    let (r, b) = (rate(n, took), rate(n, bare));
-    Row {
-        figure: format!(
-            "receipts ({} signed status webhooks, c={concurrency})",
-            fmt_n(n)
+        &format!(
+            "SELECT count(*) FROM deliveries WHERE push_id = {push} AND delivered_at IS NOT NULL"
         ),
-        value: format!("{} events/s ({})", fmt_rate(r), fmt_secs(took)),
-        baseline: format!("{} req/s bare HTTP (before+after)", fmt_rate(b)),
-        ratio: Some(r / b),
-        target: "≥ 20k events/s, ≥ 0.6×".into(),
-        pass: Some(r >= 20_000.0 && r / b >= 0.6),
-    }
+    );
+    assert_eq!(
+        delivered,
+        messages.len() as u64,
+        "receipts were not all applied"
+    );
+    rate(messages.len() as u64, took)
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -670,9 +721,8 @@ fn sign(body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// A WhatsApp `delivered` status webhook for the message sent to member `i`.
-fn status_body(i: u64) -> String {
-    let to = format!("8525{i:08}");
+/// A WhatsApp `delivered` status webhook for message `id` sent to `to`.
+fn status_body(id: &str, to: &str) -> String {
     let ts = chrono::Utc::now().timestamp();
     json!({
         "object": "whatsapp_business_account",
@@ -682,7 +732,7 @@ fn status_body(i: u64) -> String {
                 "messaging_product": "whatsapp",
                 "metadata": { "display_phone_number": "15550783881", "phone_number_id": WA_PHONE_ID },
                 "statuses": [{
-                    "id": format!("wamid.{to}"),
+                    "id": id,
                     "status": "delivered",
                     "timestamp": ts.to_string(),
                     "recipient_id": to,
@@ -695,8 +745,10 @@ fn status_body(i: u64) -> String {
     .to_string()
 }
 
-/// `n` signed status webhooks posted by `concurrency` client tasks.
-fn post_receipts(url: &str, n: u64, concurrency: usize) -> Duration {
+/// A signed status webhook for each of `messages`, posted by `concurrency`
+/// client tasks.
+fn post_receipts(url: &str, messages: &Arc<Vec<(String, String)>>, concurrency: usize) -> Duration {
+    let n = messages.len() as u64;
     let rt = tokio_rt();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
@@ -710,13 +762,15 @@ fn post_receipts(url: &str, n: u64, concurrency: usize) -> Duration {
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
             let (client, url, next) = (client.clone(), url.clone(), next.clone());
+            let messages = messages.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as u64;
                     if i > n {
                         break;
                     }
-                    let body = status_body(i);
+                    let (id, to) = &messages[i as usize - 1];
+                    let body = status_body(id, to);
                     let sig = sign(body.as_bytes());
                     let r = client
                         .post(&url)

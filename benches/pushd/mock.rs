@@ -50,8 +50,9 @@ struct SendBody<'a> {
 }
 
 /// `POST /{version}/{phone_number_id}/messages` → the Cloud API success
-/// body with `messages[0].id = "wamid.<to>"`, so receipts can name the
-/// message without asking anyone.
+/// body with `messages[0].id = "wamid.<to>.<n>"` (n counts the mock's
+/// requests), unique across pushes to the same members, so each push's
+/// receipts name only its own messages.
 async fn whatsapp(
     req: Request<Incoming>,
     seen: Arc<Seen>,
@@ -59,7 +60,7 @@ async fn whatsapp(
     let rate_path = req.uri().path().contains(RATE_PHONE_ID);
     let body = req.into_body().collect().await?.to_bytes();
     let now = Instant::now();
-    seen.requests.fetch_add(1, Ordering::Relaxed);
+    let seq = seen.requests.fetch_add(1, Ordering::Relaxed);
     let Ok(parsed) = serde_json::from_slice::<SendBody>(&body) else {
         let mut r = Response::new(Full::new(Bytes::from_static(
             br#"{"error":{"message":"(#100) Invalid parameter","type":"OAuthException","code":100}}"#,
@@ -72,7 +73,7 @@ async fn whatsapp(
         a.push((now, to.to_string()));
     }
     let reply = format!(
-        r#"{{"messaging_product":"whatsapp","contacts":[{{"input":"{to}","wa_id":"{to}"}}],"messages":[{{"id":"wamid.{to}"}}]}}"#
+        r#"{{"messaging_product":"whatsapp","contacts":[{{"input":"{to}","wa_id":"{to}"}}],"messages":[{{"id":"wamid.{to}.{seq}"}}]}}"#
     );
     let mut r = Response::new(Full::new(Bytes::from(reply)));
     r.headers_mut().insert(
