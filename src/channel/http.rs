@@ -167,11 +167,15 @@ pub(crate) async fn execute(
         .map_err(|e| transport_error(e, timeout))?;
     let status = response.status();
     let headers = std::mem::take(response.headers_mut());
-    let mut body = bytes::BytesMut::new();
+    // A reply is almost always one chunk: kept as it is, without a copy.
+    let mut first: Option<bytes::Bytes> = None;
+    let mut rest = bytes::BytesMut::new();
+    let mut len = 0;
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                len += chunk.len();
+                if len > MAX_REPLY_BYTES {
                     return Err(SendError::new(
                         ErrorClass::Transient,
                         format!("http_{}", status.as_u16()),
@@ -181,7 +185,15 @@ pub(crate) async fn execute(
                         ),
                     ));
                 }
-                body.extend_from_slice(&chunk);
+                match &first {
+                    None => first = Some(chunk),
+                    Some(f) => {
+                        if rest.is_empty() {
+                            rest.extend_from_slice(f);
+                        }
+                        rest.extend_from_slice(&chunk);
+                    }
+                }
             }
             Ok(None) => break,
             Err(e) => {
@@ -189,9 +201,8 @@ pub(crate) async fn execute(
                 if err.code == "network" {
                     err.code = "truncated".into();
                     err.message = format!(
-                        "HTTP {} reply cut off after {} bytes: {}",
+                        "HTTP {} reply cut off after {len} bytes: {}",
                         status.as_u16(),
-                        body.len(),
                         err.message
                     );
                 }
@@ -199,10 +210,15 @@ pub(crate) async fn execute(
             }
         }
     }
+    let body = if rest.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        rest.freeze()
+    };
     Ok(Reply {
         status,
         headers,
-        body: body.freeze(),
+        body,
     })
 }
 

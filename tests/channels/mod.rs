@@ -146,6 +146,15 @@ pub async fn assert_transport_failures(platform: Platform, outbound: &Outbound) 
     let mock = MockPlatform::start(platform).await;
     let ch = channel(&mock, "timeout = \"300ms\"\n");
 
+    // Not a failure: a success reply in several chunks is read whole (half
+    // of it would not parse).
+    mock.script("800000", Behavior::ChunkedSucceed);
+    let ok = ch
+        .send(&to("800000"), outbound)
+        .await
+        .unwrap_or_else(|e| panic!("a reply in chunks is a success: {e:?}"));
+    assert!(!ok.provider_message_id.is_empty(), "{ok:?}");
+
     let err = send_err(&ch, &mock, "800001", Behavior::HtmlError, outbound).await;
     assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
     assert!(

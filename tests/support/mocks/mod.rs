@@ -70,6 +70,8 @@ pub enum Behavior {
     HtmlError,
     /// HTTP 200, JSON content type, the connection cut halfway through the body.
     Truncated,
+    /// The success body, written in three chunks (chunked transfer encoding).
+    ChunkedSucceed,
     /// Never answers (until the mock is dropped).
     Hang,
     /// Succeeds after a delay (a slow platform; requests stay in flight).
@@ -580,6 +582,7 @@ async fn handle(
         }
         Behavior::HtmlError => return html_502(),
         Behavior::Truncated => return truncated(&shared.api.success(&req, &recipient)),
+        Behavior::ChunkedSucceed => return chunked(&shared.api.success(&req, &recipient)),
         Behavior::Hang => {
             shared.cancel.cancelled().await;
             return plain(StatusCode::SERVICE_UNAVAILABLE, "mock stopped");
@@ -672,6 +675,23 @@ fn truncated(body: &Value) -> Response {
                 _ => None,
             }
         }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default()
+}
+
+fn chunked(body: &Value) -> Response {
+    let text = body.to_string().into_bytes();
+    let third = text.len().div_ceil(3);
+    let parts: Vec<Bytes> = text.chunks(third).map(Bytes::copy_from_slice).collect();
+    let stream = futures::stream::unfold(parts.into_iter(), |mut parts| async move {
+        let part = parts.next()?;
+        // Pending once between parts, so hyper writes each as its own chunk.
+        tokio::task::yield_now().await;
+        Some((Ok::<_, std::io::Error>(part), parts))
     });
     Response::builder()
         .status(StatusCode::OK)
