@@ -175,6 +175,12 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
         configure(&conn)?;
+        // A reader's cache starts empty whenever the writer has committed
+        // since its last read (always, on a busy daemon), so it only helps
+        // within one read: a long one (an export) would grow it to the
+        // writer's 16 MB and keep that memory. 4 MB holds any query's
+        // B-tree interior pages.
+        conn.pragma_update(None, "cache_size", -4_000)?;
         Ok(conn)
     }
 
