@@ -448,7 +448,7 @@ fn main() {
                 }
             }
             if s.wants("dispatch") {
-                let (r, b, spread) = dispatch.summary();
+                let (r, b, ratio, spread) = dispatch.summary();
                 table.push(Row {
                     figure: format!(
                         "end-to-end dispatch ({} recipients, WhatsApp mock, c={})",
@@ -461,13 +461,13 @@ fn main() {
                         fmt_rate(b),
                         runs + 1
                     ),
-                    ratio: Some(r / b),
+                    ratio: Some(ratio),
                     target: "≥ 20k msg/s, ≥ 0.8×".into(),
-                    pass: Some(r >= 20_000.0 && r / b >= 0.8),
+                    pass: Some(r >= 20_000.0 && ratio >= 0.8),
                 });
             }
             if s.wants("receipts") {
-                let (r, b, spread) = receipts.summary();
+                let (r, b, ratio, spread) = receipts.summary();
                 table.push(Row {
                     figure: format!(
                         "receipts ({} signed status webhooks, c={})",
@@ -480,9 +480,9 @@ fn main() {
                         fmt_rate(b),
                         runs + 1
                     ),
-                    ratio: Some(r / b),
+                    ratio: Some(ratio),
                     target: "≥ 20k events/s, ≥ 0.6×".into(),
-                    pass: Some(r >= 20_000.0 && r / b >= 0.6),
+                    pass: Some(r >= 20_000.0 && ratio >= 0.6),
                 });
             }
         }
@@ -507,8 +507,12 @@ struct Interleaved {
 }
 
 impl Interleaved {
-    /// (median run, median bare, "; each run lo–hi×" when there are several).
-    fn summary(&self) -> (f64, f64, String) {
+    /// (median run, median bare, ratio, "; runs lo–hi×" when there are
+    /// several). The ratio is the median of the runs' own ratios, each run
+    /// over the mean of the bare runs just before and after it: the
+    /// machine's speed drifts between runs, and a run is only comparable
+    /// with the baseline measured around it.
+    fn summary(&self) -> (f64, f64, f64, String) {
         let ratios: Vec<f64> = self
             .runs
             .iter()
@@ -518,11 +522,16 @@ impl Interleaved {
         let spread = if ratios.len() > 1 {
             let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = ratios.iter().copied().fold(0.0, f64::max);
-            format!("; each run {lo:.2}–{hi:.2}×")
+            format!("; runs {lo:.2}–{hi:.2}×")
         } else {
             String::new()
         };
-        (median(&self.runs), median(&self.bare), spread)
+        (
+            median(&self.runs),
+            median(&self.bare),
+            median(&ratios),
+            spread,
+        )
     }
 }
 
