@@ -391,13 +391,15 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
+/// The platform of a configured channel ("" for a channel not configured,
+/// as `m.platform` has it).
 fn platform_of(shared: &Shared, channel: &str) -> &'static str {
     shared
         .env
         .channels
         .get(channel)
         .map(|c| c.platform.as_str())
-        .unwrap_or("unknown")
+        .unwrap_or("")
 }
 
 fn message_is_empty(m: &Message) -> bool {
@@ -434,18 +436,8 @@ impl Runtime {
         }
     }
 
-    /// `m.platform`: the platform of the member's channel ("" if unknown).
-    fn platform_of(&self, m: &Member) -> &str {
-        self.shared
-            .env
-            .channels
-            .get(&m.channel)
-            .map(|c| c.platform.as_str())
-            .unwrap_or("")
-    }
-
     fn member_table(&self, m: &Member) -> mlua::Result<Table> {
-        convert::member_table(&self.lua, m, self.platform_of(m))
+        convert::member_table(&self.lua, m, platform_of(&self.shared, &m.channel))
     }
 
     /// Calls a script function under a fresh budget.
@@ -535,7 +527,9 @@ impl Runtime {
                     ),
                 )
             })?;
-        Ok(tpl.locales[i].1.render(m, self.platform_of(m)))
+        Ok(tpl.locales[i]
+            .1
+            .render(m, platform_of(&self.shared, &m.channel)))
     }
 
     fn route_one(
@@ -551,7 +545,7 @@ impl Runtime {
             // The usual case (no Lua render made `m` already): `m` and `msg`
             // are built and passed in the call's own protected call.
             None => {
-                let platform = self.platform_of(m);
+                let platform = platform_of(&self.shared, &m.channel);
                 self.guarded(at, &what, || {
                     convert::route_call(&self.lua, route, &self.ctx, m, platform, &message)
                 })?
