@@ -57,7 +57,8 @@ struct Settings {
     scale: f64,
     only: BTreeSet<String>,
     concurrency: usize,
-    /// End-to-end dispatch runs (each between two bare-loop runs).
+    /// End-to-end pushes, each with its receipts run (each run between two
+    /// bare runs).
     repeat: usize,
 }
 

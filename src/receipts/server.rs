@@ -3,8 +3,9 @@
 //! Served with hyper directly (not `axum::serve`) so we control what a
 //! hostile client can hold: a connection limit, a deadline for the request
 //! head (slow-loris), another for its body (read by the webhook handler, the
-//! one route that reads a body), and a body size limit. Signatures are checked on the raw bytes before any
-//! parsing; a refused webhook writes nothing.
+//! one route that reads a body), and a body size limit. Signatures are
+//! checked on the raw bytes before any parsing; a refused webhook writes
+//! nothing.
 
 use super::apply::ApplyContext;
 use super::batch::Applier;

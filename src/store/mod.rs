@@ -83,12 +83,21 @@ struct Inner {
     checkpointer: Checkpointer,
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// Page cache of the writer's connection, in KiB.
+const WRITER_CACHE_KIB: i64 = 16_000;
+/// Page cache of each read connection, in KiB. A reader's cache starts
+/// empty whenever the writer has committed since its last read (always, on
+/// a busy daemon), so it only helps within one read: a long one (an export)
+/// would grow a writer-sized cache and keep that memory. 4 MB holds any
+/// query's B-tree interior pages.
+const READER_CACHE_KIB: i64 = 4_000;
+
+fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", false)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -106,7 +115,7 @@ impl Store {
         let mut conn = Connection::open(path)
             .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        configure(&conn)?;
+        configure(&conn, WRITER_CACHE_KIB)?;
         // The frames are copied back by a thread of its own (`checkpoint`);
         // the writer's checkpoint, every 10,000 WAL pages (~40 MB) rather
         // than 1,000, copies what that left and restarts the WAL. (Rarer
@@ -174,13 +183,7 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
-        configure(&conn)?;
-        // A reader's cache starts empty whenever the writer has committed
-        // since its last read (always, on a busy daemon), so it only helps
-        // within one read: a long one (an export) would grow it to the
-        // writer's 16 MB and keep that memory. 4 MB holds any query's
-        // B-tree interior pages.
-        conn.pragma_update(None, "cache_size", -4_000)?;
+        configure(&conn, READER_CACHE_KIB)?;
         Ok(conn)
     }
 
@@ -252,4 +255,23 @@ fn stop_and_join<T>(
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
     StoreError::Sqlite("connection pool lock poisoned".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Readers get the small cache, the writer the large one (an export
+    /// through a reader keeps at most 4 MB of pages).
+    #[test]
+    fn readers_keep_a_smaller_page_cache_than_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let cache = |c: &Connection| -> Result<i64> {
+            Ok(c.query_row("PRAGMA cache_size", [], |r| r.get(0))?)
+        };
+        assert_eq!(store.read_blocking(cache).unwrap(), -READER_CACHE_KIB);
+        assert_eq!(store.write_blocking(cache).unwrap(), -WRITER_CACHE_KIB);
+        store.close();
+    }
 }
