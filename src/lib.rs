@@ -5,14 +5,18 @@
 //! records every outcome in SQLite (`store`), ingests receipts (`receipts`),
 //! and reports (`analytics`). Operators steer it over a Unix socket (`control`).
 
+pub mod alerts;
 pub mod analytics;
 pub mod channel;
+pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dispatch;
+pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod protocol;
 pub mod receipts;
 pub mod script;
 pub mod store;

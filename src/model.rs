@@ -382,3 +382,47 @@ impl InboundEvent {
         }
     }
 }
+
+/// An event from a channel instance, on its way to be applied: from a
+/// verified webhook, or fed back by the simulator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelEvent {
+    /// Channel instance name.
+    pub channel: String,
+    pub event: InboundEvent,
+    /// The raw payload it came from, kept in the events table.
+    pub raw: Option<String>,
+}
+
+/// Where channels that produce their own receipts (the simulator) put them;
+/// the receipts applier drains it.
+pub type EventSink = tokio::sync::mpsc::Sender<ChannelEvent>;
+
+/// A value bound to a `?` parameter of SQL built outside the store (an
+/// audience's compiled `where`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// A recipient shown as an example of a failure group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureSample {
+    pub member_id: i64,
+    pub channel: String,
+    pub channel_user_id: String,
+    pub attempts: u32,
+}
+
+/// Failed recipients of one error class and code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureGroup {
+    pub class: String,
+    pub code: String,
+    pub count: u64,
+    /// The platform's own message (one example).
+    pub message: String,
+    pub samples: Vec<FailureSample>,
+}

@@ -117,7 +117,7 @@ pub fn resolution(db: &Path) -> Resolution {
     let t = Instant::now();
     let mut rows = 0;
     loop {
-        let args = vec![rusqlite::types::Value::Text("sim".into())];
+        let args = vec![pushd::model::SqlValue::Text("sim".into())];
         let chunk = store
             .write_blocking(move |c| {
                 deliveries::resolve_chunk(

@@ -4,7 +4,6 @@
 //! SVG pie chart).
 
 pub mod export;
-pub mod failures;
 pub mod render;
 pub mod report;
 

@@ -1,8 +1,8 @@
 //! Report renderings: aligned table with terminal bars, CSV, and one
 //! self-contained HTML page with an SVG pie of the five disjoint slices.
 
-use super::failures::FailureGroup;
 use super::report::Report;
+use crate::model::FailureGroup;
 use crate::util::table;
 use std::f64::consts::PI;
 use std::fmt::Write;

@@ -12,6 +12,7 @@ pub(crate) mod http;
 pub mod instagram;
 pub mod messenger;
 pub(crate) mod meta;
+mod registry;
 pub mod simulator;
 pub mod slack;
 pub mod telegram;
@@ -19,6 +20,7 @@ pub mod wechat;
 pub mod whatsapp;
 
 pub use factory::build;
+pub use registry::{BuildError, ChannelSet, Channels, build_set};
 
 /// Who a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +64,7 @@ pub struct ChannelContext {
     pub http: reqwest::Client,
     /// Per-request timeout unless the channel sets `timeout`.
     pub send_timeout: Duration,
-    pub receipts: crate::receipts::ReceiptSink,
+    pub receipts: crate::model::EventSink,
 }
 
 /// Builds the shared HTTP client.

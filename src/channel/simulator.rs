@@ -6,10 +6,10 @@
 
 use super::{Channel, ChannelContext, Recipient};
 use crate::config::ChannelConfig;
+use crate::model::{ChannelEvent, EventSink as ReceiptSink};
 use crate::model::{
     ErrorClass, InboundEvent, Outbound, Platform, SendError, SendOk, StatusUpdate, now_ms,
 };
-use crate::receipts::{ChannelEvent, ReceiptSink};
 use async_trait::async_trait;
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The CLI side of the socket: connect, send one request, read the reply lines.
 
-use super::protocol::{Request, Response};
+use crate::protocol::{Request, Response};
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;

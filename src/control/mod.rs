@@ -1,9 +1,8 @@
-//! The control plane: the Unix socket server, its protocol types (shared with
-//! the CLI), peer-credential authorization, and the CLI client.
+//! The control socket transport: the Unix socket server, peer-credential
+//! authorization, the CLI client and its terminal rendering. The wire types
+//! are `crate::protocol`; the commands behind them are `crate::commands`.
 
 pub mod auth;
 pub mod client;
-mod handlers;
-pub mod protocol;
 pub mod render;
 pub mod server;

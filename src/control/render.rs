@@ -1,16 +1,16 @@
 //! Human output of the CLI: aligned tables over the typed reply payloads.
 
-use super::protocol::{
+use crate::model::fmt_ms;
+use crate::protocol::{
     AuditData, EventsData, FailuresData, ImportData, PreviewData, PushCreateData, PushSummary,
     ReloadData, ReloadStatus, RetryAudienceData, StatusData,
 };
-use crate::model::fmt_ms;
-use crate::util::table;
+use crate::util::{duration, table};
 
 pub fn status(s: &StatusData) -> String {
     let mut out = table::kv(&[
         ("pushd", format!("{} (pid {})", s.version, s.pid)),
-        ("uptime", human_secs(s.uptime_secs)),
+        ("uptime", duration::human_secs(s.uptime_secs)),
         (
             "config",
             format!("{} (loaded {})", s.config_path, s.config_loaded_at),
@@ -177,16 +177,6 @@ pub fn audit(d: &AuditData) -> String {
         &["AT", "UID", "ACTION", "TARGET", "RESULT", "DETAIL"],
         &rows,
     )
-}
-
-pub fn human_secs(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m{s:02}s"),
-        (0, _, _) => format!("{h}h{m:02}m"),
-        _ => format!("{d}d{h:02}h"),
-    }
 }
 
 pub fn push_detail(p: &PushSummary) -> String {

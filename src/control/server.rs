@@ -2,10 +2,9 @@
 //! limit, a handler task per connection, and graceful shutdown designed in
 //! (stop accepting, let in-flight commands finish, remove the socket).
 
-use super::auth::Peer;
-use super::handlers::{self, Reply};
-use super::protocol::{Request, Response};
-use crate::daemon::Daemon;
+use super::auth::{self, Peer};
+use crate::commands::{self, Actor, Handles, Reply};
+use crate::protocol::{Request, Response};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -64,8 +63,8 @@ pub async fn bind(
 
 /// Serves until `shutdown` fires, then waits for open connections' current
 /// commands to finish.
-pub async fn run(listener: UnixListener, daemon: Arc<Daemon>, shutdown: CancellationToken) {
-    let max = daemon.config().control.max_connections;
+pub async fn run(listener: UnixListener, handles: Arc<Handles>, shutdown: CancellationToken) {
+    let max = handles.config.get().control.max_connections;
     let limit = Arc::new(Semaphore::new(max));
     let tracker = TaskTracker::new();
     loop {
@@ -85,10 +84,10 @@ pub async fn run(listener: UnixListener, daemon: Arc<Daemon>, shutdown: Cancella
                 }
             },
         };
-        let daemon = daemon.clone();
+        let handles = handles.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            if let Err(e) = handle_connection(stream, daemon, shutdown).await {
+            if let Err(e) = handle_connection(stream, handles, shutdown).await {
                 tracing::debug!(error = %e, "control connection ended with an error");
             }
             drop(permit);
@@ -145,7 +144,7 @@ async fn read_line_capped<R: AsyncBufRead + Unpin>(
 
 async fn handle_connection(
     stream: UnixStream,
-    daemon: Arc<Daemon>,
+    handles: Arc<Handles>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let cred = stream.peer_cred()?;
@@ -159,7 +158,7 @@ async fn handle_connection(
     let mut buf = Vec::new();
     loop {
         let (cap, idle) = {
-            let c = daemon.config();
+            let c = handles.config.get();
             (c.control.max_line_bytes, c.control.idle_timeout)
         };
         let line = tokio::select! {
@@ -181,7 +180,11 @@ async fn handle_connection(
             )),
             Line::Data if buf.iter().all(u8::is_ascii_whitespace) => continue,
             Line::Data => match Request::parse(&buf) {
-                Ok(req) => handlers::handle(&daemon, &peer, req).await,
+                Ok(req) => {
+                    // Judged per request: a reload may change `control.admins`.
+                    let admin = auth::is_admin(&peer, &handles.config.get().control);
+                    commands::execute(&handles, &Actor::peer(peer.uid, admin), req).await
+                }
                 Err(e) => Reply::One(Response::err(e.code, e.message)),
             },
         };

@@ -2,24 +2,31 @@
 //! runner per running push, shared rate limits and bounded concurrency, and
 //! crash-safe resume.
 
+mod clock;
+mod pages;
 pub mod progress;
 pub mod rate;
-mod record;
 mod resolve;
 mod runner;
+mod send;
+mod slots;
 
-use crate::daemon::Daemon;
+use crate::channel::Channels;
+use crate::config::LiveConfig;
+use crate::metrics::Metrics;
 use crate::model::{Millis, PushId, now_ms};
+use crate::script::Scripts;
 use crate::store::pushes::{self, PushStatus};
-use crate::store::{StoreError, deliveries};
+use crate::store::{Store, StoreError, deliveries};
 use arc_swap::ArcSwap;
 use rate::Rate;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// What a runner should be doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +107,26 @@ fn resize(sem: &Arc<Semaphore>, from: usize, to: usize) {
     }
 }
 
+/// What the dispatcher works with: the store it records in, the channels it
+/// sends through, the scripts it routes and renders with, the settings it
+/// reads (`[dispatch]`, per-channel rates), the metrics it counts into, and
+/// the daemon's shutdown signal.
+pub struct Deps {
+    pub store: Store,
+    pub channels: Arc<Channels>,
+    pub scripts: Arc<Scripts>,
+    pub config: Arc<LiveConfig>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
+
 pub struct Dispatcher {
+    store: Store,
+    channels: Arc<Channels>,
+    scripts: Arc<Scripts>,
+    config: Arc<LiveConfig>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
     global: ArcSwap<Rate>,
     global_per_minute: AtomicU32,
     /// channel → (the rate it was built for, its limiter).
@@ -118,14 +144,21 @@ pub struct Dispatcher {
     runners: Mutex<HashMap<PushId, RunnerHandle>>,
     meters: Mutex<HashMap<PushId, RateMeter>>,
     wake: Notify,
-    /// Set while the database refuses writes; every runner holds its sends.
-    storage_fault: AtomicBool,
-    storage_recovered: Notify,
 }
 
 impl Dispatcher {
-    pub fn new(rate_per_minute: u32, concurrency: usize) -> Dispatcher {
+    /// A dispatcher at the `[dispatch]` rate and concurrency in force.
+    pub fn new(deps: Deps) -> Dispatcher {
+        let cfg = deps.config.get();
+        let (rate_per_minute, concurrency) =
+            (cfg.dispatch.rate_per_minute, cfg.dispatch.concurrency);
         Dispatcher {
+            store: deps.store,
+            channels: deps.channels,
+            scripts: deps.scripts,
+            config: deps.config,
+            metrics: deps.metrics,
+            shutdown: deps.shutdown,
             global: ArcSwap::from_pointee(Rate::per_minute(rate_per_minute)),
             global_per_minute: AtomicU32::new(rate_per_minute),
             channel_rates: Mutex::new(HashMap::new()),
@@ -135,8 +168,6 @@ impl Dispatcher {
             runners: Mutex::new(HashMap::new()),
             meters: Mutex::new(HashMap::new()),
             wake: Notify::new(),
-            storage_fault: AtomicBool::new(false),
-            storage_recovered: Notify::new(),
         }
     }
 
@@ -230,78 +261,21 @@ impl Dispatcher {
             .unwrap_or(0.0)
     }
 
-    pub fn storage_fault(&self) -> bool {
-        self.storage_fault.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once the store accepts writes again.
-    pub async fn wait_storage_ok(&self) {
-        loop {
-            let notified = self.storage_recovered.notified();
-            if !self.storage_fault() {
-                return;
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-    }
-
-    fn set_storage_fault(&self, daemon: &Daemon, err: Option<&StoreError>) {
-        match err {
-            Some(e) => {
-                if !self.storage_fault.swap(true, Ordering::SeqCst) {
-                    tracing::error!(error = %e, "storage fault: all pushes are held until the database accepts writes again");
-                }
-                daemon.set_alert(
-                    "storage",
-                    Some(format!(
-                        "storage fault: {e}; sends are held (nothing is lost) until the database accepts writes again — free disk space or fix permissions"
-                    )),
-                );
-            }
-            None => {
-                if self.storage_fault.swap(false, Ordering::SeqCst) {
-                    tracing::info!("storage recovered: resuming sends");
-                }
-                daemon.set_alert("storage", None);
-                self.storage_recovered.notify_waiters();
-            }
-        }
-    }
-}
-
-/// Periodically retries a tiny write while the store is faulted, and clears
-/// the fault (resuming held sends) once it succeeds.
-async fn storage_watchdog(d: Arc<Daemon>) {
-    loop {
-        tokio::select! {
-            _ = d.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-        if !d.dispatcher.storage_fault() {
-            continue;
-        }
-        let probe = d
-            .store
-            .write(|c| {
-                c.execute_batch(
-                    "CREATE TABLE IF NOT EXISTS storage_probe (x INTEGER); INSERT INTO storage_probe VALUES (1); DELETE FROM storage_probe;",
-                )?;
-                Ok(())
-            })
-            .await;
-        match probe {
-            Ok(()) => d.dispatcher.set_storage_fault(&d, None),
-            Err(e) => d.dispatcher.set_storage_fault(&d, Some(&e)),
+    /// What progress reports need of this push right now.
+    pub fn live(&self, push: PushId) -> progress::Live {
+        progress::Live {
+            global_per_minute: self.global_rate_per_minute(),
+            current_rate: self.current_rate(push),
+            storage_fault: self.store.faulted(),
         }
     }
 }
 
 /// Starts the scheduler: ends `sending` rows a crash left behind, then starts
 /// runners for running pushes and for scheduled ones whose time has come.
-pub async fn run(d: Arc<Daemon>) {
+/// Returns once the daemon is shutting down and every runner has recorded
+/// its in-flight sends.
+pub async fn run(d: Arc<Dispatcher>) {
     match d.store.write(deliveries::interrupt_sending).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
@@ -310,7 +284,6 @@ pub async fn run(d: Arc<Daemon>) {
         ),
         Err(e) => tracing::error!(error = %e, "cannot settle interrupted sends"),
     }
-    tokio::spawn(storage_watchdog(d.clone()));
     loop {
         let next = match schedule_once(&d).await {
             Ok(next) => next,
@@ -324,17 +297,13 @@ pub async fn run(d: Arc<Daemon>) {
             .unwrap_or(Duration::from_secs(60));
         tokio::select! {
             _ = d.shutdown.cancelled() => break,
-            _ = d.dispatcher.wake.notified() => {}
+            _ = d.wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
     // Drain: every runner finishes its in-flight sends and records them.
     let handles: Vec<RunnerHandle> = {
-        let mut r = d
-            .dispatcher
-            .runners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut r = d.runners.lock().unwrap_or_else(|p| p.into_inner());
         r.drain().map(|(_, h)| h).collect()
     };
     for h in &handles {
@@ -346,7 +315,7 @@ pub async fn run(d: Arc<Daemon>) {
 }
 
 /// One pass: start what is due; returns when the next scheduled push starts.
-async fn schedule_once(d: &Arc<Daemon>) -> Result<Option<Millis>, StoreError> {
+async fn schedule_once(d: &Arc<Dispatcher>) -> Result<Option<Millis>, StoreError> {
     let active = d.store.read(pushes::active).await?;
     let now = now_ms();
     let mut next: Option<Millis> = None;
@@ -363,12 +332,8 @@ async fn schedule_once(d: &Arc<Daemon>) -> Result<Option<Millis>, StoreError> {
     Ok(next)
 }
 
-fn ensure_runner(d: &Arc<Daemon>, push: PushId, initial: Control) {
-    let mut runners = d
-        .dispatcher
-        .runners
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+fn ensure_runner(d: &Arc<Dispatcher>, push: PushId, initial: Control) {
+    let mut runners = d.runners.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(h) = runners.get(&push)
         && !h.task.is_finished()
     {
@@ -384,7 +349,7 @@ fn ensure_runner(d: &Arc<Daemon>, push: PushId, initial: Control) {
 }
 
 /// Resumes a paused push (spawning a runner if this process has none).
-pub fn resume(d: &Arc<Daemon>, push: PushId) {
+pub fn resume(d: &Arc<Dispatcher>, push: PushId) {
     ensure_runner(d, push, Control::Run);
 }
 

@@ -1,10 +1,10 @@
 //! Progress of a push as operators see it: sent / failed / remaining, the
 //! current rate, and an ETA that accounts for rate limits and batches.
 
-use crate::control::protocol::PushSummary;
-use crate::daemon::Daemon;
 use crate::model::{fmt_ms, now_ms};
+use crate::protocol::PushSummary;
 use crate::store::pushes::{Counts, PushRow, PushStatus};
+use crate::util::duration::human_secs;
 
 /// Messages per minute this push can go at: the tighter of its own and the
 /// global limit (None = unlimited).
@@ -40,15 +40,22 @@ pub fn eta_secs(
     Some(secs.ceil() as u64)
 }
 
-pub fn human_eta(secs: u64) -> String {
-    crate::control::render::human_secs(secs)
+/// What the dispatcher knows of a push right now (see `Dispatcher::live`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Live {
+    /// `dispatch.rate_per_minute` in force.
+    pub global_per_minute: u32,
+    /// Sends per minute over the last minute.
+    pub current_rate: f64,
+    /// The store refuses writes: running pushes are held.
+    pub storage_fault: bool,
 }
 
-pub fn summary(d: &Daemon, p: &PushRow, c: &Counts, retry_of: Option<String>) -> PushSummary {
-    let rate = effective_rate(d.dispatcher.global_rate_per_minute(), p.rate_per_minute);
-    let current = d.dispatcher.current_rate(p.id);
+pub fn summary(p: &PushRow, c: &Counts, live: &Live, retry_of: Option<String>) -> PushSummary {
+    let rate = effective_rate(live.global_per_minute, p.rate_per_minute);
+    let current = live.current_rate;
     let remaining = c.remaining();
-    let storage_hold = d.dispatcher.storage_fault() && p.status == PushStatus::Running;
+    let storage_hold = live.storage_fault && p.status == PushStatus::Running;
     let eta_secs = match p.status {
         PushStatus::Completed | PushStatus::Cancelled => None,
         PushStatus::Scheduled if !p.resolved => None,
@@ -86,7 +93,7 @@ pub fn summary(d: &Daemon, p: &PushRow, c: &Counts, retry_of: Option<String>) ->
             } else {
                 now_ms()
             };
-            format!("{} (at {})", human_eta(s), fmt_ms(base + s as i64 * 1000))
+            format!("{} (at {})", human_secs(s), fmt_ms(base + s as i64 * 1000))
         }),
         eta_secs,
         generation: p.generation,

@@ -9,16 +9,16 @@
 //! audiences (retry audiences) are copied; those are frozen whole before
 //! anything is sent, and redone from scratch if the daemon died half-way.
 
-use crate::daemon::Daemon;
-use crate::model::{MemberId, PushId};
+use crate::model::{MemberId, PushId, SqlValue};
 use crate::script::Generation;
 use crate::store::members;
 use crate::store::{
-    StoreError, audiences, deliveries,
+    Store, StoreError, audiences, deliveries,
     pushes::{self, PushRow},
 };
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Candidates per round trip through a Lua filter.
 const FILTER_PAGE: usize = 2000;
@@ -49,7 +49,8 @@ pub enum ResolveError {
 }
 
 pub async fn resolve(
-    d: &Arc<Daemon>,
+    store: &Store,
+    shutdown: &CancellationToken,
     push: &PushRow,
     generation: &Arc<Generation>,
 ) -> Result<Resolution, ResolveError> {
@@ -59,11 +60,11 @@ pub async fn resolve(
         && !aud.has_filter
     {
         let (sql, args) = (aud.filter_sql.sql.clone(), aud.filter_sql.params.clone());
-        return in_chunks(d, push, sql, args).await;
+        return in_chunks(store, shutdown, push, sql, args).await;
     }
     // Begun in chunks and stopped (a restart) with its audience no longer
     // plain SQL: starting over would forget who was already sent to.
-    if d.store
+    if store
         .read(move |c| deliveries::resolved_through(c, id))
         .await?
         .is_some()
@@ -74,20 +75,20 @@ pub async fn resolve(
             push.audience
         )));
     }
-    d.store
+    store
         .write(move |c| deliveries::restart_resolution(c, id))
         .await?;
     let inserted = if let Some(aud) = scripted {
         let sql = aud.filter_sql.sql.clone();
         let args = aud.filter_sql.params.clone();
-        resolve_filtered(d, id, &push.audience, generation, sql, args).await?
+        resolve_filtered(store, id, &push.audience, generation, sql, args).await?
     } else {
         let name = push.audience.clone();
-        let found = d.store.read(move |c| audiences::find(c, &name)).await?;
+        let found = store.read(move |c| audiences::find(c, &name)).await?;
         match found {
             Some(a) => {
                 let aid = a.id;
-                d.store
+                store
                     .write(move |c| audiences::insert_deliveries(c, aid, id))
                     .await?
             }
@@ -99,7 +100,7 @@ pub async fn resolve(
             }
         }
     };
-    d.store
+    store
         .write(move |c| {
             deliveries::count_resolved(c, id)?;
             pushes::mark_resolved(c, id)
@@ -111,15 +112,16 @@ pub async fn resolve(
 /// Freezes an SQL audience in chunks: the first one now, the rest in a task
 /// of their own (ordinary writer jobs, so sends' claims go first).
 async fn in_chunks(
-    d: &Arc<Daemon>,
+    store: &Store,
+    shutdown: &CancellationToken,
     push: &PushRow,
     sql: String,
-    args: Vec<rusqlite::types::Value>,
+    args: Vec<SqlValue>,
 ) -> Result<Resolution, ResolveError> {
     let id = push.id;
     let chunk = {
         let (sql, args) = (sql.clone(), args.clone());
-        d.store
+        store
             .write(move |c| {
                 // Not begun (or begun by the whole-audience path of an
                 // older pushd): start clean. Begun: carry on.
@@ -134,16 +136,16 @@ async fn in_chunks(
         return Ok(Resolution::Done(chunk.rows));
     }
     let (tx, rx) = watch::channel(Progress::Running);
-    let (d, name) = (d.clone(), push.name.clone());
+    let (store, shutdown, name) = (store.clone(), shutdown.clone(), push.name.clone());
     tokio::spawn(async move {
         let mut total = chunk.rows;
         loop {
             let (sql, args) = (sql.clone(), args.clone());
             let r = tokio::select! {
-                r = d.store.write(move |c| deliveries::resolve_chunk(c, id, &sql, &args, deliveries::RESOLVE_CHUNK)) => r,
+                r = store.write(move |c| deliveries::resolve_chunk(c, id, &sql, &args, deliveries::RESOLVE_CHUNK)) => r,
                 // Carried on after the restart, or by the walk that
                 // replaces this one (it stopped on an error and retries).
-                _ = d.shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return,
                 _ = tx.closed() => return,
             };
             match r {
@@ -167,19 +169,18 @@ async fn in_chunks(
 }
 
 async fn resolve_filtered(
-    d: &Arc<Daemon>,
+    store: &Store,
     push: PushId,
     audience: &str,
     generation: &Arc<Generation>,
     sql: String,
-    args: Vec<rusqlite::types::Value>,
+    args: Vec<SqlValue>,
 ) -> Result<u64, ResolveError> {
     let mut after: MemberId = 0;
     let mut total = 0;
     loop {
         let (sql, args) = (sql.clone(), args.clone());
-        let page = d
-            .store
+        let page = store
             .read(move |c| members::page_where(c, &sql, &args, after, FILTER_PAGE))
             .await?;
         let Some(last) = page.last() else { break };
@@ -194,8 +195,7 @@ async fn resolve_filtered(
             .filter(|(_, k)| *k)
             .map(|(m, _)| (m.id, m.subscribed))
             .collect();
-        total += d
-            .store
+        total += store
             .write(move |c| deliveries::insert_members(c, push, &chosen))
             .await?;
     }

@@ -1,21 +1,20 @@
-//! Receipts: the webhook HTTP listener, each platform's signature check and
-//! payload parsing, and applying normalized events to deliveries and members.
+//! Receipts: each platform's webhook signature check and payload parsing,
+//! and the [`Receipts`] handle that turns verified webhooks (and the
+//! simulator's receipts) into applied events. The HTTP listener that carries
+//! webhooks is a transport (`crate::http`); applying events to deliveries
+//! and members is SQL, in `store::receipts`.
 
-use crate::model::InboundEvent;
+use crate::config::{ChannelConfig, Config, LiveConfig};
+use crate::metrics::Metrics;
+use crate::model::{ChannelEvent, InboundEvent, Platform};
+use crate::store::receipts::ApplyContext;
+use crate::store::{Store, StoreError};
+use arc_swap::ArcSwapOption;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// An event from a channel instance, on its way to be applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChannelEvent {
-    /// Channel instance name.
-    pub channel: String,
-    pub event: InboundEvent,
-    /// The raw payload it came from, kept in the events table.
-    pub raw: Option<String>,
-}
-
-/// Where adapters (the simulator) and the webhook server put events.
-pub type ReceiptSink = mpsc::Sender<ChannelEvent>;
+use tokio_util::sync::CancellationToken;
 
 /// A webhook request as received, before any parsing: signatures are checked
 /// on these exact bytes.
@@ -61,82 +60,7 @@ pub enum WebhookError {
     MethodNotAllowed,
 }
 
-pub mod apply;
 pub mod batch;
-pub mod server;
-
-use crate::daemon::Daemon;
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-/// Most events folded into one write.
-const APPLY_BATCH: usize = 2000;
-
-/// Applies events from the in-process sink (the simulator's receipts) in
-/// batches, one transaction per batch.
-pub async fn run_applier(d: Arc<Daemon>, mut rx: mpsc::Receiver<ChannelEvent>) {
-    loop {
-        let first = tokio::select! {
-            e = rx.recv() => match e { Some(e) => e, None => return },
-            _ = d.shutdown.cancelled() => return,
-        };
-        let mut batch = vec![first];
-        while batch.len() < APPLY_BATCH {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
-        }
-        let mut by_channel: BTreeMap<String, Vec<apply::Prepared>> = BTreeMap::new();
-        for e in batch {
-            by_channel
-                .entry(e.channel)
-                .or_default()
-                .push(apply::Prepared::new(e.event));
-        }
-        let cfg = d.config();
-        let groups: Arc<Vec<(apply::ApplyContext, Vec<apply::Prepared>)>> = Arc::new(
-            by_channel
-                .into_iter()
-                .filter_map(|(ch, evs)| {
-                    let kind = cfg.channels.get(&ch)?.kind;
-                    Some((server::apply_context(&d, &ch, kind), evs))
-                })
-                .collect(),
-        );
-        let mut delay = std::time::Duration::from_millis(100);
-        loop {
-            let groups = groups.clone();
-            let r = d
-                .store
-                .write(move |c| {
-                    for (ctx, evs) in groups.iter() {
-                        apply::apply_prepared(c, ctx, evs, None)?;
-                    }
-                    Ok(())
-                })
-                .await;
-            match r {
-                Ok(()) => break,
-                Err(e) if d.shutdown.is_cancelled() => {
-                    tracing::warn!(error = %e, "dropping receipts at shutdown");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot record receipts yet; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
-                }
-            }
-        }
-        for (ctx, evs) in groups.iter() {
-            for e in evs {
-                d.metrics.record_event(&ctx.channel, e.event.kind());
-            }
-        }
-    }
-}
-
 pub mod custom;
 pub mod messenger;
 pub mod meta;
@@ -146,3 +70,226 @@ pub mod telegram;
 pub mod webhook;
 pub mod wechat;
 pub mod whatsapp;
+
+use batch::Applier;
+
+/// Verifies and parses one webhook request for a channel of `platform`.
+pub fn parse_webhook(
+    platform: Platform,
+    cfg: &ChannelConfig,
+    req: &WebhookRequest<'_>,
+) -> Result<WebhookOutcome, WebhookError> {
+    let result = match platform {
+        Platform::Whatsapp => whatsapp::handle(cfg, req),
+        Platform::Messenger | Platform::Instagram => messenger::handle(platform, cfg, req),
+        Platform::Telegram => telegram::handle(cfg, req),
+        Platform::Slack => slack::handle(cfg, req),
+        Platform::Wechat => wechat::handle(cfg, req),
+        Platform::Custom | Platform::Webchat => custom::handle(cfg, req),
+        Platform::Simulator => {
+            return Err(WebhookError::BadRequest(
+                "simulator channels take no webhooks".into(),
+            ));
+        }
+    };
+    // Say which parser refused the body: operators see these in the log.
+    result.map_err(|e| match e {
+        WebhookError::BadRequest(m) => WebhookError::BadRequest(format!("{platform} webhook: {m}")),
+        other => other,
+    })
+}
+
+/// The answer to a webhook, for whichever transport carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl WebhookReply {
+    fn text(status: u16, body: impl Into<String>) -> WebhookReply {
+        WebhookReply {
+            status,
+            content_type: "text/plain",
+            body: body.into(),
+        }
+    }
+}
+
+/// Most simulator receipts folded into one apply.
+const SINK_BATCH: usize = 2000;
+
+/// Receipts from every channel: verifies webhooks, applies events in
+/// batches, and counts them.
+pub struct Receipts {
+    config: Arc<LiveConfig>,
+    metrics: Arc<Metrics>,
+    applier: Applier,
+    /// Apply contexts of the current configuration's channels, built once
+    /// per configuration rather than once per webhook.
+    contexts: ArcSwapOption<Contexts>,
+}
+
+struct Contexts {
+    config: Arc<Config>,
+    by_channel: HashMap<String, Arc<ApplyContext>>,
+}
+
+impl Receipts {
+    /// Starts the batching applier (needs a tokio runtime).
+    pub fn start(store: Store, config: Arc<LiveConfig>, metrics: Arc<Metrics>) -> Receipts {
+        Receipts {
+            config,
+            metrics,
+            applier: Applier::start(store),
+            contexts: ArcSwapOption::empty(),
+        }
+    }
+
+    fn context(&self, cfg: &Arc<Config>, channel: &str) -> Option<Arc<ApplyContext>> {
+        if let Some(cached) = &*self.contexts.load()
+            && Arc::ptr_eq(&cached.config, cfg)
+        {
+            return cached.by_channel.get(channel).cloned();
+        }
+        let fresh = Contexts {
+            config: cfg.clone(),
+            by_channel: cfg
+                .channels
+                .iter()
+                .map(|(name, ch)| (name.clone(), Arc::new(context_for(cfg, name, ch.kind))))
+                .collect(),
+        };
+        let found = fresh.by_channel.get(channel).cloned();
+        self.contexts.store(Some(Arc::new(fresh)));
+        found
+    }
+
+    /// Verifies, parses and applies one webhook to `channel`. Nothing is
+    /// written for a refused webhook; events that cannot be recorded yet
+    /// are answered 503 so the platform retries.
+    pub async fn webhook(&self, channel: &str, req: &WebhookRequest<'_>) -> WebhookReply {
+        let cfg = self.config.get();
+        let Some(ch) = cfg
+            .channels
+            .get(channel)
+            .filter(|c| c.kind != Platform::Simulator)
+        else {
+            self.metrics.record_webhook_reject(channel, 404);
+            return WebhookReply::text(404, "no such channel\n");
+        };
+        let (events, reply, reply_type) = match parse_webhook(ch.kind, ch, req) {
+            Err(e) => {
+                let status = match e {
+                    WebhookError::Unauthorized(_) => 401,
+                    WebhookError::Forbidden(_) => 403,
+                    WebhookError::BadRequest(_) => 400,
+                    WebhookError::MethodNotAllowed => 405,
+                };
+                tracing::warn!(channel = %channel, status, error = %e, "webhook refused");
+                self.metrics.record_webhook_reject(channel, status);
+                return WebhookReply::text(status, format!("{e}\n"));
+            }
+            Ok(WebhookOutcome::Challenge(c)) => return WebhookReply::text(200, c),
+            Ok(WebhookOutcome::Events {
+                events,
+                reply,
+                reply_type,
+            }) => (events, reply, reply_type),
+        };
+        let Some(ctx) = self.context(&cfg, channel) else {
+            return WebhookReply::text(404, "no such channel\n");
+        };
+        let raw = String::from_utf8_lossy(req.body).into_owned();
+        let kinds: Vec<&'static str> = events.iter().map(|e| e.kind()).collect();
+        match self.applier.apply(ctx, events, Some(raw)).await {
+            Ok(applied) => {
+                for k in kinds {
+                    self.metrics.record_event(channel, k);
+                }
+                tracing::debug!(channel = %channel, ?applied, "webhook applied");
+                WebhookReply {
+                    status: 200,
+                    content_type: reply_type,
+                    body: reply,
+                }
+            }
+            Err(e) => {
+                // Not recorded: ask the platform to retry later.
+                tracing::error!(channel = %channel, error = %e, "cannot record webhook events");
+                WebhookReply::text(503, "temporarily unable to record events\n")
+            }
+        }
+    }
+
+    /// Applies the events channels feed back themselves (the simulator's
+    /// receipts) until `shutdown`, through the same batching applier as
+    /// webhooks. A batch that cannot be written yet is retried with backoff.
+    pub async fn drain(&self, mut rx: mpsc::Receiver<ChannelEvent>, shutdown: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                e = rx.recv() => match e { Some(e) => e, None => return },
+                _ = shutdown.cancelled() => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < SINK_BATCH {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            let mut by_channel: BTreeMap<String, Vec<InboundEvent>> = BTreeMap::new();
+            for e in batch {
+                by_channel.entry(e.channel).or_default().push(e.event);
+            }
+            let cfg = self.config.get();
+            let applies = by_channel.into_iter().filter_map(|(channel, events)| {
+                let ctx = self.context(&cfg, &channel)?;
+                Some(self.apply_until_recorded(ctx, events, &shutdown))
+            });
+            futures::future::join_all(applies).await;
+        }
+    }
+
+    async fn apply_until_recorded(
+        &self,
+        ctx: Arc<ApplyContext>,
+        events: Vec<InboundEvent>,
+        shutdown: &CancellationToken,
+    ) {
+        let kinds: Vec<&'static str> = events.iter().map(|e| e.kind()).collect();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.applier.apply(ctx.clone(), events.clone(), None).await {
+                Ok(_) => break,
+                Err(e) if shutdown.is_cancelled() || matches!(e, StoreError::Closed) => {
+                    tracing::warn!(error = %e, "dropping receipts at shutdown");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record receipts yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for k in kinds {
+            self.metrics.record_event(&ctx.channel, k);
+        }
+    }
+}
+
+fn context_for(cfg: &Config, channel: &str, platform: Platform) -> ApplyContext {
+    let upper = |keywords: &[String]| -> Vec<String> {
+        keywords.iter().map(|k| k.trim().to_uppercase()).collect()
+    };
+    ApplyContext {
+        channel: channel.to_string(),
+        platform,
+        attribution_window_ms: cfg.receipts.attribution_window.as_millis() as i64,
+        opt_out: upper(&cfg.receipts.opt_out_keywords),
+        opt_in: upper(&cfg.receipts.opt_in_keywords),
+        default_locale: cfg.scripts.default_locale.clone(),
+    }
+}

@@ -1,4 +1,6 @@
-//! One entry point for every platform's webhook: [`handle`] checks the
+//! What every platform's webhook parser shares (headers, query strings,
+//! secrets, JSON paths in error messages), and the contract they keep.
+//! [`crate::receipts::parse_webhook`] picks the parser: each checks the
 //! request's signature on the raw bytes first, then parses the payload into
 //! normalized [`InboundEvent`]s.
 //!
@@ -27,35 +29,8 @@ use axum::http::Method;
 use serde_json::Value;
 
 use super::{WebhookError, WebhookOutcome, WebhookRequest};
-use super::{custom, messenger, slack, telegram, wechat, whatsapp};
 use crate::config::{ChannelConfig, Secret};
-use crate::model::{InboundEvent, Millis, Platform};
-
-/// Verifies and parses one webhook request for a channel of `platform`.
-pub fn handle(
-    platform: Platform,
-    cfg: &ChannelConfig,
-    req: &WebhookRequest<'_>,
-) -> Result<WebhookOutcome, WebhookError> {
-    let result = match platform {
-        Platform::Whatsapp => whatsapp::handle(cfg, req),
-        Platform::Messenger | Platform::Instagram => messenger::handle(platform, cfg, req),
-        Platform::Telegram => telegram::handle(cfg, req),
-        Platform::Slack => slack::handle(cfg, req),
-        Platform::Wechat => wechat::handle(cfg, req),
-        Platform::Custom | Platform::Webchat => custom::handle(cfg, req),
-        Platform::Simulator => {
-            return Err(WebhookError::BadRequest(
-                "simulator channels take no webhooks".into(),
-            ));
-        }
-    };
-    // Say which parser refused the body: operators see these in the log.
-    result.map_err(|e| match e {
-        WebhookError::BadRequest(m) => WebhookError::BadRequest(format!("{platform} webhook: {m}")),
-        other => other,
-    })
-}
+use crate::model::{InboundEvent, Millis};
 
 /// The usual 200 answer to a webhook carrying events.
 pub(crate) fn events(events: Vec<InboundEvent>) -> WebhookOutcome {
@@ -374,6 +349,7 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::model::Platform;
     use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
     /// Now in the tests: 2025-06-08T21:00:00Z, matching the WhatsApp fixtures.
@@ -473,7 +449,7 @@ pub(crate) mod testing {
         cfg: &ChannelConfig,
         req: &Req,
     ) -> Result<WebhookOutcome, WebhookError> {
-        handle(kind, cfg, &req.as_req())
+        crate::receipts::parse_webhook(kind, cfg, &req.as_req())
     }
 
     /// The events of an `Ok(Events)` outcome; panics (a test failure) otherwise.
@@ -591,6 +567,7 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+    use crate::model::Platform;
 
     #[test]
     fn simulator_takes_no_webhooks() {

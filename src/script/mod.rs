@@ -21,6 +21,7 @@
 mod api;
 mod convert;
 mod error;
+mod generations;
 mod host;
 mod sandbox;
 mod template;
@@ -28,6 +29,7 @@ pub mod watch;
 mod where_sql;
 
 pub use error::{Location, ScriptError};
+pub use generations::{Loaded, Scripts};
 
 use crate::config::Config;
 use crate::model::{Member, Millis, Outbound, Platform, Routed, now_ms};
@@ -138,7 +140,7 @@ impl std::fmt::Debug for ScriptEnv {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlFilter {
     pub sql: String,
-    pub params: Vec<rusqlite::types::Value>,
+    pub params: Vec<crate::model::SqlValue>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -8,9 +8,9 @@
 use super::SqlFilter;
 use super::template::{is_locale_tag, valid_attribute_key};
 use crate::model::Platform;
+use crate::model::SqlValue as Sql;
 use crate::util::duration;
 use mlua::{Table, Value};
-use rusqlite::types::Value as Sql;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

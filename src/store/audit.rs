@@ -1,6 +1,6 @@
 //! The audit trail: who changed what, when (reloads included, good or bad).
 
-use super::Result;
+use super::{Result, Store};
 use crate::model::{Millis, now_ms};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,29 @@ pub fn record(
     )?
     .execute(params![now_ms(), uid, action, target, ok, detail])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Longest `detail` kept (a reload error can list many problems).
+const MAX_DETAIL: usize = 2000;
+
+/// Appends to the audit trail in its own write. A failure to record is
+/// logged, not returned: the action itself already happened.
+pub async fn log(
+    store: &Store,
+    uid: Option<u32>,
+    action: &str,
+    target: Option<&str>,
+    ok: bool,
+    detail: Option<String>,
+) {
+    let (action, target) = (action.to_string(), target.map(String::from));
+    let detail = detail.map(|d| crate::util::truncate(&d, MAX_DETAIL));
+    let r = store
+        .write(move |c| record(c, uid, &action, target.as_deref(), ok, detail.as_deref()))
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "cannot write the audit trail");
+    }
 }
 
 /// Newest first.

@@ -597,7 +597,7 @@ pub fn member_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Member> {
 pub fn page_where(
     conn: &Connection,
     filter_sql: &str,
-    args: &[rusqlite::types::Value],
+    args: &[crate::model::SqlValue],
     after: MemberId,
     limit: usize,
 ) -> Result<Vec<Member>> {
@@ -609,11 +609,22 @@ pub fn page_where(
     let params = args
         .iter()
         .cloned()
-        .chain(std::iter::once(rusqlite::types::Value::Integer(after)));
+        .chain(std::iter::once(crate::model::SqlValue::Integer(after)));
     let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
         member_from_row(r, 0)
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Members matching an audience's compiled `where` (see [`page_where`]).
+pub fn count_where(
+    conn: &Connection,
+    filter_sql: &str,
+    args: &[crate::model::SqlValue],
+) -> Result<u64> {
+    let q = format!("SELECT count(*) FROM members m WHERE ({filter_sql})");
+    let n: i64 = conn.query_row(&q, rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+    Ok(n as u64)
 }
 
 pub fn count(conn: &Connection) -> Result<u64> {

@@ -7,9 +7,15 @@ pub mod audit;
 mod checkpoint;
 pub mod deliveries;
 pub mod events;
+pub mod export;
+pub mod failures;
+mod health;
 pub mod members;
 pub mod pushes;
+pub mod receipts;
+pub mod recorder;
 pub mod schema;
+pub mod scripts;
 mod writer;
 
 use rusqlite::{Connection, OpenFlags};
@@ -70,6 +76,18 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+impl rusqlite::ToSql for crate::model::SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use crate::model::SqlValue;
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            SqlValue::Integer(i) => ValueRef::Integer(*i),
+            SqlValue::Real(r) => ValueRef::Real(*r),
+            SqlValue::Text(t) => ValueRef::Text(t.as_bytes()),
+        }))
+    }
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -81,6 +99,7 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     writer: Writer,
     checkpointer: Checkpointer,
+    health: health::Health,
 }
 
 /// Page cache of the writer's connection, in KiB.
@@ -133,6 +152,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 writer,
                 checkpointer,
+                health: Default::default(),
             }),
         })
     }
@@ -215,6 +235,41 @@ impl Store {
             .map_err(|e| StoreError::Sqlite(format!("read task failed: {e}")))?
     }
 
+    /// Runs `f` over every item in one write; if that write fails, once
+    /// more per item in a write of its own, so one item's failure never
+    /// costs the others theirs. One result per item, in order.
+    pub async fn write_each<T, R>(
+        &self,
+        items: Vec<T>,
+        f: fn(&Connection, &T) -> Result<R>,
+    ) -> Vec<Result<R>>
+    where
+        T: Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let items = Arc::new(items);
+        let all = items.clone();
+        let together = self
+            .write(move |c| {
+                all.iter()
+                    .map(|item| f(c, item))
+                    .collect::<Result<Vec<R>>>()
+            })
+            .await;
+        match together {
+            Ok(results) => results.into_iter().map(Ok).collect(),
+            Err(e) if items.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                let mut results = Vec::with_capacity(items.len());
+                for i in 0..items.len() {
+                    let items = items.clone();
+                    results.push(self.write(move |c| f(c, &items[i])).await);
+                }
+                results
+            }
+        }
+    }
+
     /// Caps the database size (`None` lifts the cap). Writes that would grow
     /// the file past it fail as `Full`.
     pub async fn set_size_limit(&self, mb: Option<u64>) -> Result<()> {
@@ -272,6 +327,40 @@ mod tests {
         };
         assert_eq!(store.read_blocking(cache).unwrap(), -READER_CACHE_KIB);
         assert_eq!(store.write_blocking(cache).unwrap(), -WRITER_CACHE_KIB);
+        store.close();
+    }
+
+    fn insert(c: &Connection, n: &i64) -> Result<i64> {
+        c.execute("INSERT INTO members (id, channel, channel_user_id, name, locale, tags, created_at, updated_at)
+                   VALUES (?1, 'sim', ?1, '', 'en', '', 0, 0)", [n])?;
+        if *n == 13 {
+            // Fails after writing: its own write must be undone, nobody else's.
+            return Err(StoreError::Invalid("unlucky".into()));
+        }
+        Ok(*n)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_item_fails_alone_and_the_rest_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("b.db")).unwrap();
+        let ok = store.write_each(vec![1i64, 2, 3], insert).await;
+        assert_eq!(
+            ok.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        let mixed = store.write_each(vec![11i64, 12, 13, 14], insert).await;
+        let flags: Vec<bool> = mixed.iter().map(|r| r.is_ok()).collect();
+        assert_eq!(flags, vec![true, true, false, true]);
+        let ids: Vec<i64> = store
+            .read(|c| {
+                Ok(c.prepare("SELECT id FROM members ORDER BY id")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids, vec![1, 2, 3, 11, 12, 14]);
         store.close();
     }
 }

@@ -319,3 +319,25 @@ pub fn counts(conn: &Connection, id: PushId) -> Result<Counts> {
     }
     Ok(c)
 }
+
+/// What `/metrics` reads at scrape time: members, pushes by state, and the
+/// recipients the active pushes still have to send.
+pub fn gauges(c: &Connection) -> Result<crate::metrics::Gauges> {
+    let mut g = crate::metrics::Gauges {
+        members: super::members::count(c)?,
+        ..Default::default()
+    };
+    for p in active(c)? {
+        *g.pushes_by_state.entry(p.status.to_string()).or_insert(0) += 1;
+        g.queue_depth += counts(c, p.id)?.remaining();
+    }
+    let mut stmt = c.prepare_cached(
+        "SELECT status, count(*) FROM pushes WHERE status IN ('completed','cancelled') GROUP BY status",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (s, n) = row?;
+        g.pushes_by_state.insert(s, n as u64);
+    }
+    Ok(g)
+}

@@ -90,6 +90,17 @@ pub mod serde_human {
     }
 }
 
+/// Whole seconds as operators read them: `45s`, `3m05s`, `2h10m`, `3d04h`.
+pub fn human_secs(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,18 @@ pub async fn next_batch<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>, max
     batch
 }
 
+/// `s` cut to at most `max` bytes on a character boundary, with `…` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

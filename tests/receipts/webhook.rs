@@ -1,7 +1,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use pushd::config::{ChannelConfig, Secret};
 use pushd::model::{InboundEvent, Millis, Platform, StatusUpdate};
-use pushd::receipts::webhook::handle;
+use pushd::receipts::parse_webhook as handle;
 use pushd::receipts::{WebhookError, WebhookOutcome, WebhookRequest};
 
 use crate::support::webhooks::*;

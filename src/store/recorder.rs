@@ -11,10 +11,10 @@
 //! `sent` outcomes are one UPDATE per channel. Each caller still waits until
 //! its own write is committed, exactly as with `Store::write`.
 
-use crate::model::{DeliveryId, Millis, Platform, PushId};
-use crate::receipts::apply;
-use crate::store::deliveries::{self, ClaimId, SentRow};
-use crate::store::{Store, StoreError};
+use super::deliveries::{self, Attempt, ClaimId, SentRow};
+use super::receipts as apply;
+use super::{Store, StoreError};
+use crate::model::{DeliveryId, ErrorClass, Millis, Platform, PushId};
 use crate::util::{group_by, next_batch};
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -23,11 +23,69 @@ use tokio::sync::{mpsc, oneshot};
 /// Most ops folded into one store job.
 const MAX_BATCH: usize = 1024;
 
-type Write = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
+/// The outcome of a recipient that did not end `sent`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Permanent failure (or attempts exhausted).
+    Failed {
+        delivery: DeliveryId,
+        attempt: Attempt,
+        class: ErrorClass,
+        code: String,
+        message: String,
+        at: Millis,
+    },
+    /// A transient failure: pending again, due at `next_at`. `refund`: the
+    /// attempt does not count (the push pauses, e.g. on bad credentials).
+    Retry {
+        delivery: DeliveryId,
+        attempt: Attempt,
+        class: ErrorClass,
+        code: String,
+        message: String,
+        next_at: Millis,
+        refund: bool,
+    },
+    /// Never sent, for `reason` (routed to skip, channel not configured).
+    Skipped {
+        delivery: DeliveryId,
+        reason: String,
+    },
+    /// Held until `until` (outside the member's send window).
+    Deferred { delivery: DeliveryId, until: Millis },
+}
+
+impl Outcome {
+    fn write(&self, c: &Connection) -> Result<(), StoreError> {
+        match self {
+            Outcome::Failed {
+                delivery,
+                attempt,
+                class,
+                code,
+                message,
+                at,
+            } => deliveries::mark_failed(c, *delivery, attempt, *class, code, message, *at),
+            Outcome::Retry {
+                delivery,
+                attempt,
+                class,
+                code,
+                message,
+                next_at,
+                refund,
+            } => deliveries::mark_retry(
+                c, *delivery, attempt, *class, code, message, *next_at, *refund,
+            ),
+            Outcome::Skipped { delivery, reason } => deliveries::mark_skipped(c, *delivery, reason),
+            Outcome::Deferred { delivery, until } => deliveries::defer(c, *delivery, *until),
+        }
+    }
+}
 
 /// A successful send to record.
 #[derive(Debug, Clone)]
-pub(super) struct SentItem {
+pub struct SentItem {
     pub delivery: DeliveryId,
     pub provider_id: String,
     /// When the platform accepted it.
@@ -37,7 +95,7 @@ pub(super) struct SentItem {
 }
 
 /// A group's sends, before their requests leave.
-pub(super) struct Sending {
+pub struct Sending {
     pub push: PushId,
     /// The fresh recipients' id range, claimed in one row.
     pub fresh: Option<(DeliveryId, DeliveryId)>,
@@ -48,7 +106,7 @@ pub(super) struct Sending {
 
 /// What a [`Sending`] op got.
 #[derive(Debug, Default)]
-pub(super) struct Claimed {
+pub struct Claimed {
     /// The claim of the fresh range; None when there was none or the push
     /// is no longer running (then none of the fresh ones may be sent).
     pub claim: Option<ClaimId>,
@@ -66,8 +124,8 @@ enum Op {
     },
     /// A claim whose every outcome is recorded.
     Release(ClaimId),
-    /// Anything else (failures, retries, skips), run as given.
-    Other(Write),
+    /// Anything else (failures, retries, skips, deferrals).
+    Other(Outcome),
 }
 
 enum Answer {
@@ -84,7 +142,7 @@ struct Item {
 
 /// Handle to a push's recorder task; the task ends when every handle is gone.
 #[derive(Clone)]
-pub(super) struct Recorder {
+pub struct Recorder {
     tx: mpsc::UnboundedSender<Item>,
 }
 
@@ -147,16 +205,13 @@ impl Recorder {
         });
     }
 
-    /// Runs `f` in the batch. Contract: a write that fails with
+    /// Records `outcome` in the batch. Contract: a write that fails with
     /// `StoreError::Invalid` has changed nothing (a state-guarded UPDATE
     /// that matched no row), so it fails alone; any other error undoes the
     /// whole batch and every write in it reports that error (callers treat
     /// those as "not written": retry, or leave the row pending).
-    pub async fn write<F>(&self, f: F) -> Result<(), StoreError>
-    where
-        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
-    {
-        self.submit(Op::Other(Box::new(f))).await.map(|_| ())
+    pub async fn record(&self, outcome: Outcome) -> Result<(), StoreError> {
+        self.submit(Op::Other(outcome)).await.map(|_| ())
     }
 }
 
@@ -251,7 +306,7 @@ fn apply_batch(
                     .collect(),
             )),
             Op::Release(_) => Ok(Answer::Done),
-            Op::Other(w) => match w(c) {
+            Op::Other(outcome) => match outcome.write(c) {
                 Ok(()) => Ok(Answer::Done),
                 Err(e @ StoreError::Invalid(_)) => Err(e),
                 Err(e) => return Err(e),
@@ -312,8 +367,8 @@ async fn write_batch(store: Store, push: PushId, items: Vec<Item>, urgent: bool)
 mod tests {
     use super::*;
     use crate::model::{InboundEvent, StatusUpdate};
-    use crate::receipts::apply::ApplyContext;
     use crate::store::pushes;
+    use crate::store::receipts::ApplyContext;
 
     fn push(c: &Connection) -> Result<i64, StoreError> {
         c.execute_batch(

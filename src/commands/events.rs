@@ -1,15 +1,12 @@
 //! events.list: the message log, newest first.
 
-use super::{CommandResult, ok};
-use crate::control::protocol::{EventsData, EventsListArgs};
-use crate::daemon::Daemon;
-use crate::store::{StoreError, events, members, pushes};
-use std::sync::Arc;
+use super::CommandResult;
+use crate::protocol::{EventsData, EventsListArgs, LogEntry};
+use crate::store::{Store, StoreError, events, members, pushes};
 
-pub async fn list(d: &Arc<Daemon>, a: EventsListArgs) -> CommandResult {
+pub async fn list(store: &Store, a: EventsListArgs) -> CommandResult<EventsData> {
     let limit = a.limit.unwrap_or(50).min(10_000);
-    let data = d
-        .store
+    let rows = store
         .read(move |c| {
             let push = match &a.push {
                 Some(p) => Some(pushes::find(c, p)?.id),
@@ -30,10 +27,22 @@ pub async fn list(d: &Arc<Daemon>, a: EventsListArgs) -> CommandResult {
                     })?,
                 }),
             };
-            Ok(EventsData {
-                events: events::list(c, push, member, limit)?,
-            })
+            events::list(c, push, member, limit)
         })
         .await?;
-    ok(data)
+    let events = rows
+        .into_iter()
+        .map(|e| LogEntry {
+            at: e.at,
+            at_ms: e.at_ms,
+            direction: e.direction,
+            channel: e.channel,
+            kind: e.kind,
+            member_id: e.member_id,
+            push_id: e.push_id,
+            delivery_id: e.delivery_id,
+            detail: e.detail,
+        })
+        .collect();
+    Ok(EventsData { events })
 }

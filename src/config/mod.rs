@@ -4,6 +4,10 @@
 //! Unknown keys are errors (with the line), because a misspelt key silently
 //! falling back to a default is how operators lose a day.
 
+mod live;
+
+pub use live::LiveConfig;
+
 use crate::model::Platform;
 use crate::util::duration;
 use serde::{Deserialize, Deserializer};
@@ -973,7 +977,7 @@ mod proptests {
     use super::*;
     use proptest::prelude::*;
 
-    const VALID: &str = include_str!("../config.toml");
+    const VALID: &str = include_str!("../../config.toml");
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]

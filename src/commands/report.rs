@@ -1,18 +1,17 @@
 //! push.report, push.failures, push.export.
 
-use super::{CommandResult, Reply, ok};
-use crate::analytics::{self, export, failures};
-use crate::control::protocol::{ExportData, FailuresData, PushFailuresArgs, PushRef, Response};
-use crate::daemon::Daemon;
-use crate::store::pushes;
-use std::sync::Arc;
+use super::CommandResult;
+use crate::analytics::{self, export};
+use crate::protocol::{ExportData, FailuresData, PushFailuresArgs, ReportData, Response};
+use crate::store::{Store, failures, pushes};
 use tokio::sync::mpsc;
 
-pub async fn report(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
-    let r = d
-        .store
+/// The key indicators of a push.
+pub async fn report(store: &Store, push: &str) -> CommandResult<ReportData> {
+    let push = push.to_string();
+    Ok(store
         .read(move |c| {
-            let p = pushes::find(c, &a.push)?;
+            let p = pushes::find(c, &push)?;
             let counts = pushes::counts(c, p.id)?;
             let retry_of = match p.retry_of {
                 Some(id) => pushes::get(c, id)?.map(|s| s.name),
@@ -20,14 +19,13 @@ pub async fn report(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
             };
             Ok(analytics::build(&p, &counts, retry_of))
         })
-        .await?;
-    ok(r)
+        .await?)
 }
 
-pub async fn failures(d: &Arc<Daemon>, a: PushFailuresArgs) -> CommandResult {
+/// Sent Fail grouped by error class and code, with samples.
+pub async fn failures(store: &Store, a: PushFailuresArgs) -> CommandResult<FailuresData> {
     let samples = a.samples.unwrap_or(5).min(100);
-    let data = d
-        .store
+    Ok(store
         .read(move |c| {
             let p = pushes::find(c, &a.push)?;
             let counts = pushes::counts(c, p.id)?;
@@ -37,22 +35,19 @@ pub async fn failures(d: &Arc<Daemon>, a: PushFailuresArgs) -> CommandResult {
                 groups: failures::groups(c, p.id, samples)?,
             })
         })
-        .await?;
-    ok(data)
+        .await?)
 }
 
 /// Streams the CSV as chunk lines, then a final line with the row count.
-pub async fn export(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
-    let r = a.push.clone();
-    let push = d.store.read(move |c| pushes::find(c, &r)).await?;
+pub async fn export(store: &Store, push: &str) -> CommandResult<mpsc::Receiver<Response>> {
+    let r = push.to_string();
+    let push = store.read(move |c| pushes::find(c, &r)).await?;
     let (tx, rx) = mpsc::channel::<Response>(4);
-    let store = d.store.clone();
+    let store = store.clone();
     tokio::task::spawn_blocking(move || {
-        let result = store.read_blocking(|c| {
-            export::stream(c, push.id, |csv| {
-                tx.blocking_send(Response::chunk(ExportData { csv, rows: None }))
-                    .is_ok()
-            })
+        let result = export::stream(&store, push.id, |csv| {
+            tx.blocking_send(Response::chunk(ExportData { csv, rows: None }))
+                .is_ok()
         });
         let last = match result {
             Ok(rows) => Response::ok(ExportData {
@@ -63,5 +58,5 @@ pub async fn export(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
         };
         let _ = tx.blocking_send(last);
     });
-    Ok(Reply::Stream(rx))
+    Ok(rx)
 }

@@ -7,11 +7,9 @@
 //! ended by one without `more`.
 
 pub use crate::analytics::Report as ReportData;
-use crate::analytics::failures::FailureGroup;
+use crate::model::FailureGroup;
 use crate::model::Routed;
-use crate::store::audiences::AudienceRow;
-use crate::store::audit::AuditEntry;
-use crate::store::events::LogEntry;
+use crate::model::{MemberId, Millis, PushId};
 use crate::store::members::ImportReport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -405,6 +403,20 @@ pub struct AuditData {
     pub entries: Vec<AuditEntry>,
 }
 
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Millis,
+    /// Peer uid over the socket; `None` when the daemon acted on its own
+    /// (file-watch reload, startup).
+    pub uid: Option<u32>,
+    pub action: String,
+    pub target: Option<String>,
+    pub ok: bool,
+    pub detail: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReloadData {
     pub config: ReloadStatus,
@@ -467,15 +479,43 @@ pub struct PreviewData {
     pub samples: Vec<PreviewSample>,
 }
 
+/// A saved audience.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudienceInfo {
+    pub id: i64,
+    pub name: String,
+    /// The push it was made from (retry audiences).
+    pub source_push_id: Option<PushId>,
+    /// `transient` when only transient failures were taken.
+    pub only_class: Option<String>,
+    pub created_at: Millis,
+    pub members: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryAudienceData {
-    pub audience: AudienceRow,
+    pub audience: AudienceInfo,
     pub source_push: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventsData {
     pub events: Vec<LogEntry>,
+}
+
+/// One line of the message log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub at: String,
+    pub at_ms: Millis,
+    /// "in" (webhook / receipt) or "out" (a send).
+    pub direction: String,
+    pub channel: String,
+    pub kind: String,
+    pub member_id: Option<MemberId>,
+    pub push_id: Option<PushId>,
+    pub delivery_id: Option<i64>,
+    pub detail: String,
 }
 
 #[cfg(test)]

@@ -1,28 +1,9 @@
 //! Sent Fail, inspected: failed recipients grouped by error class and code,
 //! with counts, the platform's message and sample recipients.
 
-use crate::model::{DeliveryState, PushId};
+use crate::model::{DeliveryState, FailureGroup, FailureSample as Sample, PushId};
 use crate::store::Result;
 use rusqlite::{Connection, params};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub member_id: i64,
-    pub channel: String,
-    pub channel_user_id: String,
-    pub attempts: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FailureGroup {
-    pub class: String,
-    pub code: String,
-    pub count: u64,
-    /// The platform's own message (one example).
-    pub message: String,
-    pub samples: Vec<Sample>,
-}
 
 pub fn groups(conn: &Connection, push: PushId, samples: u32) -> Result<Vec<FailureGroup>> {
     let failed = DeliveryState::Failed as i64;

@@ -1,15 +1,16 @@
-use super::{CommandResult, ok};
-use crate::control::auth::Peer;
-use crate::control::protocol::{ChannelStatus, ScriptStatus, StatusData};
-use crate::daemon::Daemon;
+//! `status`: the daemon at a glance — process, config, database, channels,
+//! scripts, reloads, active pushes with progress, and alerts.
+
+use super::{CommandResult, Handles};
 use crate::dispatch::progress;
 use crate::model::fmt_ms;
+use crate::protocol::{ChannelStatus, ScriptStatus, StatusData};
 use crate::store::{members, pushes};
-use std::sync::Arc;
 
-pub async fn status(daemon: &Arc<Daemon>) -> CommandResult {
-    let config = daemon.config();
-    let (member_count, active) = daemon
+/// Status reports on every part of the daemon, so it reads every handle.
+pub async fn status(h: &Handles) -> CommandResult<StatusData> {
+    let config = h.config.get();
+    let (member_count, active) = h
         .store
         .read(|c| {
             let n = members::count(c)?;
@@ -21,7 +22,7 @@ pub async fn status(daemon: &Arc<Daemon>) -> CommandResult {
             Ok((n, active))
         })
         .await?;
-    let scripts = daemon.generation().map(|g| ScriptStatus {
+    let scripts = h.scripts.live().map(|g| ScriptStatus {
         generation: g.number,
         hash: g.hash.clone(),
         loaded_at: fmt_ms(g.loaded_at),
@@ -30,19 +31,21 @@ pub async fn status(daemon: &Arc<Daemon>) -> CommandResult {
         templates: g.templates.keys().cloned().collect(),
         pushes: g.pushes.iter().map(|p| p.name.clone()).collect(),
     });
-    let channels = daemon.channels();
-    let data = StatusData {
+    let channels = h.channels.all();
+    let mut alerts: Vec<String> = h.store.fault_alert().into_iter().collect();
+    alerts.extend(h.alerts.list());
+    Ok(StatusData {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
-        started_at: fmt_ms(daemon.started_at_ms),
-        uptime_secs: daemon.started.elapsed().as_secs(),
+        started_at: fmt_ms(h.process.started_at_ms),
+        uptime_secs: h.process.started.elapsed().as_secs(),
         config_path: config.path.display().to_string(),
-        config_loaded_at: fmt_ms(daemon.config_loaded_at()),
+        config_loaded_at: fmt_ms(h.config.loaded_at()),
         database_path: config.database_path.display().to_string(),
         socket_path: config.socket_path.display().to_string(),
-        http_listen: daemon.http_addr().map(|a| a.to_string()),
+        http_listen: h.process.http_addr.get().map(|a| a.to_string()),
         members: member_count,
-        rate_per_minute: daemon.dispatcher.global_rate_per_minute(),
+        rate_per_minute: h.dispatcher.global_rate_per_minute(),
         channels: config
             .channels
             .iter()
@@ -57,17 +60,12 @@ pub async fn status(daemon: &Arc<Daemon>) -> CommandResult {
             })
             .collect(),
         scripts,
-        last_config_reload: daemon.last_config_reload(),
-        last_script_reload: daemon.last_script_reload(),
+        last_config_reload: h.reloads.config(),
+        last_script_reload: h.reloads.scripts(),
         pushes: active
             .iter()
-            .map(|(p, c)| progress::summary(daemon, p, c, None))
+            .map(|(p, c)| progress::summary(p, c, &h.dispatcher.live(p.id), None))
             .collect(),
-        alerts: daemon.alerts(),
-    };
-    ok(data)
-}
-
-pub async fn reload(daemon: &Arc<Daemon>, peer: &Peer) -> CommandResult {
-    ok(daemon.reload_all(Some(peer.uid)).await)
+        alerts,
+    })
 }

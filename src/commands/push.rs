@@ -1,25 +1,22 @@
 //! push.create / list / show / pause / resume / cancel.
 
-use super::{CommandError, CommandResult, ok};
-use crate::control::auth::Peer;
-use crate::control::protocol::{
-    PushCreateArgs, PushCreateData, PushListArgs, PushListData, PushRef, PushShowData,
-};
-use crate::daemon::Daemon;
-use crate::dispatch::{self, Control, progress};
+use super::{Actor, CommandError, CommandResult};
+use crate::dispatch::{self, Control, Dispatcher, progress};
 use crate::model::{PushId, now_ms};
+use crate::protocol::{PushCreateArgs, PushCreateData, PushListArgs, PushListData, PushShowData};
+use crate::script::Scripts;
 use crate::store::pushes::{self, NewPush, PushRow, PushStatus};
-use crate::store::{StoreError, audiences, deliveries};
-use crate::util::duration;
+use crate::store::{Store, StoreError, audiences, deliveries, members};
+use crate::util::duration::{self, human_secs};
 use std::sync::Arc;
 
 /// Reads a push with its counters and "retry of" name.
 async fn load(
-    d: &Daemon,
+    store: &Store,
     reference: &str,
 ) -> Result<(PushRow, pushes::Counts, Option<String>), CommandError> {
     let r = reference.to_string();
-    Ok(d.store
+    Ok(store
         .read(move |c| {
             let p = pushes::find(c, &r)?;
             let counts = pushes::counts(c, p.id)?;
@@ -51,8 +48,14 @@ fn parse_hhmm(s: &str, what: &str) -> Result<String, CommandError> {
         .map_err(|_| CommandError::Invalid(format!("{what} {s:?} must be HH:MM (24h)")))
 }
 
-pub async fn create(d: &Arc<Daemon>, peer: &Peer, a: PushCreateArgs) -> CommandResult {
-    let generation = d.generation();
+pub async fn create(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    scripts: &Scripts,
+    actor: &Actor,
+    a: PushCreateArgs,
+) -> CommandResult<PushCreateData> {
+    let generation = scripts.live();
     if let Some(g) = &generation {
         if !g.templates.contains_key(&a.template) {
             return Err(CommandError::Invalid(format!(
@@ -106,17 +109,11 @@ pub async fn create(d: &Arc<Daemon>, peer: &Peer, a: PushCreateArgs) -> CommandR
     // The audience: a script audience (its size counted now) or a saved one.
     let g = generation.clone();
     let audience_name = a.audience.clone();
-    let (size, retry_of) = d
-        .store
+    let (size, retry_of) = store
         .read(move |c| {
             if let Some(aud) = g.as_ref().and_then(|g| g.audiences.get(&audience_name)) {
-                let sql = format!("SELECT count(*) FROM members m WHERE ({})", aud.filter_sql.sql);
-                let n: i64 = c.query_row(
-                    &sql,
-                    rusqlite::params_from_iter(aud.filter_sql.params.iter()),
-                    |r| r.get(0),
-                )?;
-                return Ok((n as u64, None));
+                let n = members::count_where(c, &aud.filter_sql.sql, &aud.filter_sql.params)?;
+                return Ok((n, None));
             }
             match audiences::find(c, &audience_name)? {
                 Some(a) => Ok((a.members, a.source_push_id)),
@@ -145,18 +142,18 @@ pub async fn create(d: &Arc<Daemon>, peer: &Peer, a: PushCreateArgs) -> CommandR
         window_from,
         window_to,
         retry_of,
-        created_by: Some(peer.uid),
+        created_by: actor.uid,
     };
-    let row = d.store.write(move |c| pushes::create(c, &new)).await?;
-    d.dispatcher.wake();
+    let row = store.write(move |c| pushes::create(c, &new)).await?;
+    dispatcher.wake();
     let counts = pushes::Counts {
         pending: size,
         ..Default::default()
     };
-    let mut summary = progress::summary(d, &row, &counts, None);
-    let rate = progress::effective_rate(d.dispatcher.global_rate_per_minute(), row.rate_per_minute);
+    let mut summary = progress::summary(&row, &counts, &dispatcher.live(row.id), None);
+    let rate = progress::effective_rate(dispatcher.global_rate_per_minute(), row.rate_per_minute);
     summary.eta_secs = progress::eta_secs(size, rate, row.batch_size, row.batch_every_ms);
-    summary.eta = summary.eta_secs.map(progress::human_eta);
+    summary.eta = summary.eta_secs.map(human_secs);
     let mut warnings = Vec::new();
     if let Some(secs) = summary.eta_secs
         && secs > 3600
@@ -165,16 +162,20 @@ pub async fn create(d: &Arc<Daemon>, peer: &Peer, a: PushCreateArgs) -> CommandR
             "at {:.0} messages/minute this push needs about {} for up to {size} recipients; \
              consider splitting it into batches (--batch-size/--batch-every) or scheduling it earlier (--at)",
             rate.unwrap_or(0.0),
-            progress::human_eta(secs)
+            human_secs(secs)
         ));
     }
-    ok(PushCreateData {
+    Ok(PushCreateData {
         push: summary,
         warnings,
     })
 }
 
-pub async fn list(d: &Arc<Daemon>, a: PushListArgs) -> CommandResult {
+pub async fn list(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    a: PushListArgs,
+) -> CommandResult<PushListData> {
     let status = match a.status.as_deref() {
         None => None,
         Some(s) => Some(PushStatus::parse(s).ok_or_else(|| {
@@ -184,8 +185,7 @@ pub async fn list(d: &Arc<Daemon>, a: PushListArgs) -> CommandResult {
         })?),
     };
     let limit = a.limit.unwrap_or(50).min(1000);
-    let rows = d
-        .store
+    let rows = store
         .read(move |c| {
             let mut out = Vec::new();
             for p in pushes::list(c, status, limit)? {
@@ -197,33 +197,43 @@ pub async fn list(d: &Arc<Daemon>, a: PushListArgs) -> CommandResult {
         .await?;
     let pushes = rows
         .iter()
-        .map(|(p, c)| progress::summary(d, p, c, None))
+        .map(|(p, c)| progress::summary(p, c, &dispatcher.live(p.id), None))
         .collect();
-    ok(PushListData { pushes })
+    Ok(PushListData { pushes })
 }
 
-pub async fn show(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
-    let (p, c, retry_of) = load(d, &a.push).await?;
-    ok(PushShowData {
-        push: progress::summary(d, &p, &c, retry_of.clone()),
+/// One push's progress and report.
+pub async fn show(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    push: &str,
+) -> CommandResult<PushShowData> {
+    let (p, c, retry_of) = load(store, push).await?;
+    Ok(PushShowData {
+        push: progress::summary(&p, &c, &dispatcher.live(p.id), retry_of.clone()),
         report: crate::analytics::build(&p, &c, retry_of),
     })
 }
 
 async fn set_status(
-    d: &Daemon,
+    store: &Store,
     id: PushId,
     status: PushStatus,
     reason: Option<String>,
 ) -> Result<(), CommandError> {
-    d.store
+    store
         .write(move |c| pushes::set_status(c, id, status, reason.as_deref()))
         .await?;
     Ok(())
 }
 
-pub async fn pause(d: &Arc<Daemon>, peer: &Peer, a: PushRef) -> CommandResult {
-    let (p, _, _) = load(d, &a.push).await?;
+pub async fn pause(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    actor: &Actor,
+    push: &str,
+) -> CommandResult<PushShowData> {
+    let (p, _, _) = load(store, push).await?;
     match p.status {
         PushStatus::Scheduled | PushStatus::Running => {}
         other => {
@@ -234,24 +244,22 @@ pub async fn pause(d: &Arc<Daemon>, peer: &Peer, a: PushRef) -> CommandResult {
         }
     }
     set_status(
-        d,
+        store,
         p.id,
         PushStatus::Paused,
-        Some(format!("paused by uid {}", peer.uid)),
+        Some(format!("paused by {}", actor.label)),
     )
     .await?;
-    d.dispatcher.control(p.id, Control::Pause);
-    show(
-        d,
-        PushRef {
-            push: p.id.to_string(),
-        },
-    )
-    .await
+    dispatcher.control(p.id, Control::Pause);
+    show(store, dispatcher, &p.id.to_string()).await
 }
 
-pub async fn resume(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
-    let (p, _, _) = load(d, &a.push).await?;
+pub async fn resume(
+    store: &Store,
+    dispatcher: &Arc<Dispatcher>,
+    push: &str,
+) -> CommandResult<PushShowData> {
+    let (p, _, _) = load(store, push).await?;
     if p.status != PushStatus::Paused {
         return Err(CommandError::Conflict(format!(
             "push {:?} is {}; only paused pushes can be resumed",
@@ -263,22 +271,20 @@ pub async fn resume(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
     } else {
         PushStatus::Scheduled
     };
-    set_status(d, p.id, back_to, None).await?;
+    set_status(store, p.id, back_to, None).await?;
     if back_to == PushStatus::Running {
-        dispatch::resume(d, p.id);
+        dispatch::resume(dispatcher, p.id);
     }
-    d.dispatcher.wake();
-    show(
-        d,
-        PushRef {
-            push: p.id.to_string(),
-        },
-    )
-    .await
+    dispatcher.wake();
+    show(store, dispatcher, &p.id.to_string()).await
 }
 
-pub async fn cancel(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
-    let (p, _, _) = load(d, &a.push).await?;
+pub async fn cancel(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    push: &str,
+) -> CommandResult<PushShowData> {
+    let (p, _, _) = load(store, push).await?;
     if p.status.is_final() {
         return Err(CommandError::Conflict(format!(
             "push {:?} is already {}",
@@ -288,18 +294,12 @@ pub async fn cancel(d: &Arc<Daemon>, a: PushRef) -> CommandResult {
     let id = p.id;
     // Recipients not yet sent end cancelled now; sends already in flight
     // finish and are recorded as whatever the platform answered.
-    d.store
+    store
         .write(move |c| {
             deliveries::cancel_pending(c, id)?;
             pushes::set_status(c, id, PushStatus::Cancelled, None)
         })
         .await?;
-    d.dispatcher.control(id, Control::Cancel);
-    show(
-        d,
-        PushRef {
-            push: id.to_string(),
-        },
-    )
-    .await
+    dispatcher.control(id, Control::Cancel);
+    show(store, dispatcher, &id.to_string()).await
 }

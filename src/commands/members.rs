@@ -1,12 +1,15 @@
-use super::{CommandError, CommandResult, Reply, ok};
-use crate::control::protocol::MembersImportArgs;
-use crate::control::protocol::{ErrorBody, Response};
-use crate::daemon::Daemon;
+//! members.import: CSV or JSON lines, upserted by (channel, channel_user_id).
+
+use super::{CommandError, CommandResult, Reply};
+use crate::protocol::{ErrorBody, MembersImportArgs, Response};
+use crate::store::Store;
 use crate::store::members::{self, ImportSource};
 use std::path::PathBuf;
 
-pub async fn import(daemon: &Daemon, args: MembersImportArgs) -> CommandResult {
-    let store = daemon.store.clone();
+/// Imports members; when invalid rows abort the import the reply is an
+/// error that still carries the report (which rows, and why).
+pub async fn import(store: &Store, args: MembersImportArgs) -> CommandResult<Reply> {
+    let store = store.clone();
     let report = tokio::task::spawn_blocking(move || match (&args.path, &args.data) {
         (Some(p), None) => {
             let path = PathBuf::from(p);
@@ -54,5 +57,5 @@ pub async fn import(daemon: &Daemon, args: MembersImportArgs) -> CommandResult {
             more: false,
         }));
     }
-    ok(report)
+    Ok(Reply::One(Response::ok(report)))
 }

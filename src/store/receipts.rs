@@ -70,6 +70,19 @@ impl Prepared {
     }
 }
 
+/// One verified webhook's events (or a run of simulator receipts from one
+/// channel), with the raw payload kept alongside them.
+pub struct Webhook {
+    pub ctx: std::sync::Arc<ApplyContext>,
+    pub events: Vec<Prepared>,
+    pub raw: Option<String>,
+}
+
+/// [`apply_prepared`] for one webhook (for [`crate::store::Store::write_each`]).
+pub fn apply_webhook(conn: &Connection, w: &Webhook) -> Result<Applied> {
+    apply_prepared(conn, &w.ctx, &w.events, w.raw.as_deref())
+}
+
 /// Applies a batch (one webhook, or a run of simulator receipts) in the
 /// caller's transaction. `raw` is stored with the first event recorded.
 pub fn apply(

@@ -10,15 +10,21 @@
 //! (retries, deferred recipients) is marked `sending` (state 1) row by row.
 //! Outcomes accept either, so the common first attempt costs one row write.
 
+mod claims;
+mod resolve;
+mod sent;
+
+pub use claims::{Mark, claim, has_claims, mark_sending, mark_sending_many, release_claims};
+pub use resolve::{
+    Chunk, RESOLVE_CHUNK, clear, count_resolved, insert_from_sql, insert_members, resolve_chunk,
+    resolved_through, restart_resolution,
+};
+pub use sent::{SentRow, mark_sent_many, register_functions};
+
 use super::members::{MEMBER_COLUMNS, member_from_row};
 use super::{Result, StoreError};
-use crate::model::{
-    DeliveryId, DeliveryState, ErrorClass, Member, MemberId, Millis, PushId, now_ms,
-};
-use crate::util::group_by;
-use rusqlite::{Connection, params, params_from_iter};
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use crate::model::{DeliveryId, DeliveryState, ErrorClass, Member, Millis, PushId, now_ms};
+use rusqlite::{Connection, params};
 
 /// A recipient waiting to be sent.
 #[derive(Debug, Clone)]
@@ -63,180 +69,6 @@ const FAILED: i64 = DeliveryState::Failed as i64;
 const SKIPPED: i64 = DeliveryState::Skipped as i64;
 const CANCELLED: i64 = DeliveryState::Cancelled as i64;
 
-/// Drops a half-done resolution (after a crash) so it can be redone.
-pub fn clear(conn: &Connection, push: PushId) -> Result<u64> {
-    Ok(conn.execute("DELETE FROM deliveries WHERE push_id = ?1", [push])? as u64)
-}
-
-/// Freezes an audience given as SQL into delivery rows in one statement.
-/// Unsubscribed members are recorded as skipped. Members are scanned in id
-/// order (NOT INDEXED): through an index, a large audience is sorted back
-/// into id order in memory (+45 MB for 1M members) and the scan is no
-/// faster; tag subqueries still use their own index. `filter_sql` is a boolean
-/// expression over `members m`; `args` are its parameters.
-pub fn insert_from_sql(
-    conn: &Connection,
-    push: PushId,
-    filter_sql: &str,
-    args: &[rusqlite::types::Value],
-) -> Result<u64> {
-    let sql = format!(
-        "INSERT INTO deliveries (push_id, member_id, state, skip_reason)
-         SELECT {push}, m.id,
-                CASE WHEN m.subscribed THEN {PENDING} ELSE {SKIPPED} END,
-                CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
-         FROM members m NOT INDEXED WHERE ({filter_sql}) ORDER BY m.id"
-    );
-    Ok(conn.execute(&sql, params_from_iter(args.iter()))? as u64)
-}
-
-/// Members per chunk of an SQL audience ([`resolve_chunk`]): a few
-/// milliseconds of the writer, so the claims of the sends under way never
-/// wait long behind one.
-pub const RESOLVE_CHUNK: u32 = 4096;
-
-/// One chunk of a resolution in chunks ([`resolve_chunk`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Chunk {
-    /// Delivery rows inserted.
-    pub rows: u64,
-    /// The audience is frozen whole (this chunk was its last).
-    pub done: bool,
-}
-
-/// Freezes the next `limit` members of an audience given as SQL (see
-/// [`insert_from_sql`]) after the push's `resolved_through` member, in id
-/// order, with their counters, and moves `resolved_through` on — all in the
-/// caller's transaction, so a crash between chunks resumes exactly after
-/// the last committed one. A chunk of fewer than `limit` members is the
-/// last: the push is marked resolved. Nothing is frozen for a push that is
-/// no longer running or paused (cancelled meanwhile).
-pub fn resolve_chunk(
-    conn: &Connection,
-    push: PushId,
-    filter_sql: &str,
-    args: &[rusqlite::types::Value],
-    limit: u32,
-) -> Result<Chunk> {
-    let (status, after): (String, Option<MemberId>) = conn
-        .prepare_cached("SELECT status, resolved_through FROM pushes WHERE id = ?1")?
-        .query_row([push], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    if !matches!(status.as_str(), "running" | "paused") {
-        return Ok(Chunk {
-            rows: 0,
-            done: true,
-        });
-    }
-    let after_param = args.len() + 1;
-    let sql = format!(
-        "INSERT INTO deliveries (push_id, member_id, state, skip_reason)
-         SELECT {push}, m.id,
-                CASE WHEN m.subscribed THEN {PENDING} ELSE {SKIPPED} END,
-                CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
-         FROM members m NOT INDEXED WHERE ({filter_sql}) AND m.id > ?{after_param}
-         ORDER BY m.id LIMIT {limit}"
-    );
-    let mut params: Vec<&dyn rusqlite::ToSql> =
-        args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
-    let after = after.unwrap_or(0);
-    params.push(&after);
-    let rows = conn.prepare_cached(&sql)?.execute(params.as_slice())? as i64;
-    let done = rows < limit as i64;
-    if rows > 0 {
-        // One statement inserts consecutive rowids.
-        let last = conn.last_insert_rowid();
-        let first = last - rows + 1;
-        let skipped: i64 = conn
-            .prepare_cached(&format!(
-                "SELECT count(*) FROM deliveries INDEXED BY deliveries_skipped
-                 WHERE push_id = ?1 AND state = {SKIPPED} AND id BETWEEN ?2 AND ?3"
-            ))?
-            .query_row(params![push, first, last], |r| r.get(0))?;
-        let mut add = conn.prepare_cached(
-            "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, 0, 0, ?3)
-             ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + excluded.n",
-        )?;
-        for (state, n) in [(PENDING, rows - skipped), (SKIPPED, skipped)] {
-            if n > 0 {
-                add.execute(params![push, state, n])?;
-            }
-        }
-        conn.prepare_cached(
-            "UPDATE pushes SET resolved_through = (SELECT member_id FROM deliveries WHERE id = ?2)
-             WHERE id = ?1",
-        )?
-        .execute(params![push, last])?;
-    }
-    if done {
-        conn.prepare_cached("UPDATE pushes SET resolved = 1 WHERE id = ?1")?
-            .execute([push])?;
-    }
-    Ok(Chunk {
-        rows: rows as u64,
-        done,
-    })
-}
-
-/// Where a resolution in chunks stands: `Some(member)` once it has begun.
-pub fn resolved_through(conn: &Connection, push: PushId) -> Result<Option<MemberId>> {
-    Ok(conn
-        .prepare_cached("SELECT resolved_through FROM pushes WHERE id = ?1")?
-        .query_row([push], |r| r.get(0))?)
-}
-
-/// Starts a resolution over: no rows, no counters, nothing resolved.
-pub fn restart_resolution(conn: &Connection, push: PushId) -> Result<()> {
-    clear(conn, push)?;
-    conn.execute("DELETE FROM push_counts WHERE push_id = ?1", [push])?;
-    conn.prepare_cached("UPDATE pushes SET resolved_through = NULL WHERE id = ?1")?
-        .execute([push])?;
-    Ok(())
-}
-
-/// Adds explicit members (Lua-filtered audiences, static audiences).
-pub fn insert_members(
-    conn: &Connection,
-    push: PushId,
-    members: &[(MemberId, bool)],
-) -> Result<u64> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO deliveries (push_id, member_id, state, skip_reason) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for (id, subscribed) in members {
-        if *subscribed {
-            stmt.execute(params![push, id, PENDING, Option::<&str>::None])?;
-        } else {
-            stmt.execute(params![push, id, SKIPPED, "unsubscribed"])?;
-        }
-    }
-    Ok(members.len() as u64)
-}
-
-/// Sets the counters of a push whose audience was just frozen (the bulk
-/// inserts bypass the per-row triggers). Such rows are pending or skipped
-/// and carry no receipts yet, so two index-only counts say everything: the
-/// skipped ones (partial index) and all of them (push index).
-pub fn count_resolved(conn: &Connection, push: PushId) -> Result<()> {
-    conn.execute("DELETE FROM push_counts WHERE push_id = ?1", [push])?;
-    let count = |sql: &str| -> Result<i64> {
-        Ok(conn.prepare_cached(sql)?.query_row([push], |r| r.get(0))?)
-    };
-    let skipped = count(&format!(
-        "SELECT count(*) FROM deliveries INDEXED BY deliveries_skipped WHERE push_id = ?1 AND state = {SKIPPED}"
-    ))?;
-    let total =
-        count("SELECT count(*) FROM deliveries INDEXED BY deliveries_push WHERE push_id = ?1")?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, ?2, 0, 0, ?3)",
-    )?;
-    for (state, n) in [(PENDING, total - skipped), (SKIPPED, skipped)] {
-        if n > 0 {
-            insert.execute(params![push, state, n])?;
-        }
-    }
-    Ok(())
-}
-
 /// The next pending recipients after `after` (by delivery id), with members:
 /// all of them (through the push index), or with `waiting` only those given
 /// a time to wait for (retries, deferrals: their own small index).
@@ -279,7 +111,13 @@ pub fn pending_page(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-fn expect_one(changed: usize, id: DeliveryId, what: &str) -> Result<()> {
+/// Ids (or rows) as one JSON array, for `json_each` in set-based statements.
+pub(super) fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v)
+        .map_err(|e| StoreError::Invalid(format!("cannot encode deliveries: {e}")))
+}
+
+pub(super) fn expect_one(changed: usize, id: DeliveryId, what: &str) -> Result<()> {
     if changed == 1 {
         Ok(())
     } else {
@@ -289,320 +127,9 @@ fn expect_one(changed: usize, id: DeliveryId, what: &str) -> Result<()> {
     }
 }
 
-/// Claims fresh deliveries `first..=last` of a running push for sending,
-/// committed before their requests leave. None: the push is no longer
-/// running (paused or cancelled meanwhile), so nothing may be sent.
-pub fn claim(
-    conn: &Connection,
-    push: PushId,
-    first: DeliveryId,
-    last: DeliveryId,
-    at: Millis,
-) -> Result<Option<ClaimId>> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO claims (push_id, first_id, last_id, at)
-         SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM pushes WHERE id = ?1 AND status = 'running')
-         RETURNING id",
-    )?;
-    let mut rows = stmt.query(params![push, first, last, at])?;
-    Ok(match rows.next()? {
-        Some(r) => Some(r.get(0)?),
-        None => None,
-    })
-}
-
-/// Drops claims whose every delivery has its outcome recorded.
-pub fn release_claims(conn: &Connection, ids: &[ClaimId]) -> Result<()> {
-    let mut stmt = conn.prepare_cached("DELETE FROM claims WHERE id = ?1")?;
-    for id in ids {
-        stmt.execute([id])?;
-    }
-    Ok(())
-}
-
-/// True when the push holds a claim (a walk must then skip claimed rows).
-pub fn has_claims(conn: &Connection, push: PushId) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM claims WHERE push_id = ?1)")?
-        .query_row([push], |r| r.get(0))?)
-}
-
-/// `pending → sending` for one delivery that is not fresh (a retry or a
-/// deferred recipient), committed before the request leaves.
-pub fn mark_sending(conn: &Connection, id: DeliveryId, channel: &str, at: Millis) -> Result<()> {
-    let n = conn
-        .prepare_cached(&format!(
-            "UPDATE deliveries SET state = {SENDING}, channel = ?2, attempts = attempts + 1,
-                sending_at = ?3, next_attempt_at = NULL, updated_at = ?3
-             WHERE id = ?1 AND state = {PENDING}"
-        ))?
-        .execute(params![id, channel, at])?;
-    expect_one(n, id, "mark_sending")
-}
-
-// The set-based statements below spell the state codes out.
-const _: () = assert!(PENDING == 0 && SENDING == 1 && SENT == 2);
-
-/// One row of a set-based `sending` mark: (delivery, channel, time).
-pub type Mark<'a> = (DeliveryId, &'a str, Millis);
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v)
-        .map_err(|e| StoreError::Invalid(format!("cannot encode deliveries: {e}")))
-}
-
-/// [`mark_sending`] for many deliveries: one UPDATE per channel in the batch
-/// (normally one), over the ids passed as one JSON array, stamped with the
-/// batch's latest time. Items are (delivery, channel, time); returns the
-/// deliveries that were pending and are now `sending`.
-pub fn mark_sending_many(conn: &Connection, items: &[Mark<'_>]) -> Result<HashSet<DeliveryId>> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE deliveries SET state = 1, channel = ?2, attempts = attempts + 1,
-            sending_at = ?3, next_attempt_at = NULL, updated_at = ?3
-         WHERE id IN (SELECT value FROM json_each(?1)) AND state = 0
-         RETURNING id",
-    )?;
-    let mut changed = HashSet::with_capacity(items.len());
-    for (channel, marks) in group_by(items, |m| m.1) {
-        let ids = encode(&marks.iter().map(|m| m.0).collect::<Vec<_>>())?;
-        let at = marks.iter().map(|m| m.2).max().unwrap_or_else(now_ms);
-        let rows = stmt.query_map(params![ids, channel, at], |r| r.get::<_, DeliveryId>(0))?;
-        for id in rows {
-            changed.insert(id?);
-        }
-    }
-    Ok(changed)
-}
-
-/// A successful send to record: the provider's message id, when it was
-/// sent, and when its request was claimed or marked (its `sending` time).
-#[derive(Debug, Clone)]
-pub struct SentRow<'a> {
-    pub id: DeliveryId,
-    pub provider_id: &'a str,
-    pub at: Millis,
-    pub sending_at: Millis,
-}
-
-/// Spreads ids over a hash table; they are distinct integers, so one
-/// multiply is all the mixing needed (SipHash was a visible cost per row).
-#[derive(Default, Clone, Copy)]
-struct IdHash(u64);
-
-impl std::hash::Hasher for IdHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0000_0100_0000_01B3);
-        }
-    }
-    fn write_i64(&mut self, n: i64) {
-        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type IdMap<V> = HashMap<DeliveryId, V, std::hash::BuildHasherDefault<IdHash>>;
-
-thread_local! {
-    /// The batch [`mark_sent_many`] is writing, by delivery: (provider
-    /// message id, sent time, sending time). Its UPDATE reads them through
-    /// the SQL functions `pushd_sent_pid(id)`, `pushd_sent_at(id)` and
-    /// `pushd_sending_at(id)` (see [`register_functions`]), which SQLite
-    /// calls on this same thread while the statement runs.
-    static SENT_BATCH: RefCell<IdMap<(String, Millis, Millis)>> = RefCell::new(IdMap::default());
-}
-
-/// Registers the SQL functions [`mark_sent_many`] uses, on a connection
-/// that will run it. (Handing each row's values over as JSON cost more than
-/// the row's own update: every `->>` re-parsed the row's JSON.) They are
-/// plain C callbacks: through rusqlite's closure wrapper (a boxed closure
-/// behind `catch_unwind`, an owned copy of every id) the three calls cost
-/// a tenth of the row's whole update.
-pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
-    use rusqlite::ffi;
-    type Callback =
-        unsafe extern "C" fn(*mut ffi::sqlite3_context, c_int, *mut *mut ffi::sqlite3_value);
-    let functions: [(&std::ffi::CStr, Callback); 3] = [
-        (c"pushd_sent_pid", sent_pid),
-        (c"pushd_sent_at", batch_time::<false>),
-        (c"pushd_sending_at", batch_time::<true>),
-    ];
-    for (name, f) in functions {
-        // SAFETY: the handle is this open connection's; the name is a
-        // NUL-terminated literal; the callbacks take one argument (checked
-        // by SQLite against nArg = 1) and touch nothing but SENT_BATCH.
-        let rc = unsafe {
-            ffi::sqlite3_create_function_v2(
-                conn.handle(),
-                name.as_ptr(),
-                1,
-                ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY,
-                std::ptr::null_mut(),
-                Some(f),
-                None,
-                None,
-                None,
-            )
-        };
-        if rc != ffi::SQLITE_OK {
-            return Err(rusqlite::Error::SqliteFailure(
-                ffi::Error::new(rc),
-                Some(format!("cannot register {}", name.to_string_lossy())),
-            ));
-        }
-    }
-    Ok(())
-}
-
-use std::ffi::c_int;
-
-/// The batch entry of the delivery id in `argv[0]`, if any.
-///
-/// # Safety
-/// `argv` holds the one argument SQLite passes (the functions take one).
-unsafe fn with_sent<R>(
-    argv: *mut *mut rusqlite::ffi::sqlite3_value,
-    f: impl Fn(Option<&(String, Millis, Millis)>) -> R,
-) -> R {
-    // SAFETY: argv[0] is a valid value for the duration of the call.
-    let id = unsafe { rusqlite::ffi::sqlite3_value_int64(*argv) };
-    // Never borrowed mutably while a statement runs (see `mark_sent_many`);
-    // a missing thread-local (thread teardown) reads as "no entry".
-    SENT_BATCH
-        .try_with(|b| match b.try_borrow() {
-            Ok(b) => f(b.get(&id)),
-            Err(_) => f(None),
-        })
-        .unwrap_or_else(|_| f(None))
-}
-
-unsafe extern "C" fn sent_pid(
-    ctx: *mut rusqlite::ffi::sqlite3_context,
-    _argc: c_int,
-    argv: *mut *mut rusqlite::ffi::sqlite3_value,
-) {
-    use rusqlite::ffi;
-    // SAFETY: SQLite's context and arguments for this call; the text is
-    // copied by SQLite (SQLITE_TRANSIENT) before the borrow ends.
-    unsafe {
-        with_sent(argv, |e| match e {
-            Some((pid, ..)) if pid.len() <= c_int::MAX as usize => ffi::sqlite3_result_text(
-                ctx,
-                pid.as_ptr().cast(),
-                pid.len() as c_int,
-                ffi::SQLITE_TRANSIENT(),
-            ),
-            _ => ffi::sqlite3_result_null(ctx),
-        })
-    }
-}
-
-/// `pushd_sending_at` (SENDING) or `pushd_sent_at`: one of the batch's times.
-unsafe extern "C" fn batch_time<const SENDING: bool>(
-    ctx: *mut rusqlite::ffi::sqlite3_context,
-    _argc: c_int,
-    argv: *mut *mut rusqlite::ffi::sqlite3_value,
-) {
-    use rusqlite::ffi;
-    // SAFETY: SQLite's context and arguments for this call.
-    unsafe {
-        with_sent(argv, |e| match e {
-            Some((_, at, sending)) => {
-                ffi::sqlite3_result_int64(ctx, if SENDING { *sending } else { *at })
-            }
-            None => ffi::sqlite3_result_null(ctx),
-        })
-    }
-}
-
-/// `sending → sent` for many deliveries of one push and channel in one
-/// statement, with the provider's message ids; a claimed fresh row (still
-/// pending in its column) moves straight to sent and has its attempt,
-/// channel and sending time recorded here. Returns the deliveries that were
-/// `sending` and are now `sent`. The connection needs [`register_functions`].
-///
-/// The counters' trigger leaves this move to us (schema migrations 2 and
-/// 3): one counter update for the batch instead of two statements per row.
-/// A row that is pending or sending never carries a receipt (every receipt
-/// update requires `sent`), so all moved rows leave cell (push, 0, 0, 0) for
-/// (push, sent, 0, 0), and their number is the UPDATE's change count: the
-/// statement needs no RETURNING (which buffers every row it returns).
-pub fn mark_sent_many(
-    conn: &Connection,
-    push: PushId,
-    channel: &str,
-    rows: &[SentRow<'_>],
-) -> Result<HashSet<DeliveryId>> {
-    let ids = encode(&rows.iter().map(|r| r.id).collect::<Vec<_>>())?;
-    SENT_BATCH.with_borrow_mut(|b| {
-        b.clear();
-        b.extend(
-            rows.iter()
-                .map(|r| (r.id, (r.provider_id.to_string(), r.at, r.sending_at))),
-        );
-    });
-    let moved = sent_update(conn, &ids, channel, rows);
-    SENT_BATCH.with_borrow_mut(HashMap::clear);
-    let moved = moved?;
-    let n = moved.len() as i64;
-    if n > 0 {
-        // Pending and sending share counter cell 0.
-        conn.prepare_cached(
-            "UPDATE push_counts SET n = n - ?2 WHERE push_id = ?1 AND state = 0 AND rd = 0 AND ia = 0",
-        )?
-        .execute(params![push, n])?;
-        conn.prepare_cached(&format!(
-            "INSERT INTO push_counts (push_id, state, rd, ia, n) VALUES (?1, {SENT}, 0, 0, ?2)
-             ON CONFLICT (push_id, state, rd, ia) DO UPDATE SET n = n + excluded.n"
-        ))?
-        .execute(params![push, n])?;
-    }
-    Ok(moved)
-}
-
-/// [`mark_sent_many`]'s UPDATE over `SENT_BATCH`: the rows it moved.
-fn sent_update(
-    conn: &Connection,
-    ids: &str,
-    channel: &str,
-    rows: &[SentRow<'_>],
-) -> Result<HashSet<DeliveryId>> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE deliveries SET state = 2, attempts = attempts + (state = 0), channel = ?2,
-                sending_at = coalesce(sending_at, pushd_sending_at(id)),
-                provider_message_id = pushd_sent_pid(id),
-                sent_at = pushd_sent_at(id), updated_at = pushd_sent_at(id)
-             WHERE id IN (SELECT value FROM json_each(?1)) AND state <= 1",
-        )?
-        .execute(params![ids, channel])?;
-    if changed == rows.len() {
-        return Ok(rows.iter().map(|r| r.id).collect());
-    }
-    // Some were not pending or sending (nothing in pushd does that; an
-    // operator's hand edit might): name the ones that now carry this send.
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?1))
-           AND state = 2 AND provider_message_id = pushd_sent_pid(id) AND sent_at = pushd_sent_at(id)",
-    )?;
-    let moved: HashSet<DeliveryId> = stmt
-        .query_map([ids], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if moved.len() != changed {
-        return Err(StoreError::Invalid(format!(
-            "recording {} sends changed {changed} rows but {} carry them",
-            rows.len(),
-            moved.len()
-        )));
-    }
-    Ok(moved)
-}
-
 /// Where and when an attempt went out. Recorded with its outcome, because a
 /// claimed first attempt was not marked row by row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     pub channel: String,
     pub sending_at: Millis,
@@ -753,6 +280,7 @@ pub fn interrupt_sending(conn: &Connection) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MemberId;
     use crate::store::{pushes, schema};
 
     /// A push named `name`, started.
@@ -971,7 +499,7 @@ mod tests {
     #[test]
     fn chunks_freeze_what_one_statement_does_and_resume_after_a_crash() {
         let (dir, c, whole, chunked) = members_and_two_pushes(23);
-        let args = [rusqlite::types::Value::Text("sim".into())];
+        let args = [crate::model::SqlValue::Text("sim".into())];
         insert_from_sql(&c, whole, "m.channel = ?1", &args).unwrap();
         count_resolved(&c, whole).unwrap();
         // 23 members, 18 on "sim": chunks of 4, 4, 4, 4, 2.

@@ -1,24 +1,26 @@
 //! audience.preview and audience.retry.
 
-use super::{CommandError, CommandResult, ok};
-use crate::control::auth::Peer;
-use crate::control::protocol::{
-    AudiencePreviewArgs, AudienceRetryArgs, PreviewData, PreviewSample, RetryAudienceData,
-};
-use crate::daemon::Daemon;
+use super::{Actor, CommandError, CommandResult};
 use crate::model::{Member, now_ms};
-use crate::store::audiences::{self, RetryScope};
-use crate::store::members;
-use crate::store::pushes;
-use std::sync::Arc;
+use crate::protocol::{
+    AudienceInfo, AudiencePreviewArgs, AudienceRetryArgs, PreviewData, PreviewSample,
+    RetryAudienceData,
+};
+use crate::script::Scripts;
+use crate::store::audiences::{self, AudienceRow, RetryScope};
+use crate::store::{Store, members, pushes};
 
 /// Candidates examined per page when an audience has a Lua filter.
 const PAGE: usize = 2000;
 
 /// Audience size and sample rendered messages. Nothing is sent or written.
-pub async fn preview(d: &Arc<Daemon>, a: AudiencePreviewArgs) -> CommandResult {
+pub async fn preview(
+    store: &Store,
+    scripts: &Scripts,
+    a: AudiencePreviewArgs,
+) -> CommandResult<PreviewData> {
     let limit = a.limit.unwrap_or(5).min(100) as usize;
-    let g = d.generation().ok_or_else(|| {
+    let g = scripts.live().ok_or_else(|| {
         CommandError::Unavailable("no script generation is live (see `pushd status`)".into())
     })?;
     let template = match &a.template {
@@ -43,8 +45,7 @@ pub async fn preview(d: &Arc<Daemon>, a: AudiencePreviewArgs) -> CommandResult {
         let mut after = 0i64;
         loop {
             let (sql, args) = (aud.filter_sql.sql.clone(), aud.filter_sql.params.clone());
-            let page = d
-                .store
+            let page = store
                 .read(move |c| members::page_where(c, &sql, &args, after, PAGE))
                 .await?;
             let Some(last) = page.last() else { break };
@@ -71,8 +72,7 @@ pub async fn preview(d: &Arc<Daemon>, a: AudiencePreviewArgs) -> CommandResult {
         }
     } else {
         let name = a.name.clone();
-        let found = d
-            .store
+        let found = store
             .read(move |c| {
                 let Some(aud) = audiences::find(c, &name)? else {
                     return Ok(None);
@@ -121,7 +121,7 @@ pub async fn preview(d: &Arc<Daemon>, a: AudiencePreviewArgs) -> CommandResult {
             error,
         });
     }
-    ok(PreviewData {
+    Ok(PreviewData {
         audience: a.name,
         template,
         size,
@@ -130,8 +130,24 @@ pub async fn preview(d: &Arc<Daemon>, a: AudiencePreviewArgs) -> CommandResult {
     })
 }
 
+fn info(a: AudienceRow) -> AudienceInfo {
+    AudienceInfo {
+        id: a.id,
+        name: a.name,
+        source_push_id: a.source_push_id,
+        only_class: a.only_class,
+        created_at: a.created_at,
+        members: a.members,
+    }
+}
+
 /// A static audience of the push's failed recipients, linked to the push.
-pub async fn retry(d: &Arc<Daemon>, peer: &Peer, a: AudienceRetryArgs) -> CommandResult {
+pub async fn retry(
+    store: &Store,
+    scripts: &Scripts,
+    actor: &Actor,
+    a: AudienceRetryArgs,
+) -> CommandResult<RetryAudienceData> {
     let scope = match a.only.as_deref() {
         None | Some("all") => RetryScope::AllFailed,
         Some("transient") => RetryScope::Transient,
@@ -144,7 +160,7 @@ pub async fn retry(d: &Arc<Daemon>, peer: &Peer, a: AudienceRetryArgs) -> Comman
     if a.name.trim().is_empty() {
         return Err(CommandError::Invalid("--name must not be empty".into()));
     }
-    if let Some(g) = d.generation()
+    if let Some(g) = scripts.live()
         && g.audiences.contains_key(&a.name)
     {
         return Err(CommandError::Conflict(format!(
@@ -152,18 +168,17 @@ pub async fn retry(d: &Arc<Daemon>, peer: &Peer, a: AudienceRetryArgs) -> Comman
             a.name
         )));
     }
-    let uid = peer.uid;
-    let data = d
-        .store
+    let uid = actor.uid;
+    let data = store
         .write(move |c| {
             let p = pushes::find(c, &a.push)?;
-            let audience = audiences::create_retry(c, p.id, &a.name, scope, Some(uid))?;
+            let audience = audiences::create_retry(c, p.id, &a.name, scope, uid)?;
             Ok(RetryAudienceData {
-                audience,
+                audience: info(audience),
                 source_push: p.name,
             })
         })
         .await?;
     tracing::info!(audience = %data.audience.name, members = data.audience.members, source = %data.source_push, at = now_ms(), "retry audience created");
-    ok(data)
+    Ok(data)
 }
