@@ -1,6 +1,6 @@
 //! Instagram messaging through the Messenger API for Instagram: the same Send
 //! API, host and Page token as Messenger (see `messenger.rs`, which builds
-//! the requests), with Instagram's own limits.
+//! the requests), with Instagram's own limits (`Flavor::Instagram`).
 //!
 //! Sources: developers.facebook.com/docs/messenger-platform/instagram/features/send-message
 //! ("text must be UTF-8 and less than 1000 characters"); quick replies ≤ 13,
@@ -10,11 +10,6 @@
 use crate::channel::ChannelContext;
 use crate::channel::messenger::{Flavor, Messenger};
 use crate::config::ChannelConfig;
-
-/// "Less than 1000 characters".
-pub(crate) const TEXT_MAX: usize = 999;
-
-pub(crate) const TAGS: &[&str] = &["HUMAN_AGENT"];
 
 /// An Instagram channel instance.
 pub fn new(name: &str, cfg: &ChannelConfig, ctx: &ChannelContext) -> Result<Messenger, String> {

@@ -54,7 +54,9 @@ impl Flavor {
     fn text_max(self) -> usize {
         match self {
             Flavor::Messenger => 2000,
-            Flavor::Instagram => crate::channel::instagram::TEXT_MAX,
+            // Instagram: "less than 1000 characters"
+            // (…/messenger-platform/instagram/features/send-message).
+            Flavor::Instagram => 999,
         }
     }
 
@@ -68,7 +70,8 @@ impl Flavor {
                 "HUMAN_AGENT",
                 "POST_PURCHASE_UPDATE",
             ],
-            Flavor::Instagram => crate::channel::instagram::TAGS,
+            // The only tag Instagram accepts for replies after the 24 h window.
+            Flavor::Instagram => &["HUMAN_AGENT"],
         }
     }
 }
