@@ -249,14 +249,15 @@ fn main() {
         .prefix("pushd-bench-data-")
         .tempdir()
         .expect("tempdir");
-
-    let n_members = s.size(1_000_000);
-    let n_e2e = s.size(200_000);
+    let sizes = Sizes {
+        members: s.size(1_000_000),
+        e2e: s.size(200_000),
+    };
     eprintln!(
         "pushd bench: scale {} ({} members, {} end-to-end), concurrency {}, figures: {}",
         s.scale,
-        n_members,
-        n_e2e,
+        sizes.members,
+        sizes.e2e,
         s.concurrency,
         if s.only.is_empty() {
             "all".to_string()
@@ -264,16 +265,40 @@ fn main() {
             s.only.iter().cloned().collect::<Vec<_>>().join(",")
         }
     );
+    let bare = inproc_rows(&s, &mut table, bench_dir.path(), sizes.members);
+    let need_daemon = s.any(&[
+        "dispatch", "core", "import", "report", "receipts", "export", "rss", "rate",
+    ]);
+    if need_daemon {
+        daemon_rows(&s, &mut table, bench_dir.path(), &bare, &sizes);
+    }
+    table.print(&machine(), started.elapsed());
+}
 
-    // --- in-process: the bare SQLite floor, and audience resolution ---
-    let bare_db = bench_dir.path().join("bare.db");
-    let mut bare_import: Option<Duration> = None;
+/// How many members the runs use.
+struct Sizes {
+    /// Import, resolution, core, report, export, RSS.
+    members: u64,
+    /// End-to-end dispatch and receipts.
+    e2e: u64,
+}
+
+/// The bare SQLite floors measured in process, for the daemon's rows.
+#[derive(Default)]
+struct BareStore {
+    import: Option<Duration>,
+    update: Option<Duration>,
+}
+
+/// In process: the bare SQLite floor, and audience resolution.
+fn inproc_rows(s: &Settings, table: &mut Table, dir: &Path, n_members: u64) -> BareStore {
+    let bare_db = dir.join("bare.db");
+    let mut bare = BareStore::default();
     if s.any(&["import", "resolution", "core"]) {
         let rows: Vec<inproc::MemberRow> = (1..=n_members).map(|i| member_row("sim", i)).collect();
         eprintln!("[import] bare batched rusqlite inserts of {n_members} rows…");
-        bare_import = Some(inproc::bare_insert_members(&bare_db, &rows));
+        bare.import = Some(inproc::bare_insert_members(&bare_db, &rows));
     }
-    let mut bare_update: Option<Duration> = None;
     if s.any(&["resolution", "core"]) {
         eprintln!("[resolution] {n_members} members → delivery rows…");
         let r = inproc::resolution(&bare_db);
@@ -294,209 +319,224 @@ fn main() {
             });
         }
         eprintln!("[core] bare batched UPDATE of {n_members} delivery rows…");
-        bare_update = Some(inproc::bare_update_deliveries(&bare_db, r.push));
+        bare.update = Some(inproc::bare_update_deliveries(&bare_db, r.push));
     }
+    bare
+}
 
-    // --- the daemon ---
-    let need_daemon = s.any(&[
-        "dispatch", "core", "import", "report", "receipts", "export", "rss", "rate",
-    ]);
-    if need_daemon {
-        let wa_mock = mock::whatsapp_mock(2);
-        let d = Daemon::start(&config(wa_mock.addr.port(), s.concurrency), &scripts());
-        let mut sim_push: Option<i64> = None;
-
-        if s.any(&["import", "core", "report", "export", "rss"]) {
-            let csv = bench_dir.path().join("members.csv");
-            write_csv(&csv, (1..=n_members).map(|i| member_row("sim", i)));
-            eprintln!("[import] pushd members import ({n_members} rows)…");
-            let took = import(&d, &csv);
-            let r = rate(n_members, took);
-            if s.wants("import") {
-                let base = bare_import.map(|b| rate(n_members, b)).unwrap_or(0.0);
-                table.push(Row {
-                    figure: format!("member import ({} CSV rows)", fmt_n(n_members)),
-                    value: format!("{} rows/s ({})", fmt_rate(r), fmt_secs(took)),
-                    baseline: format!("{} rows/s bare inserts", fmt_rate(base)),
-                    ratio: Some(r / base),
-                    target: "≥ 200k rows/s, ≥ 0.3×".into(),
-                    pass: Some(r >= 200_000.0 && r / base >= 0.3),
-                });
-            }
-        }
-
-        if s.any(&["core", "report", "export", "rss"]) {
-            let idle_rss = d.proc_kb("VmRSS");
-            d.reset_peak_rss();
-            eprintln!("[core] push to {n_members} simulator recipients…");
-            let t = Instant::now();
-            let id = d.create_push("core", "sim", "hello", None);
-            let p = d.wait_completed("core", Duration::from_secs(3600));
-            let took = t.elapsed();
-            let peak = d.proc_kb("VmHWM");
-            sim_push = Some(id);
-            assert_eq!(p["sent"].as_u64(), Some(n_members), "core push: {p}");
-            let r = rate(n_members, took);
-            if s.wants("core") {
-                let base = bare_update.map(|b| rate(n_members, b)).unwrap_or(0.0);
-                table.push(Row {
-                    figure: "core overhead (null channel, resolve+Lua+render+store)".into(),
-                    value: format!("{} recipients/s ({})", fmt_rate(r), fmt_secs(took)),
-                    baseline: format!("{} rows/s bare UPDATEs", fmt_rate(base)),
-                    ratio: (base > 0.0).then(|| r / base),
-                    target: "≥ 200k recipients/s".into(),
-                    pass: Some(r >= 200_000.0),
-                });
-            }
-            if s.wants("rss") {
-                table.push(Row {
-                    figure: format!("peak RSS (daemon, {}-recipient push)", fmt_n(n_members)),
-                    value: fmt_mb(peak),
-                    baseline: format!("{} idle", fmt_mb(idle_rss)),
-                    ratio: Some(peak as f64 / idle_rss.max(1) as f64),
-                    target: "≤ 64 MB".into(),
-                    pass: Some(peak <= 64 * 1024),
-                });
-            }
-        }
-
-        if let Some(id) = sim_push
-            && s.wants("report")
-        {
-            eprintln!("[report] push.report on the finished push…");
-            let (value, base) = report_latency(&d, id);
-            table.push(Row {
-                figure: format!("report (push.report, {} recipients)", fmt_n(n_members)),
-                value: format!("{:.2} ms median", value * 1e3),
-                baseline: format!("{:.1} ms GROUP BY scan", base * 1e3),
-                ratio: Some(base / value),
-                target: "≤ 10 ms".into(),
-                pass: Some(value <= 0.010),
-            });
-        }
-
-        if let Some(id) = sim_push
-            && s.wants("export")
-        {
-            eprintln!("[export] CSV export of {n_members} rows…");
-            let e = export(&d, id, bench_dir.path());
-            assert_eq!(e.rows, n_members + 1, "export row count");
-            let flat = e.daemon_growth_kb <= 32 * 1024 && e.cli_peak_kb <= 32 * 1024;
-            table.push(Row {
-                figure: format!("export ({} rows CSV)", fmt_n(n_members)),
-                value: format!(
-                    "{} (daemon +{}, CLI {})",
-                    fmt_secs(e.took),
-                    fmt_mb(e.daemon_growth_kb),
-                    fmt_mb(e.cli_peak_kb)
-                ),
-                baseline: format!("{} bare SELECT→csv", fmt_secs(e.bare)),
-                ratio: Some(e.bare.as_secs_f64() / e.took.as_secs_f64()),
-                target: "≤ 3 s, flat memory".into(),
-                pass: Some(e.took.as_secs_f64() <= 3.0 * s.scale.clamp(0.1, 1.0) && flat),
-            });
-        }
-
-        if s.any(&["dispatch", "receipts"]) {
-            let csv = bench_dir.path().join("wa.csv");
-            write_csv(&csv, (1..=n_e2e).map(|i| member_row("wa", i)));
-            import(&d, &csv);
-            // The machine is shared: bare runs and measured runs alternate
-            // (bare, run, bare, run, …, bare) and each figure is the median
-            // of its runs, so a neighbour's burst of load shifts one sample,
-            // not the verdict. Each push's receipts are measured right after
-            // it, between runs of the bare webhook sink.
-            let runs = s.repeat;
-            let bare_run = |k: usize| {
-                eprintln!(
-                    "[dispatch] bare reqwest loop {k}/{}, {n_e2e} requests…",
-                    runs + 1
-                );
-                rate(n_e2e, bare_send_loop(wa_mock.addr, n_e2e, s.concurrency))
-            };
-            let mut dispatch = Interleaved::default();
-            let mut receipts = Interleaved::default();
-            if s.wants("dispatch") {
-                dispatch.bare.push(bare_run(1));
-            }
-            for k in 1..=runs {
-                let name = format!("e2e-{k}");
-                eprintln!("[dispatch] push {k}/{runs} to {n_e2e} WhatsApp recipients…");
-                let before = wa_mock.seen.requests.load(Ordering::Relaxed);
-                let t = Instant::now();
-                let push = d.create_push(&name, "wa", "hello", None);
-                let p = d.wait_completed(&name, Duration::from_secs(3600));
-                let took = t.elapsed();
-                let sent_to_mock = wa_mock.seen.requests.load(Ordering::Relaxed) - before;
-                assert_eq!(p["sent"].as_u64(), Some(n_e2e), "e2e push: {p}");
-                assert_eq!(
-                    sent_to_mock, n_e2e,
-                    "the mock saw a different number of sends"
-                );
-                dispatch.runs.push(rate(n_e2e, took));
-                if s.wants("receipts") {
-                    let messages = Arc::new(inproc::sent_messages(d.db_path(), push));
-                    if k == 1 {
-                        receipts.bare.push(sink_run(&messages, s.concurrency));
-                    }
-                    receipts
-                        .runs
-                        .push(receipts_run(&d, push, &messages, s.concurrency));
-                    receipts.bare.push(sink_run(&messages, s.concurrency));
-                }
-                if s.wants("dispatch") {
-                    dispatch.bare.push(bare_run(k + 1));
-                }
-            }
-            if s.wants("dispatch") {
-                let (r, b, ratio, spread) = dispatch.summary();
-                table.push(Row {
-                    figure: format!(
-                        "end-to-end dispatch ({} recipients, WhatsApp mock, c={})",
-                        fmt_n(n_e2e),
-                        s.concurrency
-                    ),
-                    value: format!("{} msg/s (median of {runs})", fmt_rate(r)),
-                    baseline: format!(
-                        "{} req/s bare reqwest (median of {}{spread})",
-                        fmt_rate(b),
-                        runs + 1
-                    ),
-                    ratio: Some(ratio),
-                    target: "≥ 20k msg/s, ≥ 0.8×".into(),
-                    pass: Some(r >= 20_000.0 && ratio >= 0.8),
-                });
-            }
-            if s.wants("receipts") {
-                let (r, b, ratio, spread) = receipts.summary();
-                table.push(Row {
-                    figure: format!(
-                        "receipts ({} signed status webhooks, c={})",
-                        fmt_n(n_e2e),
-                        s.concurrency
-                    ),
-                    value: format!("{} events/s (median of {runs})", fmt_rate(r)),
-                    baseline: format!(
-                        "{} req/s bare HTTP (median of {}{spread})",
-                        fmt_rate(b),
-                        runs + 1
-                    ),
-                    ratio: Some(ratio),
-                    target: "≥ 20k events/s, ≥ 0.6×".into(),
-                    pass: Some(r >= 20_000.0 && ratio >= 0.6),
-                });
-            }
-        }
-
-        if s.wants("rate") {
-            for row in rate_accuracy(&d, &wa_mock, bench_dir.path(), s.scale) {
-                table.push(row);
-            }
-        }
-        d.stop();
+/// Everything measured through the real daemon.
+fn daemon_rows(s: &Settings, table: &mut Table, dir: &Path, bare: &BareStore, sizes: &Sizes) {
+    let wa_mock = mock::whatsapp_mock(2);
+    let d = Daemon::start(&config(wa_mock.addr.port(), s.concurrency), &scripts());
+    if s.any(&["import", "core", "report", "export", "rss"]) {
+        import_row(s, table, &d, dir, bare, sizes.members);
     }
+    if s.any(&["core", "report", "export", "rss"]) {
+        let push = core_rows(s, table, &d, bare, sizes.members);
+        if s.wants("report") {
+            table.push(report_row(&d, push, sizes.members));
+        }
+        if s.wants("export") {
+            table.push(export_row(s, &d, push, dir, sizes.members));
+        }
+    }
+    if s.any(&["dispatch", "receipts"]) {
+        e2e_rows(s, table, &d, &wa_mock, dir, sizes.e2e);
+    }
+    if s.wants("rate") {
+        for row in rate_accuracy(&d, &wa_mock, dir, s.scale) {
+            table.push(row);
+        }
+    }
+    d.stop();
+}
 
-    table.print(&machine(), started.elapsed());
+fn import_row(s: &Settings, table: &mut Table, d: &Daemon, dir: &Path, bare: &BareStore, n: u64) {
+    let csv = dir.join("members.csv");
+    write_csv(&csv, (1..=n).map(|i| member_row("sim", i)));
+    eprintln!("[import] pushd members import ({n} rows)…");
+    let took = import(d, &csv);
+    let r = rate(n, took);
+    if s.wants("import") {
+        let base = bare.import.map(|b| rate(n, b)).unwrap_or(0.0);
+        table.push(Row {
+            figure: format!("member import ({} CSV rows)", fmt_n(n)),
+            value: format!("{} rows/s ({})", fmt_rate(r), fmt_secs(took)),
+            baseline: format!("{} rows/s bare inserts", fmt_rate(base)),
+            ratio: Some(r / base),
+            target: "≥ 200k rows/s, ≥ 0.3×".into(),
+            pass: Some(r >= 200_000.0 && r / base >= 0.3),
+        });
+    }
+}
+
+/// The simulator push over every member: core overhead and peak RSS.
+/// Returns the push (for the report and export rows).
+fn core_rows(s: &Settings, table: &mut Table, d: &Daemon, bare: &BareStore, n: u64) -> i64 {
+    let idle_rss = d.proc_kb("VmRSS");
+    d.reset_peak_rss();
+    eprintln!("[core] push to {n} simulator recipients…");
+    let t = Instant::now();
+    let id = d.create_push("core", "sim", "hello", None);
+    let p = d.wait_completed("core", Duration::from_secs(3600));
+    let took = t.elapsed();
+    let peak = d.proc_kb("VmHWM");
+    assert_eq!(p["sent"].as_u64(), Some(n), "core push: {p}");
+    let r = rate(n, took);
+    if s.wants("core") {
+        let base = bare.update.map(|b| rate(n, b)).unwrap_or(0.0);
+        table.push(Row {
+            figure: "core overhead (null channel, resolve+Lua+render+store)".into(),
+            value: format!("{} recipients/s ({})", fmt_rate(r), fmt_secs(took)),
+            baseline: format!("{} rows/s bare UPDATEs", fmt_rate(base)),
+            ratio: (base > 0.0).then(|| r / base),
+            target: "≥ 200k recipients/s".into(),
+            pass: Some(r >= 200_000.0),
+        });
+    }
+    if s.wants("rss") {
+        table.push(Row {
+            figure: format!("peak RSS (daemon, {}-recipient push)", fmt_n(n)),
+            value: fmt_mb(peak),
+            baseline: format!("{} idle", fmt_mb(idle_rss)),
+            ratio: Some(peak as f64 / idle_rss.max(1) as f64),
+            target: "≤ 64 MB".into(),
+            pass: Some(peak <= 64 * 1024),
+        });
+    }
+    id
+}
+
+fn report_row(d: &Daemon, push: i64, n: u64) -> Row {
+    eprintln!("[report] push.report on the finished push…");
+    let (value, base) = report_latency(d, push);
+    Row {
+        figure: format!("report (push.report, {} recipients)", fmt_n(n)),
+        value: format!("{:.2} ms median", value * 1e3),
+        baseline: format!("{:.1} ms GROUP BY scan", base * 1e3),
+        ratio: Some(base / value),
+        target: "≤ 10 ms".into(),
+        pass: Some(value <= 0.010),
+    }
+}
+
+fn export_row(s: &Settings, d: &Daemon, push: i64, dir: &Path, n: u64) -> Row {
+    eprintln!("[export] CSV export of {n} rows…");
+    let e = export(d, push, dir);
+    assert_eq!(e.rows, n + 1, "export row count");
+    let flat = e.daemon_growth_kb <= 32 * 1024 && e.cli_peak_kb <= 32 * 1024;
+    Row {
+        figure: format!("export ({} rows CSV)", fmt_n(n)),
+        value: format!(
+            "{} (daemon +{}, CLI {})",
+            fmt_secs(e.took),
+            fmt_mb(e.daemon_growth_kb),
+            fmt_mb(e.cli_peak_kb)
+        ),
+        baseline: format!("{} bare SELECT→csv", fmt_secs(e.bare)),
+        ratio: Some(e.bare.as_secs_f64() / e.took.as_secs_f64()),
+        target: "≤ 3 s, flat memory".into(),
+        pass: Some(e.took.as_secs_f64() <= 3.0 * s.scale.clamp(0.1, 1.0) && flat),
+    }
+}
+
+/// End-to-end dispatch to the WhatsApp mock and the receipts that follow.
+/// The machine is shared: bare runs and measured runs alternate (bare, run,
+/// bare, run, …, bare) and each figure is the median of its runs, so a
+/// neighbour's burst of load shifts one sample, not the verdict. Each push's
+/// receipts are measured right after it, between runs of the bare webhook
+/// sink.
+fn e2e_rows(
+    s: &Settings,
+    table: &mut Table,
+    d: &Daemon,
+    wa_mock: &mock::Server,
+    dir: &Path,
+    n_e2e: u64,
+) {
+    let csv = dir.join("wa.csv");
+    write_csv(&csv, (1..=n_e2e).map(|i| member_row("wa", i)));
+    import(d, &csv);
+    let runs = s.repeat;
+    let bare_run = |k: usize| {
+        eprintln!(
+            "[dispatch] bare reqwest loop {k}/{}, {n_e2e} requests…",
+            runs + 1
+        );
+        rate(n_e2e, bare_send_loop(wa_mock.addr, n_e2e, s.concurrency))
+    };
+    let mut dispatch = Interleaved::default();
+    let mut receipts = Interleaved::default();
+    if s.wants("dispatch") {
+        dispatch.bare.push(bare_run(1));
+    }
+    for k in 1..=runs {
+        let name = format!("e2e-{k}");
+        eprintln!("[dispatch] push {k}/{runs} to {n_e2e} WhatsApp recipients…");
+        let before = wa_mock.seen.requests.load(Ordering::Relaxed);
+        let t = Instant::now();
+        let push = d.create_push(&name, "wa", "hello", None);
+        let p = d.wait_completed(&name, Duration::from_secs(3600));
+        let took = t.elapsed();
+        let sent_to_mock = wa_mock.seen.requests.load(Ordering::Relaxed) - before;
+        assert_eq!(p["sent"].as_u64(), Some(n_e2e), "e2e push: {p}");
+        assert_eq!(
+            sent_to_mock, n_e2e,
+            "the mock saw a different number of sends"
+        );
+        dispatch.runs.push(rate(n_e2e, took));
+        if s.wants("receipts") {
+            let messages = Arc::new(inproc::sent_messages(d.db_path(), push));
+            if k == 1 {
+                receipts.bare.push(sink_run(&messages, s.concurrency));
+            }
+            receipts
+                .runs
+                .push(receipts_run(d, push, &messages, s.concurrency));
+            receipts.bare.push(sink_run(&messages, s.concurrency));
+        }
+        if s.wants("dispatch") {
+            dispatch.bare.push(bare_run(k + 1));
+        }
+    }
+    if s.wants("dispatch") {
+        let (r, b, ratio, spread) = dispatch.summary();
+        table.push(Row {
+            figure: format!(
+                "end-to-end dispatch ({} recipients, WhatsApp mock, c={})",
+                fmt_n(n_e2e),
+                s.concurrency
+            ),
+            value: format!("{} msg/s (median of {runs})", fmt_rate(r)),
+            baseline: format!(
+                "{} req/s bare reqwest (median of {}{spread})",
+                fmt_rate(b),
+                runs + 1
+            ),
+            ratio: Some(ratio),
+            target: "≥ 20k msg/s, ≥ 0.8×".into(),
+            pass: Some(r >= 20_000.0 && ratio >= 0.8),
+        });
+    }
+    if s.wants("receipts") {
+        let (r, b, ratio, spread) = receipts.summary();
+        table.push(Row {
+            figure: format!(
+                "receipts ({} signed status webhooks, c={})",
+                fmt_n(n_e2e),
+                s.concurrency
+            ),
+            value: format!("{} events/s (median of {runs})", fmt_rate(r)),
+            baseline: format!(
+                "{} req/s bare HTTP (median of {}{spread})",
+                fmt_rate(b),
+                runs + 1
+            ),
+            ratio: Some(ratio),
+            target: "≥ 20k events/s, ≥ 0.6×".into(),
+            pass: Some(r >= 20_000.0 && ratio >= 0.6),
+        });
+    }
 }
 
 /// Rates of measured runs and of the bare runs around them: bare[i] and
