@@ -274,7 +274,7 @@ CREATE INDEX deliveries_skipped ON deliveries(push_id) WHERE state = 4;
 ALTER TABLE pushes ADD COLUMN resolved_through INTEGER;
 "#,
     // 5: no index on events(at). The one writer inserts events as it applies
-    // them, stamped with the time it does (`receipts::apply`), so rowid
+    // them, stamped with the time it does (`store::receipts`), so rowid
     // order is time order and the index repeated it, at the price of one
     // more index entry for every event recorded (thousands a second in a
     // receipt storm). The message log walks rowids newest first, or the
