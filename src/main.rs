@@ -109,6 +109,24 @@ enum Command {
         #[arg(long, value_parser = ["transient"])]
         only: Option<String>,
     },
+    /// A push's recipients with their timeline, filtered and paged.
+    Recipients {
+        push: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Recipients per page (table, json).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after this cursor (the `next` of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// csv lists every matching recipient (all pages).
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
     /// Members: import from CSV or JSON lines.
     Members {
         #[command(subcommand)]
@@ -179,6 +197,31 @@ enum PushCommand {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Which recipients of a push (`recipients`, `audience from-push`).
+#[derive(Args)]
+struct FilterArgs {
+    /// read_and_interacted, read_only, interacted_only, not_read_or_interacted,
+    /// sent_fail, skipped, cancelled.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// The channel instance they were sent through.
+    #[arg(long)]
+    channel: Option<String>,
+    #[arg(long)]
+    locale: Option<String>,
+    #[arg(long)]
+    error_class: Option<String>,
+    #[arg(long)]
+    error_code: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum AudienceCommand {
     /// Size and sample rendered messages; nothing is sent.
@@ -188,6 +231,15 @@ enum AudienceCommand {
         limit: u32,
         #[arg(long)]
         template: Option<String>,
+    },
+    /// A saved audience of a push's recipients with an outcome (and filters),
+    /// to push again to; members who unsubscribed since are left out.
+    FromPush {
+        push: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -276,6 +328,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Export { output, .. } = &cli.command {
         return export(&mut client, &request, output, cli.json).await;
     }
+    if let (
+        Command::Recipients {
+            format: ListFormat::Csv,
+            output,
+            ..
+        },
+        Request::PushRecipients(args),
+    ) = (&cli.command, &request)
+    {
+        return recipients_csv(&mut client, args.clone(), output.as_deref()).await;
+    }
     if let Command::Push {
         command: PushCommand::Show { follow: true, .. },
     } = &cli.command
@@ -335,18 +398,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     report_render::html(&report, &failures.groups)
                 }
             };
-            match output {
-                Some(path) => {
-                    std::fs::write(path, text)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    format!("wrote {}\n", path.display())
-                }
-                None => text,
-            }
+            write_or_return(output.as_deref(), text)?
         }
         (_, Request::PushFailures(_)) => render::failures(&data(&resp)?),
         (_, Request::AudiencePreview(_)) => render::preview(&data(&resp)?),
-        (_, Request::AudienceRetry(_)) => render::retry_audience(&data(&resp)?),
+        (_, Request::AudienceRetry(_) | Request::AudienceFromPush(_)) => {
+            render::retry_audience(&data(&resp)?)
+        }
+        (Command::Recipients { format, output, .. }, Request::PushRecipients(_)) => {
+            let text = match format {
+                ListFormat::Json => serde_json::to_string_pretty(&resp.data)? + "\n",
+                _ => render::recipients(&data(&resp)?),
+            };
+            write_or_return(output.as_deref(), text)?
+        }
         (_, Request::EventsList(_)) => render::events(&data(&resp)?),
         _ => serde_json::to_string_pretty(&resp.data)? + "\n",
     };
@@ -402,6 +467,38 @@ fn build_request(command: &Command) -> Result<Request> {
             limit: Some(*limit),
             template: template.clone(),
         }),
+        Command::Audience {
+            command: AudienceCommand::FromPush { push, filter, name },
+        } => Request::AudienceFromPush(AudienceFromPushArgs {
+            push: push.clone(),
+            name: name.clone(),
+            outcome: filter.outcome.clone(),
+            channel: filter.channel.clone(),
+            locale: filter.locale.clone(),
+            error_class: filter.error_class.clone(),
+            error_code: filter.error_code.clone(),
+        }),
+        Command::Recipients {
+            push,
+            filter,
+            limit,
+            after,
+            format,
+            ..
+        } => Request::PushRecipients(PushRecipientsArgs {
+            push: push.clone(),
+            outcome: filter.outcome.clone(),
+            channel: filter.channel.clone(),
+            locale: filter.locale.clone(),
+            error_class: filter.error_class.clone(),
+            error_code: filter.error_code.clone(),
+            limit: Some(if *format == ListFormat::Csv {
+                1000
+            } else {
+                *limit
+            }),
+            after: after.clone(),
+        }),
         Command::Report { push, .. } => Request::PushReport(PushRef { push: push.clone() }),
         Command::Failures { push, samples } => Request::PushFailures(PushFailuresArgs {
             push: push.clone(),
@@ -438,6 +535,48 @@ fn build_request(command: &Command) -> Result<Request> {
             limit: Some(*limit),
         }),
     })
+}
+
+/// Writes `text` to `output` (and says so), or returns it for stdout.
+fn write_or_return(output: Option<&std::path::Path>, text: String) -> Result<String> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(format!("wrote {}\n", path.display()))
+        }
+        None => Ok(text),
+    }
+}
+
+/// `recipients --format csv`: every matching recipient, page after page.
+async fn recipients_csv(
+    client: &mut Client,
+    mut args: PushRecipientsArgs,
+    output: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let mut csv = String::new();
+    let mut first = true;
+    loop {
+        let resp = client.call(&Request::PushRecipients(args.clone())).await?;
+        if !resp.ok {
+            let e = resp.error.as_ref();
+            bail!(
+                "{} ({})",
+                e.map(|e| e.message.as_str()).unwrap_or("request failed"),
+                e.map(|e| e.code.as_str()).unwrap_or("error")
+            );
+        }
+        let page: RecipientsData = data(&resp)?;
+        csv.push_str(&pushd::commands::recipients::csv(&page.recipients, first));
+        first = false;
+        match page.next {
+            Some(next) => args.after = Some(next),
+            None => break,
+        }
+    }
+    print!("{}", write_or_return(output, csv)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Streams the export into `output` (written to a temp file, renamed at the end).

@@ -95,6 +95,8 @@ requests! {
     AudiencePreview(AudiencePreviewArgs) = "audience.preview", mutates: false;
     AudienceRetry(AudienceRetryArgs) = "audience.retry", mutates: true;
     EventsList(EventsListArgs) = "events.list", mutates: false;
+    PushRecipients(PushRecipientsArgs) = "push.recipients", mutates: false;
+    AudienceFromPush(AudienceFromPushArgs) = "audience.from_push", mutates: true;
 }
 
 impl Request {
@@ -134,6 +136,8 @@ impl Request {
             | Request::PushExport(p) => Some(p.push.clone()),
             Request::PushFailures(a) => Some(a.push.clone()),
             Request::AudienceRetry(a) => Some(format!("{} -> {}", a.push, a.name)),
+            Request::AudienceFromPush(a) => Some(format!("{} -> {}", a.push, a.name)),
+            Request::PushRecipients(a) => Some(a.push.clone()),
             Request::AudiencePreview(a) => Some(a.name.clone()),
             Request::MembersImport(a) => a.path.clone().or_else(|| Some("inline".into())),
             _ => None,
@@ -253,6 +257,134 @@ pub struct EventsListArgs {
     pub member: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+}
+
+/// Which recipients of a push: the filter fields `push.recipients` and
+/// `audience.from_push` share.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecipientFilter<'a> {
+    pub outcome: Option<&'a str>,
+    pub channel: Option<&'a str>,
+    pub locale: Option<&'a str>,
+    pub error_class: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRecipientsArgs {
+    pub push: String,
+    /// read_and_interacted, read_only, interacted_only,
+    /// not_read_or_interacted, sent_fail, skipped, cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Page size (default 50, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceFromPushArgs {
+    pub push: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+}
+
+impl PushRecipientsArgs {
+    pub fn filter(&self) -> RecipientFilter<'_> {
+        RecipientFilter {
+            outcome: self.outcome.as_deref(),
+            channel: self.channel.as_deref(),
+            locale: self.locale.as_deref(),
+            error_class: self.error_class.as_deref(),
+            error_code: self.error_code.as_deref(),
+        }
+    }
+}
+
+impl AudienceFromPushArgs {
+    pub fn filter(&self) -> RecipientFilter<'_> {
+        RecipientFilter {
+            outcome: self.outcome.as_deref(),
+            channel: self.channel.as_deref(),
+            locale: self.locale.as_deref(),
+            error_class: self.error_class.as_deref(),
+            error_code: self.error_code.as_deref(),
+        }
+    }
+}
+
+/// One page of a push's recipients.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecipientsData {
+    pub push: String,
+    /// Recipients matching the filter, when countable without a scan
+    /// (outcome and error filters); None with a channel or locale filter.
+    pub total: Option<u64>,
+    pub recipients: Vec<RecipientInfo>,
+    /// Cursor for the next page (`after`); None on the last page.
+    pub next: Option<String>,
+}
+
+/// A recipient and what happened to its message, with times.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecipientInfo {
+    pub delivery_id: i64,
+    pub member_id: i64,
+    pub channel: String,
+    pub channel_user_id: String,
+    pub name: String,
+    pub locale: String,
+    /// The report slice (or skipped / cancelled); None while pending.
+    pub outcome: Option<String>,
+    pub state: String,
+    pub attempts: u32,
+    pub timeline: Timeline,
+    pub error: Option<RecipientError>,
+    pub skip_reason: Option<String>,
+}
+
+/// The recipient's timeline (RFC 3339 times, absent when it did not happen).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// When the push froze its audience (the recipient was queued).
+    pub queued: Option<String>,
+    pub sent: Option<String>,
+    pub delivered: Option<String>,
+    pub read: Option<String>,
+    pub interacted: Option<String>,
+    /// What the interaction carried (reply text or button payload).
+    pub interaction: Option<String>,
+    pub failed: Option<String>,
+}
+
+/// Why a recipient failed, in the platform's words.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecipientError {
+    pub class: String,
+    pub code: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -488,6 +620,13 @@ pub struct AudienceInfo {
     pub source_push_id: Option<PushId>,
     /// `transient` when only transient failures were taken.
     pub only_class: Option<String>,
+    /// The outcome its members had in the source push (`sent_fail` for
+    /// retry audiences).
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// The other filters it was made with, e.g. `channel=wa locale=en`.
+    #[serde(default)]
+    pub filter: Option<String>,
     pub created_at: Millis,
     pub members: u64,
 }

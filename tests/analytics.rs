@@ -17,8 +17,18 @@ fn now_s() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-#[test]
-fn constructed_push_report_failures_export_html_and_retry_audience() {
+/// A finished push "exact" over 11 members of the custom channel "hook",
+/// with receipts that construct every outcome: u1, u2 read & interacted
+/// (u1 replied "YES"); u3–u5 read only; u6 interacted only; u7, u8 neither;
+/// u9 blocked and u10 bounced ("mailbox gone"): sent fail; u11 skipped
+/// (unsubscribed).
+pub struct Constructed {
+    pub rt: tokio::runtime::Runtime,
+    pub mock: MockPlatform,
+    pub d: TestDaemon,
+}
+
+pub fn constructed_push() -> Constructed {
     let rt = runtime();
     let mock = rt.block_on(MockPlatform::start(Platform::Custom));
     let cfg = base_config(&format!(
@@ -90,6 +100,12 @@ fn constructed_push_report_failures_export_html_and_retry_audience() {
         &body,
     );
     assert_eq!(status, 200, "{text}");
+    Constructed { rt, mock, d }
+}
+
+#[test]
+fn constructed_push_report_failures_export_html_and_retry_audience() {
+    let Constructed { rt, mock, d } = constructed_push();
 
     let r = d.cli_json(&["report", "exact"])["data"].clone();
     let expect = [

@@ -11,6 +11,7 @@ mod dispatch;
 mod e2e;
 mod members;
 mod receipts;
+mod recipients;
 mod reliability;
 mod reload;
 mod script;

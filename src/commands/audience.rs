@@ -130,15 +130,32 @@ pub async fn preview(
     })
 }
 
-fn info(a: AudienceRow) -> AudienceInfo {
+pub(super) fn info(a: AudienceRow) -> AudienceInfo {
     AudienceInfo {
         id: a.id,
         name: a.name,
         source_push_id: a.source_push_id,
         only_class: a.only_class,
+        outcome: a.outcome,
+        filter: a.filter,
         created_at: a.created_at,
         members: a.members,
     }
+}
+
+/// A saved audience's name: not empty, and not one the scripts define.
+pub(super) fn check_new_name(scripts: &Scripts, name: &str) -> Result<(), CommandError> {
+    if name.trim().is_empty() {
+        return Err(CommandError::Invalid("--name must not be empty".into()));
+    }
+    if let Some(g) = scripts.live()
+        && g.audiences.contains_key(name)
+    {
+        return Err(CommandError::Conflict(format!(
+            "{name:?} is already an audience in the scripts; pick another --name"
+        )));
+    }
+    Ok(())
 }
 
 /// A static audience of the push's failed recipients, linked to the push.
@@ -157,17 +174,7 @@ pub async fn retry(
             )));
         }
     };
-    if a.name.trim().is_empty() {
-        return Err(CommandError::Invalid("--name must not be empty".into()));
-    }
-    if let Some(g) = scripts.live()
-        && g.audiences.contains_key(&a.name)
-    {
-        return Err(CommandError::Conflict(format!(
-            "{:?} is already an audience in the scripts; pick another --name",
-            a.name
-        )));
-    }
+    check_new_name(scripts, &a.name)?;
     let uid = actor.uid;
     let data = store
         .write(move |c| {

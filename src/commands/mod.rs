@@ -9,6 +9,7 @@ pub mod audit;
 pub mod events;
 pub mod members;
 pub mod push;
+pub mod recipients;
 pub mod reload;
 pub mod report;
 pub mod status;
@@ -180,5 +181,7 @@ async fn run(h: &Handles, actor: &Actor, req: Request) -> CommandResult<Reply> {
         Request::AudiencePreview(a) => one(audience::preview(store, scripts, a).await?),
         Request::AudienceRetry(a) => one(audience::retry(store, scripts, actor, a).await?),
         Request::EventsList(a) => one(events::list(store, a).await?),
+        Request::PushRecipients(a) => one(recipients::list(store, a).await?),
+        Request::AudienceFromPush(a) => one(recipients::from_push(store, scripts, actor, a).await?),
     }
 }

@@ -3,7 +3,7 @@
 use crate::model::fmt_ms;
 use crate::protocol::{
     AuditData, EventsData, FailuresData, ImportData, PreviewData, PushCreateData, PushSummary,
-    ReloadData, ReloadStatus, RetryAudienceData, StatusData,
+    RecipientsData, ReloadData, ReloadStatus, RetryAudienceData, StatusData,
 };
 use crate::util::{duration, table};
 
@@ -306,10 +306,65 @@ pub fn failures(d: &FailuresData) -> String {
 }
 
 pub fn retry_audience(d: &RetryAudienceData) -> String {
+    let which = match (&d.audience.outcome, &d.audience.filter) {
+        (Some(o), _) if o == "sent_fail" => "the failed recipients".to_string(),
+        (Some(o), None) => format!("the {o} recipients"),
+        (Some(o), Some(f)) => format!("the {o} recipients ({f})"),
+        (None, Some(f)) => format!("the recipients ({f})"),
+        (None, None) => "the recipients".to_string(),
+    };
     format!(
-        "created audience {} with {} member(s): the failed recipients of {}\npush it with: pushd push create --audience {} --template TEMPLATE\n",
+        "created audience {} with {} member(s): {which} of {}\npush it with: pushd push create --audience {} --template TEMPLATE\n",
         d.audience.name, d.audience.members, d.source_push, d.audience.name
     )
+}
+
+/// One page of recipients: who, what happened, when; then how to go on.
+pub fn recipients(d: &RecipientsData) -> String {
+    let when = |t: &Option<String>| t.clone().unwrap_or_default();
+    let rows: Vec<Vec<String>> = d
+        .recipients
+        .iter()
+        .map(|r| {
+            let detail = match (&r.error, &r.timeline.interaction, &r.skip_reason) {
+                (Some(e), _, _) => format!("{} {}: {}", e.class, e.code, e.message),
+                (None, Some(i), _) => i.clone(),
+                (None, None, Some(s)) => s.clone(),
+                _ => String::new(),
+            };
+            vec![
+                r.delivery_id.to_string(),
+                format!("{}:{}", r.channel, r.channel_user_id),
+                r.name.clone(),
+                r.outcome.clone().unwrap_or_else(|| r.state.clone()),
+                when(&r.timeline.sent),
+                when(&r.timeline.read),
+                when(&r.timeline.interacted),
+                detail.chars().take(80).collect(),
+            ]
+        })
+        .collect();
+    let mut out = match d.total {
+        Some(n) => format!("{}: {n} recipient(s) match\n\n", d.push),
+        None => format!("{}: recipients\n\n", d.push),
+    };
+    out.push_str(&table::render(
+        &[
+            ">DELIVERY",
+            "RECIPIENT",
+            "NAME",
+            "OUTCOME",
+            "SENT",
+            "READ",
+            "INTERACTED",
+            "DETAIL",
+        ],
+        &rows,
+    ));
+    if let Some(next) = &d.next {
+        out.push_str(&format!("\nmore: --after {next}\n"));
+    }
+    out
 }
 
 pub fn events(d: &EventsData) -> String {

@@ -1,8 +1,9 @@
 //! Saved (static) audiences: today the retry audiences built from a push's
 //! failed recipients, linked to the push they retry.
 
-use super::{Result, StoreError};
-use crate::model::{DeliveryState, Millis, PushId, now_ms};
+use super::Result;
+use super::recipients;
+use crate::model::{DeliveryState, Millis, PushId};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,10 @@ pub struct AudienceRow {
     pub name: String,
     pub source_push_id: Option<PushId>,
     pub only_class: Option<String>,
+    /// The outcome it was made from (`sent_fail` for retry audiences).
+    pub outcome: Option<String>,
+    /// The other filters it was made with, e.g. `channel=wa locale=en`.
+    pub filter: Option<String>,
     pub created_at: Millis,
     pub members: u64,
 }
@@ -20,7 +25,8 @@ pub fn find(conn: &Connection, name: &str) -> Result<Option<AudienceRow>> {
     Ok(conn
         .prepare_cached(
             "SELECT a.id, a.name, a.source_push_id, a.only_class, a.created_at,
-                    (SELECT count(*) FROM audience_members am WHERE am.audience_id = a.id)
+                    (SELECT count(*) FROM audience_members am WHERE am.audience_id = a.id),
+                    a.outcome, a.filter
              FROM audiences a WHERE a.name = ?1",
         )?
         .query_row([name], |r| {
@@ -31,6 +37,8 @@ pub fn find(conn: &Connection, name: &str) -> Result<Option<AudienceRow>> {
                 only_class: r.get(3)?,
                 created_at: r.get(4)?,
                 members: r.get::<_, i64>(5)? as u64,
+                outcome: r.get(6)?,
+                filter: r.get(7)?,
             })
         })
         .optional()?)
@@ -44,9 +52,10 @@ pub enum RetryScope {
     Transient,
 }
 
-/// A static audience of `push`'s failed recipients, minus members who have
-/// unsubscribed since. `name` must be new (and is checked against script
-/// audiences by the caller).
+/// A static audience of `push`'s failed recipients (all, or only those
+/// worth retrying as they are), minus members who have unsubscribed since:
+/// [`recipients::save_audience`] with the outcome `sent_fail`. `name` must
+/// be new (and is checked against script audiences by the caller).
 pub fn create_retry(
     conn: &Connection,
     push: PushId,
@@ -54,31 +63,12 @@ pub fn create_retry(
     scope: RetryScope,
     uid: Option<u32>,
 ) -> Result<AudienceRow> {
-    if find(conn, name)?.is_some() {
-        return Err(StoreError::Invalid(format!(
-            "an audience named {name:?} already exists; pick another --name"
-        )));
-    }
-    let only = match scope {
-        RetryScope::AllFailed => None,
-        RetryScope::Transient => Some("transient"),
+    let filter = recipients::Filter {
+        outcome: Some(recipients::Outcome::SentFail),
+        retryable_only: scope == RetryScope::Transient,
+        ..Default::default()
     };
-    conn.prepare_cached(
-        "INSERT INTO audiences (name, source_push_id, only_class, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![name, push, only, now_ms(), uid])?;
-    let aid = conn.last_insert_rowid();
-    let failed = DeliveryState::Failed as i64;
-    conn.execute(
-        &format!(
-            "INSERT INTO audience_members (audience_id, member_id)
-             SELECT DISTINCT ?1, d.member_id FROM deliveries d INDEXED BY deliveries_failed JOIN members m ON m.id = d.member_id
-             WHERE d.push_id = ?2 AND d.state = {failed} AND m.subscribed = 1
-               AND (?3 IS NULL OR d.error_class IN ('transient', 'rate_limited', 'interrupted'))"
-        ),
-        params![aid, push, only],
-    )?;
-    find(conn, name)?.ok_or_else(|| StoreError::Sqlite("audience vanished after insert".into()))
+    recipients::save_audience(conn, push, &filter, name, uid)
 }
 
 /// Freezes a saved audience into a push's deliveries.

@@ -13,6 +13,7 @@ mod health;
 pub mod members;
 pub mod pushes;
 pub mod receipts;
+pub mod recipients;
 pub mod recorder;
 pub mod schema;
 pub mod scripts;

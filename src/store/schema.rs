@@ -283,6 +283,17 @@ ALTER TABLE pushes ADD COLUMN resolved_through INTEGER;
     r#"
 DROP INDEX events_at;
 "#,
+    // 6: the recipients explorer. Rows with a read or an interaction get a
+    // small index each, so "who read" and "who interacted" are walked
+    // without scanning a push's other rows; sends never touch them (only
+    // receipts set these times). Saved audiences remember the outcome and
+    // filters they were made from (lineage).
+    r#"
+CREATE INDEX deliveries_read ON deliveries(push_id) WHERE read_at IS NOT NULL;
+CREATE INDEX deliveries_interacted ON deliveries(push_id) WHERE interacted_at IS NOT NULL;
+ALTER TABLE audiences ADD COLUMN outcome TEXT;
+ALTER TABLE audiences ADD COLUMN filter TEXT;
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
