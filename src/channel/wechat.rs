@@ -200,7 +200,7 @@ impl Channel for WeChat {
     }
 
     fn validate(&self, outbound: &Outbound) -> Result<(), String> {
-        validate(outbound).map_err(|e| format!("WeChat: {e}"))
+        rules(outbound)
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
@@ -265,6 +265,12 @@ fn classify(errcode: i64) -> ErrorClass {
 
 fn template_error() -> String {
     "this channel sends customer-service messages only and has no template messages; send a free-form message within 48 h of the user's last interaction".into()
+}
+
+/// WeChat's message rules (what [`Channel::validate`] checks); the error
+/// names the rule broken.
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
+    validate(outbound).map_err(|e| format!("WeChat: {e}"))
 }
 
 fn validate(outbound: &Outbound) -> Result<(), String> {

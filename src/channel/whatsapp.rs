@@ -117,7 +117,7 @@ impl Channel for WhatsApp {
     }
 
     fn validate(&self, outbound: &Outbound) -> Result<(), String> {
-        validate(outbound).map_err(|e| format!("WhatsApp: {e}"))
+        rules(outbound)
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
@@ -158,6 +158,12 @@ fn classify(e: &GraphError) -> ErrorClass {
         131000 | 131016 | 131057 | 133004 => ErrorClass::Transient,
         _ => meta::common_class(e).unwrap_or(ErrorClass::Rejected),
     }
+}
+
+/// WhatsApp's message rules (what [`Channel::validate`] checks); the error
+/// names the rule broken.
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
+    validate(outbound).map_err(|e| format!("WhatsApp: {e}"))
 }
 
 fn validate(outbound: &Outbound) -> Result<(), String> {

@@ -8,6 +8,7 @@ use super::error::{Location, ScriptError};
 use super::template::{CompiledButton, CompiledMessage, Text, is_locale_tag};
 use super::where_sql;
 use super::{AudienceDef, BatchDef, PushDef, PushStart, SendWindow, Shared, TemplateDef};
+use crate::model::Platform;
 use mlua::{Function, Lua, Table, Value, Variadic};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -21,9 +22,21 @@ pub(crate) struct AudienceSlot {
 
 pub(crate) struct TemplateSlot {
     pub def: TemplateDef,
-    /// Sorted by locale key.
+    /// The generic locale tables, sorted by locale key.
     pub locales: Vec<(String, CompiledMessage)>,
+    /// Per-platform versions (`whatsapp = { en = … }`), each sorted by locale key.
+    pub overrides: BTreeMap<Platform, Vec<(String, CompiledMessage)>>,
     pub render: Option<(Function, Location)>,
+}
+
+impl TemplateSlot {
+    /// The platform's own locale tables (empty when it has none).
+    pub(crate) fn overrides_for(&self, platform: Option<Platform>) -> &[(String, CompiledMessage)] {
+        platform
+            .and_then(|p| self.overrides.get(&p))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
 }
 
 /// Everything the scripts defined, plus the problems found on the way.
@@ -502,6 +515,58 @@ fn compile_locale(locale: &str, v: &Value, errs: &mut Vec<String>) -> Option<Com
     })
 }
 
+/// `whatsapp = { en = { … }, zh = { … } }`: a platform's own locale tables.
+fn compile_override(
+    platform: Platform,
+    v: &Value,
+    errs: &mut Vec<String>,
+) -> Option<Vec<(String, CompiledMessage)>> {
+    let shape = format!("{platform} = {{ en = {{ text = … }}, zh = {{ … }} }}");
+    let Value::Table(t) = v else {
+        errs.push(format!(
+            "{platform} must be a table of locale tables, like {shape}; found {}",
+            v.type_name()
+        ));
+        return None;
+    };
+    let before = errs.len();
+    let mut locales = Vec::new();
+    for pair in t.pairs::<Value, Value>() {
+        let Ok((k, v)) = pair else { continue };
+        match &k {
+            Value::String(s) if is_locale_tag(&s.to_string_lossy()) => {
+                let loc = s.to_string_lossy();
+                if let Some(m) = compile_locale(&format!("{platform}.{loc}"), &v, errs) {
+                    locales.push((loc, m));
+                }
+            }
+            Value::String(s) if MESSAGE_KEYS.contains(&&*s.to_string_lossy()) => {
+                errs.push(format!(
+                    "{platform}.{}: a platform version takes locale tables, like the template itself: {shape}",
+                    s.to_string_lossy()
+                ));
+                return None;
+            }
+            other => errs.push(format!(
+                "{platform}: unknown key {}: a platform version takes locale tables, like {shape}",
+                match other {
+                    Value::String(s) => format!("{:?}", s.to_string_lossy()),
+                    v => format!("(a {} key)", v.type_name()),
+                }
+            )),
+        }
+    }
+    if errs.len() > before {
+        return None;
+    }
+    if locales.is_empty() {
+        errs.push(format!("{platform} has no locale table; write {shape}"));
+        return None;
+    }
+    locales.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(locales)
+}
+
 fn define_template(
     _lua: &Lua,
     defs: &DefsRef,
@@ -518,13 +583,14 @@ fn define_template(
     let mut errs = Vec::new();
     let mut render = None;
     let mut locales: Vec<(String, CompiledMessage)> = Vec::new();
+    let mut overrides = BTreeMap::new();
     for pair in t.pairs::<Value, Value>() {
         let Ok((k, v)) = pair else { continue };
         let key = match &k {
             Value::String(s) => s.to_string_lossy(),
             other => {
                 errs.push(format!(
-                    "keys must be locales or render, found a {} key",
+                    "keys must be locales, platforms or render, found a {} key",
                     other.type_name()
                 ));
                 continue;
@@ -535,17 +601,25 @@ fn define_template(
             "description" => {
                 opt_string(t, "description", &mut errs);
             }
-            loc if is_locale_tag(loc) => {
-                if let Some(m) = compile_locale(loc, &v, &mut errs) {
-                    locales.push((loc.to_string(), m));
+            other => {
+                if let Some(platform) = Platform::parse(other) {
+                    if let Some(tables) = compile_override(platform, &v, &mut errs) {
+                        overrides.insert(platform, tables);
+                    }
+                } else if is_locale_tag(other) {
+                    if let Some(m) = compile_locale(other, &v, &mut errs) {
+                        locales.push((other.to_string(), m));
+                    }
+                } else {
+                    errs.push(format!(
+                        "unknown key {other:?}: a template takes locale tables (en = {{ text = … }}, [\"zh-CN\"] = {{ … }}), platform versions ({} = {{ en = {{ … }} }}), render and description",
+                        Platform::ALL.map(Platform::as_str).join(" | ")
+                    ));
                 }
             }
-            other => errs.push(format!(
-                "unknown key {other:?}: a template takes locale tables (en = {{ text = … }}, [\"zh-CN\"] = {{ … }}), render and description"
-            )),
         }
     }
-    if errs.is_empty() && locales.is_empty() && render.is_none() {
+    if errs.is_empty() && locales.is_empty() && overrides.is_empty() && render.is_none() {
         errs.push(
             "needs at least one locale table (en = { text = … }) or a render function".into(),
         );
@@ -566,10 +640,15 @@ fn define_template(
             def: TemplateDef {
                 name,
                 locales: locales.iter().map(|(l, _)| l.clone()).collect(),
+                overrides: overrides
+                    .iter()
+                    .map(|(p, ls)| (*p, ls.iter().map(|(l, _)| l.clone()).collect()))
+                    .collect(),
                 has_render: render.is_some(),
                 location: at,
             },
             locales,
+            overrides,
             render,
         },
     );
