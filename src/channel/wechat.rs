@@ -304,7 +304,7 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
         }
         if !menu.is_empty() {
             return Err(
-                "an image is sent as a news article, which cannot carry menu buttons or quick replies; drop the image or the buttons for WeChat"
+                "an image goes out as a news article (title, picture, one link), which carries no menu buttons or quick replies; send the image without them, or the buttons without the image"
                     .into(),
             );
         }

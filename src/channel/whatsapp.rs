@@ -188,7 +188,7 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
     if !links.is_empty() {
         if links.len() > 1 || !replies.is_empty() {
             return Err(format!(
-                "a message carries either up to {REPLY_BUTTONS_MAX} reply buttons or one URL button, not {} reply and {} URL buttons",
+                "one message carries up to {REPLY_BUTTONS_MAX} reply buttons (quick replies count as reply buttons) or one URL button, never both; this one has {} reply and {} URL button(s) (a link can go in the text instead)",
                 replies.len(),
                 links.len()
             ));
