@@ -7,6 +7,9 @@
 //! as the empty string; strings render as-is, numbers in their JSON form
 //! (`42`, `1.5`), booleans as `true`/`false`, arrays and objects as compact
 //! JSON. Spaces inside the braces are ignored. Anything else is a load error.
+//!
+//! Which table a member gets — a platform's own version or the generic one,
+//! in which locale — is [`choose_message`]'s decision.
 
 use crate::model::{Button, Member, Message};
 use std::fmt::Write as _;
