@@ -66,6 +66,8 @@
 ---@class pushd.Context
 ---@field now integer Unix seconds when the batch started.
 ---@field push string? The push being prepared, when known.
+---@field template string? In render and route: the template being prepared.
+---@field platform pushd.Platform|""? In render and route: the member's platform (as `m.platform`), which also picks the template's platform version.
 local Context = {}
 
 ---True when the member wrote to us within the channel's service window
@@ -100,12 +102,30 @@ function Context.local_time(m) end
 ---@return fun(spec: pushd.AudienceSpec)
 function audience(name) end
 
+---A platform's own version of a template, used for members on channels of
+---that kind: locale tables, like the template's own. For such a member the
+---locale is chosen as usual (its locale, its language, the default locale,
+---its language), the platform's table before the generic one at each step.
+---@alias pushd.PlatformVersion table<string, pushd.LocaleMessage>
+
 ---@class pushd.TemplateSpec
 ---@field description string?
----@field render (fun(m: pushd.Member, ctx: pushd.Context): pushd.Message?)? Builds the message in Lua; returning nil falls back to the locale tables.
+---@field render (fun(m: pushd.Member, ctx: pushd.Context): pushd.Message?)? Builds the message in Lua (`ctx.platform` says for which platform); returning nil falls back to the tables.
+---@field whatsapp pushd.PlatformVersion? e.g. reply buttons with the link in the text (one message carries reply buttons or one URL button, not both).
+---@field messenger pushd.PlatformVersion?
+---@field instagram pushd.PlatformVersion?
+---@field telegram pushd.PlatformVersion?
+---@field slack pushd.PlatformVersion?
+---@field wechat pushd.PlatformVersion? e.g. an image with one URL button (a news article), or text with links.
+---@field webchat pushd.PlatformVersion?
+---@field custom pushd.PlatformVersion?
+---@field simulator pushd.PlatformVersion?
 ---@field [string] pushd.LocaleMessage Locale tables: en = { … }, zh = { … }, ["zh-CN"] = { … }.
 
----Defines a message template: `template "name" { en = { text = "Hi {{name}}" }, … }`.
+---Defines a message template: `template "name" { en = { text = "Hi {{name}}" }, whatsapp = { en = { … } }, … }`.
+---Every template is rendered at load for a sample member of every configured
+---channel (and each platform version for its platform); a message a channel
+---cannot carry fails the load with the platform's rule and how to fix it.
 ---@param name string
 ---@return fun(spec: pushd.TemplateSpec)
 function template(name) end

@@ -9,6 +9,7 @@ mod config_cli;
 mod control;
 mod dispatch;
 mod e2e;
+mod examples;
 mod members;
 mod receipts;
 mod recipients;

@@ -197,30 +197,7 @@ impl Channel for Custom {
     }
 
     fn validate(&self, outbound: &Outbound) -> Result<(), String> {
-        match outbound {
-            Outbound::Template { name, .. } if name.trim().is_empty() => {
-                Err("template name is empty".into())
-            }
-            Outbound::Message { message, .. }
-                if message.text.trim().is_empty()
-                    && message.image_url.is_none()
-                    && message.buttons.is_empty() =>
-            {
-                Err("the message is empty (no text, image or buttons)".into())
-            }
-            Outbound::Message { message, .. } => {
-                match message
-                    .buttons
-                    .iter()
-                    .chain(&message.quick_replies)
-                    .find(|b| b.title.trim().is_empty())
-                {
-                    Some(_) => Err("a button has an empty title".into()),
-                    None => Ok(()),
-                }
-            }
-            Outbound::Template { .. } => Ok(()),
-        }
+        rules(self.platform, outbound)
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
@@ -240,6 +217,33 @@ impl Channel for Custom {
     fn default_rate_per_second(&self) -> Option<f64> {
         None
     }
+}
+
+/// The message rules of a custom or webchat platform (what
+/// [`Channel::validate`] checks): the contract carries any message, so only
+/// an empty one or an empty button title is refused.
+pub(crate) fn rules(platform: Platform, outbound: &Outbound) -> Result<(), String> {
+    let broken = match outbound {
+        Outbound::Template { name, .. } if name.trim().is_empty() => "template name is empty",
+        Outbound::Message { message, .. }
+            if message.text.trim().is_empty()
+                && message.image_url.is_none()
+                && message.buttons.is_empty() =>
+        {
+            "the message is empty (no text, image or buttons)"
+        }
+        Outbound::Message { message, .. }
+            if message
+                .buttons
+                .iter()
+                .chain(&message.quick_replies)
+                .any(|b| b.title.trim().is_empty()) =>
+        {
+            "a button has an empty title"
+        }
+        _ => return Ok(()),
+    };
+    Err(format!("{platform}: {broken}"))
 }
 
 /// The webhook body (see the module documentation).

@@ -134,28 +134,34 @@ impl Messenger {
             })
             .ok_or_else(|| reply.missing("message_id"))
     }
+}
 
-    fn validate_outbound(&self, outbound: &Outbound) -> Result<(), String> {
-        let (message, tag) = match outbound {
-            Outbound::Template { .. } => {
-                return Err(format!(
-                    "{} has no pre-approved message templates; outside the 24 h window send a message with a `tag` ({})",
-                    self.flavor.label(),
-                    self.flavor.tags().join(", ")
-                ));
-            }
-            Outbound::Message { message, tag } => (message, tag),
-        };
-        if let Some(tag) = tag
-            && !self.flavor.tags().contains(&tag.as_str())
-        {
+/// Messenger's or Instagram's message rules (what [`Channel::validate`]
+/// checks); the error names the rule broken.
+pub(crate) fn rules(flavor: Flavor, outbound: &Outbound) -> Result<(), String> {
+    validate_outbound(flavor, outbound).map_err(|e| format!("{}: {e}", flavor.label()))
+}
+
+fn validate_outbound(flavor: Flavor, outbound: &Outbound) -> Result<(), String> {
+    let (message, tag) = match outbound {
+        Outbound::Template { .. } => {
             return Err(format!(
-                "message tag {tag:?} is not one of {}",
-                self.flavor.tags().join(", ")
+                "{} has no pre-approved message templates; outside the 24 h window send a message with a `tag` ({})",
+                flavor.label(),
+                flavor.tags().join(", ")
             ));
         }
-        validate_message(self.flavor, message)
+        Outbound::Message { message, tag } => (message, tag),
+    };
+    if let Some(tag) = tag
+        && !flavor.tags().contains(&tag.as_str())
+    {
+        return Err(format!(
+            "message tag {tag:?} is not one of {}",
+            flavor.tags().join(", ")
+        ));
     }
+    validate_message(flavor, message)
 }
 
 #[async_trait]
@@ -172,8 +178,7 @@ impl Channel for Messenger {
     }
 
     fn validate(&self, outbound: &Outbound) -> Result<(), String> {
-        self.validate_outbound(outbound)
-            .map_err(|e| format!("{}: {e}", self.flavor.label()))
+        rules(self.flavor, outbound)
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {

@@ -22,6 +22,24 @@ pub mod whatsapp;
 pub use factory::build;
 pub use registry::{BuildError, ChannelSet, Channels, build_set};
 
+/// A platform's message rules, as its adapter's [`Channel::validate`]
+/// applies them, without an instance: scripts check a template's own
+/// version for a platform (`wechat = { … }`) with it even when no channel of
+/// that kind is configured. The error names the platform and the rule.
+pub fn rules(platform: Platform, outbound: &Outbound) -> Result<(), String> {
+    use messenger::Flavor;
+    match platform {
+        Platform::Whatsapp => whatsapp::rules(outbound),
+        Platform::Messenger => messenger::rules(Flavor::Messenger, outbound),
+        Platform::Instagram => messenger::rules(Flavor::Instagram, outbound),
+        Platform::Telegram => telegram::rules(outbound),
+        Platform::Slack => slack::rules(outbound),
+        Platform::Wechat => wechat::rules(outbound),
+        Platform::Webchat | Platform::Custom => custom::rules(platform, outbound),
+        Platform::Simulator => simulator::rules(outbound),
+    }
+}
+
 /// Who a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {

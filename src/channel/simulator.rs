@@ -175,6 +175,20 @@ impl Simulator {
     }
 }
 
+/// The simulator's message rules (what [`Channel::validate`] checks): like
+/// a plain-text platform, a non-empty text of at most 4096 characters.
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
+    match outbound {
+        Outbound::Message { message, .. } if message.text.trim().is_empty() => {
+            Err("simulator: the message text is empty".into())
+        }
+        Outbound::Message { message, .. } if message.text.chars().count() > 4096 => {
+            Err("simulator: text is longer than 4096 characters".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 #[async_trait]
 impl Channel for Simulator {
     fn name(&self) -> &str {
@@ -186,15 +200,7 @@ impl Channel for Simulator {
     }
 
     fn validate(&self, outbound: &Outbound) -> Result<(), String> {
-        match outbound {
-            Outbound::Message { message, .. } if message.text.trim().is_empty() => {
-                Err("the message text is empty".into())
-            }
-            Outbound::Message { message, .. } if message.text.chars().count() > 4096 => {
-                Err("text is longer than 4096 characters".into())
-            }
-            _ => Ok(()),
-        }
+        rules(outbound)
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {

@@ -132,7 +132,7 @@ impl Channel for Slack {
     }
 
     fn validate(&self, outbound: &Outbound) -> Result<(), String> {
-        validate(outbound).map_err(|e| format!("Slack: {e}"))
+        rules(outbound)
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
@@ -201,6 +201,12 @@ fn describe(error: &str) -> String {
         _ => return format!("chat.postMessage failed: {error}"),
     };
     format!("{error}: {text}")
+}
+
+/// Slack's message rules (what [`Channel::validate`] checks); the error
+/// names the rule broken.
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
+    validate(outbound).map_err(|e| format!("Slack: {e}"))
 }
 
 fn validate(outbound: &Outbound) -> Result<(), String> {

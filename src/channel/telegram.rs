@@ -115,7 +115,7 @@ impl Channel for Telegram {
     }
 
     fn validate(&self, outbound: &Outbound) -> Result<(), String> {
-        validate(outbound).map_err(|e| format!("Telegram: {e}"))
+        rules(outbound)
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
@@ -177,6 +177,12 @@ fn classify(code: i64, description: &str) -> ErrorClass {
         500..=599 => ErrorClass::Transient,
         _ => ErrorClass::Rejected,
     }
+}
+
+/// Telegram's message rules (what [`Channel::validate`] checks); the error
+/// names the rule broken.
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
+    validate(outbound).map_err(|e| format!("Telegram: {e}"))
 }
 
 fn validate(outbound: &Outbound) -> Result<(), String> {

@@ -200,7 +200,7 @@ impl Channel for WeChat {
     }
 
     fn validate(&self, outbound: &Outbound) -> Result<(), String> {
-        validate(outbound).map_err(|e| format!("WeChat: {e}"))
+        rules(outbound)
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
@@ -267,6 +267,12 @@ fn template_error() -> String {
     "this channel sends customer-service messages only and has no template messages; send a free-form message within 48 h of the user's last interaction".into()
 }
 
+/// WeChat's message rules (what [`Channel::validate`] checks); the error
+/// names the rule broken.
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
+    validate(outbound).map_err(|e| format!("WeChat: {e}"))
+}
+
 fn validate(outbound: &Outbound) -> Result<(), String> {
     let m = match outbound {
         Outbound::Template { .. } => return Err(template_error()),
@@ -298,7 +304,7 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
         }
         if !menu.is_empty() {
             return Err(
-                "an image is sent as a news article, which cannot carry menu buttons or quick replies; drop the image or the buttons for WeChat"
+                "an image goes out as a news article (title, picture, one link), which carries no menu buttons or quick replies; send the image without them, or the buttons without the image"
                     .into(),
             );
         }

@@ -117,7 +117,7 @@ impl Channel for WhatsApp {
     }
 
     fn validate(&self, outbound: &Outbound) -> Result<(), String> {
-        validate(outbound).map_err(|e| format!("WhatsApp: {e}"))
+        rules(outbound)
     }
 
     async fn send(&self, to: &Recipient, outbound: &Outbound) -> Result<SendOk, SendError> {
@@ -160,6 +160,12 @@ fn classify(e: &GraphError) -> ErrorClass {
     }
 }
 
+/// WhatsApp's message rules (what [`Channel::validate`] checks); the error
+/// names the rule broken.
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
+    validate(outbound).map_err(|e| format!("WhatsApp: {e}"))
+}
+
 fn validate(outbound: &Outbound) -> Result<(), String> {
     let message = match outbound {
         Outbound::Template { name, language, .. } => {
@@ -182,7 +188,7 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
     if !links.is_empty() {
         if links.len() > 1 || !replies.is_empty() {
             return Err(format!(
-                "a message carries either up to {REPLY_BUTTONS_MAX} reply buttons or one URL button, not {} reply and {} URL buttons",
+                "one message carries up to {REPLY_BUTTONS_MAX} reply buttons (quick replies count as reply buttons) or one URL button, never both; this one has {} reply and {} URL button(s) (a link can go in the text instead)",
                 replies.len(),
                 links.len()
             ));

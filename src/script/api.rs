@@ -1,13 +1,17 @@
 //! The definition functions scripts call while they load: `audience`,
 //! `template`, `route`, `push`, plus `log.*` (and `print`, an alias of
 //! `log.info`). Problems in a definition are recorded with its file:line and
-//! loading goes on, so one run reports every mistake.
+//! loading goes on, so one run reports every mistake. Templates are
+//! compiled in `api/template_def.rs`.
 
-use super::convert::{MESSAGE_KEYS, buttons_of, check_keys, text_of};
+mod template_def;
+
+pub(crate) use template_def::TemplateSlot;
+
+use super::convert::check_keys;
 use super::error::{Location, ScriptError};
-use super::template::{CompiledButton, CompiledMessage, Text, is_locale_tag};
 use super::where_sql;
-use super::{AudienceDef, BatchDef, PushDef, PushStart, SendWindow, Shared, TemplateDef};
+use super::{AudienceDef, BatchDef, PushDef, PushStart, SendWindow, Shared};
 use mlua::{Function, Lua, Table, Value, Variadic};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -17,13 +21,6 @@ use std::sync::Arc;
 pub(crate) struct AudienceSlot {
     pub def: AudienceDef,
     pub filter: Option<(Function, Location)>,
-}
-
-pub(crate) struct TemplateSlot {
-    pub def: TemplateDef,
-    /// Sorted by locale key.
-    pub locales: Vec<(String, CompiledMessage)>,
-    pub render: Option<(Function, Location)>,
 }
 
 /// Everything the scripts defined, plus the problems found on the way.
@@ -122,7 +119,7 @@ pub(crate) fn install(lua: &Lua, defs: DefsRef, shared: Arc<Shared>) -> mlua::Re
             defs.clone(),
             shared.clone(),
             "template",
-            define_template,
+            template_def::define_template,
         )?,
     )?;
     g.set(
@@ -401,176 +398,6 @@ fn define_audience(
                 location: at,
             },
             filter,
-        },
-    );
-}
-
-fn compile(src: &str, what: &str, errs: &mut Vec<String>) -> Option<Text> {
-    match Text::compile(src) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            errs.push(format!("{what}: {e}"));
-            None
-        }
-    }
-}
-
-fn compile_locale(locale: &str, v: &Value, errs: &mut Vec<String>) -> Option<CompiledMessage> {
-    let Value::Table(t) = v else {
-        errs.push(format!(
-            "{locale} must be a table {{ text = …, buttons = …, quick_replies = …, image = … }}, found {}",
-            v.type_name()
-        ));
-        return None;
-    };
-    if let Err(e) = check_keys(t, MESSAGE_KEYS, locale) {
-        errs.push(e);
-        return None;
-    }
-    let before = errs.len();
-    let text = match field(t, "text") {
-        Value::Nil => {
-            errs.push(format!("{locale}.text is required"));
-            None
-        }
-        v => match text_of(&v, &format!("{locale}.text")) {
-            Ok(s) => compile(&s, &format!("{locale}.text"), errs),
-            Err(e) => {
-                errs.push(e);
-                None
-            }
-        },
-    };
-    let buttons_in = |key: &str, errs: &mut Vec<String>| -> Vec<CompiledButton> {
-        let v = field(t, key);
-        if v.is_nil() {
-            return Vec::new();
-        }
-        let what = format!("{locale}.{key}");
-        let mut es = Vec::new();
-        let r = buttons_of(&v, &what, |title, payload, url| {
-            let title = compile(&title, &format!("{what} title"), &mut es);
-            let payload = payload.map(|p| compile(&p, &format!("{what} payload"), &mut es));
-            let url = url.map(|u| compile(&u, &format!("{what} url"), &mut es));
-            Ok((title, payload, url))
-        });
-        errs.extend(es);
-        match r {
-            Ok(list) => list
-                .into_iter()
-                .filter_map(|(title, payload, url)| {
-                    Some(CompiledButton {
-                        title: title?,
-                        payload: payload.map(|p| p.ok_or(())).transpose().ok()?,
-                        url: url.map(|u| u.ok_or(())).transpose().ok()?,
-                    })
-                })
-                .collect(),
-            Err(e) => {
-                errs.push(e);
-                Vec::new()
-            }
-        }
-    };
-    let buttons = buttons_in("buttons", errs);
-    let quick_replies = buttons_in("quick_replies", errs);
-    let image = match field(t, "image") {
-        Value::Nil => None,
-        v => match text_of(&v, &format!("{locale}.image")) {
-            Ok(s) => {
-                if !(s.starts_with("https://") || s.starts_with("http://") || s.starts_with("{{")) {
-                    errs.push(format!(
-                        "{locale}.image must be an http(s) URL, found {s:?}"
-                    ));
-                }
-                compile(&s, &format!("{locale}.image"), errs)
-            }
-            Err(e) => {
-                errs.push(e);
-                None
-            }
-        },
-    };
-    if errs.len() > before {
-        return None;
-    }
-    Some(CompiledMessage {
-        text: text?,
-        buttons,
-        quick_replies,
-        image,
-    })
-}
-
-fn define_template(
-    _lua: &Lua,
-    defs: &DefsRef,
-    _shared: &Shared,
-    name: String,
-    at: Location,
-    body: Value,
-) {
-    let prefix = format!("template {name:?}");
-    let Value::Table(t) = &body else {
-        body_table(defs, "template", &name, &at, &body, &[]);
-        return;
-    };
-    let mut errs = Vec::new();
-    let mut render = None;
-    let mut locales: Vec<(String, CompiledMessage)> = Vec::new();
-    for pair in t.pairs::<Value, Value>() {
-        let Ok((k, v)) = pair else { continue };
-        let key = match &k {
-            Value::String(s) => s.to_string_lossy(),
-            other => {
-                errs.push(format!(
-                    "keys must be locales or render, found a {} key",
-                    other.type_name()
-                ));
-                continue;
-            }
-        };
-        match key.as_str() {
-            "render" => render = opt_function(t, "render", &mut errs),
-            "description" => {
-                opt_string(t, "description", &mut errs);
-            }
-            loc if is_locale_tag(loc) => {
-                if let Some(m) = compile_locale(loc, &v, &mut errs) {
-                    locales.push((loc.to_string(), m));
-                }
-            }
-            other => errs.push(format!(
-                "unknown key {other:?}: a template takes locale tables (en = {{ text = … }}, [\"zh-CN\"] = {{ … }}), render and description"
-            )),
-        }
-    }
-    if errs.is_empty() && locales.is_empty() && render.is_none() {
-        errs.push(
-            "needs at least one locale table (en = { text = … }) or a render function".into(),
-        );
-    }
-    if !record(defs, &at, &prefix, errs) {
-        return;
-    }
-    locales.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut d = defs.borrow_mut();
-    if let Some(first) = d.templates.get(&name) {
-        let msg = format!("{prefix} is already defined at {}", first.def.location);
-        d.errors.push(ScriptError::at(at, msg));
-        return;
-    }
-    d.templates.insert(
-        name.clone(),
-        TemplateSlot {
-            def: TemplateDef {
-                name,
-                locales: locales.iter().map(|(l, _)| l.clone()).collect(),
-                has_render: render.is_some(),
-                location: at,
-            },
-            locales,
-            render,
         },
     );
 }

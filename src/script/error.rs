@@ -1,5 +1,8 @@
-//! Script errors as operators read them: `file.lua:12: in filter of audience "vip": message`.
+//! Script errors as operators read them: `file.lua:12: in filter of audience "vip": message`,
+//! and the text of the most common validation failure — a template's message
+//! a channel cannot carry — with the platform's rule and the ways to fix it.
 
+use crate::model::Platform;
 use std::fmt;
 
 /// A place in a script file (the file as shown to operators, e.g. `scripts/10_vip.lua`).
@@ -147,6 +150,98 @@ fn first_script_frame(traceback: &str) -> Option<Location> {
         .next()
 }
 
+/// Where a rendered message came from: the fix for a message a channel
+/// cannot carry depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Made<'a> {
+    /// Returned by the template's `render` function (defined there).
+    Render(&'a Location),
+    /// A locale table: the generic one (`platform: None`) or a platform's
+    /// own version (`whatsapp = { en = … }`).
+    Table {
+        locale: &'a str,
+        platform: Option<Platform>,
+    },
+}
+
+/// A template's message that a channel (or, for a platform version checked
+/// without a configured channel, a platform) cannot carry. Its text names
+/// the template and table, the platform's rule, and the fixes: a version
+/// for that platform, or routing those members elsewhere.
+pub(crate) struct Unsendable<'a> {
+    pub template: &'a str,
+    pub made: Made<'a>,
+    /// The locale of the member it was rendered for.
+    pub locale: &'a str,
+    /// The platform of the member it was rendered for (what picks a version).
+    pub member_platform: &'a str,
+    /// The channel it was routed to; `None` when no channel of `platform` is configured.
+    pub channel: Option<&'a str>,
+    pub platform: &'a str,
+    /// The channel's own words: which rule the message breaks.
+    pub rule: &'a str,
+}
+
+impl fmt::Display for Unsendable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (t, mp, locale) = (self.template, self.member_platform, self.locale);
+        match self.made {
+            Made::Render(at) => {
+                write!(f, "template {t:?} (the message its render at {at} returns)")?
+            }
+            Made::Table {
+                locale,
+                platform: None,
+            } => write!(f, "template {t:?} (its {locale} table)")?,
+            Made::Table {
+                locale,
+                platform: Some(p),
+            } => write!(f, "template {t:?} (its {p}.{locale} version)")?,
+        }
+        match self.channel {
+            Some(c) => write!(f, " cannot be sent to channel {c:?} ({})", self.platform)?,
+            None => write!(f, " cannot be sent on {}", self.platform)?,
+        }
+        write!(f, ": {}. Fix: ", self.rule)?;
+        match self.made {
+            Made::Table { platform: None, .. } => write!(
+                f,
+                "add a {mp} version of the message that fits this rule to the template, `{mp} = {{ {locale} = {{ text = … }} }}`"
+            )?,
+            Made::Table {
+                locale,
+                platform: Some(p),
+            } => write!(f, "change {p}.{locale} in the template to fit this rule")?,
+            Made::Render(_) => write!(
+                f,
+                "when ctx.platform == \"{mp}\", return a message that fits this rule from render (or return nil there and add `{mp} = {{ {locale} = {{ text = … }} }}` to the template)"
+            )?,
+        }
+        // Routing elsewhere is a fix only where a channel was routed to.
+        if self.channel.is_some() {
+            write!(
+                f,
+                ", or route {mp} members elsewhere in route() (return another channel, or {{ skip = \"…\" }})"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The router sent a platform template (`kind = "template"`) to a channel
+/// that cannot carry it.
+pub(crate) fn unsendable_platform_template(
+    template: &str,
+    name: &str,
+    channel: &str,
+    platform: &str,
+    rule: &str,
+) -> String {
+    format!(
+        "route() sends the platform template {name:?} (for template {template:?}) to channel {channel:?} ({platform}), which cannot carry it: {rule}. Fix route() for these members: return {{ channel = … }} for a free-form message, or {{ skip = \"…\" }}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +279,46 @@ mod tests {
         let err = mlua::Error::RuntimeError("s/a.lua:3: bad\nstack traceback:\n\t[C]: in ?".into());
         let e = ScriptError::from_lua(&err, None);
         assert_eq!(e.to_string(), "s/a.lua:3: bad");
+    }
+
+    #[test]
+    fn unsendable_names_the_rule_and_both_fixes() {
+        let at = Location {
+            file: "scripts/20_t.lua".into(),
+            line: 9,
+        };
+        let mut u = Unsendable {
+            template: "welcome",
+            made: Made::Table {
+                locale: "en",
+                platform: None,
+            },
+            locale: "en",
+            member_platform: "whatsapp",
+            channel: Some("wa"),
+            platform: "whatsapp",
+            rule: "WhatsApp: at most 3 reply buttons",
+        };
+        let text = u.to_string();
+        for needle in [
+            "template \"welcome\" (its en table) cannot be sent to channel \"wa\" (whatsapp)",
+            "WhatsApp: at most 3 reply buttons. Fix: ",
+            "`whatsapp = { en = { text = … } }`",
+            "or route whatsapp members elsewhere in route()",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in {text}");
+        }
+        u.made = Made::Table {
+            locale: "en",
+            platform: Some(Platform::Whatsapp),
+        };
+        assert!(u.to_string().contains("change whatsapp.en in the template"));
+        u.channel = None;
+        assert!(!u.to_string().contains("route()"), "{u}");
+        u.made = Made::Render(&at);
+        u.channel = Some("wa");
+        let text = u.to_string();
+        assert!(text.contains("render at scripts/20_t.lua:9"), "{text}");
+        assert!(text.contains("ctx.platform == \"whatsapp\""), "{text}");
     }
 }

@@ -1,21 +1,27 @@
 //! One Lua state and the thread that owns it: loads the scripts, (state 0)
-//! validates them, then serves filter/prepare batches from the generation's
-//! shared queue until the generation is dropped.
+//! validates them (`validate.rs`), then serves filter/prepare batches from
+//! the generation's shared queue until the generation is dropped.
+//!
+//! A member's message is chosen here: the template's `render` (with
+//! `ctx.platform` and `ctx.template` set), else its platform's own locale
+//! tables (`whatsapp = { en = … }`) and the generic ones, by locale.
 
 use super::api::{self, Defs, TemplateSlot};
 use super::convert::{self, Keys};
-use super::error::{Location, ScriptError};
+use super::error::{Location, Made, ScriptError};
 use super::sandbox::{self, Budget, TripKind};
-use super::template::choose_locale;
+use super::template::choose_message;
 use super::{LoadSummary, Shared};
-use crate::model::{Member, Message, Millis, Outbound, Routed, now_ms};
+use crate::model::{Member, Message, Millis, Outbound, Platform, Routed, now_ms};
 use mlua::chunk::ChunkMode;
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Table, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
+
+mod validate;
 
 pub(crate) type Reply<T> = Box<dyn FnOnce(T) + Send>;
 
@@ -85,6 +91,9 @@ struct Runtime {
     /// case a script replaced them.
     ctx_fns: [(&'static str, Function); 2],
     ctx_now: Rc<Cell<i64>>,
+    /// What `ctx.platform` holds now (`None`: not set since the batch began),
+    /// so it is written only when the member's platform changes.
+    ctx_platform: Option<Option<Platform>>,
     shared: Arc<Shared>,
 }
 
@@ -123,6 +132,7 @@ impl Host {
                 ctx,
                 ctx_fns,
                 ctx_now,
+                ctx_platform: None,
                 shared,
             },
             defs: Defs::default(),
@@ -179,109 +189,6 @@ impl Host {
         errors
     }
 
-    /// Renders and routes every template for sample members (each locale ×
-    /// each configured channel × inside/outside the service window) and asks
-    /// the channel validator whether the result can be sent.
-    fn validate(&mut self) -> Vec<ScriptError> {
-        let Host { rt, defs, .. } = self;
-        let shared = rt.shared.clone();
-        let now = now_ms();
-        rt.begin_batch(now, None);
-        let mut channels: Vec<(String, &'static str)> = shared
-            .env
-            .channels
-            .iter()
-            .map(|(n, c)| (n.clone(), c.platform.as_str()))
-            .collect();
-        if channels.is_empty() {
-            channels.push(("sample".into(), ""));
-        }
-        let mut errors = Vec::new();
-        let mut seen = HashSet::new();
-        let mut push_err = |e: ScriptError, context: &str, errors: &mut Vec<ScriptError>| {
-            if seen.insert(e.to_string()) {
-                let mut e = e;
-                e.message = format!("{} ({context})", e.message);
-                errors.push(e);
-            }
-        };
-        for tpl in defs.templates.values() {
-            let mut locales: Vec<String> = tpl.locales.iter().map(|(l, _)| l.clone()).collect();
-            if locales.is_empty() {
-                locales.push(shared.env.default_locale.clone());
-            }
-            for locale in &locales {
-                for (channel, _) in &channels {
-                    for recent in [true, false] {
-                        let m = sample_member(channel, locale, recent.then_some(now - 60_000));
-                        let context = format!(
-                            "sample member: locale {locale}, channel {channel}, last interaction {}",
-                            if recent { "1 minute ago" } else { "never" }
-                        );
-                        match rt.prepare_one(defs, tpl, &m) {
-                            Err(e) => push_err(e, &context, &mut errors),
-                            Ok(Routed::Skip { .. }) => {}
-                            Ok(Routed::Send {
-                                channel: to,
-                                outbound,
-                            }) => {
-                                if let Outbound::Message { message, .. } = &outbound
-                                    && message_is_empty(message)
-                                {
-                                    let e = ScriptError::at(
-                                        tpl.def.location.clone(),
-                                        format!(
-                                            "template {:?} renders an empty message",
-                                            tpl.def.name
-                                        ),
-                                    );
-                                    push_err(e, &context, &mut errors);
-                                }
-                                if shared.env.channels.contains_key(&to)
-                                    && let Err(why) = (shared.env.validate)(&to, &outbound)
-                                {
-                                    let at = match (&outbound, &defs.route) {
-                                        (Outbound::Template { .. }, Some((_, at))) => at.clone(),
-                                        _ => tpl.def.location.clone(),
-                                    };
-                                    let e = ScriptError::at(
-                                        at,
-                                        format!(
-                                            "template {:?} routed to channel {to:?} ({}) cannot be sent there: {why}",
-                                            tpl.def.name,
-                                            platform_of(&shared, &to)
-                                        ),
-                                    );
-                                    push_err(e, &context, &mut errors);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        // A router is checked even when no template exists yet.
-        if defs.templates.is_empty()
-            && let Some((route, at)) = &defs.route
-        {
-            let msg = Message {
-                text: "sample".into(),
-                ..Message::default()
-            };
-            for (channel, _) in &channels {
-                let m = sample_member(channel, &shared.env.default_locale, Some(now - 60_000));
-                if let Err(e) = rt.route_one(route, at, &m, msg.clone(), None) {
-                    push_err(
-                        e,
-                        &format!("sample member on channel {channel}"),
-                        &mut errors,
-                    );
-                }
-            }
-        }
-        errors
-    }
-
     fn summary(&self) -> LoadSummary {
         LoadSummary {
             audiences: self
@@ -333,12 +240,12 @@ impl Host {
         let Some((f, at)) = &slot.filter else {
             return Ok(vec![true; members.len()]);
         };
-        rt.begin_batch(now, None);
+        rt.begin_batch(now, None, None);
         let what = || format!("filter of audience {audience:?}");
         let mut out = Vec::with_capacity(members.len());
         for m in members {
             let t = rt
-                .member_table(m)
+                .member_table(m, platform_of(&rt.shared, &m.channel))
                 .map_err(|e| rt.error_of(&e, at).in_function(what()))?;
             let keep: Value = rt.call(f, (t, &rt.ctx), at, &what)?;
             out.push(!matches!(keep, Value::Nil | Value::Boolean(false)));
@@ -358,7 +265,7 @@ impl Host {
             let e = ScriptError::new(format!("template {template:?} is not defined"));
             return members.iter().map(|_| Err(e.clone())).collect();
         };
-        rt.begin_batch(now, push);
+        rt.begin_batch(now, push, Some(template));
         let mut trips = 0;
         let mut last_trip: Option<ScriptError> = None;
         let mut out = Vec::with_capacity(members.len());
@@ -391,53 +298,43 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
-/// The platform of a configured channel ("" for a channel not configured,
-/// as `m.platform` has it).
-fn platform_of(shared: &Shared, channel: &str) -> &'static str {
-    shared
-        .env
-        .channels
-        .get(channel)
-        .map(|c| c.platform.as_str())
-        .unwrap_or("")
+/// The platform of a configured channel (`None` for a channel not
+/// configured, which `m.platform` shows as "").
+fn platform_of(shared: &Shared, channel: &str) -> Option<Platform> {
+    shared.env.channels.get(channel).map(|c| c.platform)
 }
 
-fn message_is_empty(m: &Message) -> bool {
-    m.text.trim().is_empty() && m.image_url.is_none() && m.buttons.is_empty()
-}
-
-/// The member templates and the router are tried against at load.
-pub(crate) fn sample_member(
-    channel: &str,
-    locale: &str,
-    last_interaction_at: Option<Millis>,
-) -> Member {
-    Member {
-        id: 0,
-        channel: channel.to_string(),
-        channel_user_id: "sample-user".into(),
-        name: "Sample Member".into(),
-        locale: locale.to_string(),
-        timezone: "UTC".into(),
-        tags: Vec::new(),
-        attributes: serde_json::Map::new(),
-        subscribed: true,
-        last_interaction_at,
-    }
+/// A platform as scripts see it (`m.platform`, `ctx.platform`, `{{platform}}`).
+fn platform_name(platform: Option<Platform>) -> &'static str {
+    platform.map(Platform::as_str).unwrap_or("")
 }
 
 impl Runtime {
-    fn begin_batch(&mut self, now: Millis, push: Option<&str>) {
+    /// Resets `ctx` for a batch: its time, push and template (`None` when
+    /// filtering), and its functions in case a script replaced them.
+    fn begin_batch(&mut self, now: Millis, push: Option<&str>, template: Option<&str>) {
         self.ctx_now.set(now.div_euclid(1000));
         let _ = self.ctx.raw_set("now", now.div_euclid(1000));
         let _ = self.ctx.raw_set("push", push);
+        let _ = self.ctx.raw_set("template", template);
+        let _ = self.ctx.raw_set("platform", Value::Nil);
+        self.ctx_platform = None;
         for (k, f) in &self.ctx_fns {
             let _ = self.ctx.raw_set(*k, f);
         }
     }
 
-    fn member_table(&self, m: &Member) -> mlua::Result<Table> {
-        convert::member_table(&self.lua, m, platform_of(&self.shared, &m.channel))
+    /// `ctx.platform` for the member about to be rendered and routed;
+    /// written only when it changes, as members of a batch mostly share one.
+    fn set_ctx_platform(&mut self, platform: Option<Platform>) {
+        if self.ctx_platform != Some(platform) {
+            let _ = self.ctx.raw_set("platform", platform_name(platform));
+            self.ctx_platform = Some(platform);
+        }
+    }
+
+    fn member_table(&self, m: &Member, platform: Option<Platform>) -> mlua::Result<Table> {
+        convert::member_table(&self.lua, m, platform_name(platform))
     }
 
     /// Calls a script function under a fresh budget.
@@ -493,43 +390,46 @@ impl Runtime {
         ScriptError::from_lua(e, Some(at))
     }
 
-    fn render(
+    /// The member's message for `platform` (`ctx.platform` must be set):
+    /// what `render` returns, else the table [`choose_message`] picks.
+    fn render<'t>(
         &mut self,
-        tpl: &TemplateSlot,
+        tpl: &'t TemplateSlot,
         m: &Member,
+        platform: Option<Platform>,
         mtable: &mut Option<Table>,
-    ) -> Result<Message, ScriptError> {
+    ) -> Result<(Message, Made<'t>), ScriptError> {
         if let Some((f, at)) = &tpl.render {
             let what = || format!("render of template {:?}", tpl.def.name);
             let t = match mtable {
                 Some(t) => t.clone(),
                 None => {
                     let t = self
-                        .member_table(m)
+                        .member_table(m, platform)
                         .map_err(|e| self.error_of(&e, at).in_function(what()))?;
                     *mtable = Some(t.clone());
                     t
                 }
             };
             let v: Value = self.call(f, (t, self.ctx.clone()), at, &what)?;
-            if !v.is_nil() || tpl.locales.is_empty() {
+            if !v.is_nil() {
                 return convert::message_of(&v)
+                    .map(|message| (message, Made::Render(at)))
                     .map_err(|msg| ScriptError::at(at.clone(), msg).in_function(what()));
             }
         }
-        let i = choose_locale(&tpl.locales, &m.locale, &self.shared.env.default_locale)
-            .ok_or_else(|| {
-                ScriptError::at(
-                    tpl.def.location.clone(),
-                    format!(
-                        "template {:?} has no locale table to fall back to",
-                        tpl.def.name
-                    ),
-                )
-            })?;
-        Ok(tpl.locales[i]
-            .1
-            .render(m, platform_of(&self.shared, &m.channel)))
+        let chosen = choose_message(
+            tpl.overrides_for(platform),
+            &tpl.locales,
+            &m.locale,
+            &self.shared.env.default_locale,
+        )
+        .ok_or_else(|| no_table(tpl, platform))?;
+        let made = Made::Table {
+            locale: chosen.locale,
+            platform: platform.filter(|_| chosen.from_override),
+        };
+        Ok((chosen.message.render(m, platform_name(platform)), made))
     }
 
     fn route_one(
@@ -537,6 +437,7 @@ impl Runtime {
         route: &Function,
         at: &Location,
         m: &Member,
+        platform: Option<Platform>,
         message: Message,
         mtable: Option<Table>,
     ) -> Result<Routed, ScriptError> {
@@ -545,7 +446,7 @@ impl Runtime {
             // The usual case (no Lua render made `m` already): `m` and `msg`
             // are built and passed in the call's own protected call.
             None => {
-                let platform = platform_of(&self.shared, &m.channel);
+                let platform = platform_name(platform);
                 self.guarded(at, &what, || {
                     convert::route_call(&self.lua, route, &self.ctx, m, platform, &message)
                 })?
@@ -566,17 +467,50 @@ impl Runtime {
         tpl: &TemplateSlot,
         m: &Member,
     ) -> Result<Routed, ScriptError> {
+        self.prepare_traced(defs, tpl, m).map(|(routed, _)| routed)
+    }
+
+    /// [`Runtime::prepare_one`], also telling where the message came from.
+    fn prepare_traced<'t>(
+        &mut self,
+        defs: &Defs,
+        tpl: &'t TemplateSlot,
+        m: &Member,
+    ) -> Result<(Routed, Made<'t>), ScriptError> {
         self.budget.clear_last_trip();
+        let platform = platform_of(&self.shared, &m.channel);
+        self.set_ctx_platform(platform);
         let mut mtable = None;
-        let message = self.render(tpl, m, &mut mtable)?;
-        match &defs.route {
-            None => Ok(Routed::Send {
+        let (message, made) = self.render(tpl, m, platform, &mut mtable)?;
+        let routed = match &defs.route {
+            None => Routed::Send {
                 channel: m.channel.clone(),
                 outbound: Outbound::Message { message, tag: None },
-            }),
-            Some((route, at)) => self.route_one(route, at, m, message, mtable),
-        }
+            },
+            Some((route, at)) => self.route_one(route, at, m, platform, message, mtable)?,
+        };
+        Ok((routed, made))
     }
+}
+
+/// A member whose platform has no table of `tpl` to use.
+fn no_table(tpl: &TemplateSlot, platform: Option<Platform>) -> ScriptError {
+    let name = &tpl.def.name;
+    let message = match (platform, tpl.render.is_some()) {
+        (Some(p), true) => format!(
+            "template {name:?}: render returned nil for a {p} member and the template has no table to fall back to; return a message, or add `{p} = {{ en = {{ text = … }} }}` or a generic `en = {{ text = … }}`"
+        ),
+        (Some(p), false) => format!(
+            "template {name:?} has no generic locale table and no {p} version; add `{p} = {{ en = {{ text = … }} }}` or a generic `en = {{ text = … }}`"
+        ),
+        (None, true) => format!(
+            "template {name:?}: render returned nil and the template has no generic locale table to fall back to"
+        ),
+        (None, false) => format!(
+            "template {name:?} has no generic locale table for members of a channel not configured"
+        ),
+    };
+    ScriptError::at(tpl.def.location.clone(), message)
 }
 
 fn is_memory(e: &mlua::Error) -> bool {

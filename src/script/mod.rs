@@ -157,8 +157,10 @@ pub struct AudienceDef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateDef {
     pub name: String,
-    /// Locale tables, sorted.
+    /// The generic locale tables, sorted.
     pub locales: Vec<String>,
+    /// Platforms with their own version (`whatsapp = { en = … }`) and its locales, sorted.
+    pub overrides: BTreeMap<Platform, Vec<String>>,
     pub has_render: bool,
     pub location: Location,
 }

@@ -7,6 +7,9 @@
 //! as the empty string; strings render as-is, numbers in their JSON form
 //! (`42`, `1.5`), booleans as `true`/`false`, arrays and objects as compact
 //! JSON. Spaces inside the braces are ignored. Anything else is a load error.
+//!
+//! Which table a member gets — a platform's own version or the generic one,
+//! in which locale — is [`choose_message`]'s decision.
 
 use crate::model::{Button, Member, Message};
 use std::fmt::Write as _;
@@ -240,23 +243,51 @@ pub(crate) fn is_locale_tag(s: &str) -> bool {
         && parts.all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// Picks the locale for a member: its own, else its language, else the
-/// default locale (or its language), else the first (alphabetically).
-/// `locales` is sorted; returns an index into it, `None` only when empty.
-pub(crate) fn choose_locale<T>(
-    locales: &[(String, T)],
+/// The table a member's message comes from: which locale, and whether it
+/// is the platform's own version (`whatsapp = { en = … }`) or the generic one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chosen<'a, T> {
+    pub locale: &'a str,
+    pub message: &'a T,
+    pub from_override: bool,
+}
+
+/// Picks a member's table from its platform's versions (`platform`, empty
+/// when the template has none for it) and the generic ones (`generic`):
+/// the member's locale, else its language, else the default locale, else
+/// its language — at each step the platform's version before the generic
+/// one, so a platform version in the member's language wins and a generic
+/// table in the member's language beats a platform version in another —
+/// else the platform's first table, else the generic first. Both lists are
+/// sorted by locale; `None` only when both are empty.
+pub(crate) fn choose_message<'a, T>(
+    platform: &'a [(String, T)],
+    generic: &'a [(String, T)],
     member_locale: &str,
     default_locale: &str,
-) -> Option<usize> {
-    if locales.is_empty() {
-        return None;
+) -> Option<Chosen<'a, T>> {
+    let pick = |list: &'a [(String, T)], from_override: bool, i: usize| Chosen {
+        locale: list[i].0.as_str(),
+        message: &list[i].1,
+        from_override,
+    };
+    let wants = [
+        member_locale,
+        language(member_locale),
+        default_locale,
+        language(default_locale),
+    ];
+    for want in wants {
+        for (list, from_override) in [(platform, true), (generic, false)] {
+            if let Some(i) = list.iter().position(|(l, _)| same_locale(l, want)) {
+                return Some(pick(list, from_override, i));
+            }
+        }
     }
-    let find = |want: &str| locales.iter().position(|(l, _)| same_locale(l, want));
-    find(member_locale)
-        .or_else(|| find(language(member_locale)))
-        .or_else(|| find(default_locale))
-        .or_else(|| find(language(default_locale)))
-        .or(Some(0))
+    if !platform.is_empty() {
+        return Some(pick(platform, true, 0));
+    }
+    (!generic.is_empty()).then(|| pick(generic, false, 0))
 }
 
 #[cfg(test)]
@@ -310,17 +341,42 @@ mod tests {
     #[test]
     fn locale_choice_order() {
         let ls = vec![
-            ("en".to_string(), ()),
-            ("es".to_string(), ()),
-            ("zh".to_string(), ()),
+            ("en".to_string(), 'e'),
+            ("es".to_string(), 's'),
+            ("zh".to_string(), 'z'),
         ];
-        assert_eq!(choose_locale(&ls, "zh-CN", "en"), Some(2));
-        assert_eq!(choose_locale(&ls, "es", "en"), Some(1));
-        assert_eq!(choose_locale(&ls, "fr", "en"), Some(0));
-        assert_eq!(choose_locale(&ls, "fr", "es-MX"), Some(1));
-        let ls = vec![("es".to_string(), ()), ("zh-CN".to_string(), ())];
-        assert_eq!(choose_locale(&ls, "zh_cn", "en"), Some(1));
-        assert_eq!(choose_locale(&ls, "fr", "en"), Some(0));
-        assert!(choose_locale::<()>(&[], "en", "en").is_none());
+        let pick = |l: &str, d: &str| choose_message(&[], &ls, l, d).map(|c| *c.message);
+        assert_eq!(pick("zh-CN", "en"), Some('z'));
+        assert_eq!(pick("es", "en"), Some('s'));
+        assert_eq!(pick("fr", "en"), Some('e'));
+        assert_eq!(pick("fr", "es-MX"), Some('s'));
+        let ls = vec![("es".to_string(), 's'), ("zh-CN".to_string(), 'z')];
+        let pick = |l: &str, d: &str| choose_message(&[], &ls, l, d).map(|c| *c.message);
+        assert_eq!(pick("zh_cn", "en"), Some('z'));
+        assert_eq!(pick("fr", "en"), Some('s'));
+        assert!(choose_message::<()>(&[], &[], "en", "en").is_none());
+    }
+
+    #[test]
+    fn platform_versions_come_first_at_each_step() {
+        let generic = vec![("en".to_string(), 'e'), ("zh-TW".to_string(), 't')];
+        let wa = vec![("en".to_string(), 'E'), ("zh".to_string(), 'Z')];
+        let pick = |l: &str| {
+            let c = choose_message(&wa, &generic, l, "en").unwrap();
+            (*c.message, c.locale, c.from_override)
+        };
+        assert_eq!(pick("en-GB"), ('E', "en", true));
+        // The exact generic locale beats the platform's version of the language.
+        assert_eq!(pick("zh-TW"), ('t', "zh-TW", false));
+        assert_eq!(pick("zh-CN"), ('Z', "zh", true));
+        // No table in the member's language: the default locale, platform first.
+        assert_eq!(pick("fr"), ('E', "en", true));
+        // A generic table in the member's language beats the platform's default.
+        let generic = vec![("es".to_string(), 's')];
+        let c = choose_message(&wa, &generic, "es", "en").unwrap();
+        assert_eq!((*c.message, c.from_override), ('s', false));
+        // Nothing matches: the platform's first table.
+        let c = choose_message(&wa, &generic, "fr", "de").unwrap();
+        assert_eq!((*c.message, c.from_override), ('E', true));
     }
 }

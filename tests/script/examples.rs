@@ -154,3 +154,41 @@ fn type_stubs_describe_every_global_the_host_installs() {
         assert!(stubs.contains(name), "pushd.d.lua lacks {name}");
     }
 }
+
+#[test]
+fn platforms_have_one_name_in_config_scripts_and_type_stubs() {
+    use pushd::model::Platform;
+    let stubs = std::fs::read_to_string(shipped().join("pushd.d.lua")).unwrap();
+    let alias = stubs
+        .lines()
+        .find_map(|l| l.strip_prefix("---@alias pushd.Platform "))
+        .expect("the pushd.Platform alias");
+    let in_stubs: Vec<&str> = alias.split('|').map(|s| s.trim_matches('"')).collect();
+    let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+    assert_eq!(in_stubs, names, "pushd.d.lua's platform names");
+    for name in &names {
+        // The config kind, m.platform and a template's platform version share the name.
+        assert_eq!(
+            Platform::parse(name).map(|p| p.to_string()).as_deref(),
+            Some(*name)
+        );
+        assert!(
+            stubs.contains(&format!("---@field {name} pushd.PlatformVersion?")),
+            "pushd.d.lua lacks the {name} version of a template"
+        );
+        let g = load(&[(
+            "20_t.lua",
+            &format!(
+                "template \"t\" {{ en = {{ text = \"x\" }}, {name} = {{ en = {{ text = \"{{{{platform}}}}\" }} }} }}"
+            ),
+        )]);
+        assert_eq!(
+            g.templates["t"]
+                .overrides
+                .keys()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>(),
+            [*name]
+        );
+    }
+}

@@ -401,3 +401,118 @@ fn definition_without_a_body_is_reported() {
     );
     assert_error_at(&errs, "scripts/10_a.lua:3", &["template \"t\" has no body"]);
 }
+
+#[test]
+fn platform_versions_are_checked_for_their_shape_and_names() {
+    let errs = load_err(&[(
+        "20_t.lua",
+        "template \"typo\" { en = { text = \"x\" }, whatsap = { en = { text = \"y\" } } }\n\
+         template \"flat\" { en = { text = \"x\" }, wechat = { text = \"y\" } }\n\
+         template \"bad\" { en = { text = \"x\" }, telegram = { en = { text = \"y\", buttons = { { title = \"b\" } } } } }\n\
+         template \"none\" { en = { text = \"x\" }, slack = {} }\n",
+    )]);
+    assert_error_at(
+        &errs,
+        "scripts/20_t.lua:1",
+        &[
+            "unknown key \"whatsap\"",
+            "platform versions (whatsapp | messenger | instagram | telegram | slack | wechat | webchat | custom | simulator",
+        ],
+    );
+    assert_error_at(
+        &errs,
+        "scripts/20_t.lua:2",
+        &[
+            "wechat.text: a platform version takes locale tables",
+            "wechat = { en = { text = … }",
+        ],
+    );
+    assert_error_at(
+        &errs,
+        "scripts/20_t.lua:3",
+        &["telegram.en.buttons[1] needs exactly one of payload or url"],
+    );
+    assert_error_at(&errs, "scripts/20_t.lua:4", &["slack has no locale table"]);
+}
+
+#[test]
+fn a_message_a_channel_cannot_carry_names_the_rule_and_both_fixes() {
+    let mut env = env();
+    env.validate = Arc::new(|channel: &str, out: &Outbound| match out {
+        Outbound::Message { message, .. } if channel == "wa" && !message.buttons.is_empty() => {
+            Err("WhatsApp: no buttons today".into())
+        }
+        _ => Ok(()),
+    });
+    let generic = "template \"t\" {\n  en = { text = \"x\", buttons = { { title = \"a\", payload = \"A\" } } },\n}\n";
+    let errs =
+        load_with(&[("20_t.lua", generic)], &limits(), &env).expect_err("wa refuses buttons");
+    assert_error_at(
+        &errs,
+        "scripts/20_t.lua:1",
+        &[
+            "template \"t\" (its en table) cannot be sent to channel \"wa\" (whatsapp): WhatsApp: no buttons today",
+            "Fix: add a whatsapp version of the message that fits this rule to the template, `whatsapp = { en = { text = … } }`",
+            "or route whatsapp members elsewhere in route()",
+            "sample member: locale en, channel wa",
+        ],
+    );
+    // A version for the platform that breaks the rule itself: fix that version.
+    let broken_version = "template \"t\" {\n  en = { text = \"x\" },\n  whatsapp = { en = { text = \"y\", buttons = { { title = \"a\", payload = \"A\" } } } },\n}\n";
+    let errs =
+        load_with(&[("20_t.lua", broken_version)], &limits(), &env).expect_err("still buttons");
+    assert_error_at(
+        &errs,
+        "scripts/20_t.lua:1",
+        &[
+            "(its whatsapp.en version)",
+            "change whatsapp.en in the template",
+        ],
+    );
+    // A render function: branch on ctx.platform, at the render's line.
+    let rendered = "template \"t\" {\n  render = function(m, ctx)\n    return { text = \"x\", buttons = { { title = \"a\", payload = \"A\" } } }\n  end,\n}\n";
+    let errs = load_with(&[("20_t.lua", rendered)], &limits(), &env).expect_err("render's buttons");
+    assert_error_at(
+        &errs,
+        "scripts/20_t.lua:2",
+        &[
+            "render at scripts/20_t.lua:2",
+            "ctx.platform == \"whatsapp\"",
+        ],
+    );
+    // Either fix loads: a version without buttons, or routing wa members elsewhere.
+    let fixed = "template \"t\" {\n  en = { text = \"x\", buttons = { { title = \"a\", payload = \"A\" } } },\n  whatsapp = { en = { text = \"x, reply YES\" } },\n}\n";
+    assert!(load_with(&[("20_t.lua", fixed)], &limits(), &env).is_ok());
+    let rerouted = "route(function(m) if m.platform == 'whatsapp' then return { channel = 'sim' } end return { channel = m.channel } end)\n";
+    assert!(
+        load_with(
+            &[("20_t.lua", generic), ("30_r.lua", rerouted)],
+            &limits(),
+            &env
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn a_platform_version_is_checked_against_its_platform_even_without_a_channel() {
+    // env() has no WeChat channel: the version is still held to WeChat's rules.
+    let errs = load_err(&[(
+        "20_t.lua",
+        "template \"bf\" {\n  en = { text = \"x\" },\n  wechat = { zh = { text = \"七折\", image = \"https://x.example/a.png\", quick_replies = { { title = \"买\", payload = \"BUY\" } } } },\n}\n",
+    )]);
+    assert_error_at(
+        &errs,
+        "scripts/20_t.lua:1",
+        &[
+            "template \"bf\" (its wechat.zh version) cannot be sent on wechat: WeChat: an image goes out as a news article",
+            "Fix: change wechat.zh in the template to fit this rule",
+            "no wechat channel is configured",
+        ],
+    );
+    assert!(
+        !errs.iter().any(|e| e.to_string().contains("route()")),
+        "no channel is involved, so routing is no fix:\n{}",
+        show(&errs)
+    );
+}

@@ -351,3 +351,122 @@ audience "uses" { filter = function(m, ctx) return ctx.local_time(m).year >= 202
         [true]
     );
 }
+
+const VERSIONS: &str = r#"
+template "promo" {
+  en = { text = "generic en on {{platform}}" },
+  zh = { text = "generic zh" },
+  ["zh-TW"] = { text = "generic zh-TW" },
+  whatsapp = {
+    en = { text = "wa en {{name}}", buttons = { { title = "Yes", payload = "Y" } } },
+    zh = { text = "wa zh" },
+  },
+  messenger = { es = { text = "fb es" } },
+}
+
+template "by_platform" {
+  en = { text = "table on {{platform}}" },
+  wechat = { en = { text = "wechat table" } },
+  render = function(m, ctx)
+    if ctx.platform == "whatsapp" then
+      return { text = "render for " .. ctx.platform .. ", m.platform " .. m.platform .. ", template " .. ctx.template }
+    end
+    return nil
+  end,
+}
+
+route(function(m, msg, ctx)
+  if m.tags.ask then return { skip = ctx.platform .. "/" .. ctx.template } end
+  return { channel = m.channel }
+end)
+"#;
+
+/// `env()` plus a WeChat channel `wx`.
+fn env_with_wechat() -> ScriptEnv {
+    let mut env = env();
+    env.channels
+        .insert("wx".into(), ChannelInfo::new(Platform::Wechat));
+    env
+}
+
+#[test]
+fn a_platform_version_is_chosen_for_its_platform_and_the_generic_tables_elsewhere() {
+    let g = match load_with(&[("20_t.lua", VERSIONS)], &limits(), &env_with_wechat()) {
+        Ok(g) => g,
+        Err(errs) => panic!("should load:\n{}", show(&errs)),
+    };
+    let promo = &g.templates["promo"];
+    assert_eq!(promo.locales, ["en", "zh", "zh-TW"]);
+    let versions: Vec<(&str, &Vec<String>)> = promo
+        .overrides
+        .iter()
+        .map(|(p, ls)| (p.as_str(), ls))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("whatsapp", &vec!["en".to_string(), "zh".to_string()]),
+            ("messenger", &vec!["es".to_string()])
+        ]
+    );
+    let members = vec![
+        member(1, "wa", "en"),
+        member(2, "wa", "zh-CN"),
+        member(3, "wa", "zh-TW"),
+        member(4, "wa", "fr"),
+        member(5, "sim", "en"),
+        member(6, "fb", "en"),
+        member(7, "fb", "es"),
+        member(8, "fb", "fr"),
+    ];
+    let out = g.prepare_blocking("promo", members, now_ms());
+    let texts: Vec<&str> = out.iter().map(|r| message(r).text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "wa en Member 1",
+            "wa zh",
+            // An exact generic locale beats the platform's version of the language.
+            "generic zh-TW",
+            // No table in the member's language: the default locale, platform first.
+            "wa en Member 4",
+            "generic en on simulator",
+            "generic en on messenger",
+            "fb es",
+            "generic en on messenger",
+        ]
+    );
+    assert_eq!(message(&out[0]).buttons[0].payload.as_deref(), Some("Y"));
+    assert!(message(&out[4]).buttons.is_empty());
+}
+
+#[test]
+fn render_reads_ctx_platform_and_falls_back_to_the_platform_version() {
+    let g = match load_with(&[("20_t.lua", VERSIONS)], &limits(), &env_with_wechat()) {
+        Ok(g) => g,
+        Err(errs) => panic!("should load:\n{}", show(&errs)),
+    };
+    let mut asks = member(4, "wx", "en");
+    asks.tags = vec!["ask".into()];
+    let out = g.prepare_blocking(
+        "by_platform",
+        vec![
+            member(1, "wa", "en"),
+            member(2, "wx", "en"),
+            member(3, "sim", "en"),
+            asks,
+        ],
+        now_ms(),
+    );
+    assert_eq!(
+        message(&out[0]).text,
+        "render for whatsapp, m.platform whatsapp, template by_platform"
+    );
+    assert_eq!(message(&out[1]).text, "wechat table");
+    assert_eq!(message(&out[2]).text, "table on simulator");
+    // The router sees the same ctx.platform and ctx.template.
+    match &out[3] {
+        Ok(Routed::Skip { reason }) => assert_eq!(reason, "wechat/by_platform"),
+        other => panic!("expected a skip, got {other:?}"),
+    }
+}
