@@ -279,3 +279,28 @@ fn config_reload_good_and_bad() {
         ) >= 1
     );
 }
+
+#[test]
+fn a_first_load_that_fails_says_no_scripts_are_live_until_fixed() {
+    let cfg = base_config("[channels.sim]\nkind = \"simulator\"\n");
+    let mut d = TestDaemon::prepare(&cfg);
+    d.write_script(
+        "10_base.lua",
+        "template \"hello\" { en = { text = \"Hi\" } \n",
+    );
+    d.spawn();
+    let s = d.status();
+    assert!(s["scripts"].is_null(), "nothing live: {s}");
+    let alerts = s["alerts"].to_string();
+    assert!(alerts.contains("no scripts are live"), "{s}");
+    assert!(
+        d.log().contains("no scripts are live"),
+        "the serve log says so"
+    );
+    d.write_script("10_base.lua", GOOD);
+    let s = wait_for("the fixed scripts to load", Duration::from_secs(20), || {
+        let s = d.status();
+        s["scripts"]["generation"].is_i64().then_some(s)
+    });
+    assert_eq!(s["alerts"], serde_json::json!([]), "alert cleared: {s}");
+}

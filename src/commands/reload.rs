@@ -173,9 +173,19 @@ pub async fn scripts(h: &Handles, uid: Option<u32>) -> ReloadStatus {
     h.metrics.record_reload(status.ok);
     if status.ok {
         h.dispatcher.wake();
+    } else if h.scripts.live().is_none() {
+        tracing::error!("{}", nothing_live(&status));
     }
     ReloadLog::set(&h.reloads.scripts, &status);
     status
+}
+
+/// What `status` and the log say while no generation has ever loaded.
+pub fn nothing_live(last: &ReloadStatus) -> String {
+    format!(
+        "no scripts are live: the last load failed ({} problem(s), see the last script reload); nothing can be rendered or sent until they load — fix them and save, or run `pushd reload`",
+        last.errors.len()
+    )
 }
 
 /// Records one load attempt (generation row, audit) and, when it went live,

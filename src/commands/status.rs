@@ -33,6 +33,11 @@ pub async fn status(h: &Handles) -> CommandResult<StatusData> {
     });
     let channels = h.channels.all();
     let mut alerts: Vec<String> = h.store.fault_alert().into_iter().collect();
+    if h.scripts.live().is_none()
+        && let Some(last) = h.reloads.scripts().filter(|r| !r.ok)
+    {
+        alerts.push(super::reload::nothing_live(&last));
+    }
     alerts.extend(h.alerts.list());
     Ok(StatusData {
         version: env!("CARGO_PKG_VERSION").to_string(),
