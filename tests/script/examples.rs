@@ -6,53 +6,11 @@ use pushd::config::Config;
 use pushd::model::{Outbound, Routed, now_ms};
 use pushd::script::PushStart;
 use pushd::store::Store;
-use pushd::store::members::{ImportRow, MEMBER_COLUMNS, member_from_row, upsert_rows};
+use pushd::store::members::{MEMBER_COLUMNS, member_from_row, upsert_rows};
 use std::path::Path;
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
-}
-
-/// The members the daemon seeds on first start (see DESIGN and the brief).
-fn seed_rows() -> Vec<ImportRow> {
-    let now = now_ms();
-    let cities = ["Hong Kong", "Shanghai", "Madrid", "London", "New York"];
-    (1..=1000u32)
-        .map(|i| {
-            let locale = match i % 20 {
-                0..=11 => "en",
-                12..=16 => "zh",
-                _ => "es",
-            };
-            let mut tags = Vec::new();
-            if i % 10 == 0 {
-                tags.push("vip".to_string());
-            }
-            if i % 2 == 0 {
-                tags.push("newsletter".to_string());
-            }
-            if i % 7 == 0 {
-                tags.push("churn-risk".to_string());
-            }
-            tags.sort();
-            let attrs = serde_json::json!({
-                "spend": (i * 37) % 500,
-                "plan": if i % 4 == 0 { "pro" } else { "free" },
-                "city": cities[(i % 5) as usize],
-            });
-            ImportRow {
-                channel: "sim".into(),
-                channel_user_id: format!("sim-{i:04}"),
-                name: Some(format!("Member {i}")),
-                locale: Some(locale.into()),
-                timezone: Some("UTC".into()),
-                tags: Some(tags),
-                attributes: attrs.as_object().cloned(),
-                subscribed: Some(i % 20 != 5),
-                last_interaction_at: Some(now - (i as i64 * 60 * 86_400_000 / 1000)),
-            }
-        })
-        .collect()
 }
 
 #[test]
@@ -86,7 +44,8 @@ fn shipped_scripts_load_against_the_default_config() {
     // Resolve its audience over the seeded members, as the dispatcher will.
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&tmp.path().join("pushd.db")).unwrap();
-    let rows = seed_rows();
+    // The members a fresh daemon seeds (the default config's 1000).
+    let rows = pushd::channel::simulator::seed_members("sim", 1000, now_ms());
     store
         .write_blocking(move |c| upsert_rows(c, &rows))
         .unwrap();
