@@ -8,7 +8,7 @@
 
 use crate::dispatch::wait_status;
 use crate::e2e::runtime;
-use crate::support::mocks::{MockPlatform, Recorded};
+use crate::support::mocks::{EVERY_KIND, MockPlatform, Recorded, start_each};
 use crate::support::*;
 use pushd::model::Platform;
 use serde_json::Value;
@@ -17,32 +17,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Every kind but the simulator (which needs no mock), by channel name.
-const KINDS: [(&str, Platform); 8] = [
-    ("wa", Platform::Whatsapp),
-    ("fb", Platform::Messenger),
-    ("ig", Platform::Instagram),
-    ("tg", Platform::Telegram),
-    ("sl", Platform::Slack),
-    ("wx", Platform::Wechat),
-    ("web", Platform::Webchat),
-    ("hook", Platform::Custom),
-];
-
 /// A simulator channel whose sends always succeed.
 const SIM: &str = "[channels.sim]\nkind = \"simulator\"\nlatency = \"1ms\"\nblock_rate = 0.0\ninvalid_rate = 0.0\ntransient_rate = 0.0\nrate_limit_rate = 0.0\n";
 
 /// Mocks of every platform and a config with one channel of every kind
 /// pointing at them (sends unthrottled).
 fn every_kind(rt: &tokio::runtime::Runtime) -> (String, BTreeMap<&'static str, MockPlatform>) {
-    let mut channels = String::from(SIM);
-    let mut mocks = BTreeMap::new();
-    for (name, platform) in KINDS {
-        let mock = rt.block_on(MockPlatform::start(platform));
-        channels.push('\n');
-        channels.push_str(&mock.channel_toml(name));
-        mocks.insert(name, mock);
-    }
+    let (mocked, mocks) = start_each(rt, &EVERY_KIND);
+    let channels = format!("{SIM}\n{mocked}");
     for p in Platform::ALL {
         assert!(
             channels.contains(&format!("kind = \"{p}\"")),
@@ -77,7 +59,7 @@ fn import_vips(d: &TestDaemon) -> Vec<(String, String, &'static str)> {
     let mut members = Vec::new();
     let mut csv =
         String::from("channel,channel_user_id,name,locale,tags,subscribed,last_interaction_at\n");
-    let names = std::iter::once("sim").chain(KINDS.iter().map(|(n, _)| *n));
+    let names = std::iter::once("sim").chain(EVERY_KIND.iter().map(|(n, _)| *n));
     for (i, channel) in names.enumerate() {
         let base = 1000 * (i + 1);
         let mut add = |user: usize, locale: &'static str, at: &str| {

@@ -5,11 +5,12 @@
 
 use crate::dispatch::{push_hello, wait_status};
 use crate::e2e::{HELLO, import_members, runtime};
-use crate::support::mocks::MockPlatform;
 use crate::support::mocks::creds::*;
+use crate::support::mocks::{EVERY_KIND, MockPlatform, start_each};
 use crate::support::webhooks::*;
 use crate::support::*;
 use pushd::model::Platform;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// POSTs (or GETs) to the daemon; returns (status, body).
@@ -79,28 +80,18 @@ struct Setup {
     rt: tokio::runtime::Runtime,
     d: TestDaemon,
     base: String,
-    _mocks: Vec<MockPlatform>,
+    _mocks: BTreeMap<&'static str, MockPlatform>,
 }
 
 /// One member per channel (two on WhatsApp), a completed push to all.
 fn setup() -> Setup {
     let rt = runtime();
-    let mut channels = String::new();
-    let mut mocks = Vec::new();
-    for (name, p) in [
-        ("wa", Platform::Whatsapp),
-        ("fb", Platform::Messenger),
-        ("ig", Platform::Instagram),
-        ("tg", Platform::Telegram),
-        ("sl", Platform::Slack),
-        ("wx", Platform::Wechat),
-        ("hook", Platform::Custom),
-    ] {
-        let m = rt.block_on(MockPlatform::start(p));
-        channels.push_str(&m.channel_toml(name));
-        channels.push('\n');
-        mocks.push(m);
-    }
+    // Web chat speaks the custom platform's webhooks: not repeated here.
+    let kinds: Vec<_> = EVERY_KIND
+        .into_iter()
+        .filter(|(_, p)| *p != Platform::Webchat)
+        .collect();
+    let (channels, mocks) = start_each(&rt, &kinds);
     let cfg = base_config(&format!("[dispatch]\nrate_per_minute = 0\n{channels}"));
     let mut d = TestDaemon::prepare(&cfg);
     d.write_script("10.lua", HELLO);

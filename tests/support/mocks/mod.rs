@@ -128,6 +128,36 @@ impl Default for MockOptions {
 
 /// Credentials every mock accepts. All are distinctive so tests can search
 /// logs and errors for them.
+/// One channel of every kind that needs a mock (the simulator needs none),
+/// by the name tests give it.
+pub const EVERY_KIND: [(&str, Platform); 8] = [
+    ("wa", Platform::Whatsapp),
+    ("fb", Platform::Messenger),
+    ("ig", Platform::Instagram),
+    ("tg", Platform::Telegram),
+    ("sl", Platform::Slack),
+    ("wx", Platform::Wechat),
+    ("web", Platform::Webchat),
+    ("hook", Platform::Custom),
+];
+
+/// Starts a mock for each (name, platform) on `rt`; returns the
+/// `[channels.*]` config pointing at them, and the mocks by name.
+pub fn start_each(
+    rt: &tokio::runtime::Runtime,
+    kinds: &[(&'static str, Platform)],
+) -> (String, BTreeMap<&'static str, MockPlatform>) {
+    let mut channels = String::new();
+    let mut mocks = BTreeMap::new();
+    for (name, platform) in kinds {
+        let mock = rt.block_on(MockPlatform::start(*platform));
+        channels.push_str(&mock.channel_toml(name));
+        channels.push('\n');
+        mocks.insert(*name, mock);
+    }
+    (channels, mocks)
+}
+
 pub mod creds {
     pub const WA_TOKEN: &str = "EAAGmockWhatsAppTokenS3CRET0001";
     pub const WA_PHONE_NUMBER_ID: &str = "106540352242922";
