@@ -596,6 +596,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         vec![cfg.scripts.dir.clone(), cfg.path.clone()],
         cfg.scripts.debounce,
     );
+    // Signals before the socket answers: a SIGTERM sent as soon as `status`
+    // answers must drain and exit 0, not meet the default action.
+    spawn_signal_handlers(daemon.clone())?;
     let shutdown = daemon.shutdown.clone();
     let control = tokio::spawn(server::run(listener, daemon.clone(), shutdown.clone()));
     let dispatcher = tokio::spawn(dispatch::run(daemon.clone()));
@@ -603,7 +606,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let http = http_listener.map(|l| tokio::spawn(receipts::server::run(l, daemon.clone())));
     tokio::spawn(watch_files(daemon.clone(), watch_rx));
     tokio::spawn(prune_events(daemon.clone()));
-    spawn_signal_handlers(daemon.clone())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     shutdown.cancelled().await;
