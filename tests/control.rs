@@ -166,21 +166,65 @@ fn non_admin_peer_may_read_but_not_change_state() {
     assert_eq!(import_uids(&d), [4242, 4343, 4545, 1, 0]);
 }
 
+/// Starts [`open_daemon`]'s daemon as `uid`:`gid` (root only): its folder
+/// is handed to that user first.
+fn open_daemon_as(control: &str, uid: u32, gid: u32) -> TestDaemon {
+    let mut d = TestDaemon::prepare(&base_config(&format!(
+        "[control]\nmode = \"0666\"\n{control}\n"
+    )));
+    std::fs::write(&d.log_path, "").unwrap();
+    for path in [
+        d.dir.path().to_path_buf(),
+        d.config_path.clone(),
+        d.path("scripts"),
+        d.log_path.clone(),
+    ] {
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+    }
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&d.log_path)
+        .unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&d.config_path)
+        .env("RUST_LOG", "info,pushd=debug")
+        .uid(uid)
+        .gid(gid)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn pushd serve as another user");
+    d.child = Some(child);
+    d.wait_ready();
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
 /// The daemon's own user is an admin through `owner_is_admin`, else only
-/// when `control.admins` lists it; a reload changes the verdict. (Runs as
-/// any user, root included: root is refused nothing, so as root this
-/// checks the listed-uid path through the audit's uid only.)
+/// when `control.admins` lists it; a reload changes the verdict. Root runs
+/// the daemon and the client as uid 4747 (root itself is always an admin);
+/// anyone else uses their own uid.
 #[test]
 fn own_uid_is_judged_by_owner_is_admin_and_admins() {
-    let me = unsafe { libc::geteuid() };
-    let d = open_daemon("owner_is_admin = false");
+    let (d, me, ids) = if preconditions::is_root() {
+        let d = open_daemon_as("owner_is_admin = false", 4747, 4747);
+        (d, 4747, Some((4747, 4747)))
+    } else {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        (open_daemon("owner_is_admin = false"), me, None)
+    };
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&d.db_path).unwrap()),
+        me,
+        "the daemon runs as {me}"
+    );
     let file = member_file(&d, "me");
-    let v = cli_as(&d, None, &["members", "import", &file]);
-    if me == 0 {
-        assert_eq!(v["ok"], true, "root is always an admin: {v}");
-        return;
+    for args in [&["members", "import", &file][..], &["reload"]] {
+        let v = cli_as(&d, ids, args);
+        assert_eq!(v["error"]["code"], "forbidden", "{args:?}: {v}");
     }
-    assert_eq!(v["error"]["code"], "forbidden", "{v}");
     assert_eq!(count(&d.db(), "SELECT count(*) FROM members"), 0);
     // Listing our uid lets us in; the audit names us.
     let config = std::fs::read_to_string(&d.config_path).unwrap();
@@ -192,11 +236,9 @@ fn own_uid_is_judged_by_owner_is_admin_and_admins() {
         ),
     )
     .unwrap();
-    let v = d.request(r#"{"cmd":"reload"}"#);
-    assert_eq!(v["error"]["code"], "forbidden", "not yet reloaded: {v}");
     d.signal(libc::SIGHUP);
     wait_for("the admins list to apply", Duration::from_secs(20), || {
-        (cli_as(&d, None, &["members", "import", &file])["ok"] == true).then_some(())
+        (cli_as(&d, ids, &["members", "import", &file])["ok"] == true).then_some(())
     });
     assert_eq!(import_uids(&d), [i64::from(me)]);
 }
