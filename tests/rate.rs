@@ -6,14 +6,14 @@
 //!
 //! The daemon's bucket holds 50 ms of sends, at least one
 //! (`src/dispatch/rate.rs`): at 10/s that is one send. Between the daemon
-//! taking a send and the request reaching the mock lie its `sending` write
-//! and the HTTP round trip, which a busy 2-core machine running the suite
-//! in debug builds delays unevenly (by up to 75 ms here, at 100 ms
-//! periods): a send held back can arrive just before the next one. So the
-//! bucket is checked twice: at the mock with one period of slack (never
-//! more than the bucket arrives together), and exactly, within 50 ms, at
-//! the moments the daemon took the sends (`deliveries.sending_at`, set as
-//! a send's group starts, before its write).
+//! taking a send and the mock recording it lie the send's `sending` write,
+//! the HTTP round trip and the mock's own scheduling, which a busy 2-core
+//! machine delays unevenly: at a load average of 20, sends taken 100 ms
+//! apart were recorded up to three within 100 ms. So the bucket is checked
+//! twice: exactly (within half a period) at the moments the daemon took
+//! the sends (`deliveries.sending_at`, set as a send's group starts,
+//! before its write), and at the mock with one period of slack and one
+//! send of allowance for a held-back send arriving with the next.
 
 use crate::dispatch::{create_push, wait_status};
 use crate::e2e::{import_members, runtime};
@@ -128,17 +128,35 @@ fn max_burst(times: &[Duration], period: Duration, slack: Duration) -> u64 {
     worst.max(0) as u64
 }
 
-/// Sends per minute over `times`: (n − bucket) sends take the span.
+/// Sends per minute over `times`, from the least-squares slope of time
+/// against send number after the bucket's first sends: one late or early
+/// arrival moves it by little, where it would move a first-to-last span.
 fn per_minute(times: &[Duration], bucket: u64) -> f64 {
-    let span = times[times.len() - 1] - times[0];
-    (times.len() as u64 - bucket) as f64 / span.as_secs_f64() * 60.0
+    let points: Vec<(f64, f64)> = times
+        .iter()
+        .enumerate()
+        .skip(bucket.saturating_sub(1) as usize)
+        .map(|(i, t)| (i as f64, t.as_secs_f64()))
+        .collect();
+    let n = points.len() as f64;
+    let (mean_i, mean_t) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (i, t)| (a + i / n, b + t / n));
+    let (cov, var) = points.iter().fold((0.0, 0.0), |(c, v), (i, t)| {
+        (
+            c + (i - mean_i) * (t - mean_t),
+            v + (i - mean_i) * (i - mean_i),
+        )
+    });
+    60.0 / (cov / var)
 }
 
 /// Checks sends against `per_minute` with `bucket`: at the mock, the
-/// long-run rate within −10 % … +2 % (never faster; a starved machine makes
-/// it slower, as a bucket of one cannot make up for a late wake-up) and no
-/// burst over the bucket with a period of slack; at the daemon, no burst
-/// over the bucket within 50 ms.
+/// long-run rate within −15 % … +2 % (never faster; a starved machine makes
+/// it slower, as a bucket of one cannot make up for a late wake-up: −9 %
+/// at a load average of 22 on 2 cores) and no burst over the bucket plus
+/// one with a period of slack; at the daemon, no burst over the bucket
+/// with half a period of slack.
 fn assert_rate(what: &str, mock: &[Duration], daemon: &[Duration], rate: u32, bucket: u64) {
     assert!(
         mock.len() as u64 > bucket + 10,
@@ -159,12 +177,12 @@ fn assert_rate(what: &str, mock: &[Duration], daemon: &[Duration], rate: u32, bu
     );
     let ratio = measured / f64::from(rate);
     assert!(
-        (0.90..=1.02).contains(&ratio),
+        (0.85..=1.02).contains(&ratio),
         "{what}: {measured:.1}/min measured at the mock, {rate}/min configured"
     );
     assert!(
-        at_mock <= bucket,
-        "{what}: a burst of {at_mock} at the mock (bucket {bucket})"
+        at_mock <= bucket + 1,
+        "{what}: a burst of {at_mock} at the mock (bucket {bucket}, one more allowed for jitter)"
     );
     assert!(
         at_daemon <= bucket,
@@ -184,8 +202,11 @@ fn global_rate_holds_across_channels_and_pushes() {
         &[("a", ""), ("b", "")],
         SENDS.div_ceil(2),
     );
-    push(&d, "to-a", "a", &[]);
-    push(&d, "to-b", "b", &[]);
+    // Both start at one moment (two CLI calls apart would give one a head
+    // start on a busy machine).
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    push(&d, "to-a", "a", &["--at", &at]);
+    push(&d, "to-b", "b", &["--at", &at]);
     for p in ["to-a", "to-b"] {
         wait_status(&d, p, "completed", Duration::from_secs(60));
     }
