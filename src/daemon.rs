@@ -169,6 +169,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         vec![cfg.scripts.dir.clone(), cfg.path.clone()],
         cfg.scripts.debounce,
     );
+    // Signals before the socket answers: a SIGTERM sent as soon as `status`
+    // answers must drain and exit 0, not meet the default action.
     store.spawn_watchdog(shutdown.clone());
     let receipts = Arc::new(Receipts::start(
         store.clone(),

@@ -55,64 +55,192 @@ fn oversized_line_is_refused_and_daemon_is_fine() {
     assert_eq!(d.request(r#"{"cmd":"status"}"#)["ok"], true);
 }
 
+/// A daemon whose socket anyone may connect to, with `control` keys.
+fn open_daemon(control: &str) -> TestDaemon {
+    let d = TestDaemon::start(&base_config(&format!(
+        "[control]\nmode = \"0666\"\n{control}\n"
+    )));
+    // tempfile makes its folders 0700: let other users reach the socket.
+    for dir in [d.dir.path().to_path_buf(), d.path("data")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    d
+}
+
+/// A members file with one member, readable by everyone.
+fn member_file(d: &TestDaemon, user: &str) -> String {
+    let path = d.path(&format!("{user}.csv"));
+    std::fs::write(&path, format!("channel,channel_user_id\nsim,{user}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Runs the CLI on `d`'s socket as `uid`:`gid` (None: as ourselves).
+fn cli_as(d: &TestDaemon, ids: Option<(u32, u32)>, args: &[&str]) -> serde_json::Value {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--socket").arg(&d.socket).arg("--json").args(args);
+    if let Some((uid, gid)) = ids {
+        // std drops root's supplementary groups with the uid change.
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "CLI {args:?} as {ids:?} printed no JSON ({e}): {}",
+            stderr(&out)
+        )
+    })
+}
+
+fn import_uids(d: &TestDaemon) -> Vec<i64> {
+    let db = d.db();
+    let mut stmt = db
+        .prepare("SELECT uid FROM audit WHERE action = 'members.import' ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .unwrap()
+}
+
+/// Other users connect (mode 0666) and read; only the uids, names and
+/// groups in `control.admins` change state, each audited with its uid.
+/// Root runs the CLI as other uids; without root only our own uid can be
+/// tried (see `own_uid_is_judged_by_owner_is_admin_and_admins`).
 #[test]
 fn non_admin_peer_may_read_but_not_change_state() {
-    // Root runs the client as `nobody`; a non-root run refuses its own uid.
-    let root = unsafe { libc::geteuid() } == 0;
-    let extra = if root {
-        "[control]\nmode = \"0666\"\n"
-    } else {
-        "[control]\nmode = \"0666\"\nowner_is_admin = false\n"
-    };
-    let d = TestDaemon::start(&base_config(extra));
-    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(d.path("data"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let members = d.path("members.csv");
-    std::fs::write(&members, "channel,channel_user_id\nsim,u1\n").unwrap();
-    std::fs::set_permissions(&members, std::fs::Permissions::from_mode(0o644)).unwrap();
-
-    let run = |args: &[&str]| {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--socket").arg(&d.socket).args(args);
-        if root {
-            cmd.uid(65534).gid(65534);
-        }
-        cmd.output().unwrap()
-    };
-    let out = run(&["--json", "status"]);
-    assert!(
-        out.status.success(),
-        "status must be allowed: {}",
-        stderr(&out)
-    );
-    let out = run(&["--json", "members", "import", members.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["error"]["code"], "forbidden", "{v}");
-    assert_eq!(count(&d.db(), "SELECT count(*) FROM members"), 0);
-    let refused_uid: i64 = if root {
-        65534
-    } else {
-        i64::from(unsafe { libc::geteuid() })
-    };
-    // The refusal is logged; the allowed admin path is audited with the peer uid.
-    assert!(d.log().contains("refused state change"), "{}", d.log());
-    let out = d.cli(&["members", "import", members.to_str().unwrap()]);
-    if root {
-        assert!(out.status.success(), "{}", stderr(&out));
-        let uid: i64 = d
-            .db()
-            .query_row(
-                "SELECT uid FROM audit WHERE action = 'members.import'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(uid, 0);
-    } else {
-        assert!(!out.status.success());
-        let _ = refused_uid;
+    if !preconditions::is_root() {
+        preconditions::skipped(
+            "control::non_admin_peer_may_read_but_not_change_state",
+            "running the client as other uids",
+            "not root: cannot setuid",
+        );
+        return;
     }
+    let d = open_daemon("admins = [4242, \"uid:4343\", \"gid:4444\", \"daemon\"]");
+    let nobody = Some((65534, 65534));
+    let v = cli_as(&d, nobody, &["status"]);
+    assert_eq!(v["ok"], true, "reading is open to anyone who connects: {v}");
+    // Refused: nobody, and a uid whose group is not listed either.
+    for (ids, user) in [(nobody, "nobody"), (Some((4646, 4646)), "u4646")] {
+        let v = cli_as(&d, ids, &["members", "import", &member_file(&d, user)]);
+        assert_eq!(v["error"]["code"], "forbidden", "{ids:?}: {v}");
+        let (uid, _) = ids.unwrap();
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(&format!("uid {uid} is not in control.admins")),
+            "{msg}"
+        );
+        let v = cli_as(&d, ids, &["reload"]);
+        assert_eq!(v["error"]["code"], "forbidden", "{ids:?} reload: {v}");
+    }
+    assert_eq!(count(&d.db(), "SELECT count(*) FROM members"), 0);
+    assert_eq!(
+        count(
+            &d.db(),
+            "SELECT count(*) FROM audit WHERE uid IN (65534, 4646)"
+        ),
+        0,
+        "a refused command changes nothing"
+    );
+    assert_eq!(
+        d.log().matches("refused state change").count(),
+        4,
+        "{}",
+        d.log()
+    );
+    // Allowed: a listed uid, a "uid:N" entry, a listed primary group, a
+    // listed user name (Debian's `daemon` is uid 1).
+    for (uid, gid) in [(4242, 4242), (4343, 4343), (4545, 4444), (1, 1)] {
+        let file = member_file(&d, &format!("u{uid}"));
+        let v = cli_as(&d, Some((uid, gid)), &["members", "import", &file]);
+        assert_eq!(v["ok"], true, "uid {uid} gid {gid}: {v}");
+    }
+    assert_eq!(import_uids(&d), [4242, 4343, 4545, 1]);
+    assert_eq!(
+        strings(&d.db(), "SELECT channel_user_id FROM members ORDER BY id"),
+        ["u4242", "u4343", "u4545", "u1"]
+    );
+    // Root is always an admin.
+    let v = cli_as(&d, None, &["members", "import", &member_file(&d, "root")]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(import_uids(&d), [4242, 4343, 4545, 1, 0]);
+}
+
+/// Starts [`open_daemon`]'s daemon as `uid`:`gid` (root only): its folder
+/// is handed to that user first.
+fn open_daemon_as(control: &str, uid: u32, gid: u32) -> TestDaemon {
+    let mut d = TestDaemon::prepare(&base_config(&format!(
+        "[control]\nmode = \"0666\"\n{control}\n"
+    )));
+    std::fs::write(&d.log_path, "").unwrap();
+    for path in [
+        d.dir.path().to_path_buf(),
+        d.config_path.clone(),
+        d.path("scripts"),
+        d.log_path.clone(),
+    ] {
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+    }
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&d.log_path)
+        .unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&d.config_path)
+        .env("RUST_LOG", "info,pushd=debug")
+        .uid(uid)
+        .gid(gid)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn pushd serve as another user");
+    d.child = Some(child);
+    d.wait_ready();
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// The daemon's own user is an admin through `owner_is_admin`, else only
+/// when `control.admins` lists it; a reload changes the verdict. Root runs
+/// the daemon and the client as uid 4747 (root itself is always an admin);
+/// anyone else uses their own uid.
+#[test]
+fn own_uid_is_judged_by_owner_is_admin_and_admins() {
+    let (d, me, ids) = if preconditions::is_root() {
+        let d = open_daemon_as("owner_is_admin = false", 4747, 4747);
+        (d, 4747, Some((4747, 4747)))
+    } else {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        (open_daemon("owner_is_admin = false"), me, None)
+    };
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&d.db_path).unwrap()),
+        me,
+        "the daemon runs as {me}"
+    );
+    let file = member_file(&d, "me");
+    for args in [&["members", "import", &file][..], &["reload"]] {
+        let v = cli_as(&d, ids, args);
+        assert_eq!(v["error"]["code"], "forbidden", "{args:?}: {v}");
+    }
+    assert_eq!(count(&d.db(), "SELECT count(*) FROM members"), 0);
+    // Listing our uid lets us in; the audit names us.
+    let config = std::fs::read_to_string(&d.config_path).unwrap();
+    std::fs::write(
+        &d.config_path,
+        config.replace(
+            "owner_is_admin = false",
+            &format!("owner_is_admin = false\nadmins = [\"uid:{me}\"]"),
+        ),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for("the admins list to apply", Duration::from_secs(20), || {
+        (cli_as(&d, ids, &["members", "import", &file])["ok"] == true).then_some(())
+    });
+    assert_eq!(import_uids(&d), [i64::from(me)]);
 }
 
 #[test]

@@ -40,6 +40,16 @@ impl Lcg {
     }
 }
 
+/// How many requests the mock's script for a recipient allows: one per
+/// scripted failure the dispatcher retries, then the one that succeeds.
+/// Anything more is a recipient sent to twice.
+fn allowed_requests(behavior: &Behavior) -> usize {
+    match behavior {
+        Behavior::FailFirst { times, .. } => *times as usize + 1,
+        _ => 1,
+    }
+}
+
 #[test]
 fn repeated_kill_9_never_loses_or_duplicates_a_recipient() {
     let rt = runtime();
@@ -52,29 +62,55 @@ fn repeated_kill_9_never_loses_or_duplicates_a_recipient() {
     );
     // Transient errors the mock itself causes (retried), and slow answers so
     // that requests are in flight when the daemon dies.
+    let mut scripts = std::collections::HashMap::new();
     for (i, u) in users.iter().enumerate() {
-        if i % 10 == 3 {
-            mock.script(u, Behavior::fail_first(1, Behavior::ServerError));
+        let behavior = if i % 10 == 3 {
+            Behavior::fail_first(1, Behavior::ServerError)
         } else if i % 7 == 0 {
-            mock.script(u, Behavior::SlowSucceed { millis: 150 });
-        }
+            Behavior::SlowSucceed { millis: 150 }
+        } else {
+            Behavior::Succeed
+        };
+        mock.script(u, behavior.clone());
+        scripts.insert(u.clone(), behavior);
     }
     push_hello(&d, "crashy", &[]);
     let mut rng = Lcg(0x5eed);
+    // Rows caught `sending` by each kill (read while the daemon is dead):
+    // exactly these must end failed/interrupted. (A kill during the next
+    // start may catch the same rows again before they are settled.)
+    let sending_ids = format!(
+        "SELECT CAST(d.id AS TEXT) FROM deliveries d WHERE {} = 1",
+        pushd::store::deliveries::STATE_SQL
+    );
+    let mut caught = Vec::new();
+    let mut caught_ids = std::collections::BTreeSet::new();
     for _ in 0..iterations {
         // A random moment: the crash itself is the event under test.
         std::thread::sleep(Duration::from_millis(30 + rng.next(250)));
         d.crash();
+        let ids = strings(&d.db(), &sending_ids);
+        caught.push(ids.len());
+        caught_ids.extend(ids);
         d.spawn();
     }
     let done = wait_status(&d, "crashy", "completed", Duration::from_secs(120));
     assert_consistent(&d, done["id"].as_i64().unwrap());
+    let mid_push = caught.iter().filter(|n| **n > 0).count();
+    eprintln!("{mid_push} of {iterations} kills caught sends in flight: {caught:?}");
+    assert!(
+        mid_push > 0,
+        "no kill landed while sends were in flight ({caught:?}): the test proved nothing"
+    );
     let seen = mock.count_by_recipient();
-    for (i, u) in users.iter().enumerate() {
+    for u in &users {
         let n = seen.get(u).copied().unwrap_or(0);
-        // A flaky recipient is requested again only after the mock's own 5xx.
-        let allowed = if i % 10 == 3 { 2 } else { 1 };
-        assert!(n <= allowed, "{u} requested {n} times");
+        let allowed = allowed_requests(&scripts[u]);
+        assert!(
+            n <= allowed,
+            "{u} requested {n} times, its mock script ({:?}) allows {allowed}",
+            scripts[u]
+        );
     }
     let db = d.db();
     let sent = count(&db, "SELECT count(*) FROM deliveries WHERE state = 2");
@@ -92,15 +128,27 @@ fn repeated_kill_9_never_loses_or_duplicates_a_recipient() {
         failed, interrupted,
         "the only failures are sends cut by a crash"
     );
-    // Every recipient recorded as sent was really requested.
+    let interrupted_ids: std::collections::BTreeSet<String> = strings(
+        &db,
+        "SELECT CAST(id AS TEXT) FROM deliveries WHERE error_class = 'interrupted'",
+    )
+    .into_iter()
+    .collect();
+    assert_eq!(
+        interrupted_ids, caught_ids,
+        "exactly the rows the kills caught `sending` end interrupted"
+    );
+    // Every recipient recorded as sent was really requested, and got the
+    // platform's success (the last request its script allows).
     let sent_users = strings(
         &db,
         "SELECT m.channel_user_id FROM deliveries d JOIN members m ON m.id = d.member_id WHERE d.state = 2",
     );
     for u in sent_users {
-        assert!(
-            seen.get(&u).copied().unwrap_or(0) >= 1,
-            "{u} recorded as sent but never requested"
+        assert_eq!(
+            seen.get(&u).copied().unwrap_or(0),
+            allowed_requests(&scripts[&u]),
+            "{u} recorded as sent"
         );
     }
     // The report's counters equal a recount.
@@ -453,10 +501,26 @@ fn webhook_burst_and_http_slow_loris() {
     let (d, _mock, _) = custom_daemon(&rt, 1, "");
     let base = d.http_base();
     let addr = base.trim_start_matches("http://").to_string();
-    // A slow client that never finishes its headers is cut off.
-    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
-    slow.write_all(b"POST /webhooks/hook HTTP/1.1\r\nHost: x\r\n")
-        .unwrap();
+    // A slow client that never finishes its headers is cut off at the
+    // head deadline (`http.request_timeout`, 10 s by default). A thread
+    // waits for the server to end the connection, so the burst below runs
+    // meanwhile and the moment of the cut is known.
+    let slow = std::thread::spawn({
+        let addr = addr.clone();
+        move || {
+            let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+            slow.write_all(b"POST /webhooks/hook HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            let opened = Instant::now();
+            // Far past the deadline: a read that times out means the
+            // server never cut the client off.
+            slow.set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            let mut buf = Vec::new();
+            let read = slow.read_to_end(&mut buf).map(|_| buf);
+            (read, opened.elapsed())
+        }
+    });
     let rss_before = rss_kib(d.pid());
     let started = Instant::now();
     // 50k events: 500 signed batches of 100, 16 at a time.
@@ -528,13 +592,19 @@ fn webhook_burst_and_http_slow_loris() {
         2000
     );
     eprintln!("{total} webhook events in {:?}", started.elapsed());
-    // The slow client was disconnected (or answered 408), and the daemon is fine.
-    slow.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = slow.read_to_end(&mut buf);
+    // The slow client was disconnected (or answered 408) at the deadline,
+    // and the daemon is fine.
+    let (read, after) = slow.join().expect("slow client thread");
+    let buf = read.unwrap_or_else(|e| {
+        panic!("the server never cut off a client that sent half a head ({e} after {after:?})")
+    });
     let text = String::from_utf8_lossy(&buf);
-    assert!(buf.is_empty() || text.contains("408"), "{text}");
+    assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    // (Well before hyper's own 30 s default, which would otherwise pass.)
+    assert!(
+        after >= Duration::from_millis(9_500) && after < Duration::from_secs(20),
+        "cut off after {after:?}; the head deadline is 10s"
+    );
     let (status, _) = http(&rt, "GET", &format!("{base}/healthz"), &[], "");
     assert_eq!(status, 200);
     let rss_after = rss_kib(d.pid());
@@ -595,7 +665,7 @@ verify_token = "v"
 
 #[test]
 fn socket_group_and_mode_as_configured() {
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = preconditions::is_root();
     let group = if root { "nogroup" } else { "" };
     let extra = if root {
         format!("[control]\nmode = \"0640\"\ngroup = \"{group}\"\n")
@@ -608,6 +678,12 @@ fn socket_group_and_mode_as_configured() {
     assert_eq!(meta.mode() & 0o777, 0o640);
     if root {
         assert_eq!(meta.gid(), 65534, "socket group is nogroup");
+    } else {
+        preconditions::skipped(
+            "reliability::socket_group_and_mode_as_configured",
+            "giving the socket to another group",
+            "not root: cannot chown to a group we are not in",
+        );
     }
     // An unknown group is a clear startup error.
     let bad = TestDaemon::prepare(&base_config("[control]\ngroup = \"no-such-group-pushd\"\n"));
@@ -652,9 +728,14 @@ fn full_disk_on_a_real_filesystem_holds_and_recovers() {
     let mut d = TestDaemon::prepare(&cfg);
     let data = d.path("data");
     if mount_tmpfs(&data, "8m").is_none() {
-        // Not root (or no mount in this sandbox): the quota test covers the
-        // same code path with a size-limited database instead.
-        eprintln!("skipping the tmpfs variant: cannot mount here");
+        // Not root, or no mount in this sandbox. Without root the WAL limit
+        // test (`the_wal_hitting_a_file_size_limit_holds_sends_and_recovers`)
+        // still fills a file for real.
+        preconditions::skipped(
+            "reliability::full_disk_on_a_real_filesystem_holds_and_recovers",
+            "filling a real 8 MB tmpfs",
+            "cannot mount a tmpfs here (needs root)",
+        );
         return;
     }
     let _unmount = Unmount(data.clone());
@@ -704,5 +785,163 @@ fn full_disk_on_a_real_filesystem_holds_and_recovers() {
     let sent = count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 2");
     assert!(sent as usize <= seen.len());
     assert!(!d.status()["alerts"].to_string().contains("storage"));
+    d.stop();
+}
+
+/// Starts `d` with a file size limit (RLIMIT_FSIZE) of `limit` bytes on the
+/// daemon: a write past it fails with EFBIG, as a full disk fails with
+/// ENOSPC (SIGXFSZ is ignored so the write fails rather than killing the
+/// process). Needs no privilege; the limit can be raised later with
+/// [`raise_file_size_limit`].
+fn spawn_with_file_size_limit(d: &mut TestDaemon, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&d.log_path)
+        .expect("log file");
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["serve", "--config"])
+        .arg(&d.config_path)
+        // Info only: the log is a file under the same limit.
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    // SAFETY: the closure only makes async-signal-safe calls (getrlimit,
+    // setrlimit, signal) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            lim.rlim_cur = limit.min(lim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    d.child = Some(cmd.spawn().expect("spawn pushd serve"));
+    d.wait_ready();
+}
+
+/// Lifts the file size limit of a running process (up to its hard limit,
+/// which needs no privilege for our own child).
+fn raise_file_size_limit(pid: u32) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit(2) on our own child with valid pointers.
+    let rc = unsafe { libc::prlimit(pid as i32, libc::RLIMIT_FSIZE, std::ptr::null(), &mut lim) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    let rc = unsafe { libc::prlimit(pid as i32, libc::RLIMIT_FSIZE, &lim, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Out of space without root and without `max_page_count`: the daemon runs
+/// under a 1 MiB file size limit while the test holds a read transaction
+/// open, so the WAL cannot be recycled and grows into the limit mid-push.
+/// Sends hold with a storage alert, every request that left was committed
+/// first, and once the limit is lifted the push completes with everyone
+/// sent exactly once.
+#[test]
+fn the_wal_hitting_a_file_size_limit_holds_sends_and_recovers() {
+    const LIMIT: u64 = 1 << 20;
+    let rt = runtime();
+    let mock = rt.block_on(crate::support::mocks::MockPlatform::start(
+        pushd::model::Platform::Custom,
+    ));
+    let cfg = base_config(&format!(
+        "[dispatch]\nrate_per_minute = 1200\nconcurrency = 2\n{}",
+        mock.channel_toml("hook")
+    ));
+    let mut d = TestDaemon::prepare(&cfg);
+    d.write_script("10.lua", crate::e2e::HELLO);
+    spawn_with_file_size_limit(&mut d, LIMIT);
+    let users: Vec<(String, String)> = (1..=300)
+        .map(|i| ("hook".to_string(), format!("u{i}")))
+        .collect();
+    crate::e2e::import_members(&d, &users);
+    // A reader the WAL must keep every frame for (it cannot start over
+    // while a transaction still reads an older snapshot).
+    let reader = d.db();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM members;")
+        .unwrap();
+    let wal = d.path("data/pushd.db-wal");
+    push_hello(&d, "wal", &[]);
+    let s = wait_for("a storage alert", Duration::from_secs(60), || {
+        let s = d.status();
+        s["alerts"]
+            .to_string()
+            .contains("storage fault")
+            .then_some(s)
+    });
+    assert!(s["alerts"].to_string().contains("free disk space"), "{s}");
+    // It was the WAL that ran into the limit, not the database file.
+    let (wal_len, db_len) = (file_len(&wal), file_len(&d.db_path));
+    assert!(
+        wal_len > LIMIT - 2 * 4120 && wal_len <= LIMIT,
+        "WAL is {wal_len} bytes, the limit {LIMIT}"
+    );
+    assert!(db_len < LIMIT / 2, "database file is {db_len} bytes");
+    // Every request that reached the platform was committed `sending`
+    // (or its outcome recorded) before it left; nothing unsent is `sent`.
+    let db = d.db();
+    let committed: std::collections::HashSet<String> = strings(
+        &db,
+        &format!(
+            "SELECT m.channel_user_id FROM deliveries d JOIN members m ON m.id = d.member_id
+              WHERE {} IN (1, 2, 3)",
+            pushd::store::deliveries::STATE_SQL
+        ),
+    )
+    .into_iter()
+    .collect();
+    let requested = mock.count_by_recipient();
+    for u in requested.keys() {
+        assert!(committed.contains(u), "{u} requested but never committed");
+    }
+    let sent = count(&db, "SELECT count(*) FROM deliveries WHERE state = 2");
+    assert!(
+        sent as usize <= requested.len(),
+        "{sent} sent, {requested:?}"
+    );
+    assert!(
+        sent < users.len() as i64,
+        "the limit was hit mid-push ({sent} of {} sent)",
+        users.len()
+    );
+    eprintln!(
+        "held at {sent} of {} sent, WAL {wal_len} bytes, database {db_len} bytes: {}",
+        users.len(),
+        s["alerts"]
+    );
+    drop(db);
+    // Space returns: the push completes, everyone sent once.
+    raise_file_size_limit(d.pid());
+    let done = wait_status(&d, "wal", "completed", Duration::from_secs(90));
+    assert!(!d.status()["alerts"].to_string().contains("storage"));
+    reader.execute_batch("COMMIT").unwrap();
+    assert_consistent(&d, done["id"].as_i64().unwrap());
+    assert_eq!(
+        count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 2"),
+        users.len() as i64
+    );
+    let everyone: Vec<&str> = users.iter().map(|(_, u)| u.as_str()).collect();
+    mock.assert_each_recipient_once(&everyone);
+    assert!(d.log().contains("storage recovered"), "{}", d.log());
     d.stop();
 }

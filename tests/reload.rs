@@ -3,7 +3,7 @@
 //! `status` shows why with file:line.
 
 use crate::support::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const GOOD: &str = r#"
 audience "all" { where = { channel = "sim" } }
@@ -11,9 +11,19 @@ template "hello" { en = { text = "Hello {{name}}" } }
 "#;
 
 fn daemon() -> TestDaemon {
-    let cfg = base_config(
-        "[dispatch]\nrate_per_minute = 0\n[channels.sim]\nkind = \"simulator\"\nseed_members = 20\nlatency = \"1ms\"\n",
-    );
+    daemon_with("")
+}
+
+/// [`daemon`] with more `[scripts]` keys (`scripts` is the last table
+/// `base_config` opens, so the keys land in it).
+fn daemon_with(scripts: &str) -> TestDaemon {
+    let mut cfg = base_config(&format!(
+        "{scripts}\n[dispatch]\nrate_per_minute = 0\n[channels.sim]\nkind = \"simulator\"\nseed_members = 20\nlatency = \"1ms\"\n",
+    ));
+    if scripts.contains("debounce") {
+        // Ours replaces base_config's (TOML refuses a key twice).
+        cfg = cfg.replacen("debounce = \"100ms\"\n", "", 1);
+    }
     let mut d = TestDaemon::prepare(&cfg);
     d.write_script("10_base.lua", GOOD);
     d.spawn();
@@ -157,9 +167,37 @@ fn unknown_placeholder_keeps_old_generation() {
     );
 }
 
+/// CPU time (user, in clock ticks) of each of `pid`'s threads whose name
+/// starts with `prefix`.
+fn thread_cpu_ticks(pid: u32, prefix: &str) -> Vec<u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // "tid (name) state ppid …": the name may hold spaces, so split
+            // at its closing parenthesis; utime is the 12th field after it.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1;
+            if !name.starts_with(prefix) {
+                return None;
+            }
+            rest.split_whitespace().nth(11)?.parse().ok()
+        })
+        .collect()
+}
+
+/// An endless filter runs until the wall-clock limit stops it (the
+/// instruction budget here is too large to trip first), and `status`
+/// answers while it spins; a memory bomb in a render fails that sample
+/// only. With one Lua state, anything `status` needed from the script
+/// host would wait out the whole loop.
 #[test]
 fn runaway_filter_and_memory_bomb_fail_clearly_while_status_answers() {
-    let d = daemon();
+    let d = daemon_with(
+        "instruction_limit = 1000000000000\ncall_timeout = \"6s\"\nstates = 1\nmemory_limit_mb = 16",
+    );
     d.write_script(
         "20_hostile.lua",
         r#"
@@ -171,26 +209,85 @@ template "bomb" { render = function(m, ctx)
 end }
 "#,
     );
+    // The filter only runs when asked for and the bomb spares the sample
+    // member, so the load itself must succeed.
     let s = wait_attempts(&d, 2);
-    if s["last_script_reload"]["ok"] != true {
-        // A validator that rejects the bomb at load is fine too: it never goes live.
-        let errors = s["last_script_reload"]["errors"].to_string();
-        assert!(errors.contains("20_hostile.lua"), "{errors}");
-        return;
-    }
-    let v = d.cli_json(&["audience", "preview", "spin", "--template", "hello"]);
-    assert_eq!(v["ok"], false, "{v}");
-    let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("instruction") || msg.contains("time"), "{msg}");
-    assert!(msg.contains("20_hostile.lua"), "{msg}");
-    assert_eq!(d.status()["members"], 20);
-    let v = d.cli_json(&["audience", "preview", "all", "--template", "bomb"]);
-    let sample_err = v["data"]["samples"][0]["error"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    assert_eq!(s["last_script_reload"]["ok"], true, "{s}");
+    let lua = format!("lua-g{}-", s["scripts"]["generation"]);
+
+    let cpu_before: u64 = thread_cpu_ticks(d.pid(), &lua).iter().sum();
+    let (config, started) = (d.config_path.clone(), Instant::now());
+    let preview = std::thread::spawn(move || {
+        let out = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "--json",
+                "audience",
+                "preview",
+                "spin",
+                "--template",
+                "hello",
+            ])
+            .output()
+            .expect("run pushd audience preview");
+        (out, started.elapsed())
+    });
+    // The filter is spinning once its Lua thread has burnt a quarter
+    // second of CPU since the preview was asked for.
+    wait_for("the filter to spin", Duration::from_secs(20), || {
+        let spent: u64 = thread_cpu_ticks(d.pid(), &lua).iter().sum();
+        (spent >= cpu_before + 25).then_some(())
+    });
     assert!(
-        sample_err.contains("memory") || sample_err.contains("instruction"),
+        !preview.is_finished(),
+        "the preview ended before status was asked"
+    );
+    let asked = Instant::now();
+    let status = d.status();
+    let answered_in = asked.elapsed();
+    assert!(
+        !preview.is_finished(),
+        "status must be answered while the filter still runs (took {answered_in:?})"
+    );
+    assert!(
+        answered_in < Duration::from_secs(2),
+        "status took {answered_in:?}"
+    );
+    assert_eq!(status["members"], 20);
+    let text = stdout(&d.cli(&["status"]));
+    assert!(text.contains("members:"), "{text}");
+    assert!(
+        !preview.is_finished(),
+        "the human status came after the filter ended"
+    );
+
+    let (out, took) = preview.join().expect("preview thread");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("preview did not print JSON ({e}): {}", stderr(&out)));
+    assert_eq!(v["ok"], false, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("took longer than 6s"), "{msg}");
+    assert!(msg.contains("20_hostile.lua:2"), "{msg}");
+    assert!(
+        took >= Duration::from_secs(6),
+        "stopped after {took:?}, the limit is 6s"
+    );
+
+    // The same (only) state renders the next request; the bomb fails its
+    // samples with the memory limit and nothing else.
+    let v = d.cli_json(&["audience", "preview", "all", "--template", "bomb"]);
+    assert_eq!(v["ok"], true, "{v}");
+    let samples = v["data"]["samples"].as_array().expect("samples");
+    assert!(!samples.is_empty(), "{v}");
+    for sample in samples {
+        let err = sample["error"].as_str().unwrap_or_default();
+        assert!(err.contains("memory limit of 16 MB exceeded"), "{v}");
+        assert!(err.contains("20_hostile.lua:"), "{v}");
+    }
+    let v = d.cli_json(&["audience", "preview", "all", "--template", "hello"]);
+    assert_eq!(
+        v["data"]["samples"][0]["routed"]["outbound"]["text"], "Hello Ben",
         "{v}"
     );
     assert_eq!(d.status()["members"], 20);
@@ -262,16 +359,7 @@ fn config_reload_good_and_bad() {
     wait_for("config file reload", Duration::from_secs(20), || {
         (d.status()["rate_per_minute"] == 42).then_some(())
     });
-    // And SIGHUP reloads.
-    std::fs::write(
-        &d.config_path,
-        original.replace("rate_per_minute = 0", "rate_per_minute = 43"),
-    )
-    .unwrap();
-    d.signal(libc::SIGHUP);
-    wait_for("SIGHUP reload", Duration::from_secs(20), || {
-        (d.status()["rate_per_minute"] == 43).then_some(())
-    });
+    // (SIGHUP: `sighup_alone_reloads_config_and_scripts`.)
     assert!(
         count(
             &d.db(),
@@ -303,4 +391,59 @@ fn a_first_load_that_fails_says_no_scripts_are_live_until_fixed() {
         s["scripts"]["generation"].is_i64().then_some(s)
     });
     assert_eq!(s["alerts"], serde_json::json!([]), "alert cleared: {s}");
+}
+
+/// SIGHUP reloads config and scripts on its own. The watcher cannot help:
+/// its debounce is an hour, and the edits go through hard links in another
+/// folder, which a watch on the config's and scripts' folders never sees.
+#[test]
+fn sighup_alone_reloads_config_and_scripts() {
+    let d = daemon_with("debounce = \"1h\"");
+    let g1 = generation(&d);
+    assert_eq!(d.status()["rate_per_minute"], 0);
+    let elsewhere = d.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let config_link = elsewhere.join("config.toml");
+    let script_link = elsewhere.join("base.lua");
+    std::fs::hard_link(&d.config_path, &config_link).unwrap();
+    std::fs::hard_link(d.path("scripts/10_base.lua"), &script_link).unwrap();
+    let original = std::fs::read_to_string(&config_link).unwrap();
+    std::fs::write(
+        &config_link,
+        original.replace("rate_per_minute = 0", "rate_per_minute = 43"),
+    )
+    .unwrap();
+    std::fs::write(
+        &script_link,
+        format!("{GOOD}template \"after_hup\" {{ en = {{ text = \"Hi\" }} }}\n"),
+    )
+    .unwrap();
+    // The edits are on disk where the daemon reads them.
+    assert!(
+        std::fs::read_to_string(&d.config_path)
+            .unwrap()
+            .contains("rate_per_minute = 43")
+    );
+    d.signal(libc::SIGHUP);
+    let s = wait_for("the SIGHUP reload", Duration::from_secs(20), || {
+        let s = d.status();
+        (s["rate_per_minute"] == 43 && s["scripts"]["generation"].as_i64() > Some(g1)).then_some(s)
+    });
+    assert!(
+        s["scripts"]["templates"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "after_hup")),
+        "{s}"
+    );
+    assert_eq!(s["last_config_reload"]["ok"], true, "{s}");
+    assert_eq!(s["last_script_reload"]["ok"], true, "{s}");
+    // One reload of each, both from the signal.
+    assert_eq!(
+        count(
+            &d.db(),
+            "SELECT count(*) FROM audit WHERE action = 'reload.config'"
+        ),
+        1
+    );
+    assert_eq!(script_attempts(&d), 2, "the start and the SIGHUP");
 }

@@ -219,25 +219,57 @@ fn endless_loop_at_load_is_a_load_error() {
     assert_error_at(&errs, "scripts/10_a.lua:3", &["instruction limit"]);
 }
 
+/// Counts the calls of the looping render in an upvalue the state keeps;
+/// the `count` template reads it back.
+const COUNTED_LOOP: &str = r#"
+local calls = 0
+template "t" { render = function(m)
+  if m.id == 0 then return { text = "x" } end
+  calls = calls + 1
+  while true do end
+end }
+template "count" { render = function(m) return { text = tostring(calls) } end }
+"#;
+
 #[test]
 fn a_looping_batch_gives_up_after_repeated_trips() {
-    let g = load_one(&[(
-        "20_t.lua",
-        "template \"t\" { render = function(m) if m.id == 0 then return { text = 'x' } end while true do end end }",
-    )]);
+    let g = load_one(&[("20_t.lua", COUNTED_LOOP)]);
     let members: Vec<Member> = (1..=50).map(|i| member(i, "sim", "en")).collect();
-    let started = std::time::Instant::now();
     let out = g.prepare_blocking("t", members, pushd::model::now_ms());
     assert_eq!(out.len(), 50);
     assert!(out.iter().all(|r| {
         r.as_ref()
             .is_err_and(|e| e.to_string().contains("instruction limit"))
     }));
-    // Two real trips, not fifty: well under fifty times one trip's cost.
+    // The render ran (and tripped) twice; the other 48 members got the
+    // second trip's error without running the script.
+    let count = g.prepare_blocking(
+        "count",
+        vec![member(1, "sim", "en")],
+        pushd::model::now_ms(),
+    );
+    match &count[0] {
+        Ok(Routed::Send {
+            outbound: pushd::model::Outbound::Message { message, .. },
+            ..
+        }) => assert_eq!(message.text, "2", "limit trips before the batch gave up"),
+        other => panic!("the count template: {other:?}"),
+    }
+    // A new batch starts counting afresh: it trips twice more.
+    let out = g.prepare_blocking(
+        "t",
+        vec![member(51, "sim", "en"); 3],
+        pushd::model::now_ms(),
+    );
+    assert!(out.iter().all(Result::is_err));
+    let count = g.prepare_blocking(
+        "count",
+        vec![member(1, "sim", "en")],
+        pushd::model::now_ms(),
+    );
     assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
+        matches!(&count[0], Ok(Routed::Send { outbound: pushd::model::Outbound::Message { message, .. }, .. }) if message.text == "4"),
+        "{count:?}"
     );
 }
 

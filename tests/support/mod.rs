@@ -321,4 +321,5 @@ pub fn sending(db: &rusqlite::Connection) -> i64 {
 
 #[allow(dead_code)]
 pub mod mocks;
+pub mod preconditions;
 pub mod webhooks;
