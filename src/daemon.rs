@@ -178,12 +178,35 @@ impl Daemon {
         ok: bool,
         detail: Option<String>,
     ) {
+        self.audit_by(uid, None, action, target, ok, detail).await
+    }
+
+    /// [`Daemon::audit`] naming who acted when it was not a socket peer
+    /// (the panel: `panel:<session> (role)`).
+    pub async fn audit_by(
+        &self,
+        uid: Option<u32>,
+        actor: Option<&str>,
+        action: &str,
+        target: Option<&str>,
+        ok: bool,
+        detail: Option<String>,
+    ) {
         let (action, target) = (action.to_string(), target.map(String::from));
+        let actor = actor.map(String::from);
         let detail = detail.map(|d| truncate(&d, 2000));
         let r = self
             .store
             .write(move |c| {
-                audit::record(c, uid, &action, target.as_deref(), ok, detail.as_deref())
+                audit::record_by(
+                    c,
+                    uid,
+                    actor.as_deref(),
+                    &action,
+                    target.as_deref(),
+                    ok,
+                    detail.as_deref(),
+                )
             })
             .await;
         if let Err(e) = r {
@@ -601,6 +624,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let dispatcher = tokio::spawn(dispatch::run(daemon.clone()));
     let applier = tokio::spawn(receipts::run_applier(daemon.clone(), events_rx));
     let http = http_listener.map(|l| tokio::spawn(receipts::server::run(l, daemon.clone())));
+    crate::panel::announce(crate::panel::Backend::new(daemon.clone())).await;
     tokio::spawn(watch_files(daemon.clone(), watch_rx));
     tokio::spawn(prune_events(daemon.clone()));
     spawn_signal_handlers(daemon.clone())?;

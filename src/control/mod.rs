@@ -3,7 +3,7 @@
 
 pub mod auth;
 pub mod client;
-mod handlers;
+pub mod handlers;
 pub mod protocol;
 pub mod render;
 pub mod server;

@@ -97,6 +97,8 @@ requests! {
     AudiencePreview(AudiencePreviewArgs) = "audience.preview", mutates: false;
     AudienceRetry(AudienceRetryArgs) = "audience.retry", mutates: true;
     EventsList(EventsListArgs) = "events.list", mutates: false;
+    PanelLogin(PanelLoginArgs) = "panel.login", mutates: true;
+    PanelLogoutAll(PanelLogoutAllArgs) = "panel.logout_all", mutates: true;
 }
 
 impl Request {
@@ -138,8 +140,15 @@ impl Request {
             Request::AudienceRetry(a) => Some(format!("{} -> {}", a.push, a.name)),
             Request::AudiencePreview(a) => Some(a.name.clone()),
             Request::MembersImport(a) => a.path.clone().or_else(|| Some("inline".into())),
+            Request::PanelLogin(a) => Some(if a.viewer { "viewer" } else { "admin" }.into()),
             _ => None,
         }
+    }
+
+    /// The reply carries a credential (a login link): the audit trail
+    /// records that it was issued, never the reply itself.
+    pub fn reply_is_secret(&self) -> bool {
+        matches!(self, Request::PanelLogin(_))
     }
 }
 
@@ -256,6 +265,21 @@ pub struct EventsListArgs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelLoginArgs {
+    /// A read-only session instead of an admin one.
+    #[serde(default)]
+    pub viewer: bool,
+    /// How long the link stays usable, e.g. "15m" (default 15m, at most 7d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelLogoutAllArgs {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -471,6 +495,20 @@ pub struct PreviewData {
 pub struct RetryAudienceData {
     pub audience: AudienceRow,
     pub source_push: String,
+}
+
+/// A one-time panel login link.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PanelLoginData {
+    /// `http://HOST/login/TOKEN`: works once, until `expires_at`.
+    pub url: String,
+    pub role: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PanelLogoutAllData {
+    pub sessions_ended: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,9 @@ pub struct AuditEntry {
     /// Peer uid over the socket; `None` when the daemon acted on its own
     /// (file-watch reload, startup).
     pub uid: Option<u32>,
+    /// Who acted when it was not a socket peer: `panel:<session> (role)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     pub action: String,
     pub target: Option<String>,
     pub ok: bool,
@@ -26,17 +29,30 @@ pub fn record(
     ok: bool,
     detail: Option<&str>,
 ) -> Result<i64> {
+    record_by(conn, uid, None, action, target, ok, detail)
+}
+
+/// [`record`] naming an actor besides (or instead of) a uid.
+pub fn record_by(
+    conn: &Connection,
+    uid: Option<u32>,
+    actor: Option<&str>,
+    action: &str,
+    target: Option<&str>,
+    ok: bool,
+    detail: Option<&str>,
+) -> Result<i64> {
     conn.prepare_cached(
-        "INSERT INTO audit (at, uid, action, target, ok, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO audit (at, uid, actor, action, target, ok, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![now_ms(), uid, action, target, ok, detail])?;
+    .execute(params![now_ms(), uid, actor, action, target, ok, detail])?;
     Ok(conn.last_insert_rowid())
 }
 
 /// Newest first.
 pub fn list(conn: &Connection, limit: u32, action: Option<&str>) -> Result<Vec<AuditEntry>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, at, uid, action, target, ok, detail FROM audit
+        "SELECT id, at, uid, action, target, ok, detail, actor FROM audit
          WHERE ?1 IS NULL OR action = ?1 OR action LIKE ?1 || '.%'
          ORDER BY id DESC LIMIT ?2",
     )?;
@@ -49,6 +65,7 @@ pub fn list(conn: &Connection, limit: u32, action: Option<&str>) -> Result<Vec<A
             target: r.get(4)?,
             ok: r.get(5)?,
             detail: r.get(6)?,
+            actor: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

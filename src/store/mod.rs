@@ -8,6 +8,7 @@ mod checkpoint;
 pub mod deliveries;
 pub mod events;
 pub mod members;
+pub mod panel;
 pub mod pushes;
 pub mod schema;
 mod writer;

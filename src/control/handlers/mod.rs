@@ -5,6 +5,7 @@ mod audience;
 mod audit;
 mod events;
 mod members;
+pub mod panel;
 mod push;
 mod report;
 mod status;
@@ -72,34 +73,79 @@ pub fn ok(data: impl serde::Serialize) -> CommandResult {
     Ok(Reply::One(Response::ok(data)))
 }
 
+/// Who is asking, as authorization and the audit trail see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// May run commands that change state.
+    pub admin: bool,
+    /// What the audit trail names besides the uid: `panel:<session> (role)`
+    /// for the web panel, `None` for a socket peer (its uid says who).
+    pub label: Option<String>,
+}
+
+impl Actor {
+    /// A socket peer: admin by its kernel credentials.
+    pub fn peer(peer: &Peer, control: &crate::config::ControlConfig) -> Actor {
+        Actor {
+            admin: auth::is_admin(peer, control),
+            label: None,
+        }
+    }
+
+    /// How refusals and status reasons name the actor.
+    pub fn describe(&self, peer: &Peer) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| format!("uid {}", peer.uid))
+    }
+}
+
 pub async fn handle(daemon: &Arc<Daemon>, peer: &Peer, req: Request) -> Reply {
+    let actor = Actor::peer(peer, &daemon.config().control);
+    handle_as(daemon, peer, &actor, req).await
+}
+
+/// [`handle`] for a caller that is not (only) a socket peer: the web panel
+/// passes the daemon's own uid as `peer` and its session as `actor`.
+pub async fn handle_as(daemon: &Arc<Daemon>, peer: &Peer, actor: &Actor, req: Request) -> Reply {
     let mutates = req.mutates();
-    if mutates && !auth::is_admin(peer, &daemon.config().control) {
+    if mutates && !actor.admin {
         tracing::warn!(
             uid = peer.uid,
+            actor = actor.label.as_deref(),
             cmd = req.cmd(),
             "refused state change from non-admin peer"
         );
-        return Reply::One(Response::err(
-            "forbidden",
-            format!(
+        let message = match &actor.label {
+            Some(label) => format!("{} changes state; {label} may only read", req.cmd()),
+            None => format!(
                 "{} changes state; uid {} is not in control.admins (read-only commands are allowed)",
                 req.cmd(),
                 peer.uid
             ),
-        ));
+        };
+        return Reply::One(Response::err("forbidden", message));
     }
     let cmd = req.cmd();
     let target = req.target();
-    let result = dispatch(daemon, peer, req).await;
+    let secret_reply = req.reply_is_secret();
+    let result = dispatch(daemon, peer, actor, req).await;
     if mutates {
         let (ok, detail) = match &result {
+            Ok(Reply::One(r)) if secret_reply => (r.ok, None),
             Ok(Reply::One(r)) => (r.ok, r.data.as_ref().map(|d| d.to_string())),
             Ok(Reply::Stream(_)) => (true, None),
             Err(e) => (false, Some(e.to_string())),
         };
         daemon
-            .audit(Some(peer.uid), cmd, target.as_deref(), ok, detail)
+            .audit_by(
+                Some(peer.uid),
+                actor.label.as_deref(),
+                cmd,
+                target.as_deref(),
+                ok,
+                detail,
+            )
             .await;
     }
     match result {
@@ -108,7 +154,7 @@ pub async fn handle(daemon: &Arc<Daemon>, peer: &Peer, req: Request) -> Reply {
     }
 }
 
-async fn dispatch(daemon: &Arc<Daemon>, peer: &Peer, req: Request) -> CommandResult {
+async fn dispatch(daemon: &Arc<Daemon>, peer: &Peer, actor: &Actor, req: Request) -> CommandResult {
     match req {
         Request::Status(_) => status::status(daemon).await,
         Request::Reload(_) => status::reload(daemon, peer).await,
@@ -117,7 +163,7 @@ async fn dispatch(daemon: &Arc<Daemon>, peer: &Peer, req: Request) -> CommandRes
         Request::PushCreate(a) => push::create(daemon, peer, a).await,
         Request::PushList(a) => push::list(daemon, a).await,
         Request::PushShow(a) => push::show(daemon, a).await,
-        Request::PushPause(a) => push::pause(daemon, peer, a).await,
+        Request::PushPause(a) => push::pause(daemon, &actor.describe(peer), a).await,
         Request::PushResume(a) => push::resume(daemon, a).await,
         Request::PushCancel(a) => push::cancel(daemon, a).await,
         Request::PushReport(a) => report::report(daemon, a).await,
@@ -126,5 +172,7 @@ async fn dispatch(daemon: &Arc<Daemon>, peer: &Peer, req: Request) -> CommandRes
         Request::AudiencePreview(a) => audience::preview(daemon, a).await,
         Request::AudienceRetry(a) => audience::retry(daemon, peer, a).await,
         Request::EventsList(a) => events::list(daemon, a).await,
+        Request::PanelLogin(a) => panel::login(daemon, peer, a).await,
+        Request::PanelLogoutAll(_) => panel::logout_all(daemon).await,
     }
 }

@@ -222,7 +222,7 @@ async fn set_status(
     Ok(())
 }
 
-pub async fn pause(d: &Arc<Daemon>, peer: &Peer, a: PushRef) -> CommandResult {
+pub async fn pause(d: &Arc<Daemon>, by: &str, a: PushRef) -> CommandResult {
     let (p, _, _) = load(d, &a.push).await?;
     match p.status {
         PushStatus::Scheduled | PushStatus::Running => {}
@@ -233,13 +233,7 @@ pub async fn pause(d: &Arc<Daemon>, peer: &Peer, a: PushRef) -> CommandResult {
             )));
         }
     }
-    set_status(
-        d,
-        p.id,
-        PushStatus::Paused,
-        Some(format!("paused by uid {}", peer.uid)),
-    )
-    .await?;
+    set_status(d, p.id, PushStatus::Paused, Some(format!("paused by {by}"))).await?;
     d.dispatcher.control(p.id, Control::Pause);
     show(
         d,
