@@ -3,7 +3,8 @@
 //! Audiences, templates and routing live in Lua scripts (`script`); a fixed
 //! core schedules and sends (`dispatch`) through channel adapters (`channel`),
 //! records every outcome in SQLite (`store`), ingests receipts (`receipts`),
-//! and reports (`analytics`). Operators steer it over a Unix socket (`control`).
+//! and reports (`analytics`). Operators steer it over a Unix socket (`control`)
+//! and watch it in a browser (`panel`).
 
 pub mod analytics;
 pub mod channel;
@@ -13,6 +14,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod metrics;
 pub mod model;
+pub mod panel;
 pub mod receipts;
 pub mod script;
 pub mod store;

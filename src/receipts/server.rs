@@ -1,4 +1,5 @@
-//! The HTTP listener: `POST|GET /webhooks/{channel}`, `/healthz`, `/metrics`.
+//! The HTTP listener: `POST|GET /webhooks/{channel}`, `/healthz`, `/metrics`,
+//! and the web panel's routes (`crate::panel`).
 //!
 //! Served with hyper directly (not `axum::serve`) so we control what a
 //! hostile client can hold: a connection limit, a deadline for the request
@@ -53,8 +54,9 @@ fn router(d: Arc<Daemon>) -> Router {
             Router::new()
                 .route("/healthz", get(healthz))
                 .route("/metrics", get(metrics))
-                .with_state(d),
+                .with_state(d.clone()),
         )
+        .merge(crate::panel::router(crate::panel::Backend::new(d)))
         .layer(DefaultBodyLimit::max(cfg.http.max_body_bytes))
 }
 
