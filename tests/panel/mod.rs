@@ -778,3 +778,108 @@ fn live_updates_share_one_ticker_and_come_at_most_once_a_second() {
         || d.log().contains("panel live ticker stopped").then_some(()),
     );
 }
+
+/// No credential of the config (nor the panel's own key, nor another
+/// login link) shows on any page, including failure messages of sends that
+/// timed out against a platform whose URLs carry the token.
+#[test]
+fn no_secret_of_the_config_appears_in_any_page() {
+    use crate::support::mocks::{Behavior, MockPlatform};
+    use pushd::model::Platform;
+    let rt = crate::e2e::runtime();
+    let custom = rt.block_on(MockPlatform::start(Platform::Custom));
+    let telegram = rt.block_on(MockPlatform::start(Platform::Telegram));
+    let cfg = base_config(&format!(
+        "[dispatch]\nrate_per_minute = 0\nmax_attempts = 2\nbackoff_base = \"20ms\"\n{}\n{}timeout = \"300ms\"\n",
+        custom.channel_toml("hook"),
+        telegram.channel_toml("tg")
+    ));
+    let mut d = TestDaemon::prepare(&cfg);
+    d.write_script("10.lua", crate::e2e::HELLO);
+    d.spawn();
+    let members: Vec<(String, String)> = ["u1", "u2"]
+        .iter()
+        .map(|u| ("hook".to_string(), u.to_string()))
+        .chain(["101", "102", "103"].iter().map(|u| ("tg".to_string(), u.to_string())))
+        .collect();
+    crate::e2e::import_members(&d, &members);
+    custom.script("u2", Behavior::Block);
+    telegram.script("102", Behavior::Hang);
+    telegram.script("103", Behavior::ServerError);
+    create_push(&d, &["--audience", "all", "--template", "hello", "--name", "p"]);
+    crate::dispatch::wait_status(&d, "p", "completed", Duration::from_secs(60));
+    scheduled_push(&d, "later");
+    let c = PanelClient::sign_in(&d, false);
+    let other_link = login_link(&d, &["--viewer"]);
+    let key: Vec<u8> = d
+        .db()
+        .query_row("SELECT key FROM panel_key", [], |r| r.get(0))
+        .unwrap();
+    let mut secrets: Vec<String> = custom
+        .secrets()
+        .into_iter()
+        .chain(telegram.secrets())
+        .map(String::from)
+        .collect();
+    secrets.push(hex::encode(&key));
+    secrets.push(other_link.rsplit('/').next().unwrap().to_string());
+    let paths = [
+        "/",
+        "/pushes/p",
+        "/pushes/p/failures",
+        "/pushes/p/export.csv",
+        "/pushes/p/retry",
+        "/pushes/later/pause",
+        "/pushes/later/cancel",
+        "/audiences/all/push?from=p",
+        "/pushes/nope",
+        "/login/nope",
+        "/assets/panel.js",
+    ];
+    let failures = c.get("/pushes/p/failures");
+    assert!(failures.text().contains("timeout") || failures.text().contains("transient"), "{}", failures.body);
+    for path in paths {
+        let r = c.get(path);
+        for s in &secrets {
+            assert!(!r.body.contains(s.as_str()), "{path} shows a secret ({}…)", &s[..6]);
+        }
+    }
+    // Signed out, too.
+    let anonymous = PanelClient::new(&d);
+    for s in &secrets {
+        assert!(!anonymous.get("/").body.contains(s.as_str()));
+    }
+}
+
+#[test]
+fn a_disabled_panel_serves_nothing_and_issues_no_links() {
+    let d = TestDaemon::start(&base_config("[panel]\nenabled = false\n"));
+    let c = PanelClient::new(&d);
+    assert_eq!(c.get("/").status, 404);
+    assert_eq!(c.get("/healthz").status, 200, "the rest of the listener still serves");
+    let out = d.cli(&["panel", "login"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("[panel] enabled = false"), "{}", stderr(&out));
+}
+
+/// Push again warns like `pushd push create` when the ETA is over an hour.
+#[test]
+fn push_again_shows_the_same_eta_warning_as_the_cli() {
+    let d = sim_daemon(120, "", "");
+    let c = PanelClient::sign_in(&d, false);
+    let r = c.post(
+        "/audiences/all/push",
+        &[("template", "hello"), ("when", "now"), ("rate", "1"), ("name", "crawl")],
+        From::Panel,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cli = d.cli_json(&[
+        "push", "create", "--audience", "all", "--template", "hello", "--rate", "1", "--name", "crawl2",
+    ]);
+    let warning = cli["data"]["warnings"][0].as_str().unwrap().to_string();
+    assert!(warning.contains("consider splitting it into batches"), "{warning}");
+    assert!(r.text().contains(&warning), "the panel's warning differs from the CLI's: {}", r.body);
+    assert!(r.text().contains("Push crawl created"), "{}", r.body);
+    let e = &audit(&d, "push.create")[1];
+    assert!(e["actor"].as_str().unwrap().ends_with("(admin)"), "{e}");
+}
