@@ -466,15 +466,19 @@ template "hello" { en = { text = "Hi </script><script>alert(2)</script> {{name}}
 }
 
 /// The screenshots the README shows (and an operator would look at):
-/// laptop and phone, light and dark. Written under the target folder;
-/// `PUSHD_UPDATE_DOCS=1` also copies the push page to `docs/`.
+/// laptop and phone, light and dark, of a simulated campaign with every
+/// outcome. Written under the target folder; `PUSHD_UPDATE_DOCS=1` also
+/// copies the push page and the pushes page to `docs/`.
 #[test]
 fn screenshots_of_the_panel() {
     let Some(mut b) = Browser::launch("panel_screenshots") else {
         return;
     };
-    let rt = runtime();
-    let (d, _mock) = finished_push(&rt);
+    let d = sim_daemon(
+        2400,
+        "rate_per_minute = 0\nmax_attempts = 2",
+        "block_rate = 0.04\ninvalid_rate = 0.02\ntransient_rate = 0.03\nread_rate = 0.62\ninteract_rate = 0.3\ndelivered_rate = 0.97",
+    );
     create_push(
         &d,
         &[
@@ -483,11 +487,49 @@ fn screenshots_of_the_panel() {
             "--template",
             "hello",
             "--name",
-            "later",
-            "--at",
-            "2099-01-01T09:00:00Z",
+            "black-friday-2026",
         ],
     );
+    wait_status(
+        &d,
+        "black-friday-2026",
+        "completed",
+        Duration::from_secs(120),
+    );
+    wait_for("the receipts to come back", Duration::from_secs(60), || {
+        let r = d.cli_json(&["report", "black-friday-2026"])["data"].clone();
+        let read = r["read_only"].as_u64()? + r["read_and_interacted"].as_u64()?;
+        (read * 2 > r["sent_success"].as_u64()?).then_some(())
+    });
+    create_push(
+        &d,
+        &[
+            "--audience",
+            "all",
+            "--template",
+            "hello",
+            "--name",
+            "spring-preview",
+            "--rate",
+            "90",
+        ],
+    );
+    create_push(
+        &d,
+        &[
+            "--audience",
+            "vip",
+            "--template",
+            "hello",
+            "--name",
+            "vip-early-access",
+            "--at",
+            "2099-03-01T09:00:00+08:00",
+        ],
+    );
+    wait_for("spring-preview to send", Duration::from_secs(30), || {
+        (crate::dispatch::show(&d, "spring-preview")["sent"].as_u64()? > 3).then_some(())
+    });
     signed_in(&mut b, &d, &[]);
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("panel-screenshots");
     let base = d.http_base();
@@ -495,14 +537,16 @@ fn screenshots_of_the_panel() {
         ("light", 1280, 900, false, "desktop"),
         ("dark", 1280, 900, false, "desktop-dark"),
         ("light", 390, 844, true, "phone"),
+        ("dark", 390, 844, true, "phone-dark"),
     ] {
         b.viewport(w, h, mobile);
         b.color_scheme(scheme);
         for (page, path) in [
-            ("pushes", "/".to_string()),
-            ("push", "/pushes/first".to_string()),
-            ("failures", "/pushes/first/failures".to_string()),
-            ("again", "/audiences/all/push?from=first".to_string()),
+            ("pushes", "/"),
+            ("push", "/pushes/black-friday-2026"),
+            ("running", "/pushes/spring-preview"),
+            ("failures", "/pushes/black-friday-2026/failures"),
+            ("again", "/audiences/all/push?from=black-friday-2026"),
         ] {
             b.goto(&format!("{base}{path}"));
             let shot = dir.join(format!("{page}-{tag}.png"));

@@ -291,6 +291,23 @@ fn sessions_survive_a_restart_and_logout_all_ends_them() {
         200,
         "the session ended with the restart"
     );
+    // Signing out ends this session only (and needs the panel's own form).
+    let other = PanelClient::sign_in(&d, true);
+    assert_eq!(other.post("/logout", &[], From::OtherSite).status, 403);
+    let r = other.post("/logout", &[], From::Panel);
+    assert_eq!(r.status, 303);
+    assert!(
+        r.header("set-cookie").contains("Max-Age=0"),
+        "{}",
+        r.header("set-cookie")
+    );
+    assert_eq!(
+        other.get("/").status,
+        401,
+        "the session outlived its sign-out"
+    );
+    assert_eq!(c2.get("/").status, 200, "signing out ended another session");
+    assert_eq!(audit(&d, "panel.logout").len(), 1);
     let out = d.cli(&["panel", "logout-all"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -800,13 +817,20 @@ fn no_secret_of_the_config_appears_in_any_page() {
     let members: Vec<(String, String)> = ["u1", "u2"]
         .iter()
         .map(|u| ("hook".to_string(), u.to_string()))
-        .chain(["101", "102", "103"].iter().map(|u| ("tg".to_string(), u.to_string())))
+        .chain(
+            ["101", "102", "103"]
+                .iter()
+                .map(|u| ("tg".to_string(), u.to_string())),
+        )
         .collect();
     crate::e2e::import_members(&d, &members);
     custom.script("u2", Behavior::Block);
     telegram.script("102", Behavior::Hang);
     telegram.script("103", Behavior::ServerError);
-    create_push(&d, &["--audience", "all", "--template", "hello", "--name", "p"]);
+    create_push(
+        &d,
+        &["--audience", "all", "--template", "hello", "--name", "p"],
+    );
     crate::dispatch::wait_status(&d, "p", "completed", Duration::from_secs(60));
     scheduled_push(&d, "later");
     let c = PanelClient::sign_in(&d, false);
@@ -837,11 +861,19 @@ fn no_secret_of_the_config_appears_in_any_page() {
         "/assets/panel.js",
     ];
     let failures = c.get("/pushes/p/failures");
-    assert!(failures.text().contains("timeout") || failures.text().contains("transient"), "{}", failures.body);
+    assert!(
+        failures.text().contains("timeout") || failures.text().contains("transient"),
+        "{}",
+        failures.body
+    );
     for path in paths {
         let r = c.get(path);
         for s in &secrets {
-            assert!(!r.body.contains(s.as_str()), "{path} shows a secret ({}…)", &s[..6]);
+            assert!(
+                !r.body.contains(s.as_str()),
+                "{path} shows a secret ({}…)",
+                &s[..6]
+            );
         }
     }
     // Signed out, too.
@@ -856,10 +888,18 @@ fn a_disabled_panel_serves_nothing_and_issues_no_links() {
     let d = TestDaemon::start(&base_config("[panel]\nenabled = false\n"));
     let c = PanelClient::new(&d);
     assert_eq!(c.get("/").status, 404);
-    assert_eq!(c.get("/healthz").status, 200, "the rest of the listener still serves");
+    assert_eq!(
+        c.get("/healthz").status,
+        200,
+        "the rest of the listener still serves"
+    );
     let out = d.cli(&["panel", "login"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("[panel] enabled = false"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[panel] enabled = false"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Push again warns like `pushd push create` when the ETA is over an hour.
@@ -869,16 +909,37 @@ fn push_again_shows_the_same_eta_warning_as_the_cli() {
     let c = PanelClient::sign_in(&d, false);
     let r = c.post(
         "/audiences/all/push",
-        &[("template", "hello"), ("when", "now"), ("rate", "1"), ("name", "crawl")],
+        &[
+            ("template", "hello"),
+            ("when", "now"),
+            ("rate", "1"),
+            ("name", "crawl"),
+        ],
         From::Panel,
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let cli = d.cli_json(&[
-        "push", "create", "--audience", "all", "--template", "hello", "--rate", "1", "--name", "crawl2",
+        "push",
+        "create",
+        "--audience",
+        "all",
+        "--template",
+        "hello",
+        "--rate",
+        "1",
+        "--name",
+        "crawl2",
     ]);
     let warning = cli["data"]["warnings"][0].as_str().unwrap().to_string();
-    assert!(warning.contains("consider splitting it into batches"), "{warning}");
-    assert!(r.text().contains(&warning), "the panel's warning differs from the CLI's: {}", r.body);
+    assert!(
+        warning.contains("consider splitting it into batches"),
+        "{warning}"
+    );
+    assert!(
+        r.text().contains(&warning),
+        "the panel's warning differs from the CLI's: {}",
+        r.body
+    );
     assert!(r.text().contains("Push crawl created"), "{}", r.body);
     let e = &audit(&d, "push.create")[1];
     assert!(e["actor"].as_str().unwrap().ends_with("(admin)"), "{e}");
