@@ -71,10 +71,16 @@ impl Browser {
                      (apt-get install chromium, or set PUSHD_CHROMIUM)"
                 );
             }
-            eprintln!(
-                "!!!!!!!! SKIPPED {test}: no Chromium found (apt-get install chromium); \
-                 set PUSHD_REQUIRE_BROWSER=1 to make this a failure !!!!!!!!"
-            );
+            // One line for the whole run, not one per test, written past
+            // the test harness's capture so that it shows.
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "!!!!!!!! SKIPPED: the panel's browser tests ({test} and the rest): no Chromium \
+                     found (apt-get install chromium); set PUSHD_REQUIRE_BROWSER=1 to make this a failure !!!!!!!!"
+                );
+            });
             return None;
         };
         let profile = tempfile::Builder::new()
