@@ -16,7 +16,7 @@ use crate::model::{ChannelEvent, now_ms};
 use crate::receipts::Receipts;
 use crate::script::{self, Generation, ScriptLimits, Scripts};
 use crate::store::{Store, audit, members};
-use crate::{http, store};
+use crate::{http, panel, store};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -171,6 +171,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     // Signals before the socket answers: a SIGTERM sent as soon as `status`
     // answers must drain and exit 0, not meet the default action.
+    spawn_signal_handlers(h.clone(), shutdown.clone())?;
     store.spawn_watchdog(shutdown.clone());
     let receipts = Arc::new(Receipts::start(
         store.clone(),
@@ -183,21 +184,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let (receipts, shutdown) = (receipts.clone(), shutdown.clone());
         tokio::spawn(async move { receipts.drain(events_rx, shutdown).await })
     };
+    let panel = panel::Backend::new(h.clone(), shutdown.clone());
     let http = http_listener.map(|l| {
         let services = http::Services {
             receipts: receipts.clone(),
             store: store.clone(),
             metrics: h.metrics.clone(),
+            panel: panel.clone(),
         };
         tokio::spawn(http::run(l, services, cfg.http.clone(), shutdown.clone()))
     });
+    panel::announce(panel).await;
     tokio::spawn(watch_files(h.clone(), watch_rx, shutdown.clone()));
     tokio::spawn(prune_events(
         store.clone(),
         h.config.clone(),
         shutdown.clone(),
     ));
-    spawn_signal_handlers(h.clone(), shutdown.clone())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     shutdown.cancelled().await;

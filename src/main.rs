@@ -144,6 +144,26 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// The web panel: one-time login links, ending sessions.
+    Panel {
+        #[command(subcommand)]
+        command: PanelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PanelCommand {
+    /// Print a one-time login URL for the web panel (admin unless --viewer).
+    Login {
+        /// A read-only session: every action answers 403.
+        #[arg(long)]
+        viewer: bool,
+        /// How long the link stays usable (default 15m).
+        #[arg(long, value_name = "DUR")]
+        ttl: Option<String>,
+    },
+    /// End every panel session and void every unused login link.
+    LogoutAll,
 }
 
 #[derive(Subcommand)]
@@ -421,6 +441,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             write_or_return(output.as_deref(), text)?
         }
         (_, Request::EventsList(_)) => render::events(&data(&resp)?),
+        (_, Request::PanelLogin(_)) => {
+            let login: PanelLoginData = data(&resp)?;
+            eprintln!(
+                "one-time {} login link, valid until {}:",
+                login.role, login.expires_at
+            );
+            format!("{}\n", login.url)
+        }
+        (_, Request::PanelLogoutAll(_)) => {
+            let out: PanelLogoutAllData = data(&resp)?;
+            format!(
+                "ended {} panel session(s); unused login links are void\n",
+                out.sessions_ended
+            )
+        }
         _ => serde_json::to_string_pretty(&resp.data)? + "\n",
     };
     print!("{text}");
@@ -542,6 +577,13 @@ fn build_request(command: &Command) -> Result<Request> {
             member: member.clone(),
             limit: Some(*limit),
         }),
+        Command::Panel { command } => match command {
+            PanelCommand::Login { viewer, ttl } => Request::PanelLogin(PanelLoginArgs {
+                viewer: *viewer,
+                ttl: ttl.clone(),
+            }),
+            PanelCommand::LogoutAll => Request::PanelLogoutAll(PanelLogoutAllArgs {}),
+        },
     })
 }
 

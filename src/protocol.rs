@@ -97,6 +97,8 @@ requests! {
     EventsList(EventsListArgs) = "events.list", mutates: false;
     PushRecipients(PushRecipientsArgs) = "push.recipients", mutates: false;
     AudienceFromPush(AudienceFromPushArgs) = "audience.from_push", mutates: true;
+    PanelLogin(PanelLoginArgs) = "panel.login", mutates: true;
+    PanelLogoutAll(PanelLogoutAllArgs) = "panel.logout_all", mutates: true;
 }
 
 impl Request {
@@ -140,8 +142,15 @@ impl Request {
             Request::PushRecipients(a) => Some(a.push.clone()),
             Request::AudiencePreview(a) => Some(a.name.clone()),
             Request::MembersImport(a) => a.path.clone().or_else(|| Some("inline".into())),
+            Request::PanelLogin(a) => Some(if a.viewer { "viewer" } else { "admin" }.into()),
             _ => None,
         }
+    }
+
+    /// The reply carries a credential (a login link): the audit trail
+    /// records that it was issued, never the reply itself.
+    pub fn reply_is_secret(&self) -> bool {
+        matches!(self, Request::PanelLogin(_))
     }
 }
 
@@ -387,6 +396,21 @@ pub struct RecipientError {
     pub message: String,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelLoginArgs {
+    /// A read-only session instead of an admin one.
+    #[serde(default)]
+    pub viewer: bool,
+    /// How long the link stays usable, e.g. "15m" (default 15m, at most 7d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelLogoutAllArgs {}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: String,
@@ -543,6 +567,9 @@ pub struct AuditEntry {
     /// Peer uid over the socket; `None` when the daemon acted on its own
     /// (file-watch reload, startup).
     pub uid: Option<u32>,
+    /// Who acted when it was not a socket peer: `panel:<session> (role)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     pub action: String,
     pub target: Option<String>,
     pub ok: bool,
@@ -635,6 +662,20 @@ pub struct AudienceInfo {
 pub struct RetryAudienceData {
     pub audience: AudienceInfo,
     pub source_push: String,
+}
+
+/// A one-time panel login link.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PanelLoginData {
+    /// `http://HOST/login/TOKEN`: works once, until `expires_at`.
+    pub url: String,
+    pub role: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PanelLogoutAllData {
+    pub sessions_ended: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

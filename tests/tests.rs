@@ -11,6 +11,7 @@ mod dispatch;
 mod e2e;
 mod examples;
 mod members;
+mod panel;
 mod rate;
 mod receipts;
 mod recipients;

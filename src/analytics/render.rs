@@ -7,8 +7,9 @@ use crate::util::table;
 use std::f64::consts::PI;
 use std::fmt::Write;
 
-/// Colours of the five slices, in `Report::slices` order.
-const COLOURS: [&str; 5] = ["#2e7d32", "#66bb6a", "#29b6f6", "#bdbdbd", "#e53935"];
+/// Colours of the five slices, in `Report::slices` order (the panel's
+/// legend uses them too, so a slice and its row always match).
+pub const SLICE_COLOURS: [&str; 5] = ["#2e7d32", "#66bb6a", "#29b6f6", "#bdbdbd", "#e53935"];
 
 fn rows(r: &Report) -> Vec<(&'static str, u64, f64)> {
     let p = &r.percent;
@@ -147,7 +148,7 @@ pub fn pie_svg(r: &Report) -> String {
         let _ = write!(
             svg,
             "<path class=\"slice\" data-slice=\"{key}\" data-start=\"{start:.4}\" data-end=\"{end:.4}\" d=\"{d}\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"1\"><title>{} — {n} ({:.1}%)</title></path>",
-            COLOURS[i],
+            SLICE_COLOURS[i],
             esc(label),
             100.0 * n as f64 / total as f64
         );
@@ -171,7 +172,7 @@ pub fn html(r: &Report, failures: &[FailureGroup]) -> String {
         let _ = write!(
             legend,
             "<li><span class=\"sw\" style=\"background:{}\"></span>{} <b>{p:.1}%</b> ({n})</li>",
-            COLOURS[i],
+            SLICE_COLOURS[i],
             esc(label)
         );
     }

@@ -15,6 +15,7 @@ pub async fn list(store: &Store, args: AuditListArgs) -> CommandResult<AuditData
             id: e.id,
             at: e.at,
             uid: e.uid,
+            actor: e.actor,
             action: e.action,
             target: e.target,
             ok: e.ok,

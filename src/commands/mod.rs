@@ -8,6 +8,7 @@ pub mod audience;
 pub mod audit;
 pub mod events;
 pub mod members;
+pub mod panel;
 pub mod push;
 pub mod recipients;
 pub mod reload;
@@ -55,12 +56,13 @@ pub struct ProcessInfo {
 /// Who asks, as the transport established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    /// The socket peer's uid (recorded in the audit trail).
+    /// The socket peer's uid (recorded in the audit trail); None for the
+    /// panel, whose sessions are named instead.
     pub uid: Option<u32>,
     /// May change state.
     pub admin: bool,
-    /// How the actor is named in refusals and logs (`uid 1000`).
-    pub label: String,
+    /// A panel session, `panel:<session> (role)`, as the audit trail names it.
+    pub session: Option<String>,
 }
 
 impl Actor {
@@ -69,7 +71,26 @@ impl Actor {
         Actor {
             uid: Some(uid),
             admin,
-            label: format!("uid {uid}"),
+            session: None,
+        }
+    }
+
+    /// A web panel session (`panel:<id> (role)`), or the panel's own reads.
+    pub fn panel(session: impl Into<String>, admin: bool) -> Actor {
+        Actor {
+            uid: None,
+            admin,
+            session: Some(session.into()),
+        }
+    }
+
+    /// How refusals and status reasons name the actor: `uid 1000`,
+    /// `panel:3f2a… (admin)`.
+    pub fn label(&self) -> String {
+        match (&self.session, self.uid) {
+            (Some(s), _) => s.clone(),
+            (None, Some(uid)) => format!("uid {uid}"),
+            (None, None) => "the daemon".into(),
         }
     }
 }
@@ -135,26 +156,39 @@ fn one(data: impl serde::Serialize) -> CommandResult<Reply> {
 pub async fn execute(h: &Handles, actor: &Actor, req: Request) -> Reply {
     let mutates = req.mutates();
     if mutates && !actor.admin {
-        tracing::warn!(actor = %actor.label, cmd = req.cmd(), "refused state change from non-admin");
-        return Reply::One(Response::err(
-            "forbidden",
-            format!(
-                "{} changes state; {} is not in control.admins (read-only commands are allowed)",
-                req.cmd(),
-                actor.label
+        let label = actor.label();
+        tracing::warn!(actor = %label, cmd = req.cmd(), "refused state change from non-admin");
+        let message = match &actor.session {
+            Some(_) => format!("{} changes state; {label} may only read", req.cmd()),
+            None => format!(
+                "{} changes state; {label} is not in control.admins (read-only commands are allowed)",
+                req.cmd()
             ),
-        ));
+        };
+        return Reply::One(Response::err("forbidden", message));
     }
     let cmd = req.cmd();
     let target = req.target();
+    let secret_reply = req.reply_is_secret();
     let result = run(h, actor, req).await;
     if mutates {
         let (ok, detail) = match &result {
+            Ok(Reply::One(r)) if secret_reply => (r.ok, None),
             Ok(Reply::One(r)) => (r.ok, r.data.as_ref().map(|d| d.to_string())),
             Ok(Reply::Stream(_)) => (true, None),
             Err(e) => (false, Some(e.to_string())),
         };
-        store::audit::log(&h.store, actor.uid, cmd, target.as_deref(), ok, detail).await;
+        let session = actor.session.as_deref();
+        store::audit::log_by(
+            &h.store,
+            actor.uid,
+            session,
+            cmd,
+            target.as_deref(),
+            ok,
+            detail,
+        )
+        .await;
     }
     match result {
         Ok(reply) => reply,
@@ -183,5 +217,7 @@ async fn run(h: &Handles, actor: &Actor, req: Request) -> CommandResult<Reply> {
         Request::EventsList(a) => one(events::list(store, a).await?),
         Request::PushRecipients(a) => one(recipients::list(store, a).await?),
         Request::AudienceFromPush(a) => one(recipients::from_push(store, scripts, actor, a).await?),
+        Request::PanelLogin(a) => one(panel::login(store, &h.config, &h.process, actor, a).await?),
+        Request::PanelLogoutAll(_) => one(panel::logout_all(store).await?),
     }
 }

@@ -247,7 +247,7 @@ pub async fn pause(
         store,
         p.id,
         PushStatus::Paused,
-        Some(format!("paused by {}", actor.label)),
+        Some(format!("paused by {}", actor.label())),
     )
     .await?;
     dispatcher.control(p.id, Control::Pause);

@@ -162,6 +162,28 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[panel]`: the web push panel served on `[http] listen`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PanelConfig {
+    pub enabled: bool,
+    /// How long a browser session lasts after its login link is opened.
+    #[serde(with = "duration::serde_human")]
+    pub session_ttl: Duration,
+    /// Serve the panel on a non-loopback `http.listen` (put TLS in front).
+    pub allow_remote: bool,
+}
+
+impl Default for PanelConfig {
+    fn default() -> Self {
+        PanelConfig {
+            enabled: true,
+            session_ttl: Duration::from_secs(12 * 3600),
+            allow_remote: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DispatchConfig {
@@ -620,6 +642,7 @@ struct RawConfig {
     daemon: DaemonConfig,
     control: ControlConfig,
     http: HttpConfig,
+    panel: PanelConfig,
     dispatch: DispatchConfig,
     scripts: ScriptsConfig,
     receipts: ReceiptsConfig,
@@ -634,6 +657,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub control: ControlConfig,
     pub http: HttpConfig,
+    pub panel: PanelConfig,
     pub dispatch: DispatchConfig,
     pub scripts: ScriptsConfig,
     pub receipts: ReceiptsConfig,
@@ -715,6 +739,12 @@ impl Config {
             ));
         }
 
+        let panel = raw.panel;
+        check_panel_exposure(&http, &panel).map_err(|m| invalid("panel.allow_remote", m))?;
+        if panel.session_ttl < Duration::from_secs(60) {
+            return Err(invalid("panel.session_ttl", "must be at least 1m".into()));
+        }
+
         let dispatch = raw.dispatch;
         if dispatch.concurrency == 0 {
             return Err(invalid("dispatch.concurrency", "must be at least 1".into()));
@@ -751,6 +781,7 @@ impl Config {
             daemon,
             control,
             http,
+            panel,
             dispatch,
             scripts,
             receipts: raw.receipts,
@@ -801,6 +832,9 @@ impl Config {
         if self.http != new.http {
             out.push("http");
         }
+        if self.panel != new.panel {
+            out.push("panel");
+        }
         out
     }
 
@@ -815,6 +849,9 @@ impl Config {
         }
         if self.http != new.http {
             out.push("http".into());
+        }
+        if self.panel != new.panel {
+            out.push("panel".into());
         }
         if self.dispatch != new.dispatch {
             out.push("dispatch".into());
@@ -832,6 +869,23 @@ impl Config {
             }
         }
         out
+    }
+}
+
+/// The panel acts on pushes: reachable beyond this machine only when the
+/// operator says so (and then a warning at start says to put TLS in front).
+fn check_panel_exposure(http: &HttpConfig, panel: &PanelConfig) -> Result<(), String> {
+    if !(http.enabled && panel.enabled) || panel.allow_remote {
+        return Ok(());
+    }
+    match http.listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if !addr.ip().is_loopback() => Err(format!(
+            "http.listen {} is not a loopback address, so the panel would be reachable from the network; \
+             set [panel] allow_remote = true (and put TLS in front of it), or [panel] enabled = false, \
+             or listen on 127.0.0.1",
+            http.listen
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -960,6 +1014,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("PUSHD_NOPE_NOT_SET"), "{err}");
+    }
+
+    #[test]
+    fn panel_on_a_public_address_needs_allow_remote() {
+        let err = parse("[http]\nlisten = \"0.0.0.0:8787\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("panel.allow_remote"), "{err}");
+        assert!(err.contains("0.0.0.0:8787"), "{err}");
+        parse("[http]\nlisten = \"0.0.0.0:8787\"\n[panel]\nallow_remote = true\n").unwrap();
+        parse("[http]\nlisten = \"0.0.0.0:8787\"\n[panel]\nenabled = false\n").unwrap();
+        let c = parse("[http]\nlisten = \"[::1]:8787\"\n").unwrap();
+        assert_eq!(c.panel.session_ttl, Duration::from_secs(12 * 3600));
     }
 
     #[test]

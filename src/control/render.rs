@@ -163,9 +163,12 @@ pub fn audit(d: &AuditData) -> String {
         .map(|e| {
             vec![
                 fmt_ms(e.at),
-                e.uid
-                    .map(|u| u.to_string())
-                    .unwrap_or_else(|| "daemon".into()),
+                // The panel names its session and role; a socket peer its uid.
+                match (&e.actor, e.uid) {
+                    (Some(actor), _) => actor.clone(),
+                    (None, Some(u)) => u.to_string(),
+                    (None, None) => "daemon".into(),
+                },
                 e.action.clone(),
                 e.target.clone().unwrap_or_default(),
                 if e.ok { "ok".into() } else { "FAILED".into() },
@@ -174,7 +177,7 @@ pub fn audit(d: &AuditData) -> String {
         })
         .collect();
     table::render(
-        &["AT", "UID", "ACTION", "TARGET", "RESULT", "DETAIL"],
+        &["AT", "WHO", "ACTION", "TARGET", "RESULT", "DETAIL"],
         &rows,
     )
 }

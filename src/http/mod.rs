@@ -1,5 +1,6 @@
-//! The HTTP listener, a transport: `POST|GET /webhooks/{channel}` (handed to
-//! `receipts`), `/healthz`, `/metrics`.
+//! The HTTP listener: `POST|GET /webhooks/{channel}` (handed to `receipts`),
+//! `/healthz`, `/metrics`, and the web panel's routes (`crate::panel`, the
+//! second transport over the commands).
 //!
 //! Served with hyper directly (not `axum::serve`) so we control what a
 //! hostile client can hold: a connection limit, a deadline for the request
@@ -41,12 +42,13 @@ pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
 }
 
 /// What the routes reach: receipts for webhooks, the store for health and
-/// gauges, the metrics.
+/// gauges, the metrics, and the panel.
 #[derive(Clone)]
 pub struct Services {
     pub receipts: Arc<Receipts>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    pub panel: crate::panel::Backend,
 }
 
 /// What the webhook route shares across requests.
@@ -62,6 +64,7 @@ fn router(services: Services, http: &HttpConfig) -> Router {
         receipts: services.receipts.clone(),
         body_timeout: http.request_timeout,
     });
+    let panel = crate::panel::router(services.panel.clone());
     Router::new()
         .route("/webhooks/{channel}", any(webhook_handler))
         .with_state(webhooks)
@@ -71,6 +74,7 @@ fn router(services: Services, http: &HttpConfig) -> Router {
                 .route("/metrics", get(metrics))
                 .with_state(services),
         )
+        .merge(panel)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
 }
 

@@ -294,6 +294,35 @@ CREATE INDEX deliveries_interacted ON deliveries(push_id) WHERE interacted_at IS
 ALTER TABLE audiences ADD COLUMN outcome TEXT;
 ALTER TABLE audiences ADD COLUMN filter TEXT;
 "#,
+    // 7: the web panel's sign-in state, so that a restart neither logs
+    // everyone out nor lets an old login link work again. The HMAC key signs
+    // session cookies and CSRF tokens; login links are kept as SHA-256
+    // hashes (the link itself is only ever printed to the admin who asked);
+    // sessions are rows so `panel logout-all` can end them. The audit trail
+    // names who acted when it was not a socket peer: `panel:<session> (role)`.
+    r#"
+CREATE TABLE panel_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    key BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE panel_logins (
+    token_hash TEXT PRIMARY KEY,
+    role TEXT NOT NULL,                     -- 'admin' | 'viewer'
+    created_at INTEGER NOT NULL,
+    created_by INTEGER,                     -- peer uid that asked for the link
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE panel_sessions (
+    id TEXT PRIMARY KEY,                    -- public id, named in the audit trail
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ended_at INTEGER
+) WITHOUT ROWID;
+ALTER TABLE audit ADD COLUMN actor TEXT;
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

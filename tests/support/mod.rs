@@ -319,6 +319,7 @@ pub fn sending(db: &rusqlite::Connection) -> i64 {
     )
 }
 
+pub mod browser;
 #[allow(dead_code)]
 pub mod mocks;
 pub mod preconditions;

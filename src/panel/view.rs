@@ -1,0 +1,332 @@
+//! What a page shows, formatted once: numbers with thousands separators,
+//! percentages, rates, times (UTC on the server; the browser shows them in
+//! its own timezone), progress, and the indicator rows of the push result.
+//! The live updates send the very same strings, so a page reads the same
+//! with or without JavaScript.
+
+use super::backend::{PreviewSample, PushShowData, PushSummary};
+use super::page::SampleView;
+use crate::analytics::render::{SLICE_COLOURS, pie_svg};
+use crate::model::{Outbound, Routed};
+use serde_json::{Value, json};
+
+/// `1234567` → `"1,234,567"`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn percent(p: f64) -> String {
+    format!("{p:.1}%")
+}
+
+/// A time as the page shows it: machine-readable for `<time datetime>`,
+/// UTC text (replaced by local time in the browser), UTC on hover.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Time {
+    pub iso: String,
+    pub utc: String,
+}
+
+impl Time {
+    /// From the protocol's RFC 3339 text.
+    pub fn parse(rfc3339: &str) -> Option<Time> {
+        let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+        let t = t.with_timezone(&chrono::Utc);
+        Some(Time {
+            iso: t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            utc: t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        })
+    }
+}
+
+/// A push as one row of the pushes page (and the head of its own page).
+#[derive(Debug, Clone)]
+pub struct PushRow {
+    pub id: i64,
+    pub name: String,
+    pub href: String,
+    pub status: String,
+    pub reason: String,
+    pub progress_value: u64,
+    pub progress_max: u64,
+    pub progress: String,
+    pub sent: String,
+    pub failed: String,
+    pub remaining: String,
+    pub recipients: String,
+    pub rate: String,
+    pub eta: String,
+    pub start_at: Option<Time>,
+    pub finish_at: Option<Time>,
+}
+
+/// Path segment of a push: its name, percent-encoded.
+pub fn push_href(name: &str) -> String {
+    format!("/pushes/{}", encode_segment(name))
+}
+
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl PushRow {
+    pub fn from_summary(p: &PushSummary) -> PushRow {
+        let done = p.sent + p.failed;
+        let max = p.recipients.max(1);
+        let pct = if p.recipients == 0 {
+            0.0
+        } else {
+            100.0 * done as f64 / p.recipients as f64
+        };
+        let running = p.status == "running";
+        PushRow {
+            id: p.id,
+            name: p.name.clone(),
+            href: push_href(&p.name),
+            status: p.status.clone(),
+            reason: p.status_reason.clone().unwrap_or_default(),
+            progress_value: done.min(max),
+            progress_max: max,
+            progress: format!("{pct:.0}%"),
+            sent: thousands(p.sent),
+            failed: thousands(p.failed),
+            remaining: thousands(p.remaining),
+            recipients: thousands(p.recipients),
+            rate: if running {
+                format!("{}/min", thousands(p.current_rate.round() as u64))
+            } else {
+                "—".into()
+            },
+            eta: match (&p.eta, p.status.as_str()) {
+                // The protocol's ETA ends in "(at <UTC time>)"; the page
+                // shows the duration (its time would need a timezone).
+                (Some(eta), "running" | "scheduled") => {
+                    eta.split(" (at ").next().unwrap_or(eta).to_string()
+                }
+                _ => "—".into(),
+            },
+            start_at: Time::parse(&p.start_at),
+            finish_at: p.finished_at.as_deref().and_then(Time::parse),
+        }
+    }
+
+    /// What the live stream updates in place (same strings as the page).
+    pub fn live(&self) -> Value {
+        json!({
+            "id": self.id,
+            "status": self.status,
+            "progress": [self.progress_value, self.progress_max],
+            "fields": {
+                "progress": self.progress,
+                "sent": self.sent,
+                "failed": self.failed,
+                "remaining": self.remaining,
+                "recipients": self.recipients,
+                "rate": self.rate,
+                "eta": self.eta,
+            },
+        })
+    }
+}
+
+/// One line of the key-indicator table.
+#[derive(Debug, Clone)]
+pub struct Indicator {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub count: String,
+    pub percent: String,
+    /// Its pie colour (the four engagement slices and Sent Fail).
+    pub colour: Option<&'static str>,
+    /// Shown indented under Sent Success.
+    pub part: bool,
+}
+
+/// The push page: progress, the six key indicators and the pie.
+#[derive(Debug, Clone)]
+pub struct PushView {
+    pub row: PushRow,
+    pub audience: String,
+    pub template: String,
+    pub retry_of: Option<String>,
+    pub is_final: bool,
+    pub indicators: Vec<Indicator>,
+    pub sent_fail: u64,
+    pub skipped: String,
+    pub cancelled: String,
+    pub pie: String,
+    pub as_of: Option<Time>,
+    pub note: String,
+}
+
+impl PushView {
+    pub fn new(d: &PushShowData) -> PushView {
+        let r = &d.report;
+        let p = &r.percent;
+        let slice = |i: usize| Some(SLICE_COLOURS[i]);
+        let ind = |key, label, n: u64, pc: f64, colour, part| Indicator {
+            key,
+            label,
+            count: thousands(n),
+            percent: percent(pc),
+            colour,
+            part,
+        };
+        PushView {
+            row: PushRow::from_summary(&d.push),
+            audience: r.audience.clone(),
+            template: r.template.clone(),
+            retry_of: r.retry_of.clone(),
+            is_final: r.is_final,
+            indicators: vec![
+                ind(
+                    "sent_success",
+                    "Sent Success",
+                    r.sent_success,
+                    p.sent_success,
+                    None,
+                    false,
+                ),
+                ind(
+                    "read_and_interacted",
+                    "Read & Interacted",
+                    r.read_and_interacted,
+                    p.read_and_interacted,
+                    slice(0),
+                    true,
+                ),
+                ind(
+                    "read_only",
+                    "Read Only",
+                    r.read_only,
+                    p.read_only,
+                    slice(1),
+                    true,
+                ),
+                ind(
+                    "interacted_only",
+                    "Interacted Only",
+                    r.interacted_only,
+                    p.interacted_only,
+                    slice(2),
+                    true,
+                ),
+                ind(
+                    "not_read_or_interacted",
+                    "Not Read / Interacted",
+                    r.not_read_or_interacted,
+                    p.not_read_or_interacted,
+                    slice(3),
+                    true,
+                ),
+                ind(
+                    "sent_fail",
+                    "Sent Fail",
+                    r.sent_fail,
+                    p.sent_fail,
+                    slice(4),
+                    false,
+                ),
+            ],
+            sent_fail: r.sent_fail,
+            skipped: thousands(r.skipped),
+            cancelled: thousands(r.cancelled),
+            pie: pie_svg(r),
+            as_of: Time::parse(&r.as_of),
+            note: r.note.clone(),
+        }
+    }
+
+    pub fn live(&self) -> Value {
+        let mut v = self.row.live();
+        let fields = &mut v["fields"];
+        for i in &self.indicators {
+            fields[format!("{}_n", i.key)] = json!(i.count);
+            fields[format!("{}_p", i.key)] = json!(i.percent);
+        }
+        fields["skipped"] = json!(self.skipped);
+        fields["cancelled"] = json!(self.cancelled);
+        v["svg"] = json!(self.pie);
+        v
+    }
+
+    pub fn can_pause(&self) -> bool {
+        matches!(self.row.status.as_str(), "scheduled" | "running")
+    }
+
+    pub fn can_resume(&self) -> bool {
+        self.row.status == "paused"
+    }
+
+    pub fn can_cancel(&self) -> bool {
+        !self.is_final
+    }
+}
+
+/// A previewed recipient and what they would get, as text.
+pub fn sample(s: &PreviewSample) -> SampleView {
+    let who = format!("{} ({}:{})", s.name, s.channel, s.channel_user_id);
+    let (text, buttons) = match (&s.routed, &s.error) {
+        (Some(Routed::Send { outbound, .. }), _) => match outbound {
+            Outbound::Message { message, .. } => (
+                message.text.clone(),
+                message
+                    .buttons
+                    .iter()
+                    .chain(&message.quick_replies)
+                    .map(|b| b.title.clone())
+                    .collect(),
+            ),
+            Outbound::Template {
+                name,
+                language,
+                params,
+            } => (
+                format!(
+                    "platform template {name} ({language}) with {}",
+                    params.join(", ")
+                ),
+                Vec::new(),
+            ),
+        },
+        (Some(Routed::Skip { reason }), _) => (format!("skipped: {reason}"), Vec::new()),
+        (None, Some(e)) => (format!("cannot render: {e}"), Vec::new()),
+        (None, None) => (String::new(), Vec::new()),
+    };
+    SampleView { who, text, buttons }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_names_as_shown() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(percent(12.345), "12.3%");
+        assert_eq!(push_href("a b/<c>"), "/pushes/a%20b%2F%3Cc%3E");
+        let t = Time::parse("2026-12-04T15:55:10+08:00").unwrap();
+        assert_eq!(t.iso, "2026-12-04T07:55:10Z");
+        assert_eq!(t.utc, "2026-12-04 07:55:10 UTC");
+        assert_eq!(Time::parse("soon"), None);
+    }
+}
