@@ -59,6 +59,9 @@ pub enum WebhookError {
     /// Wrong HTTP method for this platform: 405.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Cannot be taken now (the replay memory is full); the platform retries: 503.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub mod apply;
@@ -140,9 +143,11 @@ pub async fn run_applier(d: Arc<Daemon>, mut rx: mpsc::Receiver<ChannelEvent>) {
 pub mod custom;
 pub mod messenger;
 pub mod meta;
+pub mod replay;
 pub mod signature;
 pub mod slack;
 pub mod telegram;
 pub mod webhook;
 pub mod wechat;
+pub mod wechat_crypto;
 pub mod whatsapp;

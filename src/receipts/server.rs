@@ -9,6 +9,7 @@
 
 use super::apply::ApplyContext;
 use super::batch::Applier;
+use super::replay::ReplayGuard;
 use super::{WebhookError, WebhookOutcome, WebhookRequest, webhook};
 use crate::config::Config;
 use crate::daemon::Daemon;
@@ -42,6 +43,7 @@ fn router(d: Arc<Daemon>) -> Router {
     let cfg = d.config();
     let webhooks = Arc::new(Webhooks {
         applier: Applier::start(d.store.clone()),
+        replays: ReplayGuard::default(),
         body_timeout: cfg.http.request_timeout,
         contexts: ArcSwapOption::empty(),
         d: d.clone(),
@@ -62,6 +64,8 @@ fn router(d: Arc<Daemon>) -> Router {
 struct Webhooks {
     d: Arc<Daemon>,
     applier: Applier,
+    /// Nonces of admitted WeChat callbacks (their signature leaves the body out).
+    replays: ReplayGuard,
     /// The request head must arrive within `http.request_timeout` (hyper's
     /// header timeout); the body within this much more.
     body_timeout: Duration,
@@ -248,6 +252,7 @@ async fn webhook_handler(
         now: now_ms(),
     };
     let outcome = webhook::handle(ch.kind, ch, &req);
+    let (outcome, replay_ticket) = w.replays.screen(&channel, ch.kind, &req, outcome);
     match outcome {
         Err(e) => {
             let status = match e {
@@ -255,6 +260,7 @@ async fn webhook_handler(
                 WebhookError::Forbidden(_) => StatusCode::FORBIDDEN,
                 WebhookError::BadRequest(_) => StatusCode::BAD_REQUEST,
                 WebhookError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+                WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             tracing::warn!(channel = %channel, status = status.as_u16(), error = %e, "webhook refused");
             d.metrics.record_webhook_reject(&channel, status.as_u16());
@@ -276,6 +282,7 @@ async fn webhook_handler(
             let result = w.applier.apply(ctx, events, raw).await;
             match result {
                 Ok(applied) => {
+                    replay_ticket.keep();
                     for k in kinds {
                         d.metrics.record_event(&channel, k);
                     }
