@@ -159,3 +159,55 @@ fn bad_header_is_refused_with_line_one() {
     assert!(msg.contains("line 1") && msg.contains("user"), "{msg}");
     assert_eq!(count(&d.db(), "SELECT count(*) FROM members"), 0);
 }
+
+/// JSON lines mixing bad UTF-8, bad JSON and good rows: each bad line is
+/// reported with its own number, every good row is imported (with
+/// `--skip-invalid`) and none is lost behind a bad one.
+#[test]
+fn json_lines_with_bad_utf8_lose_no_row_and_keep_line_numbers() {
+    let d = TestDaemon::start(&base_config(""));
+    let mut body: Vec<u8> = Vec::new();
+    let row = |u: &str| format!("{{\"channel\":\"sim\",\"channel_user_id\":\"{u}\"}}\n");
+    body.extend_from_slice(row("u1").as_bytes()); // line 1
+    body.extend_from_slice(b"{\"channel\":\"sim\",\"channel_user_id\":\"caf\xe9\"}\n"); // 2: Latin-1
+    body.extend_from_slice(row("u2").as_bytes()); // 3: right after the bad bytes
+    body.extend_from_slice(b"{\"channel\":\"sim\",\"channel_user_id\":\n"); // 4: bad JSON
+    body.extend_from_slice(b"\xff\xfe\xfd\n"); // 5
+    body.extend_from_slice(b"\xff\n"); // 6: two bad lines in a row
+    body.extend_from_slice(row("u3").as_bytes()); // 7
+    body.extend_from_slice(b"{\"channel\":\"sim\"}\n"); // 8: no channel_user_id
+    body.extend_from_slice(row("u4").as_bytes()); // 9
+    let p = d.path("mixed.jsonl");
+    std::fs::write(&p, &body).unwrap();
+
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--json", "members", "import", p.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = d.cli(&args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {} {}", stdout(&out), stderr(&out)));
+        (out.status.success(), v)
+    };
+    let (ok, v) = run(&[]);
+    assert!(!ok, "{v}");
+    let errors = v["data"]["errors"].as_array().unwrap();
+    let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [2, 4, 5, 6, 8], "{v}");
+    let reason = |i: usize| errors[i]["reason"].as_str().unwrap().to_string();
+    assert!(reason(0).contains("not UTF-8"), "{}", reason(0));
+    assert!(reason(1).contains("JSON"), "{}", reason(1));
+    assert!(reason(4).contains("channel_user_id"), "{}", reason(4));
+    assert_eq!(count(&d.db(), "SELECT count(*) FROM members"), 0);
+
+    let (ok, v) = run(&["--skip-invalid"]);
+    assert!(ok, "{v}");
+    assert_eq!(v["data"]["rejected"], 5, "{v}");
+    assert_eq!(v["data"]["inserted"], 4, "{v}");
+    assert_eq!(
+        strings(
+            &d.db(),
+            "SELECT channel_user_id FROM members ORDER BY channel_user_id"
+        ),
+        ["u1", "u2", "u3", "u4"]
+    );
+}

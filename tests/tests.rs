@@ -7,6 +7,7 @@ mod analytics;
 mod channels;
 mod config_cli;
 mod control;
+mod control_auth;
 mod dispatch;
 mod e2e;
 mod examples;

@@ -568,3 +568,124 @@ fn concurrent_webhooks_are_each_applied_once() {
     assert!(a.delivered && !a.read, "{a:?}");
     assert!(b.delivered && b.read, "{b:?}");
 }
+
+/// WeChat's EncodingAESKey and app id of the safe-mode channel below.
+const WX_AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const WX_SAFE_APP_ID: &str = "wx2c2769f8efd9abc2";
+
+/// WeChat signs a plaintext callback's URL, never its body: through the real
+/// listener, a signed URL works once (a replayed nonce with a forged body is
+/// refused), an old one not at all, and a safe-mode channel takes only
+/// bodies that `msg_signature` covers, encrypted for its own app id.
+/// Nothing a refused request carries is written.
+#[test]
+fn wechat_signed_urls_work_once_and_safe_mode_checks_the_body() {
+    let rt = runtime();
+    let cfg = base_config(&format!(
+        "[channels.wx]\nkind = \"wechat\"\napp_id = \"{WX_APP_ID}\"\napp_secret = \"{WX_APP_SECRET}\"\nverify_token = \"{VERIFY_TOKEN}\"\n\
+         [channels.wxs]\nkind = \"wechat\"\napp_id = \"{WX_SAFE_APP_ID}\"\napp_secret = \"{WX_APP_SECRET}\"\nverify_token = \"{VERIFY_TOKEN}\"\n\
+         encoding_aes_key = \"{WX_AES_KEY}\"\nencryption = \"safe\"\n"
+    ));
+    let d = TestDaemon::start(&cfg);
+    let members: Vec<(String, String)> = ["wx", "wxs"]
+        .iter()
+        .flat_map(|ch| ["oAlice", "oVictim"].map(|u| (ch.to_string(), u.to_string())))
+        .collect();
+    import_members(&d, &members);
+    let url = |ch: &str, query: &str| format!("{}/webhooks/{ch}?{query}", d.http_base());
+    let subscribed = |ch: &str, user: &str| {
+        d.db()
+            .query_row(
+                "SELECT subscribed FROM members WHERE channel = ?1 AND channel_user_id = ?2",
+                [ch, user],
+                |r| r.get::<_, bool>(0),
+            )
+            .unwrap()
+    };
+    let xml = [("content-type", "text/xml".to_string())];
+
+    // A genuine plaintext callback: Alice writes "hi".
+    let ts = now_s();
+    let signed = wechat_query(VERIFY_TOKEN, ts, "nonce-1");
+    let hi = wechat_text("oAlice", "900001", "hi", ts);
+    let (status, text) = http(&rt, "POST", &url("wx", &signed), &xml, &hi);
+    assert_eq!((status, text.as_str()), (200, "success"));
+    let before = events(&d);
+
+    // The same signed URL, as a proxy log shows it, with a forged body.
+    let forged = wechat_unsubscribe("oVictim", ts);
+    let (status, text) = http(&rt, "POST", &url("wx", &signed), &xml, &forged);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("already received"), "{text}");
+    // A correctly signed URL from ten minutes ago.
+    let old = wechat_query(VERIFY_TOKEN, ts - 600, "nonce-2");
+    let (status, text) = http(&rt, "POST", &url("wx", &old), &xml, &forged);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("timestamp"), "{text}");
+    assert!(
+        subscribed("wx", "oVictim"),
+        "a refused callback unsubscribed the member"
+    );
+    assert_eq!(events(&d), before, "a refused callback wrote an event");
+
+    // Safe mode: an encrypted STOP from Alice is applied.
+    let stop = wechat_encrypt(
+        WX_AES_KEY,
+        WX_SAFE_APP_ID,
+        &wechat_text("oAlice", "900002", "STOP", ts),
+    );
+    let q = wechat_safe_query(VERIFY_TOKEN, ts, "nonce-3", "oAlice", &stop);
+    let (status, text) = http(&rt, "POST", &url("wxs", &q), &xml, &wechat_safe_body(&stop));
+    assert_eq!((status, text.as_str()), (200, "success"));
+    assert!(!subscribed("wxs", "oAlice"));
+    let before = events(&d);
+    // Tampered: another encrypted body under a fresh URL that signed the first.
+    let victim = wechat_encrypt(
+        WX_AES_KEY,
+        WX_SAFE_APP_ID,
+        &wechat_unsubscribe("oVictim", ts),
+    );
+    let q = wechat_safe_query(VERIFY_TOKEN, ts, "nonce-4", "oVictim", &stop);
+    let (status, text) = http(
+        &rt,
+        "POST",
+        &url("wxs", &q),
+        &xml,
+        &wechat_safe_body(&victim),
+    );
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("msg_signature"), "{text}");
+    // Encrypted for another account, correctly signed.
+    let other = wechat_encrypt(WX_AES_KEY, WX_APP_ID, &wechat_unsubscribe("oVictim", ts));
+    let q = wechat_safe_query(VERIFY_TOKEN, ts, "nonce-5", "oVictim", &other);
+    let (status, text) = http(
+        &rt,
+        "POST",
+        &url("wxs", &q),
+        &xml,
+        &wechat_safe_body(&other),
+    );
+    assert_eq!(status, 401, "{text}");
+    assert!(
+        text.contains(WX_APP_ID) && text.contains("app id"),
+        "{text}"
+    );
+    // Plaintext, correctly signed: the channel requires safe mode.
+    let q = wechat_query(VERIFY_TOKEN, ts, "nonce-6");
+    let (status, text) = http(&rt, "POST", &url("wxs", &q), &xml, &forged);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("encryption = \"safe\""), "{text}");
+    // The encrypted STOP replayed as is.
+    let q = wechat_safe_query(VERIFY_TOKEN, ts, "nonce-3", "oAlice", &stop);
+    let (status, _) = http(&rt, "POST", &url("wxs", &q), &xml, &wechat_safe_body(&stop));
+    assert_eq!(status, 401);
+    assert!(
+        subscribed("wxs", "oVictim"),
+        "a refused callback unsubscribed the member"
+    );
+    assert_eq!(events(&d), before, "a refused callback wrote an event");
+    assert!(
+        !d.log().contains(WX_AES_KEY),
+        "the EncodingAESKey reached the log"
+    );
+}

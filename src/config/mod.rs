@@ -5,6 +5,7 @@
 //! falling back to a default is how operators lose a day.
 
 mod live;
+mod toml_error;
 
 pub use live::LiveConfig;
 
@@ -133,7 +134,7 @@ impl ControlConfig {
         u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
-            .ok_or_else(|| format!("{:?} is not an octal file mode like \"0660\"", self.mode))
+            .ok_or_else(|| "must be an octal file mode like \"0660\"".to_string())
     }
 }
 
@@ -284,6 +285,8 @@ pub struct ChannelSecrets {
     pub signing_secret: Option<Secret>,
     pub secret_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
+    /// WeChat's EncodingAESKey (safe mode), 43 characters of base64.
+    pub encoding_aes_key: Option<Secret>,
 }
 
 impl ChannelSecrets {
@@ -295,10 +298,25 @@ impl ChannelSecrets {
             &self.signing_secret,
             &self.secret_token,
             &self.webhook_secret,
+            &self.encoding_aes_key,
         ]
         .into_iter()
         .flatten()
     }
+}
+
+/// How a WeChat channel takes callbacks, as chosen in the WeChat console
+/// (消息加解密方式).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WechatEncryption {
+    /// 明文模式: plaintext bodies only, signed by `signature` (the body is not signed).
+    Plaintext,
+    /// 兼容模式: plaintext or encrypted bodies; encrypted ones are decrypted
+    /// and checked with `msg_signature`, which covers the body.
+    Compatible,
+    /// 安全模式: encrypted bodies only; a plaintext callback is refused.
+    Safe,
 }
 
 /// One `[channels.<name>]` table: a named instance of a platform.
@@ -338,6 +356,11 @@ pub struct ChannelConfig {
     pub secret_token_env: Option<String>,
     pub webhook_secret: Option<String>,
     pub webhook_secret_env: Option<String>,
+    pub encoding_aes_key: Option<String>,
+    pub encoding_aes_key_env: Option<String>,
+    /// WeChat: which callbacks are accepted (default: `compatible` when
+    /// `encoding_aes_key` is set, else `plaintext`); see [`ChannelConfig::wechat_encryption`].
+    pub encryption: Option<WechatEncryption>,
 
     // simulator
     pub seed: Option<u64>,
@@ -410,7 +433,13 @@ fn rules(kind: Platform) -> KindRules {
             webhook_secrets: &["signing_secret"],
         },
         Platform::Wechat => KindRules {
-            keys: &["app_id", "app_secret", "verify_token"],
+            keys: &[
+                "app_id",
+                "app_secret",
+                "verify_token",
+                "encoding_aes_key",
+                "encryption",
+            ],
             required: &["app_id", "app_secret"],
             webhook_secrets: &["verify_token"],
         },
@@ -472,7 +501,8 @@ impl ChannelConfig {
             delivered_rate,
             read_rate,
             interact_rate,
-            receipt_delay
+            receipt_delay,
+            encryption
         );
         macro_rules! secret_present {
             ($($field:ident / $env:ident),*) => {$(
@@ -485,7 +515,8 @@ impl ChannelConfig {
             verify_token / verify_token_env,
             signing_secret / signing_secret_env,
             secret_token / secret_token_env,
-            webhook_secret / webhook_secret_env
+            webhook_secret / webhook_secret_env,
+            encoding_aes_key / encoding_aes_key_env
         );
         keys
     }
@@ -541,7 +572,48 @@ impl ChannelConfig {
                 &self.webhook_secret,
                 &self.webhook_secret_env,
             )?,
+            encoding_aes_key: pick(
+                field,
+                "encoding_aes_key",
+                &self.encoding_aes_key,
+                &self.encoding_aes_key_env,
+            )?,
         };
+        Ok(())
+    }
+
+    /// Which WeChat callbacks this channel accepts: `encryption` when set,
+    /// else `compatible` when an EncodingAESKey is configured, else `plaintext`.
+    pub fn wechat_encryption(&self) -> WechatEncryption {
+        match (self.encryption, &self.secrets.encoding_aes_key) {
+            (Some(mode), _) => mode,
+            (None, Some(_)) => WechatEncryption::Compatible,
+            (None, None) => WechatEncryption::Plaintext,
+        }
+    }
+
+    /// WeChat safe mode needs the EncodingAESKey (that decodes to an AES-256
+    /// key) and the app id the messages are encrypted for.
+    fn validate_wechat(&self, field: &str) -> Result<(), (String, String)> {
+        if let Some(key) = &self.secrets.encoding_aes_key
+            && let Err(e) = crate::receipts::wechat_crypto::aes_key(key.expose())
+        {
+            return Err((format!("{field}.encoding_aes_key"), e.to_string()));
+        }
+        let mode = self.wechat_encryption();
+        if mode != WechatEncryption::Plaintext && self.secrets.encoding_aes_key.is_none() {
+            return Err((
+                format!("{field}.encoding_aes_key"),
+                format!(
+                    "encryption = \"{}\" needs the EncodingAESKey from the WeChat console (set `encoding_aes_key` or `encoding_aes_key_env`)",
+                    if mode == WechatEncryption::Safe {
+                        "safe"
+                    } else {
+                        "compatible"
+                    }
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -571,6 +643,9 @@ impl ChannelConfig {
             }
         }
         self.resolve_secrets(&field)?;
+        if self.kind == Platform::Wechat {
+            self.validate_wechat(&field)?;
+        }
         let present = self.present_keys();
         for req in r.required {
             if !present.contains(req) {
@@ -628,7 +703,7 @@ impl ChannelConfig {
             {
                 return Err((
                     format!("{field}.{key}"),
-                    format!("{u:?} is not an http(s) URL"),
+                    "must be an http(s) URL like \"https://api.example.com\"".into(),
                 ));
             }
         }
@@ -681,7 +756,7 @@ impl Config {
         let abs = absolute(path);
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: abs.clone(),
-            message: one_line_toml_error(&e, text),
+            message: toml_error::one_line(&e, text),
         })?;
         let base = abs
             .parent()
@@ -732,10 +807,7 @@ impl Config {
         if http.enabled && http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",
-                format!(
-                    "{:?} is not an address like \"127.0.0.1:8787\"",
-                    http.listen
-                ),
+                "must be an address like \"127.0.0.1:8787\"".into(),
             ));
         }
 
@@ -901,40 +973,6 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
-/// toml errors span several lines with a caret drawing; keep the facts:
-/// "line 3, column 1: unknown field `foo`, expected one of …".
-fn one_line_toml_error(e: &toml::de::Error, src: &str) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => {
-            let (line, col) = line_col(src, span.start);
-            let text = src.lines().nth(line - 1).unwrap_or("").trim();
-            // Never echo a line that may hold a credential.
-            let secret_line = ["token", "secret", "password"]
-                .iter()
-                .any(|k| text.to_ascii_lowercase().contains(k));
-            if text.is_empty() || text.len() > 120 || secret_line {
-                format!("line {line}, column {col}: {msg}")
-            } else {
-                format!("line {line}, column {col} (`{text}`): {msg}")
-            }
-        }
-        None => msg,
-    }
-}
-
-fn line_col(src: &str, offset: usize) -> (usize, usize) {
-    let before = &src[..offset.min(src.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
-    (line, col)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -974,7 +1012,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("channels.tg.base_url"), "{bad}: {err}");
-            assert!(err.contains("not an http(s) URL"), "{bad}: {err}");
+            assert!(err.contains("must be an http(s) URL"), "{bad}: {err}");
         }
         parse(&format!("{tg}base_url = \"http://127.0.0.1:8080/api\"\n")).unwrap();
     }
@@ -1014,6 +1052,113 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("PUSHD_NOPE_NOT_SET"), "{err}");
+    }
+
+    /// The key of a bad line is quoted, its value never: not for a misspelt
+    /// key, a wrong type, an unknown variant, nor a validation error.
+    #[test]
+    fn errors_name_the_key_and_never_quote_its_value() {
+        let wx = "[channels.wx]\nkind = \"wechat\"\napp_id = \"wx1\"\napp_secret = \"s\"\nverify_token = \"t\"\n";
+        let tg = "[channels.tg]\nkind = \"telegram\"\ninsecure_webhooks = true\ntoken = \"t\"\n";
+        for (text, key, value) in [
+            (format!("{tg}tokn = \"s3cr3t-AAA\"\n"), "tokn", "s3cr3t-AAA"),
+            (
+                format!("{wx}app_secert = 'lit3ral-BBB'\n"),
+                "app_secert",
+                "lit3ral-BBB",
+            ),
+            (
+                format!("{tg}rate_per_second = \"str-CCC\"\n"),
+                "rate_per_second",
+                "str-CCC",
+            ),
+            (
+                format!("{tg}rate_per_second = \"quo\\\"te-DDD\"\n"),
+                "rate_per_second",
+                "te-DDD",
+            ),
+            (
+                format!("{wx}encryption = \"variant-EEE\"\n"),
+                "encryption",
+                "variant-EEE",
+            ),
+            (format!("{tg}timeout = \"dur-FFF\"\n"), "timeout", "dur-FFF"),
+            (format!("{tg}seed = 987654321\n"), "seed", "987654321"),
+            (
+                format!("{wx}encoding_aes_key = \"aes-GGG\"\n"),
+                "encoding_aes_key",
+                "aes-GGG",
+            ),
+            (
+                format!("{tg}base_url = \"https://u:pw-HHH@[::1\"\n"),
+                "base_url",
+                "pw-HHH",
+            ),
+            (
+                "[control]\nmode = \"mode-III\"\n".into(),
+                "control.mode",
+                "mode-III",
+            ),
+            (
+                "[http]\nlisten = \"listen-JJJ\"\n".into(),
+                "http.listen",
+                "listen-JJJ",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+            assert!(!err.contains(value), "{key} quotes its value: {err}");
+        }
+        // A misspelt key still says which and where.
+        let err = parse(&format!("{tg}tokn = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 5") && err.contains("`tokn = …`"),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `tokn`"), "{err}");
+    }
+
+    #[test]
+    fn wechat_safe_mode_keys() {
+        let wx = "[channels.wx]\nkind = \"wechat\"\napp_id = \"wx1\"\napp_secret = \"s\"\nverify_token = \"t\"\n";
+        let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+        let c = parse(wx).unwrap();
+        assert_eq!(
+            c.channels["wx"].wechat_encryption(),
+            WechatEncryption::Plaintext
+        );
+        let c = parse(&format!("{wx}encoding_aes_key = \"{key}\"\n")).unwrap();
+        let ch = &c.channels["wx"];
+        assert_eq!(ch.wechat_encryption(), WechatEncryption::Compatible);
+        assert!(
+            ch.secrets.all().any(|s| s.expose() == key),
+            "scrubbed like any secret"
+        );
+        let c = parse(&format!(
+            "{wx}encoding_aes_key = \"{key}\"\nencryption = \"safe\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.channels["wx"].wechat_encryption(), WechatEncryption::Safe);
+        let err = parse(&format!("{wx}encryption = \"safe\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("channels.wx.encoding_aes_key") && err.contains("EncodingAESKey"),
+            "{err}"
+        );
+        let err = parse(&format!("{wx}encoding_aes_key = \"{}\"\n", &key[1..]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("43-character"), "{err}");
+        let err = parse("[channels.tg]\nkind = \"telegram\"\ntoken = \"t\"\ninsecure_webhooks = true\nencryption = \"safe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("channels.tg.encryption") && err.contains("not a setting"),
+            "{err}"
+        );
     }
 
     #[test]

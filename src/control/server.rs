@@ -147,12 +147,7 @@ async fn handle_connection(
     handles: Arc<Handles>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let cred = stream.peer_cred()?;
-    let peer = Peer {
-        uid: cred.uid(),
-        gid: cred.gid(),
-        pid: cred.pid(),
-    };
+    let peer = Peer::of(&stream)?;
     let (rd, mut wr) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();

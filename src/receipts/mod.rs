@@ -58,20 +58,26 @@ pub enum WebhookError {
     /// Wrong HTTP method for this platform: 405.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Cannot be taken now (the replay memory is full); the platform retries: 503.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub mod batch;
 pub mod custom;
 pub mod messenger;
 pub mod meta;
+pub mod replay;
 pub mod signature;
 pub mod slack;
 pub mod telegram;
 pub mod webhook;
 pub mod wechat;
+pub mod wechat_crypto;
 pub mod whatsapp;
 
 use batch::Applier;
+use replay::ReplayGuard;
 
 /// Verifies and parses one webhook request for a channel of `platform`.
 pub fn parse_webhook(
@@ -126,6 +132,8 @@ pub struct Receipts {
     config: Arc<LiveConfig>,
     metrics: Arc<Metrics>,
     applier: Applier,
+    /// Nonces of admitted WeChat callbacks (their signature leaves the body out).
+    replays: ReplayGuard,
     /// Apply contexts of the current configuration's channels, built once
     /// per configuration rather than once per webhook.
     contexts: ArcSwapOption<Contexts>,
@@ -143,6 +151,7 @@ impl Receipts {
             config,
             metrics,
             applier: Applier::start(store),
+            replays: ReplayGuard::default(),
             contexts: ArcSwapOption::empty(),
         }
     }
@@ -179,13 +188,16 @@ impl Receipts {
             self.metrics.record_webhook_reject(channel, 404);
             return WebhookReply::text(404, "no such channel\n");
         };
-        let (events, reply, reply_type) = match parse_webhook(ch.kind, ch, req) {
+        let outcome = parse_webhook(ch.kind, ch, req);
+        let (outcome, replay_ticket) = self.replays.screen(channel, ch.kind, req, outcome);
+        let (events, reply, reply_type) = match outcome {
             Err(e) => {
                 let status = match e {
                     WebhookError::Unauthorized(_) => 401,
                     WebhookError::Forbidden(_) => 403,
                     WebhookError::BadRequest(_) => 400,
                     WebhookError::MethodNotAllowed => 405,
+                    WebhookError::Unavailable(_) => 503,
                 };
                 tracing::warn!(channel = %channel, status, error = %e, "webhook refused");
                 self.metrics.record_webhook_reject(channel, status);
@@ -205,6 +217,7 @@ impl Receipts {
         let kinds: Vec<&'static str> = events.iter().map(|e| e.kind()).collect();
         match self.applier.apply(ctx, events, Some(raw)).await {
             Ok(applied) => {
+                replay_ticket.keep();
                 for k in kinds {
                     self.metrics.record_event(channel, k);
                 }

@@ -6,7 +6,8 @@
 //! | Meta (WhatsApp, Messenger, Instagram) | `X-Hub-Signature-256: sha256=<hex>` | HMAC-SHA256(app_secret, body) |
 //! | Slack v0 | `X-Slack-Signature: v0=<hex>` + `X-Slack-Request-Timestamp` | HMAC-SHA256(signing_secret, `v0:{ts}:{body}`), ts within 5 min |
 //! | Telegram | `X-Telegram-Bot-Api-Secret-Token` | nothing: the shared secret is echoed |
-//! | WeChat | query `signature`, `timestamp`, `nonce` | SHA-1 of the sorted, concatenated token/timestamp/nonce |
+//! | WeChat | query `signature`, `timestamp`, `nonce` | SHA-1 of the sorted, concatenated token/timestamp/nonce (not the body), ts within 5 min |
+//! | WeChat safe mode | query `msg_signature`, `timestamp`, `nonce` | the same SHA-1 with the body's `<Encrypt>` added, ts within 5 min |
 //! | Standard Webhooks (custom, webchat) | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64> …` | HMAC-SHA256(key, `{id}.{ts}.{body}`), ts within 5 min |
 //!
 //! Errors name the header and what was wrong with it, never the expected value.
@@ -31,8 +32,8 @@ pub const STANDARD_ID_HEADER: &str = "webhook-id";
 pub const STANDARD_TIMESTAMP_HEADER: &str = "webhook-timestamp";
 pub const STANDARD_SIGNATURE_HEADER: &str = "webhook-signature";
 
-/// Slack and Standard Webhooks both refuse requests signed more than five
-/// minutes away from our clock (replay protection).
+/// Slack, Standard Webhooks and WeChat callbacks are refused when signed
+/// more than five minutes away from our clock (replay protection).
 pub const MAX_SKEW_SECS: u64 = 300;
 
 /// Why a signature was refused. Every variant becomes a 401.
@@ -218,47 +219,99 @@ pub fn verify_telegram(secret_token: &str, header: Option<&str>) -> Result<(), S
 
 // ---------------------------------------------------------------- WeChat
 
-/// `hex(sha1(sorted(token, timestamp, nonce) joined))`, WeChat's query signature.
-pub fn wechat_signature(token: &str, timestamp: &str, nonce: &str) -> String {
-    let mut parts = [token, timestamp, nonce];
+const WECHAT_SIGNATURE: &str = "signature (query)";
+const WECHAT_MSG_SIGNATURE: &str = "msg_signature (query)";
+const WECHAT_TIMESTAMP: &str = "timestamp (query)";
+
+/// `sha1(sorted(parts) joined)`: WeChat's `signature` over token, timestamp
+/// and nonce, and, in safe mode, `msg_signature` over those and `<Encrypt>`.
+fn wechat_sha1(parts: &mut [&str]) -> [u8; 20] {
     parts.sort_unstable();
     let mut h = Sha1::new();
-    for p in parts {
+    for p in parts.iter() {
         h.update(p.as_bytes());
     }
-    hex::encode(h.finalize())
+    h.finalize().into()
 }
 
-/// Checks WeChat's `signature` query parameter (the body is not signed in
-/// plaintext mode).
+/// `hex(sha1(sorted(token, timestamp, nonce) joined))`, WeChat's query signature.
+pub fn wechat_signature(token: &str, timestamp: &str, nonce: &str) -> String {
+    hex::encode(wechat_sha1(&mut [token, timestamp, nonce]))
+}
+
+/// `msg_signature` of a safe-mode callback: the same hash with `<Encrypt>` added.
+pub fn wechat_msg_signature(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -> String {
+    hex::encode(wechat_sha1(&mut [token, timestamp, nonce, encrypt]))
+}
+
+fn compare_wechat(
+    header: &'static str,
+    presented: &str,
+    expected: [u8; 20],
+) -> Result<(), SignatureError> {
+    let mut bytes = [0u8; 20];
+    hex::decode_to_slice(presented.trim(), &mut bytes).map_err(|_| SignatureError::Malformed {
+        header,
+        why: "expected 40 hex digits".into(),
+    })?;
+    if ct_eq(&bytes, &expected) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch {
+            header,
+            secret: "the channel's verify_token (the Token set in the WeChat console)",
+        })
+    }
+}
+
+/// Checks WeChat's `signature` query parameter. It covers the token, the
+/// timestamp and the nonce only: in plaintext mode the body is not signed,
+/// which is why the timestamp must be recent ([`check_wechat_timestamp`])
+/// and a nonce is accepted once (`receipts::replay`).
 pub fn verify_wechat(
     token: &str,
     signature: Option<&str>,
     timestamp: Option<&str>,
     nonce: Option<&str>,
 ) -> Result<(), SignatureError> {
-    let sig = signature.ok_or(SignatureError::Missing("signature (query)"))?;
-    let ts = timestamp.ok_or(SignatureError::Missing("timestamp (query)"))?;
+    let sig = signature.ok_or(SignatureError::Missing(WECHAT_SIGNATURE))?;
+    let ts = timestamp.ok_or(SignatureError::Missing(WECHAT_TIMESTAMP))?;
     let nonce = nonce.ok_or(SignatureError::Missing("nonce (query)"))?;
-    let mut presented = [0u8; 20];
-    hex::decode_to_slice(sig.trim(), &mut presented).map_err(|_| SignatureError::Malformed {
-        header: "signature (query)",
-        why: "expected 40 hex digits".into(),
-    })?;
-    let mut parts = [token, ts, nonce];
-    parts.sort_unstable();
-    let mut h = Sha1::new();
-    for p in parts {
-        h.update(p.as_bytes());
+    compare_wechat(WECHAT_SIGNATURE, sig, wechat_sha1(&mut [token, ts, nonce]))
+}
+
+/// Checks a safe-mode callback's `msg_signature`, which covers the body's
+/// `<Encrypt>` value besides token, timestamp and nonce.
+pub fn verify_wechat_msg(
+    token: &str,
+    msg_signature: Option<&str>,
+    timestamp: Option<&str>,
+    nonce: Option<&str>,
+    encrypt: &str,
+) -> Result<(), SignatureError> {
+    let sig = msg_signature.ok_or(SignatureError::Missing(WECHAT_MSG_SIGNATURE))?;
+    let ts = timestamp.ok_or(SignatureError::Missing(WECHAT_TIMESTAMP))?;
+    let nonce = nonce.ok_or(SignatureError::Missing("nonce (query)"))?;
+    compare_wechat(
+        WECHAT_MSG_SIGNATURE,
+        sig,
+        wechat_sha1(&mut [token, ts, nonce, encrypt]),
+    )
+}
+
+/// The callback's `timestamp`, refused when it is more than
+/// [`MAX_SKEW_SECS`] away from `now` (a replayed URL, or a clock off).
+pub fn check_wechat_timestamp(timestamp: Option<&str>, now: Millis) -> Result<i64, SignatureError> {
+    let raw = timestamp.ok_or(SignatureError::Missing(WECHAT_TIMESTAMP))?;
+    let ts = parse_unix_secs(WECHAT_TIMESTAMP, raw)?;
+    let skew = skew_secs(ts, now);
+    if skew > MAX_SKEW_SECS {
+        return Err(SignatureError::Stale {
+            header: WECHAT_TIMESTAMP,
+            skew_secs: skew,
+        });
     }
-    if ct_eq(&presented, h.finalize().as_slice()) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch {
-            header: "signature (query)",
-            secret: "the channel's verify_token (the Token set in the WeChat console)",
-        })
-    }
+    Ok(ts)
 }
 
 // ---------------------------------------------------------------- Standard Webhooks
@@ -497,6 +550,65 @@ mod tests {
             verify_wechat("tok", Some("xyz"), Some("1"), Some("n")),
             Err(SignatureError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn wechat_msg_signature_matches_wechats_sample() {
+        // WeChat's WXBizMsgCrypt demo: token "spamtest", its timestamp,
+        // nonce and <Encrypt>, and the msg_signature it ships with.
+        let (token, ts, nonce) = ("spamtest", "1409735669", "1320562132");
+        let encrypt = crate::receipts::wechat_crypto::tests::SAMPLE_ENCRYPT;
+        let expected = "5d197aaffba7e9b25a30732f161a50dee96bd5fa";
+        assert_eq!(wechat_msg_signature(token, ts, nonce, encrypt), expected);
+        assert_eq!(
+            verify_wechat_msg(token, Some(expected), Some(ts), Some(nonce), encrypt),
+            Ok(())
+        );
+        // One changed character of the body fails.
+        let tampered = encrypt.replacen('h', "H", 1);
+        assert!(matches!(
+            verify_wechat_msg(token, Some(expected), Some(ts), Some(nonce), &tampered),
+            Err(SignatureError::Mismatch {
+                header: "msg_signature (query)",
+                ..
+            })
+        ));
+        assert_eq!(
+            verify_wechat_msg(token, None, Some(ts), Some(nonce), encrypt),
+            Err(SignatureError::Missing("msg_signature (query)"))
+        );
+    }
+
+    #[test]
+    fn wechat_timestamp_window() {
+        let now = 1_749_416_400_000;
+        assert_eq!(
+            check_wechat_timestamp(Some("1749416400"), now),
+            Ok(1_749_416_400)
+        );
+        assert_eq!(
+            check_wechat_timestamp(Some("1749416700"), now),
+            Ok(1_749_416_700)
+        );
+        assert_eq!(
+            check_wechat_timestamp(Some("1749416099"), now),
+            Err(SignatureError::Stale {
+                header: "timestamp (query)",
+                skew_secs: 301
+            })
+        );
+        assert!(matches!(
+            check_wechat_timestamp(Some("1749416701"), now),
+            Err(SignatureError::Stale { .. })
+        ));
+        assert!(matches!(
+            check_wechat_timestamp(Some("-5"), now),
+            Err(SignatureError::Malformed { .. })
+        ));
+        assert_eq!(
+            check_wechat_timestamp(None, now),
+            Err(SignatureError::Missing("timestamp (query)"))
+        );
     }
 
     #[test]

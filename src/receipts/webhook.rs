@@ -11,7 +11,7 @@
 //! | whatsapp, messenger, instagram | `X-Hub-Signature-256` with `app_secret` | `GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…` → `Challenge`, wrong token → 403 | empty `text/plain` |
 //! | telegram | `X-Telegram-Bot-Api-Secret-Token` = `secret_token` | — | empty `text/plain`; for a `callback_query`, `{"method":"answerCallbackQuery","callback_query_id":…}` as `application/json` |
 //! | slack | `X-Slack-Signature` + `X-Slack-Request-Timestamp` (±300 s) with `signing_secret` | `url_verification` (signed) → `Challenge` | empty `text/plain` |
-//! | wechat | query `signature`/`timestamp`/`nonce` with `verify_token` | `GET …&echostr=…` → `Challenge(echostr)`, bad signature → 403 | `success` `text/plain` |
+//! | wechat | query `signature`/`timestamp`/`nonce` with `verify_token` (±300 s; a nonce once, see `replay`); safe mode: `msg_signature` over `<Encrypt>` | `GET …&echostr=…` → `Challenge(echostr)`, bad signature → 403 | `success` `text/plain` |
 //! | custom, webchat | Standard Webhooks with `webhook_secret` (±300 s) | — | empty `text/plain` |
 //! | simulator | — | — | always 400 |
 //!

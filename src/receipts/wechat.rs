@@ -1,10 +1,20 @@
-//! WeChat Official Account callbacks (plaintext mode). Every request carries
-//! query `signature`, `timestamp`, `nonce`, signed with the server Token
-//! (`verify_token` in config); the XML body itself is not signed.
+//! WeChat Official Account callbacks. Every request carries query
+//! `signature`, `timestamp`, `nonce`, signed with the server Token
+//! (`verify_token` in config), and the timestamp must be within 5 minutes.
 //!
 //! - `GET …&echostr=…`: the server-URL handshake → [`WebhookOutcome::Challenge`]
-//!   with `echostr`; a bad signature is a failed handshake (403).
-//! - `POST` XML, answered with `success`:
+//!   with `echostr`; a bad signature or stale timestamp is a failed handshake (403).
+//! - `POST` plaintext (明文模式, no `encrypt_type` or `encrypt_type=raw`): the
+//!   `signature` covers token, timestamp and nonce but **not the body**, so a
+//!   (timestamp, nonce) is accepted once (`receipts::replay`, in the server)
+//!   and refused outright when the channel sets `encryption = "safe"`.
+//! - `POST` encrypted (安全/兼容模式, `encrypt_type=aes`): `msg_signature`
+//!   covers the body's `<Encrypt>` too; it is checked, then decrypted with the
+//!   channel's `encoding_aes_key` and checked to be addressed to its `app_id`
+//!   ([`super::wechat_crypto`]). Only the decrypted message is read: the
+//!   plaintext copy compatible mode sends beside it is not signed.
+//!
+//! Bodies are answered with `success`:
 //!
 //! | `MsgType` / `Event` | becomes |
 //! |---|---|
@@ -17,21 +27,22 @@
 //!
 //! Events have no `MsgId`; their id is `"<Event>:<FromUserName>:<CreateTime>"`
 //! (WeChat's own dedup key for events). Other events (`SCAN`, `VIEW`,
-//! `LOCATION`, mass-send reports, …) are skipped. Safe (AES) mode is refused
-//! with a message saying to switch to plaintext.
-//! Sources: CHANNELS.md §6.4–6.5; TEMPLATESENDJOBFINISH and `bizmsgmenuid`
-//! shapes are from secondary sources (SDKs), not the official page.
+//! `LOCATION`, mass-send reports, …) are skipped.
+//! Sources: CHANNELS.md §6.4–6.5; the encryption scheme from WeChat's
+//! "message encryption technical solution"; TEMPLATESENDJOBFINISH and
+//! `bizmsgmenuid` shapes are from secondary sources (SDKs), not the official page.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use axum::http::Method;
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
-use super::signature;
 use super::webhook::{bad, query_get, query_pairs, secret, secs_to_ms};
 use super::{WebhookError, WebhookOutcome, WebhookRequest};
-use crate::config::ChannelConfig;
+use super::{signature, wechat_crypto};
+use crate::config::{ChannelConfig, WechatEncryption};
 use crate::model::{InboundEvent, StatusUpdate};
 
 pub fn handle(
@@ -43,42 +54,115 @@ pub fn handle(
         return Err(WebhookError::MethodNotAllowed);
     }
     let q = query_pairs(req)?;
-    if let Some(token) = secret(cfg, cfg.secrets.verify_token.as_ref(), "verify_token")? {
-        let checked = signature::verify_wechat(
-            token,
-            query_get(&q, "signature"),
-            query_get(&q, "timestamp"),
-            query_get(&q, "nonce"),
-        );
-        match checked {
-            Ok(()) => {}
-            Err(e) if is_get => {
-                return Err(WebhookError::Forbidden(format!(
-                    "WeChat server-URL verification failed: {e}"
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let token = secret(cfg, cfg.secrets.verify_token.as_ref(), "verify_token")?;
     if is_get {
-        let echo = query_get(&q, "echostr").ok_or_else(|| {
-            bad("a GET here must be WeChat's server-URL verification: `echostr` is missing")
-        })?;
-        return Ok(WebhookOutcome::Challenge(echo.to_string()));
+        return handshake(token, &q, req);
     }
-    if query_get(&q, "encrypt_type").is_some_and(|t| t != "raw") {
-        return Err(safe_mode());
-    }
+    let body = match query_get(&q, "encrypt_type") {
+        None | Some("raw") => plaintext_body(cfg, token, &q, req)?,
+        Some("aes") => Cow::Owned(decrypted_body(cfg, token, &q, req)?),
+        Some(other) => {
+            return Err(bad(format!(
+                "unknown encrypt_type {other:?} (WeChat sends \"aes\" or \"raw\")"
+            )));
+        }
+    };
     Ok(WebhookOutcome::Events {
-        events: parse(req.body)?,
+        events: parse(&body)?,
         reply: "success".into(),
         reply_type: "text/plain",
     })
 }
 
-fn safe_mode() -> WebhookError {
+/// The GET server-URL verification: echo `echostr` when signed and recent.
+fn handshake(
+    token: Option<&str>,
+    q: &[(String, String)],
+    req: &WebhookRequest<'_>,
+) -> Result<WebhookOutcome, WebhookError> {
+    if let Some(token) = token {
+        let timestamp = query_get(q, "timestamp");
+        signature::verify_wechat(
+            token,
+            query_get(q, "signature"),
+            timestamp,
+            query_get(q, "nonce"),
+        )
+        .and_then(|()| signature::check_wechat_timestamp(timestamp, req.now).map(drop))
+        .map_err(|e| {
+            WebhookError::Forbidden(format!("WeChat server-URL verification failed: {e}"))
+        })?;
+    }
+    let echo = query_get(q, "echostr").ok_or_else(|| {
+        bad("a GET here must be WeChat's server-URL verification: `echostr` is missing")
+    })?;
+    Ok(WebhookOutcome::Challenge(echo.to_string()))
+}
+
+/// A plaintext callback's body, once its query signature and timestamp pass
+/// and the channel accepts plaintext.
+fn plaintext_body<'b>(
+    cfg: &ChannelConfig,
+    token: Option<&str>,
+    q: &[(String, String)],
+    req: &WebhookRequest<'b>,
+) -> Result<Cow<'b, [u8]>, WebhookError> {
+    if cfg.wechat_encryption() == WechatEncryption::Safe {
+        return Err(WebhookError::Unauthorized(
+            "this channel takes encrypted callbacks only (encryption = \"safe\"), and this one is plaintext, whose body no signature covers; set 消息加解密方式 (message encryption) to 安全模式 (safe mode) in the WeChat console".into(),
+        ));
+    }
+    if let Some(token) = token {
+        let timestamp = query_get(q, "timestamp");
+        signature::verify_wechat(
+            token,
+            query_get(q, "signature"),
+            timestamp,
+            query_get(q, "nonce"),
+        )?;
+        signature::check_wechat_timestamp(timestamp, req.now)?;
+    }
+    Ok(Cow::Borrowed(req.body))
+}
+
+/// The message inside a safe-mode callback, once `msg_signature` (over the
+/// `<Encrypt>` value) and the timestamp pass.
+fn decrypted_body(
+    cfg: &ChannelConfig,
+    token: Option<&str>,
+    q: &[(String, String)],
+    req: &WebhookRequest<'_>,
+) -> Result<Vec<u8>, WebhookError> {
+    let (Some(key), Some(app_id)) = (cfg.secrets.encoding_aes_key.as_ref(), cfg.app_id.as_deref())
+    else {
+        return Err(bad(
+            "the callback is encrypted (safe or compatible mode) but this channel has no encoding_aes_key: set `encoding_aes_key` (or `encoding_aes_key_env`) to the EncodingAESKey from the WeChat console",
+        ));
+    };
+    let outer = fields(req.body)?;
+    let encrypt = outer.get("Encrypt").ok_or_else(|| {
+        bad("an encrypted callback (encrypt_type=aes) must carry an <Encrypt> element")
+    })?;
+    if let Some(token) = token {
+        let timestamp = query_get(q, "timestamp");
+        signature::verify_wechat_msg(
+            token,
+            query_get(q, "msg_signature"),
+            timestamp,
+            query_get(q, "nonce"),
+            encrypt,
+        )?;
+        signature::check_wechat_timestamp(timestamp, req.now)?;
+    }
+    let key = wechat_crypto::aes_key(key.expose())
+        .map_err(|e| WebhookError::Unauthorized(format!("encoding_aes_key {e}")))?;
+    wechat_crypto::decrypt(&key, app_id, encrypt)
+        .map_err(|e| WebhookError::Unauthorized(e.to_string()))
+}
+
+fn encrypted_without_query() -> WebhookError {
     bad(
-        "the message is encrypted (safe mode); pushd reads plaintext callbacks: set 消息加解密方式 (message encryption) to 明文模式 (plaintext) in the WeChat console",
+        "the body is encrypted (an <Encrypt> element) but the query has no encrypt_type=aes, so it cannot be checked; WeChat sends both together",
     )
 }
 
@@ -86,7 +170,7 @@ fn safe_mode() -> WebhookError {
 pub fn parse(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError> {
     let f = Fields(fields(body)?);
     if f.0.contains_key("Encrypt") && !f.0.contains_key("MsgType") {
-        return Err(safe_mode());
+        return Err(encrypted_without_query());
     }
     let from = f.req("FromUserName")?.to_string();
     let created = f.req("CreateTime")?;
@@ -278,7 +362,26 @@ mod tests {
 
     const WX: Platform = Platform::Wechat;
     const TOKEN: &str = "wx-server-token";
-    const TS: i64 = 1478317060;
+    /// The callbacks' timestamp: the tests' clock, so inside the window.
+    const TS: i64 = NOW / 1000;
+    const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    const APP_ID: &str = "wx2c2769f8efd9abc2";
+
+    /// A channel with an EncodingAESKey, taking callbacks in `mode`.
+    fn safe_config(mode: WechatEncryption) -> ChannelConfig {
+        let mut cfg = config_with(WX, TOKEN);
+        cfg.secrets.encoding_aes_key = Some(crate::config::Secret::new(AES_KEY));
+        cfg.app_id = Some(APP_ID.into());
+        cfg.encryption = Some(mode);
+        cfg
+    }
+
+    /// `xml` as WeChat posts it in safe mode, encrypted for `app_id`.
+    fn encrypted(xml: &str, app_id: &str, nonce: &str) -> Req {
+        let encrypt = wechat_encrypt(AES_KEY, app_id, xml);
+        Req::post(wechat_safe_body(&encrypt))
+            .query(wechat_safe_query(TOKEN, TS, nonce, "OPENID", &encrypt))
+    }
 
     fn signed(body: &str) -> Req {
         Req::post(body.to_string()).query(wechat_query(TOKEN, TS, "nonce123"))
@@ -331,7 +434,7 @@ mod tests {
                     text: Some("你好".into()),
                     payload: None,
                     context_id: None,
-                    at: 1_478_317_060_000,
+                    at: TS * 1000,
                 }],
                 reply: "success".into(),
                 reply_type: "text/plain",
@@ -485,7 +588,7 @@ mod tests {
             ),
             (
                 "<xml><ToUserName>gh</ToUserName><Encrypt>abc</Encrypt></xml>",
-                "plaintext",
+                "encrypt_type=aes",
             ),
         ] {
             match run_signed(body) {
@@ -498,8 +601,139 @@ mod tests {
             wechat_query(TOKEN, TS, "nonce123")
         ));
         assert!(
-            matches!(run(WX, &cfg, &aes), Err(WebhookError::BadRequest(m)) if m.contains("plaintext"))
+            matches!(run(WX, &cfg, &aes), Err(WebhookError::BadRequest(m)) if m.contains("encoding_aes_key"))
         );
+    }
+
+    #[test]
+    fn a_stale_timestamp_is_refused() {
+        let body = wechat_text("u", "1", "STOP", TS);
+        let cfg = config_with(WX, TOKEN);
+        for (skew, ok) in [
+            (-300, true),
+            (300, true),
+            (-301, false),
+            (301, false),
+            (-86_400, false),
+        ] {
+            let req = Req::post(body.clone()).query(wechat_query(TOKEN, TS + skew, "n"));
+            let out = run(WX, &cfg, &req);
+            if ok {
+                assert!(out.is_ok(), "{skew}: {out:?}");
+            } else {
+                assert!(
+                    matches!(&out, Err(WebhookError::Unauthorized(m)) if m.contains("timestamp") && m.contains("replayed")),
+                    "{skew}: {out:?}"
+                );
+            }
+        }
+        // The handshake too: a stale echo is a failed verification.
+        let q = wechat_echo_query(TOKEN, TS - 3600, "n", "1");
+        assert!(matches!(
+            run(WX, &cfg, &Req::get(q)),
+            Err(WebhookError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn wechats_own_safe_mode_sample_decrypts() {
+        // WXBizMsgCrypt demo: token "spamtest", the sample's timestamp,
+        // nonce, msg_signature and <Encrypt>, received at its own time.
+        let mut cfg = config_with(WX, "spamtest");
+        cfg.secrets.encoding_aes_key = Some(crate::config::Secret::new(AES_KEY));
+        cfg.app_id = Some(APP_ID.into());
+        let encrypt = crate::receipts::wechat_crypto::tests::SAMPLE_ENCRYPT;
+        let query = format!(
+            "signature={}&timestamp=1409735669&nonce=1320562132&encrypt_type=aes&msg_signature=5d197aaffba7e9b25a30732f161a50dee96bd5fa",
+            crate::receipts::signature::wechat_signature("spamtest", "1409735669", "1320562132")
+        );
+        let req = Req::post(wechat_safe_body(encrypt))
+            .query(query)
+            .now(1_409_735_669_000);
+        let ev = events_of(run(WX, &cfg, &req));
+        assert!(
+            matches!(&ev[..], [InboundEvent::Message { user, text: Some(t), id, .. }]
+                if user == "oyORnuP8q7ou2gfYjqLzSIWZf0rs" && t == "abcdteT" && id == "6054768590064713728"),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn safe_mode_decrypts_and_only_trusts_the_encrypted_copy() {
+        let xml = wechat_text("OPENID", "42", "hello", TS);
+        let cfg = safe_config(WechatEncryption::Safe);
+        let ev = events_of(run(WX, &cfg, &encrypted(&xml, APP_ID, "n1")));
+        assert!(
+            matches!(&ev[..], [InboundEvent::Message { text: Some(t), .. }] if t == "hello"),
+            "{ev:?}"
+        );
+        // Compatible mode sends a plaintext copy beside <Encrypt>: it is not
+        // signed, so what counts is the decrypted message.
+        let encrypt = wechat_encrypt(AES_KEY, APP_ID, &xml);
+        let forged_copy = wechat_text("VICTIM", "43", "STOP", TS);
+        let body = forged_copy.replace(
+            "</xml>",
+            &format!("<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
+        );
+        let req = Req::post(body).query(wechat_safe_query(TOKEN, TS, "n2", "OPENID", &encrypt));
+        let ev = events_of(run(WX, &safe_config(WechatEncryption::Compatible), &req));
+        assert!(
+            matches!(&ev[..], [InboundEvent::Message { user, text: Some(t), .. }] if user == "OPENID" && t == "hello"),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn safe_mode_tampered_body_is_refused() {
+        let xml = wechat_unsubscribe("OPENID", TS);
+        let good = encrypted(&xml, APP_ID, "n1");
+        let cfg = safe_config(WechatEncryption::Safe);
+        assert!(run(WX, &cfg, &good).is_ok());
+        // Another (validly encrypted) message under the first one's signature.
+        let other = wechat_encrypt(AES_KEY, APP_ID, &wechat_unsubscribe("VICTIM", TS));
+        let swapped = Req::post(wechat_safe_body(&other)).query(good.query.clone());
+        let out = run(WX, &cfg, &swapped);
+        assert!(
+            matches!(&out, Err(WebhookError::Unauthorized(m)) if m.contains("msg_signature")),
+            "{out:?}"
+        );
+        // One flipped character of the ciphertext.
+        let text = String::from_utf8(good.body.clone()).unwrap();
+        let i = text.find("<Encrypt><![CDATA[").unwrap() + 20;
+        let mut bytes = text.into_bytes();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let out = run(WX, &cfg, &Req::post(bytes).query(good.query.clone()));
+        assert!(matches!(out, Err(WebhookError::Unauthorized(_))), "{out:?}");
+        // A plaintext body with the plaintext signature: refused in safe mode.
+        let plain = Req::post(xml).query(wechat_query(TOKEN, TS, "n3"));
+        let out = run(WX, &cfg, &plain);
+        assert!(
+            matches!(&out, Err(WebhookError::Unauthorized(m)) if m.contains("encryption = \"safe\"")),
+            "{out:?}"
+        );
+        assert!(run(WX, &safe_config(WechatEncryption::Compatible), &plain).is_ok());
+    }
+
+    #[test]
+    fn safe_mode_message_for_another_app_is_refused() {
+        let xml = wechat_text("OPENID", "42", "hello", TS);
+        let req = encrypted(&xml, "wx0000000000000001", "n1");
+        let out = run(WX, &safe_config(WechatEncryption::Safe), &req);
+        assert!(
+            matches!(&out, Err(WebhookError::Unauthorized(m))
+                if m.contains("wx0000000000000001") && m.contains(APP_ID) && m.contains("app id")),
+            "{out:?}"
+        );
+        // A key that is not the channel's: refused, the key never shown.
+        let mut cfg = safe_config(WechatEncryption::Safe);
+        cfg.secrets.encoding_aes_key = Some(crate::config::Secret::new("b".repeat(43)));
+        let out = run(WX, &cfg, &encrypted(&xml, APP_ID, "n2"));
+        match out {
+            Err(WebhookError::Unauthorized(m)) => {
+                assert!(!m.contains(AES_KEY) && !m.contains(&"b".repeat(43)), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     proptest! {

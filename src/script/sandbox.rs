@@ -3,13 +3,17 @@
 //! * Libraries: `table, string, math, utf8, coroutine`, `os.time/date/clock`
 //!   and the base functions minus `dofile, loadfile, collectgarbage` (only its
 //!   `"count"` form is kept), `warn`; `load` only takes text chunks;
-//!   `string.dump` is gone; library tables are read-only; the string
-//!   metatable cannot be fetched or changed; `__gc` finalizers are refused
-//!   (they could run outside any call, where no memory limit applies).
+//!   `string.dump` is gone; library tables are read-only (also to
+//!   `rawset`) and the globals naming them cannot be reassigned, since every
+//!   script file shares one state; the string metatable cannot be fetched
+//!   or changed; `__gc` finalizers are refused (they could run outside any
+//!   call, where no memory limit applies).
 //! * Instructions and wall clock: a count hook installed as mlua's *global*
 //!   hook, so coroutines created by scripts inherit it (a per-thread hook would
 //!   be dropped by mlua in a coroutine it does not know).
 //! * Memory: mlua's allocator limit on the whole state, on while Lua runs.
+//!   A state whose limit cannot be set is refused (the load fails): scripts
+//!   never run without it.
 //!
 //! A tripped limit is sticky for the rest of the call: every later hook tick
 //! fails again, and the `pcall`/`xpcall`/`coroutine.resume`/`coroutine.close`
@@ -204,16 +208,43 @@ co.resume = function(...) return check(co_resume(...)) end
 co.close = function(...) return check(co_close(...)) end
 coroutine = co
 
+-- Library tables are read-only for real. Each is reached through an empty
+-- proxy whose metatable is locked; `rawset` refuses the proxies; and the
+-- globals naming them live behind _G's locked metatable, so no script can
+-- change string.* (or which table `string` is) for the scripts after it.
+local raw_rawset, rawequal, next = rawset, rawequal, next
+local frozen, libs = {}, {}
 local function read_only(lib, name)
-  return setmetatable({}, {
+  local proxy = setmetatable({}, {
     __index = lib,
     __newindex = function() error("the " .. name .. " library is read-only", 2) end,
+    __pairs = function() return next, lib, nil end,
     __metatable = false,
   })
+  frozen[proxy] = name
+  return proxy
 end
 for _, name in pairs({ "string", "table", "math", "utf8", "coroutine", "os" }) do
-  G[name] = read_only(G[name], name)
+  libs[name] = read_only(G[name], name)
+  G[name] = nil
 end
+local function replaced_library(k)
+  error("the global " .. tostring(k) .. " is a library and cannot be replaced", 3)
+end
+rawset = function(t, k, v)
+  local lib = frozen[t]
+  if lib then error("the " .. lib .. " library is read-only", 2) end
+  if rawequal(t, G) and libs[k] ~= nil then replaced_library(k) end
+  return raw_rawset(t, k, v)
+end
+setmetatable(G, {
+  __index = libs,
+  __newindex = function(t, k, v)
+    if libs[k] ~= nil then replaced_library(k) end
+    raw_rawset(t, k, v)
+  end,
+  __metatable = false,
+})
 
 dofile, loadfile, warn, require, package, io, debug = nil, nil, nil, nil, nil, nil, nil
 "#;
@@ -267,6 +298,7 @@ pub(crate) fn new_state(budget: &Rc<Budget>) -> mlua::Result<Lua> {
         }
         Ok(())
     })?;
+    require_memory_control(&lua, budget)?;
     lua.load(SANDBOX_SETUP)
         .set_name("=sandbox")
         .call::<()>((check, pattern_guard))?;
@@ -283,11 +315,34 @@ pub(crate) fn new_state(budget: &Rc<Budget>) -> mlua::Result<Lua> {
 /// The limit is off the rest of the time: with a limit set, mlua wraps every
 /// value Rust pushes in a protected call, which tripled the cost of building
 /// a member table. What Rust builds between calls is bounded by the batch.
-pub(crate) fn limited<R>(lua: &Lua, budget: &Budget, f: impl FnOnce() -> R) -> R {
-    let _ = lua.set_memory_limit(budget.memory_limit);
-    let r = f();
-    let _ = lua.set_memory_limit(0);
-    r
+/// If the limit cannot be set, `f` does not run.
+pub(crate) fn limited<R>(
+    lua: &Lua,
+    budget: &Budget,
+    f: impl FnOnce() -> mlua::Result<R>,
+) -> mlua::Result<R> {
+    lua.set_memory_limit(budget.memory_limit)
+        .map_err(|e| memory_limit_error(budget, e))?;
+    let result = f();
+    let reset = lua.set_memory_limit(0);
+    let value = result?;
+    reset.map_err(|e| memory_limit_error(budget, e))?;
+    Ok(value)
+}
+
+/// Fails unless this state's memory limit can be set (mlua controls the
+/// allocator of the states it creates; a state from elsewhere it does not).
+fn require_memory_control(lua: &Lua, budget: &Budget) -> mlua::Result<()> {
+    lua.set_memory_limit(0)
+        .map(drop)
+        .map_err(|e| memory_limit_error(budget, e))
+}
+
+fn memory_limit_error(budget: &Budget, e: mlua::Error) -> mlua::Error {
+    mlua::Error::RuntimeError(format!(
+        "cannot set the Lua memory limit of {} MB (scripts.memory_limit_mb) on this state: {e}; scripts are not run without it",
+        budget.memory_limit.div_ceil(1024 * 1024)
+    ))
 }
 
 /// Matcher steps a pattern may need in the worst case before it is refused
@@ -370,7 +425,43 @@ fn is_memory_error(v: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern_cost;
+    use super::*;
+
+    /// A state mlua did not create: its allocator is Lua's own, so no
+    /// memory limit can be set on it.
+    fn state_without_memory_control() -> &'static Lua {
+        // SAFETY: a fresh state from the Lua C API, handed to mlua once and
+        // never closed (leaked for the test's lifetime).
+        unsafe { Lua::get_or_init_from_ptr(mlua::ffi::luaL_newstate()) }
+    }
+
+    #[test]
+    fn a_state_without_a_memory_limit_runs_nothing() {
+        let budget = Budget::new(1_000_000, Duration::from_secs(1), 16 << 20);
+        let lua = state_without_memory_control();
+        let ran = Cell::new(false);
+        let err = limited(lua, &budget, || {
+            ran.set(true);
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(!ran.get(), "the call ran without its memory limit");
+        assert!(
+            err.contains("cannot set the Lua memory limit of 16 MB")
+                && err.contains("scripts.memory_limit_mb"),
+            "{err}"
+        );
+        let err = require_memory_control(lua, &budget)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scripts.memory_limit_mb"), "{err}");
+        // A state of ours can, and the limit is off again afterwards.
+        let ours = new_state(&Rc::new(budget)).expect("sandboxed state");
+        let b = Budget::new(1_000_000, Duration::from_secs(1), 16 << 20);
+        assert_eq!(limited(&ours, &b, || Ok(7)).unwrap(), 7);
+        assert_eq!(ours.set_memory_limit(0).unwrap(), 0);
+    }
 
     #[test]
     fn pattern_cost_bounds_backtracking() {

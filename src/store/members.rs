@@ -304,7 +304,9 @@ enum RowSource<R: Read> {
     Json {
         reader: BufReader<R>,
         line_no: u64,
-        buf: String,
+        buf: Vec<u8>,
+        /// A read failed: the error was reported, nothing more is read.
+        failed: bool,
     },
 }
 
@@ -345,7 +347,8 @@ impl<R: Read> RowReader<R> {
             Format::JsonLines => RowSource::Json {
                 reader: BufReader::new(source),
                 line_no: 0,
-                buf: String::new(),
+                buf: Vec::new(),
+                failed: false,
             },
         };
         Ok(RowReader { inner })
@@ -373,27 +376,35 @@ impl<R: Read> Iterator for RowReader<R> {
                     Some((line, Err(format!("unreadable CSV record ({e})"))))
                 }
             },
+            RowSource::Json { failed: true, .. } => None,
             RowSource::Json {
                 reader,
                 line_no,
                 buf,
+                failed,
             } => loop {
+                // Bytes up to and including the newline, then UTF-8: a line
+                // that is not UTF-8 is one invalid row, and reading stops at
+                // its own newline (`read_line` would consume it and report
+                // the error without saying where the next line starts).
                 buf.clear();
                 *line_no += 1;
-                match reader.read_line(buf) {
+                match reader.read_until(b'\n', buf) {
                     Ok(0) => return None,
-                    Ok(_) => {
-                        let line = buf.trim();
-                        if line.is_empty() {
-                            continue;
+                    Ok(_) => match std::str::from_utf8(buf) {
+                        Ok(text) if text.trim().is_empty() => continue,
+                        Ok(text) => return Some((*line_no, ImportRow::from_json(text.trim()))),
+                        Err(e) => {
+                            let reason = format!(
+                                "not UTF-8 text (invalid byte at column {}); save the file as UTF-8",
+                                e.valid_up_to() + 1
+                            );
+                            return Some((*line_no, Err(reason)));
                         }
-                        return Some((*line_no, ImportRow::from_json(line)));
-                    }
+                    },
                     Err(e) => {
-                        // Invalid UTF-8: skip to the next newline and report this line.
-                        let mut junk = Vec::new();
-                        let _ = reader.read_until(b'\n', &mut junk);
-                        return Some((*line_no, Err(format!("unreadable line ({e})"))));
+                        *failed = true;
+                        return Some((*line_no, Err(format!("cannot read the file here ({e})"))));
                     }
                 }
             },
@@ -687,6 +698,38 @@ mod proptests {
                 }
             }
         }
+    }
+
+    /// Bad UTF-8 and bad JSON are one invalid row each, on their own line
+    /// numbers; the rows after them are read (none swallowed).
+    #[test]
+    fn json_lines_after_bad_bytes_keep_their_rows_and_numbers() {
+        let mut data = Vec::new();
+        data.extend_from_slice(b"{\"channel\":\"sim\",\"channel_user_id\":\"a\"}\n");
+        data.extend_from_slice(b"{\"channel\":\"sim\",\"channel_user_id\":\"\xff\xfe\"}\n");
+        data.extend_from_slice(b"{\"channel\":\"sim\",\"channel_user_id\":\"b\"}\n");
+        data.extend_from_slice(b"\n");
+        data.extend_from_slice(b"{not json\n");
+        data.extend_from_slice(b"\xc3\n");
+        data.extend_from_slice(b"{\"channel\":\"sim\",\"channel_user_id\":\"c\"}");
+        let rows: Vec<(u64, std::result::Result<String, String>)> =
+            RowReader::new(Format::JsonLines, &data[..])
+                .unwrap()
+                .map(|(line, row)| (line, row.map(|r| r.channel_user_id)))
+                .collect();
+        let lines: Vec<u64> = rows.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [1, 2, 3, 5, 6, 7], "{rows:?}");
+        let users: Vec<&str> = rows.iter().filter_map(|(_, r)| r.as_deref().ok()).collect();
+        assert_eq!(users, ["a", "b", "c"], "{rows:?}");
+        assert!(
+            rows[1].1.as_ref().unwrap_err().contains("not UTF-8"),
+            "{rows:?}"
+        );
+        assert!(rows[3].1.as_ref().unwrap_err().contains("JSON"), "{rows:?}");
+        assert!(
+            rows[4].1.as_ref().unwrap_err().contains("not UTF-8"),
+            "{rows:?}"
+        );
     }
 
     /// Invalid input through the real import writes nothing.

@@ -324,6 +324,73 @@ fn sandbox_checks_can_fail() {
     assert_error_at(&errs, "scripts/10_sandbox.lua:1", &["string is available"]);
 }
 
+/// Loaded first: every way to change a library for the files after it.
+const TAMPERING: &str = r#"
+local attempts = {
+  function() rawset(string, "upper", function() return "pwned" end) end,
+  function() rawset(table, "concat", nil) end,
+  function() rawset(os, "time", function() return 0 end) end,
+  function() string.upper = function() return "pwned" end end,
+  function() string = setmetatable({ upper = function() return "pwned" end }, { __index = string }) end,
+  function() rawset(_G, "string", { upper = function() return "pwned" end }) end,
+  function() _G.math = {} end,
+  function() setmetatable(_G, nil) end,
+}
+for i, f in ipairs(attempts) do
+  local ok, err = pcall(f)
+  assert(not ok, "tampering #" .. i .. " succeeded")
+end
+"#;
+
+/// Loaded second: the libraries are as the sandbox made them.
+const UNTOUCHED: &str = r#"
+assert(string.upper("a") == "A", "string.upper was replaced")
+assert(("b"):upper() == "B", "the string methods were replaced")
+assert(table.concat({ "a", "b" }) == "ab", "table.concat was replaced")
+assert(os.time() > 0, "os.time was replaced")
+assert(type(math.max) == "function", "math was replaced")
+local n = 0
+for _ in pairs(string) do n = n + 1 end
+assert(n > 10, "pairs(string) lists the library")
+audience "intact" { filter = function(m) return string.upper("x") == "X" and rawget ~= nil end }
+"#;
+
+#[test]
+fn library_tables_are_frozen_for_the_scripts_after() {
+    let g = load_one(&[("10_tamper.lua", TAMPERING), ("20_victim.lua", UNTOUCHED)]);
+    assert_eq!(g.filter_blocking("intact", two()).unwrap(), [true, true]);
+    // Unprotected, the first rawset is enough: the error names it and its line.
+    for (src, words) in [
+        (
+            "rawset(string, 'upper', print)",
+            &["string library is read-only"][..],
+        ),
+        (
+            "rawset(_G, 'table', {})",
+            &["global table is a library and cannot be replaced"],
+        ),
+        (
+            "coroutine = nil",
+            &["global coroutine is a library and cannot be replaced"],
+        ),
+    ] {
+        let errs = load_with(&[("10_tamper.lua", src)], &one_state(), &env()).unwrap_err();
+        assert_error_at(&errs, "scripts/10_tamper.lua:1", words);
+    }
+    // Other globals, and rawset on a script's own tables, still work.
+    let g = load_one(&[(
+        "10_ok.lua",
+        r#"
+helper = 1
+local t = {}
+rawset(t, "k", 2)
+rawset(_G, "helper2", t.k)
+audience "globals" { filter = function(m) return helper + helper2 == 3 end }
+"#,
+    )]);
+    assert_eq!(g.filter_blocking("globals", two()).unwrap(), [true, true]);
+}
+
 #[test]
 fn catastrophic_patterns_are_refused_and_ordinary_ones_work() {
     let g = load_one(&[(

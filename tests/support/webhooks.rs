@@ -96,6 +96,72 @@ pub fn wechat_echo_query(token: &str, ts: i64, nonce: &str, echostr: &str) -> St
     )
 }
 
+/// WeChat's safe-mode `msg_signature`: hex SHA-1 of the sorted, concatenated
+/// token, timestamp, nonce and `<Encrypt>` value.
+pub fn wechat_msg_signature(token: &str, ts: i64, nonce: &str, encrypt: &str) -> String {
+    let ts = ts.to_string();
+    let mut parts = [token, ts.as_str(), nonce, encrypt];
+    parts.sort_unstable();
+    hex::encode(sha1::Sha1::digest(parts.concat().as_bytes()))
+}
+
+/// The query of a safe-mode POST as WeChat sends it: `signature`,
+/// `timestamp`, `nonce`, `openid`, `encrypt_type=aes`, `msg_signature`.
+pub fn wechat_safe_query(token: &str, ts: i64, nonce: &str, openid: &str, encrypt: &str) -> String {
+    serde_urlencoded::to_string([
+        ("signature", wechat_signature(token, ts, nonce)),
+        ("timestamp", ts.to_string()),
+        ("nonce", nonce.to_string()),
+        ("openid", openid.to_string()),
+        ("encrypt_type", "aes".to_string()),
+        (
+            "msg_signature",
+            wechat_msg_signature(token, ts, nonce, encrypt),
+        ),
+    ])
+    .expect("form-encodable")
+}
+
+/// `xml` encrypted as WeChat's safe mode does it: AES-256-CBC with
+/// key = base64(EncodingAESKey + "="), IV = key[..16], over
+/// random(16) ‖ len (u32, big-endian) ‖ xml ‖ app_id, PKCS#7-padded to 32.
+pub fn wechat_encrypt(encoding_aes_key: &str, app_id: &str, xml: &str) -> String {
+    use aes::cipher::{BlockModeEncrypt, KeyIvInit, block_padding::NoPadding};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    // The key's 43rd character carries two spare bits: decode as PHP does.
+    let lenient = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let key: [u8; 32] = lenient
+        .decode(format!("{encoding_aes_key}="))
+        .expect("an EncodingAESKey is base64")
+        .try_into()
+        .expect("an EncodingAESKey decodes to 32 bytes");
+    let mut plain = b"0123456789abcdef".to_vec();
+    plain.extend_from_slice(&(xml.len() as u32).to_be_bytes());
+    plain.extend_from_slice(xml.as_bytes());
+    plain.extend_from_slice(app_id.as_bytes());
+    let pad = 32 - plain.len() % 32;
+    plain.extend(std::iter::repeat_n(pad as u8, pad));
+    let len = plain.len();
+    let iv: [u8; 16] = key[..16].try_into().expect("16 bytes");
+    let encrypted = cbc::Encryptor::<aes::Aes256>::new(&key.into(), &iv.into())
+        .encrypt_padded::<NoPadding>(&mut plain, len)
+        .expect("whole blocks")
+        .to_vec();
+    BASE64.encode(encrypted)
+}
+
+/// The body of a safe-mode callback: the account and the `<Encrypt>` value.
+pub fn wechat_safe_body(encrypt: &str) -> String {
+    format!(
+        "<xml>\n  <ToUserName><![CDATA[gh_866835093fea]]></ToUserName>\n  <Encrypt><![CDATA[{encrypt}]]></Encrypt>\n</xml>"
+    )
+}
+
 /// Standard Webhooks `v1,<base64>` for `body`; `secret` is the channel's
 /// `webhook_secret` (`whsec_<base64 key>` or raw bytes).
 pub fn standard_webhook_signature(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
