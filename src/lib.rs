@@ -15,6 +15,7 @@ pub mod control;
 pub mod daemon;
 pub mod dispatch;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod panel;

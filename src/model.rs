@@ -439,3 +439,19 @@ pub struct FailureGroup {
     pub message: String,
     pub samples: Vec<FailureSample>,
 }
+
+/// A member to create or update (an import row, a seeded simulator member).
+/// `None` = not given: keep the stored value on update, use the default on
+/// insert.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewMember {
+    pub channel: String,
+    pub channel_user_id: String,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+    pub subscribed: Option<bool>,
+    pub last_interaction_at: Option<Millis>,
+}

@@ -7,10 +7,10 @@
 //! ended by one without `more`.
 
 pub use crate::analytics::Report as ReportData;
+use crate::import::ImportReport;
 use crate::model::FailureGroup;
 use crate::model::Routed;
 use crate::model::{MemberId, Millis, PushId};
-use crate::store::members::ImportReport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -236,7 +236,7 @@ pub fn seed_members(
     channel: &str,
     count: u64,
     now: crate::model::Millis,
-) -> Vec<crate::store::members::ImportRow> {
+) -> Vec<crate::model::NewMember> {
     const NAMES: [&str; 12] = [
         "Ava", "Ben", "Chloe", "Dev", "Elif", "Farah", "Goran", "Hana", "Ivan", "Jun", "Kemi",
         "Lucas",
@@ -277,7 +277,7 @@ pub fn seed_members(
             );
             attributes.insert("city".into(), CITIES[(i as usize) % CITIES.len()].into());
             let days_ago = (mix(i) % (60 * 24)) as i64; // in hours, up to 60 days
-            crate::store::members::ImportRow {
+            crate::model::NewMember {
                 channel: channel.to_string(),
                 channel_user_id: format!("sim-{i:04}"),
                 name: Some(name.to_string()),

@@ -1,9 +1,9 @@
 //! members.import: CSV or JSON lines, upserted by (channel, channel_user_id).
 
 use super::{CommandError, CommandResult, Reply};
+use crate::import::{self, ImportSource};
 use crate::protocol::{ErrorBody, MembersImportArgs, Response};
 use crate::store::Store;
-use crate::store::members::{self, ImportSource};
 use std::path::PathBuf;
 
 /// Imports members; when invalid rows abort the import the reply is an
@@ -18,13 +18,13 @@ pub async fn import(store: &Store, args: MembersImportArgs) -> CommandResult<Rep
                     "path {p:?} must be absolute (the daemon's working folder is not yours)"
                 )));
             }
-            Ok(members::import(
+            Ok(import::import(
                 &store,
                 ImportSource::File(&path),
                 args.skip_invalid,
             )?)
         }
-        (None, Some(data)) => Ok(members::import(
+        (None, Some(data)) => Ok(import::import(
             &store,
             ImportSource::Inline(data),
             args.skip_invalid,

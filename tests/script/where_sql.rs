@@ -2,8 +2,9 @@
 //! Lua predicate keeps, on a generated member set in a real store.
 
 use super::*;
+use pushd::model::NewMember as ImportRow;
 use pushd::store::Store;
-use pushd::store::members::{ImportRow, MEMBER_COLUMNS, member_from_row, upsert_rows};
+use pushd::store::members::{MEMBER_COLUMNS, member_from_row, upsert_rows};
 use std::collections::BTreeSet;
 
 const DAY_MS: i64 = 86_400_000;
