@@ -7,7 +7,8 @@ use crate::protocol::{
     RetryAudienceData,
 };
 use crate::script::Scripts;
-use crate::store::audiences::{self, AudienceRow, RetryScope};
+use crate::store::audiences::{self, AudienceRow};
+use crate::store::recipients::{self, RetryScope};
 use crate::store::{Store, members, pushes};
 
 /// Candidates examined per page when an audience has a Lua filter.
@@ -179,7 +180,7 @@ pub async fn retry(
     let data = store
         .write(move |c| {
             let p = pushes::find(c, &a.push)?;
-            let audience = audiences::create_retry(c, p.id, &a.name, scope, uid)?;
+            let audience = recipients::create_retry(c, p.id, &a.name, scope, uid)?;
             Ok(RetryAudienceData {
                 audience: info(audience),
                 source_push: p.name,

@@ -596,9 +596,12 @@ impl ChannelConfig {
     /// key) and the app id the messages are encrypted for.
     fn validate_wechat(&self, field: &str) -> Result<(), (String, String)> {
         if let Some(key) = &self.secrets.encoding_aes_key
-            && let Err(e) = crate::receipts::wechat_crypto::aes_key(key.expose())
+            && !encoding_aes_key_shape(key.expose())
         {
-            return Err((format!("{field}.encoding_aes_key"), e.to_string()));
+            return Err((
+                format!("{field}.encoding_aes_key"),
+                "must be the 43-character EncodingAESKey shown in the WeChat console (消息加解密密钥)".into(),
+            ));
         }
         let mode = self.wechat_encryption();
         if mode != WechatEncryption::Plaintext && self.secrets.encoding_aes_key.is_none() {
@@ -971,6 +974,13 @@ fn absolute(path: &Path) -> PathBuf {
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_path_buf())
     }
+}
+
+/// WeChat's EncodingAESKey as the console shows it: 43 letters and digits
+/// (base64 of the 32-byte AES key without its padding).
+pub fn encoding_aes_key_shape(text: &str) -> bool {
+    let text = text.trim();
+    text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

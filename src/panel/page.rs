@@ -4,7 +4,7 @@
 //! with the HTTP status its code means.
 
 use super::backend::BackendError;
-use super::view::{PushRow, PushView};
+use super::view::{PushRow, PushView, SampleView};
 use askama::Template;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -85,13 +85,6 @@ pub struct RetryPage {
     pub name: String,
     pub transient_only: bool,
     pub error: Option<String>,
-}
-
-/// One rendered sample message on the Push again page.
-pub struct SampleView {
-    pub who: String,
-    pub text: String,
-    pub buttons: Vec<String>,
 }
 
 #[derive(Template)]

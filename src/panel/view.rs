@@ -5,7 +5,6 @@
 //! with or without JavaScript.
 
 use super::backend::{PreviewSample, PushShowData, PushSummary};
-use super::page::SampleView;
 use crate::analytics::render::{SLICE_COLOURS, pie_svg};
 use crate::model::{Outbound, Routed};
 use serde_json::{Value, json};
@@ -280,6 +279,13 @@ impl PushView {
 }
 
 /// A previewed recipient and what they would get, as text.
+/// One rendered sample message on the Push again page.
+pub struct SampleView {
+    pub who: String,
+    pub text: String,
+    pub buttons: Vec<String>,
+}
+
 pub fn sample(s: &PreviewSample) -> SampleView {
     let who = format!("{} ({}:{})", s.name, s.channel, s.channel_user_id);
     let (text, buttons) = match (&s.routed, &s.error) {

@@ -66,10 +66,10 @@ pub enum CryptoError {
 
 /// The AES key an EncodingAESKey stands for.
 pub fn aes_key(encoding_aes_key: &str) -> Result<[u8; 32], CryptoError> {
-    let text = encoding_aes_key.trim();
-    if text.len() != 43 || !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !crate::config::encoding_aes_key_shape(encoding_aes_key) {
         return Err(CryptoError::BadKey);
     }
+    let text = encoding_aes_key.trim();
     let bytes = LENIENT
         .decode(format!("{text}="))
         .map_err(|_| CryptoError::BadKey)?;

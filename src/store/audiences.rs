@@ -2,7 +2,6 @@
 //! failed recipients, linked to the push they retry.
 
 use super::Result;
-use super::recipients;
 use crate::model::{DeliveryState, Millis, PushId};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -42,33 +41,6 @@ pub fn find(conn: &Connection, name: &str) -> Result<Option<AudienceRow>> {
             })
         })
         .optional()?)
-}
-
-/// Which failures a retry audience takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryScope {
-    AllFailed,
-    /// Only failures worth retrying as they are (transient, rate limited, interrupted).
-    Transient,
-}
-
-/// A static audience of `push`'s failed recipients (all, or only those
-/// worth retrying as they are), minus members who have unsubscribed since:
-/// [`recipients::save_audience`] with the outcome `sent_fail`. `name` must
-/// be new (and is checked against script audiences by the caller).
-pub fn create_retry(
-    conn: &Connection,
-    push: PushId,
-    name: &str,
-    scope: RetryScope,
-    uid: Option<u32>,
-) -> Result<AudienceRow> {
-    let filter = recipients::Filter {
-        outcome: Some(recipients::Outcome::SentFail),
-        retryable_only: scope == RetryScope::Transient,
-        ..Default::default()
-    };
-    recipients::save_audience(conn, push, &filter, name, uid)
 }
 
 /// Freezes a saved audience into a push's deliveries.

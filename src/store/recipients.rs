@@ -337,3 +337,30 @@ pub fn save_audience(
     audiences::find(conn, name)?
         .ok_or_else(|| StoreError::Sqlite("audience vanished after insert".into()))
 }
+
+/// Which failures a retry audience takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryScope {
+    AllFailed,
+    /// Only failures worth retrying as they are (transient, rate limited, interrupted).
+    Transient,
+}
+
+/// A static audience of `push`'s failed recipients (all, or only those
+/// worth retrying as they are), minus members who have unsubscribed since:
+/// [`save_audience`] with the outcome `sent_fail`. `name` must
+/// be new (and is checked against script audiences by the caller).
+pub fn create_retry(
+    conn: &Connection,
+    push: PushId,
+    name: &str,
+    scope: RetryScope,
+    uid: Option<u32>,
+) -> Result<AudienceRow> {
+    let filter = Filter {
+        outcome: Some(Outcome::SentFail),
+        retryable_only: scope == RetryScope::Transient,
+        ..Default::default()
+    };
+    save_audience(conn, push, &filter, name, uid)
+}
