@@ -10,6 +10,7 @@ mod control;
 mod dispatch;
 mod e2e;
 mod members;
+mod policy;
 mod receipts;
 mod reliability;
 mod reload;

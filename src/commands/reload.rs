@@ -66,6 +66,7 @@ fn applied(current: &Config, new: Config) -> Config {
     applied.scripts = new.scripts;
     applied.receipts = new.receipts;
     applied.channels = new.channels;
+    applied.policy = new.policy;
     applied.control.admins = new.control.admins;
     applied.control.owner_is_admin = new.control.owner_is_admin;
     applied.control.max_line_bytes = new.control.max_line_bytes;
@@ -248,6 +249,7 @@ fn new_push(def: &PushDef) -> pushes::NewPush {
         batch_every_ms: def.batch.as_ref().map(|b| b.every.as_millis() as i64),
         window_from: def.send_window.as_ref().map(|w| hhmm(w.from)),
         window_to: def.send_window.as_ref().map(|w| hhmm(w.to)),
+        policy: def.bypass_policy.then(|| pushes::BYPASS.to_string()),
         ..Default::default()
     }
 }
@@ -278,6 +280,20 @@ async fn create_script_pushes(store: &Store, g: &Generation) {
                     Some(format!("from scripts, generation {}", g.number)),
                 )
                 .await;
+                if p.bypasses_policy() {
+                    audit::log(
+                        store,
+                        None,
+                        "push.policy_bypass",
+                        Some(&name),
+                        true,
+                        Some(format!(
+                            "policy = \"bypass\" at {}: [policy] frequency caps and quiet hours do not apply to this push",
+                            def.location
+                        )),
+                    )
+                    .await;
+                }
             }
             Ok(None) => {}
             Err(e) => {

@@ -11,6 +11,7 @@ pub mod export;
 pub mod failures;
 mod health;
 pub mod members;
+pub mod policy;
 pub mod pushes;
 pub mod receipts;
 pub mod recorder;
