@@ -480,3 +480,51 @@ fn kill_9_mid_push_never_lets_a_member_past_the_cap() {
         "every member got its one message, or its interrupted one"
     );
 }
+
+#[test]
+fn a_script_push_may_bypass_the_policy_and_a_bad_value_is_a_load_error() {
+    let now = Utc::now();
+    let quiet = format!(
+        "{}-{}",
+        hhmm(now - chrono::Duration::hours(1)),
+        hhmm(now + chrono::Duration::hours(2))
+    );
+    let d = daemon_with(&config(&format!("quiet_hours = \"{quiet}\""), 0), &[]);
+    import_members(&d, "u", 5, "UTC");
+    // A bad value never goes live, and says where and what to write.
+    d.write_script(
+        "20_bad.lua",
+        "push \"otp\" { audience = \"all\", template = \"hello\", start_at = \"now\", policy = \"skip\" }\n",
+    );
+    let s = wait_for(
+        "the bad script to be refused",
+        Duration::from_secs(20),
+        || {
+            let s = d.status();
+            (s["last_script_reload"]["ok"] == false).then_some(s)
+        },
+    );
+    let errors = s["last_script_reload"]["errors"].to_string();
+    assert!(
+        errors.contains("20_bad.lua:1") && errors.contains("bypass"),
+        "{errors}"
+    );
+    assert_eq!(count(&d.db(), "SELECT count(*) FROM pushes"), 0);
+    d.write_script(
+        "20_bad.lua",
+        "push \"otp\" { audience = \"all\", template = \"hello\", start_at = \"now\", policy = \"bypass\" }\n",
+    );
+    // Sent at once, in quiet hours.
+    let done = wait_status(&d, "otp", "completed", Duration::from_secs(30));
+    assert_eq!(
+        (done["sent"].as_u64(), done["policy"].as_str()),
+        (Some(5), Some("bypass")),
+        "{done}"
+    );
+    let audit = d.cli_json(&["audit", "--action", "push.policy_bypass"]);
+    let entries = audit["data"]["entries"].to_string();
+    assert!(
+        entries.contains("otp") && entries.contains("20_bad.lua:1"),
+        "{audit}"
+    );
+}
