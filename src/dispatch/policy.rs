@@ -337,6 +337,23 @@ mod tests {
     }
 
     #[test]
+    fn the_held_board_keeps_the_last_whole_tally_while_a_pass_runs() {
+        let board = HeldBoard::default();
+        let later = now_ms() + 3_600_000;
+        let whole: Held = [(later, 10), (later + 60_000, 5)].into();
+        board.publish(7, &whole, true);
+        assert_eq!(board.of(7), vec![(later, 10), (later + 60_000, 5)]);
+        // A pass under way has seen fewer so far: the last whole tally stays.
+        board.publish(7, &[(later, 3)].into(), false);
+        assert_eq!(board.of(7).len(), 2);
+        // Once the pass ends its tally is the truth; released ones are gone.
+        board.publish(7, &[(later, 4), (now_ms() - 1, 2)].into(), true);
+        assert_eq!(board.of(7), vec![(later, 4)]);
+        board.clear(7);
+        assert!(board.of(7).is_empty());
+    }
+
+    #[test]
     fn bypass_keeps_counting_but_not_checking() {
         let policy = PolicyConfig {
             max_per_member: crate::config::Caps {
