@@ -159,6 +159,7 @@ function route(fn) end
 ---@field rate_per_minute integer? Capped by the global rate.
 ---@field batch pushd.Batch?
 ---@field send_window pushd.SendWindow? Hours to send in (member-local time).
+---@field policy "bypass"? Frequency caps and quiet hours of config.toml [policy] do not apply (transactional messages; audited). Its sends still count toward other pushes' caps.
 
 ---Defines a push, created once by name (reloading never sends it twice).
 ---@param name string

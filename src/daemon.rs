@@ -115,6 +115,12 @@ fn build_handles(
 
 /// `pushd serve`: runs until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    if let Some(offset) = crate::model::clock_offset_ms() {
+        tracing::warn!(
+            offset_ms = offset,
+            "PUSHD_TEST_CLOCK_OFFSET_MS is set: this daemon's clock is moved (tests only; unset it in production)"
+        );
+    }
     let store = Store::open(&config.database_path).with_context(|| {
         format!(
             "cannot open the database {}",

@@ -193,6 +193,10 @@ enum PushCommand {
         window_from: Option<String>,
         #[arg(long, requires = "window_from")]
         window_to: Option<String>,
+        /// "bypass": [policy] frequency caps and quiet hours do not apply
+        /// (transactional messages; audited).
+        #[arg(long)]
+        policy: Option<String>,
     },
     List {
         #[arg(long)]
@@ -478,6 +482,7 @@ fn build_request(command: &Command) -> Result<Request> {
                 batch_every,
                 window_from,
                 window_to,
+                policy,
             } => Request::PushCreate(PushCreateArgs {
                 audience: audience.clone(),
                 template: template.clone(),
@@ -488,6 +493,7 @@ fn build_request(command: &Command) -> Result<Request> {
                 batch_every: batch_every.clone(),
                 window_from: window_from.clone(),
                 window_to: window_to.clone(),
+                policy: policy.clone(),
             }),
             PushCommand::List { status, limit } => Request::PushList(PushListArgs {
                 status: status.clone(),

@@ -215,6 +215,10 @@ pub struct PushCreateArgs {
     pub window_from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_to: Option<String>,
+    /// "bypass": `[policy]` (frequency caps, quiet hours) does not apply,
+    /// for transactional messages; audited as `push.policy_bypass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -491,6 +495,21 @@ pub struct StatusData {
     pub pushes: Vec<PushSummary>,
     /// Problems the operator should act on (storage faults, paused pushes).
     pub alerts: Vec<String>,
+    /// `[policy]` in force.
+    #[serde(default)]
+    pub policy: PolicyStatus,
+}
+
+/// The delivery policy in force (`[policy]`), as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    /// Messages per member per calendar day, all pushes together.
+    pub max_per_day: Option<u32>,
+    pub max_per_week: Option<u32>,
+    /// "21:00-08:00", in each member's timezone.
+    pub quiet_hours: Option<String>,
+    /// For members without a timezone.
+    pub default_timezone: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -550,6 +569,18 @@ pub struct PushSummary {
     pub eta_secs: Option<u64>,
     pub generation: Option<i64>,
     pub retry_of: Option<String>,
+    /// "bypass" when `[policy]` does not apply to this push.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Recipients held by quiet hours or the send window (part of `remaining`).
+    #[serde(default)]
+    pub held: u64,
+    /// When the last held recipient is released.
+    #[serde(default)]
+    pub held_until: Option<String>,
+    /// When sending resumes, while every remaining recipient is held.
+    #[serde(default)]
+    pub resumes_at: Option<String>,
 }
 
 pub type ImportData = ImportReport;

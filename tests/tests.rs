@@ -13,6 +13,7 @@ mod e2e;
 mod examples;
 mod members;
 mod panel;
+mod policy;
 mod rate;
 mod receipts;
 mod recipients;

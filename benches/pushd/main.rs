@@ -4,6 +4,8 @@
 //!
 //! Environment:
 //! - `PUSHD_BENCH_SCALE=0.1` shrinks every size (default 1.0 = the targets' sizes);
+//! - `PUSHD_BENCH_POLICY='max_per_member = { day = 1000000 }'` adds a
+//!   `[policy]` to the daemon's config (the cost of checking caps).
 //! - `PUSHD_BENCH_ONLY=dispatch,receipts` runs only those rows (keys: dispatch,
 //!   core, resolution, import, report, receipts, export, rss, rate);
 //! - `PUSHD_BENCH_CONCURRENCY=256` (the default) sets in-flight sends and the
@@ -154,9 +156,19 @@ token = "{WA_TOKEN}"
 app_secret = "{WA_APP_SECRET}"
 verify_token = "bench-verify"
 rate_per_second = 10000000
-"#,
-        rate = mock::RATE_PHONE_ID
+{policy}"#,
+        rate = mock::RATE_PHONE_ID,
+        policy = policy_section()
     )
+}
+
+/// `PUSHD_BENCH_POLICY='max_per_member = { day = 1000000 }'` runs every
+/// figure under that `[policy]` (what checking and counting caps costs).
+fn policy_section() -> String {
+    match std::env::var("PUSHD_BENCH_POLICY") {
+        Ok(p) if !p.trim().is_empty() => format!("[policy]\n{p}\n"),
+        _ => String::new(),
+    }
 }
 
 fn scripts() -> String {

@@ -48,7 +48,13 @@ pub fn text(r: &Report) -> String {
             r.finished_at.clone().unwrap_or_else(|| "-".into()),
         ),
         ("recipients", r.recipients.to_string()),
-        ("skipped", r.skipped.to_string()),
+        (
+            "skipped",
+            match r.capped {
+                0 => r.skipped.to_string(),
+                n => format!("{} ({n} capped by [policy])", r.skipped),
+            },
+        ),
         ("cancelled", r.cancelled.to_string()),
         ("as of", r.as_of.clone()),
     ]);

@@ -38,6 +38,9 @@ pub struct Report {
     pub interacted_only: u64,
     pub not_read_or_interacted: u64,
     pub skipped: u64,
+    /// Of `skipped`, those over a `[policy]` frequency cap.
+    #[serde(default)]
+    pub capped: u64,
     pub cancelled: u64,
     /// Not yet attempted (or in flight) while the push runs.
     pub remaining: u64,
@@ -80,6 +83,7 @@ pub fn build(push: &PushRow, c: &Counts, retry_of: Option<String>) -> Report {
         interacted_only: c.interacted_only,
         not_read_or_interacted: c.not_read_or_interacted,
         skipped: c.skipped,
+        capped: 0,
         cancelled: c.cancelled,
         remaining: c.remaining(),
         percent: Percentages {

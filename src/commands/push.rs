@@ -1,12 +1,14 @@
 //! push.create / list / show / pause / resume / cancel.
 
 use super::{Actor, CommandError, CommandResult};
+use crate::config::DailyHours;
+use crate::dispatch::policy::{Rules, held_until, never_open};
 use crate::dispatch::{self, Control, Dispatcher, progress};
 use crate::model::{PushId, now_ms};
 use crate::protocol::{PushCreateArgs, PushCreateData, PushListArgs, PushListData, PushShowData};
 use crate::script::Scripts;
 use crate::store::pushes::{self, NewPush, PushRow, PushStatus};
-use crate::store::{Store, StoreError, audiences, deliveries, members};
+use crate::store::{Store, StoreError, audiences, audit, deliveries, members, policy};
 use crate::util::duration::{self, human_secs};
 use std::sync::Arc;
 
@@ -106,17 +108,48 @@ pub async fn create(
             ));
         }
     };
+    let bypass = parse_policy(a.policy.as_deref())?;
+    let rules = Rules::for_push(&dispatcher.policy(), bypass.is_some());
+    // Recipients will be held (send window, quiet hours): the ETA needs to
+    // know when each timezone opens.
+    let window = match (&window_from, &window_to) {
+        (Some(f), Some(t)) => Some(
+            DailyHours::parse(&format!("{f}-{t}"))
+                .map_err(|e| CommandError::Invalid(format!("send window: {e}")))?,
+        ),
+        _ => None,
+    };
+    if let (Some(w), Some(q)) = (&window, &rules.quiet)
+        && never_open(w, q)
+    {
+        return Err(CommandError::Invalid(format!(
+            "the send window {w} lies inside [policy] quiet_hours {q}: nothing could ever be sent; \
+             widen the window (or create the push with --policy bypass if it is transactional)"
+        )));
+    }
+    let holds = window.is_some() || rules.quiet.is_some();
     // The audience: a script audience (its size counted now) or a saved one.
     let g = generation.clone();
     let audience_name = a.audience.clone();
-    let (size, retry_of) = store
+    let (size, retry_of, zones) = store
         .read(move |c| {
             if let Some(aud) = g.as_ref().and_then(|g| g.audiences.get(&audience_name)) {
-                let n = members::count_where(c, &aud.filter_sql.sql, &aud.filter_sql.params)?;
-                return Ok((n, None));
+                let (sql, args) = (&aud.filter_sql.sql, &aud.filter_sql.params[..]);
+                let n = members::count_where(c, sql, args)?;
+                let zones = match holds {
+                    true => policy::timezones(c, Some((sql, args)), None)?,
+                    false => Vec::new(),
+                };
+                return Ok((n, None, zones));
             }
             match audiences::find(c, &audience_name)? {
-                Some(a) => Ok((a.members, a.source_push_id)),
+                Some(a) => {
+                    let zones = match holds {
+                        true => policy::timezones(c, None, Some(a.id))?,
+                        false => Vec::new(),
+                    };
+                    Ok((a.members, a.source_push_id, zones))
+                }
                 None => Err(StoreError::NotFound(format!(
                     "audience {audience_name:?} is defined neither in the live scripts nor as a saved audience"
                 ))),
@@ -143,8 +176,21 @@ pub async fn create(
         window_to,
         retry_of,
         created_by: actor.uid,
+        policy: bypass.map(String::from),
     };
     let row = store.write(move |c| pushes::create(c, &new)).await?;
+    if row.bypasses_policy() {
+        let detail = "policy = \"bypass\": [policy] frequency caps and quiet hours do not apply to this push (its sends still count toward the caps of other pushes)";
+        audit::log(
+            store,
+            actor.uid,
+            "push.policy_bypass",
+            Some(&row.name),
+            true,
+            Some(detail.into()),
+        )
+        .await;
+    }
     dispatcher.wake();
     let counts = pushes::Counts {
         pending: size,
@@ -152,10 +198,19 @@ pub async fn create(
     };
     let mut summary = progress::summary(&row, &counts, &dispatcher.live(row.id), None);
     let rate = progress::effective_rate(dispatcher.global_rate_per_minute(), row.rate_per_minute);
-    summary.eta_secs = progress::eta_secs(size, rate, row.batch_size, row.batch_every_ms);
+    let held = held_by_zone(&zones, window.as_ref(), &rules, start_at);
+    let send_secs = progress::eta_secs(size, rate, row.batch_size, row.batch_every_ms);
+    summary.eta_secs = progress::eta_with_holds(
+        size,
+        rate,
+        row.batch_size,
+        row.batch_every_ms,
+        &progress::held_from(start_at, &held),
+    );
     summary.eta = summary.eta_secs.map(human_secs);
     let mut warnings = Vec::new();
-    if let Some(secs) = summary.eta_secs
+    forecast_holds(&mut summary, &mut warnings, &held, size);
+    if let Some(secs) = send_secs
         && secs > 3600
     {
         warnings.push(format!(
@@ -169,6 +224,68 @@ pub async fn create(
         push: summary,
         warnings,
     })
+}
+
+/// `--policy`: "bypass" or nothing.
+fn parse_policy(policy: Option<&str>) -> Result<Option<&'static str>, CommandError> {
+    match policy.map(str::trim) {
+        None | Some("") | Some("default") => Ok(None),
+        Some(p) if p == pushes::BYPASS => Ok(Some(pushes::BYPASS)),
+        Some(p) => Err(CommandError::Invalid(format!(
+            "--policy {p:?} is not \"bypass\" (the one per-push policy: frequency caps and quiet \
+             hours do not apply, for transactional messages); leave it out to keep [policy]"
+        ))),
+    }
+}
+
+/// When each timezone's recipients would be released if the push started
+/// at `start`: (until, recipients), earliest first; those free at once are
+/// left out.
+fn held_by_zone(
+    zones: &[(String, u64)],
+    window: Option<&DailyHours>,
+    rules: &Rules,
+    start: i64,
+) -> Vec<(i64, u64)> {
+    let mut held = std::collections::BTreeMap::new();
+    for (zone, n) in zones {
+        let tz = zone.parse().unwrap_or(rules.default_tz);
+        if let Some(until) = held_until(window, rules.quiet.as_ref(), tz, start) {
+            *held.entry(until).or_insert(0) += n;
+        }
+    }
+    held.into_iter().collect()
+}
+
+/// Tells what the holds will do: how many wait, until when, and when
+/// sending starts if nobody can be messaged at once.
+fn forecast_holds(
+    summary: &mut crate::protocol::PushSummary,
+    warnings: &mut Vec<String>,
+    held: &[(i64, u64)],
+    size: u64,
+) {
+    let count: u64 = held.iter().map(|(_, n)| n).sum();
+    let (Some(first), Some(last)) = (held.first(), held.last()) else {
+        return;
+    };
+    summary.held = count;
+    summary.held_until = Some(crate::model::fmt_ms(last.0));
+    if count >= size {
+        let at = crate::model::fmt_ms(first.0);
+        summary.resumes_at = Some(at.clone());
+        warnings.push(format!(
+            "every recipient is outside the send window or in quiet hours now (in their timezones): \
+             sending starts at {at}, the last of them are held until {}",
+            crate::model::fmt_ms(last.0)
+        ));
+    } else {
+        warnings.push(format!(
+            "{count} of up to {size} recipients are outside the send window or in quiet hours now \
+             (in their timezones); they are held until {} at the latest",
+            crate::model::fmt_ms(last.0)
+        ));
+    }
 }
 
 pub async fn list(
@@ -209,9 +326,14 @@ pub async fn show(
     push: &str,
 ) -> CommandResult<PushShowData> {
     let (p, c, retry_of) = load(store, push).await?;
+    let mut report = crate::analytics::build(&p, &c, retry_of.clone());
+    if c.skipped > 0 {
+        let id = p.id;
+        report.capped = store.read(move |c| policy::capped(c, id)).await?;
+    }
     Ok(PushShowData {
-        push: progress::summary(&p, &c, &dispatcher.live(p.id), retry_of.clone()),
-        report: crate::analytics::build(&p, &c, retry_of),
+        push: progress::summary(&p, &c, &dispatcher.live(p.id), retry_of),
+        report,
     })
 }
 

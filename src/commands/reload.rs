@@ -8,7 +8,7 @@ use crate::channel::Channels;
 use crate::config::Config;
 use crate::model::{fmt_ms, now_ms};
 use crate::protocol::{ReloadData, ReloadStatus};
-use crate::script::{Generation, Loaded, PushDef, PushStart, ScriptEnv, ScriptLimits};
+use crate::script::{Generation, Loaded, PushDef, PushStart, ScriptEnv, ScriptLimits, Scripts};
 use crate::store::{Store, audit, pushes, scripts as generations};
 use std::sync::{Arc, Mutex};
 
@@ -66,6 +66,7 @@ fn applied(current: &Config, new: Config) -> Config {
     applied.scripts = new.scripts;
     applied.receipts = new.receipts;
     applied.channels = new.channels;
+    applied.policy = new.policy;
     applied.control.admins = new.control.admins;
     applied.control.owner_is_admin = new.control.owner_is_admin;
     applied.control.max_line_bytes = new.control.max_line_bytes;
@@ -167,7 +168,7 @@ pub async fn scripts(h: &Handles, uid: Option<u32>) -> ReloadStatus {
     let status = h
         .scripts
         .load(cfg.scripts.dir.clone(), limits, env, |loaded| {
-            record_load(&h.store, uid, &dir_text, loaded)
+            record_load(&h.store, &h.scripts, uid, &dir_text, loaded)
         })
         .await;
     h.metrics.record_reload(status.ok);
@@ -188,9 +189,15 @@ pub fn nothing_live(last: &ReloadStatus) -> String {
     )
 }
 
-/// Records one load attempt (generation row, audit) and, when it went live,
-/// creates the pushes its scripts define.
-async fn record_load(store: &Store, uid: Option<u32>, dir: &str, loaded: Loaded) -> ReloadStatus {
+/// Records one load attempt (generation row, audit) and, when it validated,
+/// makes it live and creates the pushes its scripts define.
+async fn record_load(
+    store: &Store,
+    live: &Scripts,
+    uid: Option<u32>,
+    dir: &str,
+    loaded: Loaded,
+) -> ReloadStatus {
     let number = loaded.number;
     let mut status = ReloadStatus {
         at: fmt_ms(now_ms()),
@@ -210,6 +217,7 @@ async fn record_load(store: &Store, uid: Option<u32>, dir: &str, loaded: Loaded)
             {
                 tracing::warn!(error = %e, "cannot record the script generation");
             }
+            live.make_live(generation.clone());
             tracing::info!(generation = number, hash = %&hash[..hash.len().min(12)], files = files.len(), "scripts loaded");
             audit::log(
                 store,
@@ -258,6 +266,7 @@ fn new_push(def: &PushDef) -> pushes::NewPush {
         batch_every_ms: def.batch.as_ref().map(|b| b.every.as_millis() as i64),
         window_from: def.send_window.as_ref().map(|w| hhmm(w.from)),
         window_to: def.send_window.as_ref().map(|w| hhmm(w.to)),
+        policy: def.bypass_policy.then(|| pushes::BYPASS.to_string()),
         ..Default::default()
     }
 }
@@ -288,6 +297,20 @@ async fn create_script_pushes(store: &Store, g: &Generation) {
                     Some(format!("from scripts, generation {}", g.number)),
                 )
                 .await;
+                if p.bypasses_policy() {
+                    audit::log(
+                        store,
+                        None,
+                        "push.policy_bypass",
+                        Some(&name),
+                        true,
+                        Some(format!(
+                            "policy = \"bypass\" at {}: [policy] frequency caps and quiet hours do not apply to this push",
+                            def.location
+                        )),
+                    )
+                    .await;
+                }
             }
             Ok(None) => {}
             Err(e) => {

@@ -4,7 +4,7 @@
 use super::{CommandResult, Handles};
 use crate::dispatch::progress;
 use crate::model::fmt_ms;
-use crate::protocol::{ChannelStatus, ScriptStatus, StatusData};
+use crate::protocol::{ChannelStatus, PolicyStatus, ScriptStatus, StatusData};
 use crate::store::{members, pushes};
 
 /// Status reports on every part of the daemon, so it reads every handle.
@@ -72,5 +72,11 @@ pub async fn status(h: &Handles) -> CommandResult<StatusData> {
             .map(|(p, c)| progress::summary(p, c, &h.dispatcher.live(p.id), None))
             .collect(),
         alerts,
+        policy: PolicyStatus {
+            max_per_day: config.policy.max_per_member.day,
+            max_per_week: config.policy.max_per_member.week,
+            quiet_hours: config.policy.quiet_hours.map(|q| q.to_string()),
+            default_timezone: config.policy.default_timezone.name().to_string(),
+        },
     })
 }

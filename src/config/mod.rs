@@ -5,9 +5,11 @@
 //! falling back to a default is how operators lose a day.
 
 mod live;
+mod policy;
 mod toml_error;
 
 pub use live::LiveConfig;
+pub use policy::{Caps, DailyHours, PolicyConfig};
 
 use crate::model::Platform;
 use crate::util::duration;
@@ -725,6 +727,7 @@ struct RawConfig {
     scripts: ScriptsConfig,
     receipts: ReceiptsConfig,
     channels: BTreeMap<String, ChannelConfig>,
+    policy: policy::RawPolicy,
 }
 
 /// The validated configuration the daemon runs with.
@@ -740,6 +743,8 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     pub receipts: ReceiptsConfig,
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// `[policy]`: frequency caps and quiet hours across all pushes.
+    pub policy: PolicyConfig,
     /// Resolved: database file, socket path.
     pub database_path: PathBuf,
     pub socket_path: PathBuf,
@@ -850,6 +855,7 @@ impl Config {
         for (name, ch) in channels.iter_mut() {
             ch.validate(name).map_err(|(f, m)| invalid(&f, m))?;
         }
+        let policy = PolicyConfig::from_raw(raw.policy).map_err(|(f, m)| invalid(&f, m))?;
 
         Ok(Config {
             path: abs,
@@ -861,6 +867,7 @@ impl Config {
             scripts,
             receipts: raw.receipts,
             channels,
+            policy,
             database_path,
             socket_path,
         })
@@ -936,6 +943,9 @@ impl Config {
         }
         if self.receipts != new.receipts {
             out.push("receipts".into());
+        }
+        if self.policy != new.policy {
+            out.push("policy".into());
         }
         let names: BTreeSet<&String> = self.channels.keys().chain(new.channels.keys()).collect();
         for n in names {

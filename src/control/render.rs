@@ -2,8 +2,8 @@
 
 use crate::model::fmt_ms;
 use crate::protocol::{
-    AuditData, EventsData, FailuresData, ImportData, PreviewData, PushCreateData, PushSummary,
-    RecipientsData, ReloadData, ReloadStatus, RetryAudienceData, StatusData,
+    AuditData, EventsData, FailuresData, ImportData, PolicyStatus, PreviewData, PushCreateData,
+    PushSummary, RecipientsData, ReloadData, ReloadStatus, RetryAudienceData, StatusData,
 };
 use crate::util::{duration, table};
 
@@ -23,6 +23,7 @@ pub fn status(s: &StatusData) -> String {
         ),
         ("members", s.members.to_string()),
         ("global rate", format!("{}/min", s.rate_per_minute)),
+        ("policy", policy_line(&s.policy)),
     ]);
     if let Some(sc) = &s.scripts {
         out.push_str(&table::kv(&[(
@@ -75,6 +76,48 @@ pub fn status(s: &StatusData) -> String {
     out
 }
 
+/// `[policy]` in one line: "at most 2/day, 5/week per member; quiet hours …".
+fn policy_line(p: &PolicyStatus) -> String {
+    let caps: Vec<String> = [(p.max_per_day, "day"), (p.max_per_week, "week")]
+        .into_iter()
+        .filter_map(|(n, per)| n.map(|n| format!("{n}/{per}")))
+        .collect();
+    let mut parts = Vec::new();
+    if !caps.is_empty() {
+        parts.push(format!(
+            "at most {} per member over all pushes",
+            caps.join(", ")
+        ));
+    }
+    if let Some(q) = &p.quiet_hours {
+        parts.push(format!("quiet hours {q}"));
+    }
+    if parts.is_empty() {
+        return "none (no frequency caps, no quiet hours)".into();
+    }
+    format!(
+        "{} (members' timezones; default {})",
+        parts.join("; "),
+        p.default_timezone
+    )
+}
+
+/// "120 held until …; sending resumes at …", or None when nothing is held.
+fn held_line(p: &PushSummary) -> Option<String> {
+    if p.held == 0 {
+        return None;
+    }
+    let mut s = format!(
+        "{} held (quiet hours / send window) until {}",
+        p.held,
+        p.held_until.as_deref().unwrap_or("-")
+    );
+    if let Some(r) = &p.resumes_at {
+        s.push_str(&format!("; sending resumes at {r}"));
+    }
+    Some(s)
+}
+
 pub fn pushes(list: &[PushSummary]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -110,7 +153,10 @@ pub fn pushes(list: &[PushSummary]) -> String {
             "START AT",
         ],
         &rows,
-    )
+    ) + &list
+        .iter()
+        .filter_map(|p| held_line(p).map(|h| format!("  {}: {h}\n", p.name)))
+        .collect::<String>()
 }
 
 fn reload_line(r: &ReloadStatus) -> String {
@@ -212,6 +258,12 @@ pub fn push_detail(p: &PushSummary) -> String {
         ("current rate", format!("{:.0}/min", p.current_rate)),
         ("eta", p.eta.clone().unwrap_or_else(|| "-".into())),
     ];
+    if let Some(h) = held_line(p) {
+        pairs.push(("held", h));
+    }
+    if p.policy.is_some() {
+        pairs.push(("policy", "bypass ([policy] does not apply)".into()));
+    }
     if let Some(r) = p.rate_limit {
         pairs.push(("rate limit", format!("{r}/min")));
     }

@@ -4,6 +4,7 @@
 
 mod clock;
 mod pages;
+pub mod policy;
 pub mod progress;
 pub mod rate;
 mod resolve;
@@ -143,6 +144,8 @@ pub struct Dispatcher {
     concurrency_size: Mutex<usize>,
     runners: Mutex<HashMap<PushId, RunnerHandle>>,
     meters: Mutex<HashMap<PushId, RateMeter>>,
+    /// Recipients each push holds for quiet hours or its send window.
+    held: policy::HeldBoard,
     wake: Notify,
 }
 
@@ -167,6 +170,7 @@ impl Dispatcher {
             concurrency_size: Mutex::new(concurrency),
             runners: Mutex::new(HashMap::new()),
             meters: Mutex::new(HashMap::new()),
+            held: policy::HeldBoard::default(),
             wake: Notify::new(),
         }
     }
@@ -196,6 +200,11 @@ impl Dispatcher {
             .lock()
             .map(|s| *s)
             .unwrap_or_else(|p| *p.into_inner())
+    }
+
+    /// `[policy]` in force (frequency caps, quiet hours).
+    pub fn policy(&self) -> crate::config::PolicyConfig {
+        self.config.get().policy.clone()
     }
 
     pub fn global_rate_per_minute(&self) -> u32 {
@@ -267,6 +276,7 @@ impl Dispatcher {
             global_per_minute: self.global_rate_per_minute(),
             current_rate: self.current_rate(push),
             storage_fault: self.store.faulted(),
+            held: self.held.of(push),
         }
     }
 }

@@ -1,12 +1,18 @@
 //! Reading the walk's pages: pending recipients read in delivery order and
 //! routed on the script pool up to [`AHEAD`] pages ahead of the sends, so the
 //! next page's database read and Lua work overlap the current page's sends.
+//! Members already over a frequency cap are skipped here, before any Lua
+//! work or rate limit is spent on them (the claim checks again).
 
 use super::Dispatcher;
+use super::policy::{Rules, held_until, local_day};
+use crate::config::DailyHours;
 use crate::model::{DeliveryId, Member, MemberId, Millis, PushId, Routed, now_ms};
 use crate::script::{Generation, ScriptError};
 use crate::store::StoreError;
 use crate::store::deliveries::{self, Pending};
+use crate::store::policy as caps;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -24,6 +30,12 @@ pub(super) struct Page {
     pub(super) due: Vec<(Due, Result<Routed, ScriptError>)>,
     /// The earliest retry/deferral time among the page's not-yet-due rows.
     pub(super) later_min: Option<Millis>,
+    /// Not-yet-due rows never attempted (held by quiet hours or a send
+    /// window), by the time they are held until.
+    pub(super) held: BTreeMap<Millis, u64>,
+    /// Due first attempts whose member is over a frequency cap already:
+    /// to be skipped as `capped` (one write for the page), not routed.
+    pub(super) capped: Vec<DeliveryId>,
 }
 
 /// Which pending recipients a pass reads.
@@ -44,22 +56,23 @@ pub(super) struct Due {
     pub(super) fresh: bool,
     pub(super) member_id: MemberId,
     pub(super) user: String,
-    /// Only read (and kept) when the push has a send window.
-    pub(super) timezone: String,
+    /// The member's timezone (or `[policy] default_timezone`); only looked
+    /// up when something needs it (a send window, quiet hours, caps).
+    pub(super) tz: chrono_tz::Tz,
 }
 
 impl Due {
-    fn of(p: &Pending, with_timezone: bool) -> Due {
+    fn of(p: &Pending, rules: &Rules, window: bool) -> Due {
         Due {
             delivery_id: p.delivery_id,
             attempts: p.attempts,
             fresh: p.attempts == 0 && p.next_attempt_at.is_none(),
             member_id: p.member.id,
             user: p.member.channel_user_id.clone(),
-            timezone: if with_timezone {
-                p.member.timezone.clone()
+            tz: if rules.needs_timezone(window) {
+                p.member.timezone.parse().unwrap_or(rules.default_tz)
             } else {
-                String::new()
+                rules.default_tz
             },
         }
     }
@@ -72,8 +85,10 @@ pub(super) struct PageLoader {
     pub(super) generation: Arc<Generation>,
     pub(super) template: Arc<str>,
     pub(super) push: PushId,
-    /// The push has a send window (the walk needs each member's timezone).
-    pub(super) window: bool,
+    /// The push's send window (the walk needs each member's timezone).
+    pub(super) window: Option<DailyHours>,
+    /// `policy = "bypass"`: `[policy]` is not checked for this push.
+    pub(super) bypass: bool,
 }
 
 /// Pages read ahead of the walk, in order ([`PageLoader::ahead`]).
@@ -107,12 +122,13 @@ impl PageLoader {
     /// pages ahead of the walk. Ends with the first empty page (or error).
     pub(super) fn ahead(&self, after: DeliveryId, scan: Scan, skip_claimed: bool) -> ReadAhead {
         let (tx, rx) = mpsc::channel(AHEAD - 1);
-        let (d, g, template, push, window) = (
+        let (d, g, template, push, window, bypass) = (
             self.d.clone(),
             self.generation.clone(),
             self.template.clone(),
             self.push,
             self.window,
+            self.bypass,
         );
         let reader = tokio::spawn(async move {
             let mut after = after;
@@ -134,9 +150,15 @@ impl PageLoader {
                     Ok(rows) => rows.last().map(|p| p.delivery_id),
                     Err(_) => None,
                 };
-                let (g, template) = (g.clone(), template.clone());
-                let page =
-                    tokio::spawn(async move { route_page(&g, &template, window, read?).await });
+                let (g, template, d) = (g.clone(), template.clone(), d.clone());
+                // The policy in force as the page is read (a reload applies
+                // from the next page on).
+                let rules = Rules::for_push(&d.config.get().policy, bypass);
+                let page = tokio::spawn(async move {
+                    let read = read?;
+                    let capped = over_cap(&d, &rules, window.as_ref(), &read).await?;
+                    route_page(&g, &template, &rules, window.is_some(), read, capped).await
+                });
                 if tx.send(page).await.is_err() {
                     return;
                 }
@@ -150,18 +172,68 @@ impl PageLoader {
     }
 }
 
-/// Splits a page read into due and later recipients and routes the due ones.
+/// The page's due first attempts whose member has reached a cap already
+/// (one read for the page). Counts only grow within a day, so what is over
+/// now stays over; the claim checks again for what a concurrent push adds.
+/// Recipients held now (quiet hours, send window) are left to the claim
+/// made when they are released: by then it may be another day.
+async fn over_cap(
+    d: &Dispatcher,
+    rules: &Rules,
+    window: Option<&DailyHours>,
+    page: &[Pending],
+) -> Result<HashSet<DeliveryId>, StoreError> {
+    let Some(limits) = rules.caps.filter(|_| rules.check_caps) else {
+        return Ok(HashSet::new());
+    };
+    let now = now_ms();
+    let firsts: Vec<&Pending> = page
+        .iter()
+        .filter(|p| p.attempts == 0 && p.next_attempt_at.is_none_or(|t| t <= now))
+        .collect();
+    if firsts.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let members: Vec<MemberId> = firsts.iter().map(|p| p.member.id).collect();
+    // Every timezone's week starts within eight days of UTC's today.
+    let since = local_day(chrono_tz::UTC, now).day - 8;
+    let counted = d
+        .store
+        .read(move |c| caps::days_counted(c, &members, since))
+        .await?;
+    Ok(firsts
+        .iter()
+        .filter_map(|p| {
+            let days = counted.get(&p.member.id)?;
+            let tz = p.member.timezone.parse().unwrap_or(rules.default_tz);
+            if held_until(window, rules.quiet.as_ref(), tz, now).is_some() {
+                return None;
+            }
+            let today = local_day(tz, now);
+            let on = |pred: &dyn Fn(i64) -> bool| days.iter().filter(|d| pred(**d)).count() as u64;
+            let (day, week) = (on(&|d| d == today.day), on(&|d| d >= today.week_start));
+            limits.reached(day, week).then_some(p.delivery_id)
+        })
+        .collect())
+}
+
+/// Splits a page read into due and later recipients and routes the due
+/// ones (but those `capped`, skipped without routing).
 async fn route_page(
     g: &Generation,
     template: &str,
+    rules: &Rules,
     window: bool,
     page: Vec<Pending>,
+    capped: HashSet<DeliveryId>,
 ) -> Result<Page, StoreError> {
     let Some(last) = page.last().map(|p| p.delivery_id) else {
         return Ok(Page {
             last: None,
             due: Vec::new(),
             later_min: None,
+            held: BTreeMap::new(),
+            capped: Vec::new(),
         });
     };
     let now = now_ms();
@@ -169,7 +241,18 @@ async fn route_page(
         .into_iter()
         .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
     let later_min = later.iter().map(|p| p.next_attempt_at.unwrap_or(now)).min();
-    let keep: Vec<Due> = due.iter().map(|p| Due::of(p, window)).collect();
+    let mut held = BTreeMap::new();
+    for t in later.iter().filter(|p| p.attempts == 0) {
+        *held.entry(t.next_attempt_at.unwrap_or(now)).or_insert(0) += 1;
+    }
+    let due: Vec<Pending> = if capped.is_empty() {
+        due
+    } else {
+        due.into_iter()
+            .filter(|p| !capped.contains(&p.delivery_id))
+            .collect()
+    };
+    let keep: Vec<Due> = due.iter().map(|p| Due::of(p, rules, window)).collect();
     let members: Vec<Member> = due.into_iter().map(|p| p.member).collect();
     let routed = if members.is_empty() {
         Vec::new()
@@ -180,5 +263,7 @@ async fn route_page(
         last: Some(last),
         due: keep.into_iter().zip(routed).collect(),
         later_min,
+        held,
+        capped: capped.into_iter().collect(),
     })
 }

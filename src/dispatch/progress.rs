@@ -1,7 +1,8 @@
 //! Progress of a push as operators see it: sent / failed / remaining, the
-//! current rate, and an ETA that accounts for rate limits and batches.
+//! current rate, and an ETA that accounts for rate limits, batches and the
+//! time recipients are held (quiet hours, send windows).
 
-use crate::model::{fmt_ms, now_ms};
+use crate::model::{Millis, fmt_ms, now_ms};
 use crate::protocol::PushSummary;
 use crate::store::pushes::{Counts, PushRow, PushStatus};
 use crate::util::duration::human_secs;
@@ -40,8 +41,43 @@ pub fn eta_secs(
     Some(secs.ceil() as u64)
 }
 
+/// Seconds to send `remaining` recipients of which some are held: `held`
+/// is (seconds from now until released, recipients), and held recipients
+/// go once released, after whatever is ahead of them. Without holds this is
+/// [`eta_secs`].
+pub fn eta_with_holds(
+    remaining: u64,
+    per_minute: Option<f64>,
+    batch_size: Option<u32>,
+    batch_every_ms: Option<i64>,
+    held: &[(u64, u64)],
+) -> Option<u64> {
+    let held_total: u64 = held.iter().map(|(_, n)| n).sum();
+    if per_minute.is_none() {
+        // Unlimited rate: sending takes no time to speak of; the holds do.
+        return held.iter().map(|(opens, _)| *opens).max().or(eta_secs(
+            remaining,
+            per_minute,
+            batch_size,
+            batch_every_ms,
+        ));
+    }
+    let mut t = eta_secs(
+        remaining.saturating_sub(held_total),
+        per_minute,
+        batch_size,
+        batch_every_ms,
+    )?;
+    let mut held = held.to_vec();
+    held.sort_unstable();
+    for (opens, n) in held {
+        t = t.max(opens) + eta_secs(n, per_minute, batch_size, batch_every_ms)?;
+    }
+    Some(t)
+}
+
 /// What the dispatcher knows of a push right now (see `Dispatcher::live`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Live {
     /// `dispatch.rate_per_minute` in force.
     pub global_per_minute: u32,
@@ -49,6 +85,16 @@ pub struct Live {
     pub current_rate: f64,
     /// The store refuses writes: running pushes are held.
     pub storage_fault: bool,
+    /// Recipients held (quiet hours, send window): (until, how many),
+    /// earliest first.
+    pub held: Vec<(Millis, u64)>,
+}
+
+/// `held` (until, recipients) as seconds from `base`.
+pub fn held_from(base: Millis, held: &[(Millis, u64)]) -> Vec<(u64, u64)> {
+    held.iter()
+        .map(|(t, n)| (((t - base).max(0) as u64).div_ceil(1000), *n))
+        .collect()
 }
 
 pub fn summary(p: &PushRow, c: &Counts, live: &Live, retry_of: Option<String>) -> PushSummary {
@@ -56,11 +102,14 @@ pub fn summary(p: &PushRow, c: &Counts, live: &Live, retry_of: Option<String>) -
     let current = live.current_rate;
     let remaining = c.remaining();
     let storage_hold = live.storage_fault && p.status == PushStatus::Running;
+    let now = now_ms();
+    let held = held_from(now, &live.held);
     let eta_secs = match p.status {
         PushStatus::Completed | PushStatus::Cancelled => None,
         PushStatus::Scheduled if !p.resolved => None,
-        _ => eta_secs(remaining, rate, p.batch_size, p.batch_every_ms),
+        _ => eta_with_holds(remaining, rate, p.batch_size, p.batch_every_ms, &held),
     };
+    let held_count: u64 = live.held.iter().map(|(_, n)| n).sum();
     let (status, reason) = if storage_hold {
         (
             "paused".to_string(),
@@ -98,6 +147,12 @@ pub fn summary(p: &PushRow, c: &Counts, live: &Live, retry_of: Option<String>) -
         eta_secs,
         generation: p.generation,
         retry_of,
+        policy: p.policy.clone(),
+        held: held_count,
+        resumes_at: (held_count > 0 && held_count >= remaining)
+            .then(|| live.held.first().map(|(t, _)| fmt_ms(*t)))
+            .flatten(),
+        held_until: live.held.last().map(|(t, _)| fmt_ms(*t)),
     }
 }
 
@@ -119,5 +174,29 @@ mod tests {
         );
         assert_eq!(eta_secs(0, Some(100.0), None, None), Some(0));
         assert_eq!(eta_secs(10, None, None, None), None);
+    }
+
+    #[test]
+    fn eta_counts_the_time_recipients_are_held() {
+        // 100 at 100/min, none held: one minute.
+        assert_eq!(eta_with_holds(100, Some(100.0), None, None, &[]), Some(60));
+        // All 100 held for an hour: an hour, then a minute of sending.
+        assert_eq!(
+            eta_with_holds(100, Some(100.0), None, None, &[(3600, 100)]),
+            Some(3660)
+        );
+        // 50 now (30 s), 50 held for 10 s: they queue behind the first 50.
+        assert_eq!(
+            eta_with_holds(100, Some(100.0), None, None, &[(10, 50)]),
+            Some(60)
+        );
+        // Unlimited rate: the wait is the ETA.
+        assert_eq!(eta_with_holds(100, None, None, None, &[(90, 40)]), Some(90));
+        assert_eq!(eta_with_holds(100, None, None, None, &[]), None);
+        // Two timezones opening at 1h and 2h.
+        assert_eq!(
+            eta_with_holds(200, Some(100.0), None, None, &[(7200, 100), (3600, 100)]),
+            Some(7260)
+        );
     }
 }

@@ -11,8 +11,9 @@
 
 use super::clock::{BatchClock, Window, send_window};
 use super::pages::{Due, PageLoader, ReadAhead, Scan};
+use super::policy::{Held, Rules, held_until, never_open};
 use super::rate::Rate;
-use super::send::{Group, Outcome, SendTask, persist};
+use super::send::{Group, Outcome, SendTask, persist, persist_with};
 use super::slots::acquire_send_slot;
 use super::{Control, Dispatcher, resolve};
 use crate::model::{ErrorClass, Millis, PushId, Routed, now_ms};
@@ -20,7 +21,7 @@ use crate::script::{Generation, ScriptError};
 use crate::store::deliveries::{self, Attempt};
 use crate::store::pushes::{self, PushRow, PushStatus};
 use crate::store::recorder::{Outcome as Recorded, Recorder};
-use crate::store::{StoreError, audit};
+use crate::store::{StoreError, audit, policy as caps};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -119,6 +120,7 @@ async fn run_push(
     while let Some(r) = walk.inflight.join_next().await {
         handle_outcome(d, id, r).await;
     }
+    d.held.clear(id);
     if walked? == Walked::Completed {
         return Ok(());
     }
@@ -167,6 +169,8 @@ struct Walk<'a> {
     inflight: JoinSet<Outcome>,
     /// The next pages, read and routed while the current one is being sent.
     ahead: Option<ReadAhead>,
+    /// This pass's held recipients (quiet hours, send window) by release time.
+    held: Held,
     /// An audience still being frozen in chunks behind the walk.
     resolving: Option<watch::Receiver<resolve::Progress>>,
     /// A full pass reads every pending recipient; after one, only recipients
@@ -217,6 +221,15 @@ impl<'a> Walk<'a> {
             .read(move |c| pushes::find(c, &id.to_string()))
             .await?;
         let window = send_window(&push).map_err(RunError::Setup)?;
+        let rules = Rules::for_push(&d.config.get().policy, push.bypasses_policy());
+        if let (Some(w), Some(q)) = (&window, &rules.quiet)
+            && never_open(w, q)
+        {
+            return Err(RunError::Setup(format!(
+                "the send window {w} lies inside [policy] quiet_hours {q}: nothing could ever be sent; \
+                 widen the window or change quiet_hours, then resume (or cancel the push)"
+            )));
+        }
         Ok(Some(Walk {
             d,
             push_rate: push.rate_per_minute.map(Rate::per_minute),
@@ -227,13 +240,15 @@ impl<'a> Walk<'a> {
                 generation,
                 template: push.template.clone().into(),
                 push: id,
-                window: window.is_some(),
+                window,
+                bypass: push.bypasses_policy(),
             },
             window,
             push,
             ctl,
             inflight: JoinSet::new(),
             ahead: None,
+            held: Held::new(),
             resolving,
             full: true,
             holes: false,
@@ -331,6 +346,7 @@ impl<'a> Walk<'a> {
             .read(move |c| deliveries::has_claims(c, id))
             .await?;
         let mut pass = Pass::default();
+        self.held.clear();
         loop {
             if !self.runnable().await {
                 return Ok(None);
@@ -356,15 +372,37 @@ impl<'a> Walk<'a> {
             if let Some(t) = page.later_min {
                 pass.later(t);
             }
+            for (t, n) in &page.held {
+                *self.held.entry(*t).or_insert(0) += n;
+            }
+            if !page.capped.is_empty() && !self.skip_capped(page.capped).await {
+                return Ok(None);
+            }
             if page.due.is_empty() {
+                self.d.held.publish(id, &self.held, false);
                 continue;
             }
             pass.saw_due = true;
-            if !self.send_page(page.due, &mut pass).await {
+            let sent = self.send_page(page.due, &mut pass).await;
+            self.d.held.publish(id, &self.held, false);
+            if !sent {
                 return Ok(None);
             }
         }
+        self.d.held.publish(id, &self.held, true);
         Ok(Some(pass))
+    }
+
+    /// Skips a page's recipients already over a frequency cap (one write);
+    /// false when the daemon is stopping.
+    async fn skip_capped(&mut self, ids: Vec<crate::model::DeliveryId>) -> bool {
+        let ids: std::collections::HashSet<_> = ids.into_iter().collect();
+        let d = self.d;
+        persist_with(d, || {
+            let ids = ids.clone();
+            d.store.write(move |c| caps::mark_capped(c, &ids))
+        })
+        .await
     }
 
     /// Takes each due recipient of a page to its outcome or to a send task;
@@ -376,6 +414,10 @@ impl<'a> Walk<'a> {
     ) -> bool {
         let d = self.d;
         let mut group = Group::new(d, &self.rec, self.id());
+        // The policy in force for this page's sends (a reload applies from
+        // the next page on).
+        let rules = Rules::for_push(&d.config.get().policy, self.push.bypasses_policy());
+        group.rules = rules.caps.is_some().then_some(rules);
         // Claim permits taken in bulk for the sends being gathered.
         let mut budget = None;
         let count = due.len();
@@ -414,8 +456,8 @@ impl<'a> Walk<'a> {
                 persist(d, &self.rec, skipped).await;
                 continue;
             };
-            if let Some(w) = &self.window
-                && let Some(until) = w.defer_until(&p.timezone, now_ms())
+            if let Some(until) =
+                held_until(self.window.as_ref(), rules.quiet.as_ref(), p.tz, now_ms())
             {
                 group.launch(&mut self.inflight);
                 let deferred = Recorded::Deferred {
@@ -424,6 +466,7 @@ impl<'a> Walk<'a> {
                 };
                 persist(d, &self.rec, deferred).await;
                 pass.later(until);
+                *self.held.entry(until).or_insert(0) += 1;
                 continue;
             }
             if self.batch.full() {
@@ -454,6 +497,7 @@ impl<'a> Walk<'a> {
                 attempts_before: p.attempts,
                 user: p.user,
                 member_id: p.member_id,
+                tz: p.tz,
                 channel: ch,
                 outbound,
                 claim: permit,

@@ -6,11 +6,13 @@
 //! left unrecorded.
 
 use super::Dispatcher;
+use super::policy::Rules;
 use super::rate::{backoff, jitter};
 use crate::channel::{ChannelRef, Recipient};
 use crate::model::{DeliveryId, ErrorClass, Millis, Outbound, PushId, SendError, now_ms};
 use crate::store::StoreError;
 use crate::store::deliveries::Attempt;
+use crate::store::policy::CapCheck;
 use crate::store::recorder::{Outcome as Recorded, Recorder, Sending, SentItem};
 use crate::util::group_by;
 use futures::FutureExt;
@@ -40,7 +42,7 @@ pub(super) async fn persist(d: &Arc<Dispatcher>, rec: &Recorder, outcome: Record
 }
 
 /// [`persist`] for any write `attempt` makes (e.g. a batched recorder op).
-async fn persist_with<A, Fut>(d: &Arc<Dispatcher>, attempt: A) -> bool
+pub(super) async fn persist_with<A, Fut>(d: &Arc<Dispatcher>, attempt: A) -> bool
 where
     A: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<(), StoreError>>,
@@ -74,6 +76,8 @@ pub(super) struct SendTask {
     pub(super) attempts_before: u32,
     pub(super) user: String,
     pub(super) member_id: i64,
+    /// The member's timezone (its calendar day is what a cap counts in).
+    pub(super) tz: chrono_tz::Tz,
     pub(super) channel: ChannelRef,
     pub(super) outbound: Outbound,
     pub(super) claim: OwnedSemaphorePermit,
@@ -88,6 +92,9 @@ pub(super) struct Group {
     pub(super) rec: Recorder,
     pub(super) push: PushId,
     pub(super) sends: Vec<SendTask>,
+    /// The policy in force when the sends were gathered (caps are checked
+    /// and counted with the claim).
+    pub(super) rules: Option<Rules>,
 }
 
 /// What one send of a group produced.
@@ -108,6 +115,7 @@ impl Group {
             rec: rec.clone(),
             push,
             sends: Vec::new(),
+            rules: None,
         }
     }
 
@@ -122,6 +130,7 @@ impl Group {
             self.rec.clone(),
             self.push,
             sends,
+            self.rules,
         ));
     }
 }
@@ -131,6 +140,7 @@ async fn run_group(
     rec: Recorder,
     push: PushId,
     sends: Vec<SendTask>,
+    rules: Option<Rules>,
 ) -> Outcome {
     // Committed before any request leaves: a crash after this point ends
     // the rows as failed/interrupted, never as a silent double send.
@@ -142,12 +152,14 @@ async fn run_group(
         .filter(|s| !s.fresh)
         .map(|s| (s.delivery, Arc::<str>::from(s.channel.name())))
         .collect();
+    let caps = cap_check(rules, &sends, at);
     let claimed = match rec
         .sending(Sending {
             push,
             fresh: range,
             marks,
             at,
+            caps,
         })
         .await
     {
@@ -165,11 +177,13 @@ async fn run_group(
     let go: Vec<bool> = sends
         .iter()
         .map(|s| {
-            if s.fresh {
+            let claimed_now = if s.fresh {
                 claimed.claim.is_some()
             } else {
                 marked.next().unwrap_or(false)
-            }
+            };
+            // Over a cap: skipped as `capped` by the claim's own write.
+            claimed_now && !claimed.capped.contains(&s.delivery)
         })
         .collect();
     let mut running: FuturesUnordered<BoxFuture<'static, Step>> = sends
@@ -215,6 +229,22 @@ async fn run_group(
         rec.release(claim);
     }
     outcome
+}
+
+/// What the claim checks and counts under the caps in force: the group's
+/// first attempts (a retry was counted when it was first claimed), each in
+/// its member's calendar day at the claim's time.
+fn cap_check(rules: Option<Rules>, sends: &[SendTask], at: Millis) -> Option<CapCheck> {
+    let rules = rules?;
+    let limits = rules.caps?;
+    Some(CapCheck {
+        limits,
+        items: sends
+            .iter()
+            .filter(|s| s.attempts_before == 0)
+            .map(|s| rules.cap_item(s.delivery, s.member_id, s.tz, at, s.fresh))
+            .collect(),
+    })
 }
 
 /// Records a run of successful sends (one write per channel among them).

@@ -437,6 +437,7 @@ fn define_push(
         "rate_per_minute",
         "batch",
         "send_window",
+        "policy",
     ];
     let Some(t) = body_table(defs, "push", &name, &at, &body, KEYS) else {
         return;
@@ -553,6 +554,17 @@ fn define_push(
             None
         }
     };
+    let bypass_policy = match opt_string(t, "policy", &mut errs).as_deref() {
+        None => false,
+        Some("bypass") => true,
+        Some(other) => {
+            errs.push(format!(
+                "policy {other:?} is not \"bypass\" (frequency caps and quiet hours do not apply, \
+                 for transactional messages); leave policy out to keep [policy]"
+            ));
+            false
+        }
+    };
     if !record(defs, &at, &prefix, errs) {
         return;
     }
@@ -573,6 +585,7 @@ fn define_push(
         rate_per_minute,
         batch,
         send_window,
+        bypass_policy,
         location: at,
     });
 }

@@ -66,10 +66,18 @@ impl Scripts {
         }
     }
 
-    /// Loads `dir` as the next generation (off the async workers) and makes
-    /// it live if it validates. Loads are serialized; `then` runs while the
-    /// load is still held, so what a caller records about it (the audit
-    /// trail, pushes defined by the scripts) is in generation order.
+    /// Makes a validated generation the live one.
+    pub fn make_live(&self, generation: Arc<Generation>) {
+        self.live.store(Some(generation));
+    }
+
+    /// Loads `dir` as the next generation (off the async workers). Loads
+    /// are serialized; `then` runs while the load is still held — it
+    /// records the attempt and, when the generation validated, makes it
+    /// live ([`Scripts::make_live`]) — so what a caller records about
+    /// generations (their rows, the audit trail, pushes defined by the
+    /// scripts) is in generation order, and a generation is recorded
+    /// before anyone sees it live.
     pub async fn load<F, Fut, T>(
         &self,
         dir: PathBuf,
@@ -91,9 +99,6 @@ impl Scripts {
                         "script loader crashed: {e}"
                     ))])
                 });
-        if let Ok(g) = &result {
-            self.live.store(Some(g.clone()));
-        }
         then(Loaded { number, result }).await
     }
 }

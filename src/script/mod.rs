@@ -193,6 +193,8 @@ pub struct PushDef {
     pub rate_per_minute: Option<u32>,
     pub batch: Option<BatchDef>,
     pub send_window: Option<SendWindow>,
+    /// `policy = "bypass"`: `[policy]` does not apply (transactional pushes).
+    pub bypass_policy: bool,
     pub location: Location,
 }
 

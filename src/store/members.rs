@@ -59,7 +59,8 @@ pub fn upsert_rows(conn: &Connection, rows: &[NewMember]) -> Result<(u64, u64)> 
                     r.channel_user_id,
                     r.name.as_deref().unwrap_or(""),
                     r.locale.as_deref().unwrap_or("en"),
-                    r.timezone.as_deref().unwrap_or("UTC"),
+                    // None known: '' ([policy] default_timezone applies).
+                    r.timezone.as_deref().unwrap_or(""),
                     join_tags(&tags),
                     attrs.as_deref().unwrap_or("{}"),
                     r.subscribed.unwrap_or(true),

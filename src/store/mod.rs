@@ -12,6 +12,7 @@ pub mod failures;
 mod health;
 pub mod members;
 pub mod panel;
+pub mod policy;
 pub mod pushes;
 pub mod receipts;
 pub mod recipients;

@@ -75,6 +75,19 @@ pub struct PushRow {
     pub created_by: Option<u32>,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
+    /// [`BYPASS`]: `[policy]` does not apply; None: it does.
+    pub policy: Option<String>,
+}
+
+/// A push's `policy` that opts out of `[policy]` (frequency caps, quiet
+/// hours), for transactional messages. Admin-only and audited.
+pub const BYPASS: &str = "bypass";
+
+impl PushRow {
+    /// Frequency caps and quiet hours do not apply to this push.
+    pub fn bypasses_policy(&self) -> bool {
+        self.policy.as_deref() == Some(BYPASS)
+    }
 }
 
 /// What a new push needs.
@@ -93,12 +106,14 @@ pub struct NewPush {
     pub window_to: Option<String>,
     pub retry_of: Option<PushId>,
     pub created_by: Option<u32>,
+    /// [`BYPASS`] or None.
+    pub policy: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, name, origin, audience, template, status, status_reason, start_at, rate_per_minute,
     batch_size, batch_every_ms, window_from, window_to, generation, script_hash, retry_of, resolved,
-    created_at, created_by, started_at, finished_at";
+    created_at, created_by, started_at, finished_at, policy";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<PushRow> {
     let status: String = r.get(5)?;
@@ -124,6 +139,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<PushRow> {
         created_by: r.get(18)?,
         started_at: r.get(19)?,
         finished_at: r.get(20)?,
+        policy: r.get(21)?,
     })
 }
 
@@ -144,8 +160,9 @@ pub fn create(conn: &Connection, p: &NewPush) -> Result<PushRow> {
     let now = now_ms();
     conn.prepare_cached(
         "INSERT INTO pushes (name, origin, audience, template, status, start_at, rate_per_minute,
-            batch_size, batch_every_ms, window_from, window_to, retry_of, created_at, created_by, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'scheduled', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?12)",
+            batch_size, batch_every_ms, window_from, window_to, retry_of, created_at, created_by, updated_at,
+            policy)
+         VALUES (?1, ?2, ?3, ?4, 'scheduled', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?12, ?14)",
     )?
     .execute(params![
         p.name,
@@ -160,7 +177,8 @@ pub fn create(conn: &Connection, p: &NewPush) -> Result<PushRow> {
         p.window_to,
         p.retry_of,
         now,
-        p.created_by
+        p.created_by,
+        p.policy
     ])?;
     get(conn, conn.last_insert_rowid())?
         .ok_or_else(|| StoreError::Sqlite("push vanished after insert".into()))

@@ -462,8 +462,9 @@ fn upsert_member(
         }
         None => {
             conn.prepare_cached(
-                "INSERT INTO members (channel, channel_user_id, name, locale, subscribed, last_interaction_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6)",
+                // Timezone unknown: '' ([policy] default_timezone applies).
+                "INSERT INTO members (channel, channel_user_id, name, locale, timezone, subscribed, last_interaction_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, '', 1, ?5, ?6, ?6)",
             )?
             .execute(params![ctx.channel, user, name.unwrap_or(""), ctx.default_locale, last, now])?;
             out.members_created += 1;

@@ -12,11 +12,13 @@
 //! its own write is committed, exactly as with `Store::write`.
 
 use super::deliveries::{self, Attempt, ClaimId, SentRow};
+use super::policy::{self, CapCheck, CapItem};
 use super::receipts as apply;
 use super::{Store, StoreError};
 use crate::model::{DeliveryId, ErrorClass, Millis, Platform, PushId};
 use crate::util::{group_by, next_batch};
 use rusqlite::Connection;
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -102,6 +104,9 @@ pub struct Sending {
     /// Recipients marked `sending` one by one (retries, deferred ones).
     pub marks: Vec<(DeliveryId, Arc<str>)>,
     pub at: Millis,
+    /// Frequency caps to check, and first attempts to count, in the same
+    /// transaction (`store::policy`); None while no cap is configured.
+    pub caps: Option<CapCheck>,
 }
 
 /// What a [`Sending`] op got.
@@ -112,6 +117,8 @@ pub struct Claimed {
     pub claim: Option<ClaimId>,
     /// Per mark: true when the row was pending and is now `sending`.
     pub marked: Vec<bool>,
+    /// Recipients over a frequency cap: skipped as `capped`, not to be sent.
+    pub capped: HashSet<DeliveryId>,
 }
 
 enum Op {
@@ -221,17 +228,21 @@ fn apply_batch(
     push: PushId,
     ops: Vec<Op>,
 ) -> Result<Vec<Result<Answer, StoreError>>, StoreError> {
-    let mut claims: Vec<Option<ClaimId>> = Vec::new();
+    let mut claims: Vec<(Option<ClaimId>, HashSet<DeliveryId>)> = Vec::new();
     let mut marks: Vec<deliveries::Mark<'_>> = Vec::new();
+    let mut counted_marks: Vec<&CapItem> = Vec::new();
     let mut released: Vec<ClaimId> = Vec::new();
     for op in &ops {
         match op {
             Op::Sending(s) => {
-                claims.push(match s.fresh {
-                    Some((first, last)) => deliveries::claim(c, s.push, first, last, s.at)?,
-                    None => None,
-                });
-                marks.extend(s.marks.iter().map(|(id, ch)| (*id, &**ch, s.at)));
+                let (claim, capped) = claim_group(c, s, &mut counted_marks)?;
+                marks.extend(
+                    s.marks
+                        .iter()
+                        .filter(|(id, _)| !capped.contains(id))
+                        .map(|(id, ch)| (*id, &**ch, s.at)),
+                );
+                claims.push((claim, capped));
             }
             Op::Release(id) => released.push(*id),
             Op::Sent { .. } | Op::Other(_) => {}
@@ -242,6 +253,13 @@ fn apply_batch(
     } else {
         deliveries::mark_sending_many(c, &marks)?
     };
+    // Counted marks whose row was no longer pending are not sent: uncount.
+    policy::unreserve(
+        c,
+        counted_marks
+            .into_iter()
+            .filter(|i| !now_marked.contains(&i.delivery)),
+    )?;
     // Outcomes, one UPDATE per channel (by name: a reload may leave two
     // instances of one name in flight, which write the same column).
     let sent = ops.iter().filter_map(|op| match op {
@@ -291,13 +309,17 @@ fn apply_batch(
     let mut answers = Vec::with_capacity(ops.len());
     for op in ops {
         answers.push(match op {
-            Op::Sending(s) => Ok(Answer::Claimed(Claimed {
-                claim: claims.next().flatten(),
-                marked: s
-                    .marks
-                    .iter()
-                    .map(|(id, _)| now_marked.contains(id))
-                    .collect(),
+            Op::Sending(s) => Ok(Answer::Claimed({
+                let (claim, capped) = claims.next().unwrap_or_default();
+                Claimed {
+                    claim,
+                    capped,
+                    marked: s
+                        .marks
+                        .iter()
+                        .map(|(id, _)| now_marked.contains(id))
+                        .collect(),
+                }
             })),
             Op::Sent { items, .. } => Ok(Answer::Sent(
                 items
@@ -314,6 +336,35 @@ fn apply_batch(
         });
     }
     Ok(answers)
+}
+
+/// A group's claim (fresh range), then its frequency caps: each first
+/// attempt that will be sent is checked and counted, and those over a cap
+/// are skipped as `capped` — all in the transaction that claims them. The
+/// counted marks are added to `counted_marks` (uncounted if their row
+/// turns out not to be pending).
+fn claim_group<'a>(
+    c: &Connection,
+    s: &'a Sending,
+    counted_marks: &mut Vec<&'a CapItem>,
+) -> Result<(Option<ClaimId>, HashSet<DeliveryId>), StoreError> {
+    let claim = match s.fresh {
+        Some((first, last)) => deliveries::claim(c, s.push, first, last, s.at)?,
+        None => None,
+    };
+    let Some(caps) = &s.caps else {
+        return Ok((claim, HashSet::new()));
+    };
+    // Fresh rows go only when their range was claimed (the push runs).
+    let going = caps.items.iter().filter(|i| !i.fresh || claim.is_some());
+    let capped = policy::reserve(c, &caps.limits, going)?;
+    policy::mark_capped(c, &capped)?;
+    counted_marks.extend(
+        caps.items
+            .iter()
+            .filter(|i| !i.fresh && !capped.contains(&i.delivery)),
+    );
+    Ok((claim, capped))
 }
 
 async fn run(store: Store, push: PushId, mut rx: mpsc::UnboundedReceiver<Item>) {
@@ -459,6 +510,7 @@ mod tests {
             fresh: Some((ids[0], ids[1])),
             marks: vec![(ids[2], sim.clone())],
             at: 1,
+            caps: None,
         })];
         let r = store
             .write_blocking(move |c| apply_batch(c, p, sending))

@@ -323,6 +323,24 @@ CREATE TABLE panel_sessions (
 ) WITHOUT ROWID;
 ALTER TABLE audit ADD COLUMN actor TEXT;
 "#,
+    // 8: the delivery policy across pushes (`[policy]`). A first attempt
+    // to a member is one row of `member_sends` (member, the member's local
+    // calendar day, delivery), written in the transaction that claims it,
+    // after counting that member's rows of the day and week
+    // (`store::policy`); keyed by member first, so the count is one short
+    // range read. Only written while a cap is configured. Recipients
+    // skipped over a cap have a partial index (the report counts them),
+    // and a push may bypass the policy (`policy = 'bypass'`).
+    r#"
+CREATE TABLE member_sends (
+    member_id INTEGER NOT NULL,
+    day INTEGER NOT NULL,                   -- days since 1970-01-01, member's local calendar
+    delivery_id INTEGER NOT NULL,
+    PRIMARY KEY (member_id, day, delivery_id)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_capped ON deliveries(push_id) WHERE state = 4 AND skip_reason = 'capped';
+ALTER TABLE pushes ADD COLUMN policy TEXT;  -- NULL: [policy] applies; 'bypass': it does not
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
