@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pushd::analytics::render as report_render;
+use pushd::control::channel_cli::ChannelCommand;
 use pushd::control::client::Client;
 use pushd::control::render;
 use pushd::daemon;
@@ -126,6 +127,11 @@ enum Command {
         /// Write to this file instead of stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+    },
+    /// Channels: check credentials, send a test message, set up webhooks.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
     },
     /// Members: import from CSV or JSON lines.
     Members {
@@ -365,8 +371,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     if !resp.ok {
         // Some failures carry data worth showing (e.g. the rejected import rows).
-        if let (Request::MembersImport(_), Some(_)) = (&request, &resp.data) {
-            print!("{}", render::import(&data::<ImportData>(&resp)?));
+        match (&request, &resp.data) {
+            (Request::MembersImport(_), Some(_)) => {
+                print!("{}", render::import(&data::<ImportData>(&resp)?))
+            }
+            (Request::ChannelTest(_), Some(_)) => print!("{}", render::channel_test(&data(&resp)?)),
+            (Request::ChannelWebhook(_), Some(_)) => {
+                print!("{}", render::channel_webhook(&data(&resp)?))
+            }
+            _ => {}
         }
         let e = resp.error.as_ref();
         bail!(
@@ -421,6 +434,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             write_or_return(output.as_deref(), text)?
         }
         (_, Request::EventsList(_)) => render::events(&data(&resp)?),
+        (_, Request::ChannelTest(_)) => render::channel_test(&data(&resp)?),
+        (_, Request::ChannelWebhook(_)) => render::channel_webhook(&data(&resp)?),
         _ => serde_json::to_string_pretty(&resp.data)? + "\n",
     };
     print!("{text}");
@@ -529,6 +544,7 @@ fn build_request(command: &Command) -> Result<Request> {
                 skip_invalid: *skip_invalid,
             })
         }
+        Command::Channel { command } => command.request(),
         Command::Audit(a) => Request::AuditList(AuditListArgs {
             limit: Some(a.limit),
             action: a.action.clone(),

@@ -6,11 +6,14 @@
 //! A streamed reply (export) is several `{"ok":true,"data":…,"more":true}` lines
 //! ended by one without `more`.
 
+mod channel;
+
 pub use crate::analytics::Report as ReportData;
 use crate::model::FailureGroup;
 use crate::model::Routed;
 use crate::model::{MemberId, Millis, PushId};
 use crate::store::members::ImportReport;
+pub use channel::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -97,6 +100,8 @@ requests! {
     EventsList(EventsListArgs) = "events.list", mutates: false;
     PushRecipients(PushRecipientsArgs) = "push.recipients", mutates: false;
     AudienceFromPush(AudienceFromPushArgs) = "audience.from_push", mutates: true;
+    ChannelTest(ChannelTestArgs) = "channel.test", mutates: true;
+    ChannelWebhook(ChannelWebhookArgs) = "channel.webhook", mutates: true;
 }
 
 impl Request {
@@ -140,8 +145,16 @@ impl Request {
             Request::PushRecipients(a) => Some(a.push.clone()),
             Request::AudiencePreview(a) => Some(a.name.clone()),
             Request::MembersImport(a) => a.path.clone().or_else(|| Some("inline".into())),
+            Request::ChannelTest(a) => Some(a.name.clone()),
+            Request::ChannelWebhook(a) => Some(a.name.clone()),
             _ => None,
         }
+    }
+
+    /// The reply may show a secret to the admin who asked (a webhook verify
+    /// token): the audit trail keeps only the reply's secret-free `summary`.
+    pub fn reply_has_secrets(&self) -> bool {
+        matches!(self, Request::ChannelTest(_) | Request::ChannelWebhook(_))
     }
 }
 

@@ -11,6 +11,7 @@ mod dispatch;
 mod e2e;
 mod examples;
 mod members;
+mod onboard;
 mod receipts;
 mod recipients;
 mod reliability;

@@ -5,8 +5,10 @@
 //! falling back to a default is how operators lose a day.
 
 mod live;
+mod public_url;
 
 pub use live::LiveConfig;
+pub use public_url::parse_public_url;
 
 use crate::model::Platform;
 use crate::util::duration;
@@ -148,6 +150,9 @@ pub struct HttpConfig {
     /// A client must finish sending its request within this time.
     #[serde(with = "duration::serde_human")]
     pub request_timeout: Duration,
+    /// The public base URL platforms reach the listener at (behind a TLS
+    /// proxy), for `pushd channel webhook`.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -158,6 +163,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1 << 20,
             max_connections: 1024,
             request_timeout: Duration::from_secs(10),
+            public_url: None,
         }
     }
 }
@@ -704,7 +710,10 @@ impl Config {
         }
         control.socket = Some(socket_path.clone());
 
-        let http = raw.http;
+        let mut http = raw.http;
+        if let Some(u) = &http.public_url {
+            http.public_url = Some(parse_public_url(u).map_err(|m| invalid("http.public_url", m))?);
+        }
         if http.enabled && http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",
@@ -798,7 +807,12 @@ impl Config {
         if self.control.max_connections != new.control.max_connections {
             out.push("control.max_connections");
         }
-        if self.http != new.http {
+        // `public_url` is only read by `pushd channel webhook`: reloadable.
+        let listener = |h: &HttpConfig| HttpConfig {
+            public_url: None,
+            ..h.clone()
+        };
+        if listener(&self.http) != listener(&new.http) {
             out.push("http");
         }
         out
