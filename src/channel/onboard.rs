@@ -222,12 +222,15 @@ pub fn webhook_setup(name: &str, cfg: &ChannelConfig, url: &str) -> WebhookSetup
         },
         Platform::Telegram => WebhookSetup {
             steps: vec![
-                "Nothing to paste: pushd registers the URL with Telegram's setWebhook, with `secret_token`, which Telegram then sends in X-Telegram-Bot-Api-Secret-Token.".into(),
+                format!(
+                    "Nothing to paste: pushd registers the URL with Telegram's setWebhook, with `secret_token` (Telegram sends it back in X-Telegram-Bot-Api-Secret-Token) and the updates pushd reads ({}).",
+                    telegram::probe::ALLOWED_UPDATES.join(", ")
+                ),
                 "Telegram delivers only to https URLs on ports 443, 80, 88 or 8443.".into(),
                 format!("To stop: pushd channel webhook {name} --delete (deleteWebhook)."),
             ],
-            fields: vec![field("Webhook URL", url, false)],
-            events: telegram::probe::ALLOWED_UPDATES.iter().map(|s| s.to_string()).collect(),
+            fields: Vec::new(),
+            events: Vec::new(),
         },
         Platform::Slack => WebhookSetup {
             steps: vec![

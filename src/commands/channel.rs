@@ -48,11 +48,19 @@ pub async fn test(channels: &Channels, a: ChannelTestArgs) -> CommandResult<Repl
         summary.push_str(&format!("; test message to {to} {}", step_summary(s)));
     }
     let failure = failed.map(|s| {
+        let what = if check.ok {
+            "the test message"
+        } else {
+            "the credential check"
+        };
+        let (class, code) = s
+            .error
+            .as_ref()
+            .map(|e| (e.class.as_str(), e.code.as_str()))
+            .unwrap_or_default();
         format!(
-            "channel {:?} failed its test at {}: {} (the advice is in the reply)",
-            a.name,
-            s.call,
-            s.error.as_ref().map(|e| e.code.as_str()).unwrap_or("?")
+            "channel {:?}: {what} failed ({class} {code}): see its advice (what to do)",
+            a.name
         )
     });
     tracing::info!(channel = %a.name, ok = failure.is_none(), "channel test: {summary}");

@@ -6,6 +6,7 @@
 //! audit trail and the log), and the small things a newcomer trips over.
 
 mod newcomer;
+mod readme;
 mod test;
 mod webhook;
 

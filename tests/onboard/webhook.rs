@@ -200,9 +200,9 @@ fn telegram_set_webhook_carries_the_url_the_secret_token_and_the_updates() {
             .contains(creds::TG_SECRET_TOKEN),
         "the call shown names no secret: {v}"
     );
-    assert_eq!(
-        events(&v["data"]),
-        vec!["message", "callback_query", "my_chat_member"]
+    assert!(
+        fields(&v["data"]).is_empty(),
+        "nothing to paste for Telegram: {v}"
     );
 
     let out = o.text(&["channel", "webhook", "tg", "--delete"]);
