@@ -370,17 +370,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         });
     }
     if !resp.ok {
-        // Some failures carry data worth showing (e.g. the rejected import rows).
-        match (&request, &resp.data) {
-            (Request::MembersImport(_), Some(_)) => {
-                print!("{}", render::import(&data::<ImportData>(&resp)?))
-            }
-            (Request::ChannelTest(_), Some(_)) => print!("{}", render::channel_test(&data(&resp)?)),
-            (Request::ChannelWebhook(_), Some(_)) => {
-                print!("{}", render::channel_webhook(&data(&resp)?))
-            }
-            _ => {}
-        }
+        print_failure_data(&request, &resp)?;
         let e = resp.error.as_ref();
         bail!(
             "{} ({})",
@@ -440,6 +430,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What some failures carry: the rejected import rows, a channel test's or
+/// webhook's report (the platform's answer and what to do).
+fn print_failure_data(request: &Request, resp: &Response) -> Result<()> {
+    if resp.data.is_none() {
+        return Ok(());
+    }
+    match request {
+        Request::MembersImport(_) => print!("{}", render::import(&data::<ImportData>(resp)?)),
+        Request::ChannelTest(_) => print!("{}", render::channel_test(&data(resp)?)),
+        Request::ChannelWebhook(_) => print!("{}", render::channel_webhook(&data(resp)?)),
+        _ => {}
+    }
+    Ok(())
 }
 
 fn build_request(command: &Command) -> Result<Request> {
