@@ -36,10 +36,9 @@ impl Messenger {
             .client
             .get(url)
             .query(&[("fields", FIELDS), ("access_token", self.token.expose())]);
-        let result = match http::execute(request, self.http.timeout).await {
-            Ok(reply) => meta::read_reply(&reply, classify),
-            Err(e) => Err(e),
-        };
+        let result = http::execute(request, self.http.timeout)
+            .await
+            .and_then(|reply| meta::read_reply(&reply, classify));
         let platform = self.platform();
         let json = match result {
             Ok(json) => json,

@@ -36,10 +36,9 @@ impl WhatsApp {
             .client
             .get(url)
             .header(reqwest::header::AUTHORIZATION, self.auth.clone());
-        let result = match http::execute(request, self.http.timeout).await {
-            Ok(reply) => meta::read_reply(&reply, classify),
-            Err(e) => Err(e),
-        };
+        let result = http::execute(request, self.http.timeout)
+            .await
+            .and_then(|reply| meta::read_reply(&reply, classify));
         match result {
             Ok(json) => Probe::ok(call, describe(&json, &id), Vec::new()),
             Err(e) if unknown_number(&e) => {
