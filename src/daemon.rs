@@ -175,6 +175,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         h.config.clone(),
         h.metrics.clone(),
     ));
+    // Before the socket answers: a SIGTERM sent as soon as the daemon is
+    // ready must drain, not kill it with the default action.
+    spawn_signal_handlers(h.clone(), shutdown.clone())?;
     let control = tokio::spawn(server::run(listener, h.clone(), shutdown.clone()));
     let dispatcher = tokio::spawn(dispatch::run(h.dispatcher.clone()));
     let drain = {
@@ -195,7 +198,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         h.config.clone(),
         shutdown.clone(),
     ));
-    spawn_signal_handlers(h.clone(), shutdown.clone())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     shutdown.cancelled().await;
