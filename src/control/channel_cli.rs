@@ -20,6 +20,7 @@ pub enum ChannelCommand {
     /// Print the webhook URL and what to enter in the platform's console;
     /// on Telegram, register it (setWebhook) or remove it (--delete).
     Webhook {
+        /// The channel instance (`[channels.NAME]` in config.toml).
         name: String,
         /// The public base URL platforms reach pushd at (default: [http]
         /// public_url, else the listen address).
