@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pushd::analytics::render as report_render;
+use pushd::control::channel_cli::ChannelCommand;
 use pushd::control::client::Client;
 use pushd::control::render;
 use pushd::daemon;
@@ -126,6 +127,11 @@ enum Command {
         /// Write to this file instead of stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+    },
+    /// Channels: check credentials, send a test message, set up webhooks.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
     },
     /// Members: import from CSV or JSON lines.
     Members {
@@ -388,10 +394,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         });
     }
     if !resp.ok {
-        // Some failures carry data worth showing (e.g. the rejected import rows).
-        if let (Request::MembersImport(_), Some(_)) = (&request, &resp.data) {
-            print!("{}", render::import(&data::<ImportData>(&resp)?));
-        }
+        print_failure_data(&request, &resp)?;
         let e = resp.error.as_ref();
         bail!(
             "{} ({})",
@@ -460,10 +463,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 out.sessions_ended
             )
         }
+        (_, Request::ChannelTest(_)) => render::channel_test(&data(&resp)?),
+        (_, Request::ChannelWebhook(_)) => render::channel_webhook(&data(&resp)?),
         _ => serde_json::to_string_pretty(&resp.data)? + "\n",
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What some failures carry: the rejected import rows, a channel test's or
+/// webhook's report (the platform's answer and what to do).
+fn print_failure_data(request: &Request, resp: &Response) -> Result<()> {
+    if resp.data.is_none() {
+        return Ok(());
+    }
+    match request {
+        Request::MembersImport(_) => print!("{}", render::import(&data::<ImportData>(resp)?)),
+        Request::ChannelTest(_) => print!("{}", render::channel_test(&data(resp)?)),
+        Request::ChannelWebhook(_) => print!("{}", render::channel_webhook(&data(resp)?)),
+        _ => {}
+    }
+    Ok(())
 }
 
 fn build_request(command: &Command) -> Result<Request> {
@@ -570,6 +590,7 @@ fn build_request(command: &Command) -> Result<Request> {
                 skip_invalid: *skip_invalid,
             })
         }
+        Command::Channel { command } => command.request(),
         Command::Audit(a) => Request::AuditList(AuditListArgs {
             limit: Some(a.limit),
             action: a.action.clone(),

@@ -6,11 +6,14 @@
 //! A streamed reply (export) is several `{"ok":true,"data":…,"more":true}` lines
 //! ended by one without `more`.
 
+mod channel;
+
 pub use crate::analytics::Report as ReportData;
 use crate::import::ImportReport;
 use crate::model::FailureGroup;
 use crate::model::Routed;
 use crate::model::{MemberId, Millis, PushId};
+pub use channel::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -99,6 +102,8 @@ requests! {
     AudienceFromPush(AudienceFromPushArgs) = "audience.from_push", mutates: true;
     PanelLogin(PanelLoginArgs) = "panel.login", mutates: true;
     PanelLogoutAll(PanelLogoutAllArgs) = "panel.logout_all", mutates: true;
+    ChannelTest(ChannelTestArgs) = "channel.test", mutates: true;
+    ChannelWebhook(ChannelWebhookArgs) = "channel.webhook", mutates: true;
 }
 
 impl Request {
@@ -143,6 +148,8 @@ impl Request {
             Request::AudiencePreview(a) => Some(a.name.clone()),
             Request::MembersImport(a) => a.path.clone().or_else(|| Some("inline".into())),
             Request::PanelLogin(a) => Some(if a.viewer { "viewer" } else { "admin" }.into()),
+            Request::ChannelTest(a) => Some(a.name.clone()),
+            Request::ChannelWebhook(a) => Some(a.name.clone()),
             _ => None,
         }
     }
@@ -151,6 +158,12 @@ impl Request {
     /// records that it was issued, never the reply itself.
     pub fn reply_is_secret(&self) -> bool {
         matches!(self, Request::PanelLogin(_))
+    }
+
+    /// The reply may show a secret to the admin who asked (a webhook verify
+    /// token): the audit trail keeps only the reply's secret-free `summary`.
+    pub fn reply_has_secrets(&self) -> bool {
+        matches!(self, Request::ChannelTest(_) | Request::ChannelWebhook(_))
     }
 }
 

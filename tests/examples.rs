@@ -36,7 +36,7 @@ fn every_kind(rt: &tokio::runtime::Runtime) -> (String, BTreeMap<&'static str, M
 }
 
 /// A daemon folder with `config` and the shipped `scripts/*.lua` copied in.
-fn with_shipped_scripts(config: &str) -> TestDaemon {
+pub(crate) fn with_shipped_scripts(config: &str) -> TestDaemon {
     let d = TestDaemon::prepare(config);
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
     for entry in std::fs::read_dir(&shipped).expect("read scripts/") {

@@ -12,6 +12,7 @@ mod dispatch;
 mod e2e;
 mod examples;
 mod members;
+mod onboard;
 mod panel;
 mod policy;
 mod rate;

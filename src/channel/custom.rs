@@ -48,6 +48,13 @@
 //!
 //! A 2xx with a body that is not JSON is treated as transient: a proxy's page
 //! is not an acknowledgement.
+//!
+//! # Ping and test messages
+//!
+//! `pushd channel test` posts `{"type":"ping","id":"ping_<unix ms>"}`, signed
+//! as above: answer it 2xx and send nothing. `pushd channel test --to USER`
+//! then sends one `message.send` whose id is `msg_-<unix ms>` (negative:
+//! never a delivery's).
 
 use crate::channel::http::{self, HttpSettings, Scrubber};
 use crate::channel::{Channel, ChannelContext, Recipient};
@@ -58,6 +65,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
+
+pub(crate) mod probe;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -216,6 +225,10 @@ impl Channel for Custom {
     /// global rate limit it.
     fn default_rate_per_second(&self) -> Option<f64> {
         None
+    }
+
+    async fn probe(&self) -> crate::channel::Probe {
+        self.ping().await
     }
 }
 

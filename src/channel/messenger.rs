@@ -23,6 +23,8 @@ use crate::model::{ErrorClass, Message, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+pub(crate) mod probe;
+
 /// Send API: "300 calls per second per Page" for text, links, reactions and
 /// stickers (…/messenger-platform/overview/rate-limiting); the same figure
 /// applies per Instagram professional account.
@@ -194,6 +196,10 @@ impl Channel for Messenger {
 
     fn default_rate_per_second(&self) -> Option<f64> {
         Some(DEFAULT_RATE)
+    }
+
+    async fn probe(&self) -> crate::channel::Probe {
+        self.check_page().await
     }
 }
 

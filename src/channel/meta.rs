@@ -136,6 +136,39 @@ pub(crate) fn read_reply(
     Ok(json)
 }
 
+/// `"190/463"` → `(190, Some(463))`: a Graph error's code back from
+/// [`GraphError::code_string`], for advice about a `SendError`.
+pub(crate) fn parse_code(code: &str) -> Option<(i64, Option<i64>)> {
+    match code.split_once('/') {
+        Some((c, sub)) => Some((c.parse().ok()?, Some(sub.parse().ok()?))),
+        None => Some((code.parse().ok()?, None)),
+    }
+}
+
+/// What an OAuthException 190 means, by subcode
+/// (developers.facebook.com/docs/graph-api/guides/error-handling,
+/// "Authentication error subcodes"), then how to get a new token on this
+/// platform (`how`).
+pub(crate) fn token_advice(subcode: Option<i64>, how: &str) -> String {
+    let what = match subcode {
+        Some(463) => "The access token has expired.",
+        Some(460) => {
+            "The access token was invalidated: the person who created it changed their password, or Meta reset the session for security."
+        }
+        Some(458) => {
+            "The access token was revoked: the app was removed from the account that created it."
+        }
+        Some(492) => {
+            "The access token's session is invalid: the person who created it is no longer an admin of the Page or the business."
+        }
+        Some(459) | Some(464) => {
+            "The account that created the token must log in to Facebook and clear a security checkpoint."
+        }
+        _ => "The access token is not valid: mistyped, cut short, from another app, or revoked.",
+    };
+    format!("{what} {how} Put the new token in `token` (or `token_env`) and run `pushd reload`.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +202,17 @@ mod tests {
         assert_eq!(
             read_reply(&r, |_| ErrorClass::Rejected).unwrap_err().code,
             "100/2018001"
+        );
+    }
+
+    #[test]
+    fn codes_parse_back() {
+        assert_eq!(parse_code("190/463"), Some((190, Some(463))));
+        assert_eq!(parse_code("131047"), Some((131047, None)));
+        assert_eq!(parse_code("http_502"), None);
+        assert!(
+            token_advice(Some(463), "Get one.")
+                .starts_with("The access token has expired. Get one.")
         );
     }
 

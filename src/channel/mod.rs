@@ -12,6 +12,7 @@ pub(crate) mod http;
 pub mod instagram;
 pub mod messenger;
 pub(crate) mod meta;
+pub mod onboard;
 mod registry;
 pub mod simulator;
 pub mod slack;
@@ -20,6 +21,7 @@ pub mod wechat;
 pub mod whatsapp;
 
 pub use factory::build;
+pub use onboard::{Probe, ProbeAnswer, ProbeFailure};
 pub use registry::{BuildError, ChannelSet, Channels, build_set};
 
 /// A platform's message rules, as its adapter's [`Channel::validate`]
@@ -73,6 +75,18 @@ pub trait Channel: Send + Sync {
     /// The platform's documented default throughput for one instance, in
     /// messages per second (`rate_per_second` in config overrides it).
     fn default_rate_per_second(&self) -> Option<f64>;
+
+    /// Checks the credentials with the platform's harmless call (nothing is
+    /// sent to anyone) and says what the platform answered, or what failed
+    /// and what to do about it (`pushd channel test`).
+    async fn probe(&self) -> Probe;
+
+    /// Registers this channel's webhook at `url` through the platform's API,
+    /// or removes it with `None` (`pushd channel webhook`). `None` for
+    /// platforms whose webhook is entered in their console instead.
+    async fn register_webhook(&self, _url: Option<&str>) -> Option<Probe> {
+        None
+    }
 }
 
 /// What adapters share: one HTTP client (connection pool, rustls), timeouts,

@@ -228,6 +228,15 @@ impl Channel for Simulator {
     fn default_rate_per_second(&self) -> Option<f64> {
         self.rate_per_second
     }
+
+    /// Nothing to check: the simulator needs no account.
+    async fn probe(&self) -> super::Probe {
+        super::Probe::ok(
+            "none (the simulator is built in)",
+            "the simulator needs no account; it is always ready",
+            Vec::new(),
+        )
+    }
 }
 
 /// The synthetic members a fresh simulator install starts with.

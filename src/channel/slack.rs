@@ -20,6 +20,8 @@ use crate::model::{Button, ErrorClass, Message, Outbound, Platform, SendError, S
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+pub(crate) mod probe;
+
 const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 
 /// chat.postMessage "generally allows posting one message per second per
@@ -113,7 +115,7 @@ impl Slack {
                 if reply.status.is_server_error() && class == ErrorClass::Rejected {
                     class = ErrorClass::Transient;
                 }
-                Err(SendError::new(class, error, describe(error))
+                Err(SendError::new(class, error, describe_reply(error, &json))
                     .with_retry_after(reply.retry_after()))
             }
             None => Err(reply.status_error()),
@@ -150,6 +152,10 @@ impl Channel for Slack {
 
     fn default_rate_per_second(&self) -> Option<f64> {
         Some(DEFAULT_RATE)
+    }
+
+    async fn probe(&self) -> crate::channel::Probe {
+        self.auth_test().await
     }
 }
 
@@ -193,7 +199,7 @@ fn describe(error: &str) -> String {
         "not_authed" => "No authentication token provided",
         "token_revoked" => "The token has been revoked or the app has been removed",
         "account_inactive" => "The token is for a deleted user or workspace",
-        "missing_scope" => "The token lacks the chat:write scope",
+        "missing_scope" => "The token lacks a scope this method needs",
         "rate_limited" | "ratelimited" => "Application has posted too many messages",
         "msg_too_long" => "Message text is too long",
         "no_text" => "No message text provided",
@@ -201,6 +207,17 @@ fn describe(error: &str) -> String {
         _ => return format!("chat.postMessage failed: {error}"),
     };
     format!("{error}: {text}")
+}
+
+/// [`describe`], with the scope a `missing_scope` error names and the
+/// scopes the token has (`needed`, `provided` in the reply).
+fn describe_reply(error: &str, json: &Value) -> String {
+    let mut text = describe(error);
+    if let Some(needed) = json.get("needed").and_then(Value::as_str) {
+        let provided = json.get("provided").and_then(Value::as_str).unwrap_or("");
+        text.push_str(&format!(" (needed: {needed}; provided: {provided})"));
+    }
+    text
 }
 
 /// Slack's message rules (what [`Channel::validate`] checks); the error

@@ -24,6 +24,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::time::Duration;
 
+pub(crate) mod probe;
+
 const DEFAULT_BASE_URL: &str = "https://api.telegram.org";
 
 /// Bot FAQ: "the API will not allow more than 30 messages per second or so"
@@ -38,6 +40,8 @@ pub struct Telegram {
     name: String,
     http: HttpSettings,
     token: Secret,
+    /// Given to `setWebhook`; Telegram echoes it on every webhook.
+    secret_token: Option<Secret>,
     scrubber: Scrubber,
 }
 
@@ -52,11 +56,26 @@ impl Telegram {
             name: name.to_string(),
             http: HttpSettings::new(cfg, ctx, DEFAULT_BASE_URL),
             scrubber: Scrubber::new(cfg.secrets.all().cloned()),
+            secret_token: cfg.secrets.secret_token.clone(),
             token,
         })
     }
 
     async fn call(&self, method: &str, body: &Value) -> Result<SendOk, SendError> {
+        let (reply, json) = self.api(method, body).await?;
+        let message_id = json.pointer("/result/message_id").and_then(Value::as_i64);
+        let chat_id = json.pointer("/result/chat/id").and_then(id_text);
+        match (chat_id, message_id) {
+            (Some(chat), Some(id)) => Ok(SendOk {
+                provider_message_id: format!("{chat}:{id}"),
+            }),
+            _ => Err(reply.missing("result.message_id and result.chat.id")),
+        }
+    }
+
+    /// One Bot API call: the reply and its JSON when `ok` is true, else the
+    /// classified error.
+    async fn api(&self, method: &str, body: &Value) -> Result<(http::Reply, Value), SendError> {
         // Holds the token: used for this request only, never logged.
         let url = self
             .http
@@ -67,14 +86,7 @@ impl Telegram {
             return Err(reply.not_json());
         };
         if json.get("ok").and_then(Value::as_bool) == Some(true) {
-            let message_id = json.pointer("/result/message_id").and_then(Value::as_i64);
-            let chat_id = json.pointer("/result/chat/id").and_then(id_text);
-            return match (chat_id, message_id) {
-                (Some(chat), Some(id)) => Ok(SendOk {
-                    provider_message_id: format!("{chat}:{id}"),
-                }),
-                _ => Err(reply.missing("result.message_id and result.chat.id")),
-            };
+            return Ok((reply, json));
         }
         let Some(code) = json.get("error_code").and_then(Value::as_i64) else {
             return Err(reply.status_error());
@@ -134,6 +146,17 @@ impl Channel for Telegram {
 
     fn default_rate_per_second(&self) -> Option<f64> {
         Some(DEFAULT_RATE)
+    }
+
+    async fn probe(&self) -> crate::channel::Probe {
+        self.get_me().await
+    }
+
+    async fn register_webhook(&self, url: Option<&str>) -> Option<crate::channel::Probe> {
+        Some(match url {
+            Some(url) => self.set_webhook(url).await,
+            None => self.delete_webhook().await,
+        })
     }
 }
 

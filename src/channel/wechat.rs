@@ -38,6 +38,8 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
+pub(crate) mod probe;
+
 const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
 
 /// WeChat publishes no per-second limit for customer-service sends, only a
@@ -243,6 +245,10 @@ impl Channel for WeChat {
 
     fn default_rate_per_second(&self) -> Option<f64> {
         Some(DEFAULT_RATE)
+    }
+
+    async fn probe(&self) -> crate::channel::Probe {
+        self.fetch_token_now().await
     }
 }
 

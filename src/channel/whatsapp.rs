@@ -26,6 +26,8 @@ use serde_json::{Value, json};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+pub(crate) mod probe;
+
 /// Default Cloud API throughput per business number: "up to 80 messages per
 /// second" (developers.facebook.com/documentation/business-messaging/whatsapp/throughput).
 const DEFAULT_RATE: f64 = 80.0;
@@ -133,6 +135,10 @@ impl Channel for WhatsApp {
 
     fn default_rate_per_second(&self) -> Option<f64> {
         Some(DEFAULT_RATE)
+    }
+
+    async fn probe(&self) -> crate::channel::Probe {
+        self.check_phone_number().await
     }
 }
 

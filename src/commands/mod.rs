@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod audit;
+pub mod channel;
 pub mod events;
 pub mod members;
 pub mod panel;
@@ -170,11 +171,12 @@ pub async fn execute(h: &Handles, actor: &Actor, req: Request) -> Reply {
     let cmd = req.cmd();
     let target = req.target();
     let secret_reply = req.reply_is_secret();
+    let has_secrets = req.reply_has_secrets();
     let result = run(h, actor, req).await;
     if mutates {
         let (ok, detail) = match &result {
             Ok(Reply::One(r)) if secret_reply => (r.ok, None),
-            Ok(Reply::One(r)) => (r.ok, r.data.as_ref().map(|d| d.to_string())),
+            Ok(Reply::One(r)) => (r.ok, audit_detail(r, has_secrets)),
             Ok(Reply::Stream(_)) => (true, None),
             Err(e) => (false, Some(e.to_string())),
         };
@@ -194,6 +196,19 @@ pub async fn execute(h: &Handles, actor: &Actor, req: Request) -> Reply {
         Ok(reply) => reply,
         Err(e) => Reply::One(Response::err(e.code(), e.to_string())),
     }
+}
+
+/// What the audit trail keeps of a reply: its data, or for a reply that may
+/// show a secret to the admin who asked (a webhook verify token) only its
+/// secret-free `summary`.
+fn audit_detail(r: &Response, secret_reply: bool) -> Option<String> {
+    let data = r.data.as_ref()?;
+    if !secret_reply {
+        return Some(data.to_string());
+    }
+    data.get("summary")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
 }
 
 async fn run(h: &Handles, actor: &Actor, req: Request) -> CommandResult<Reply> {
@@ -219,5 +234,7 @@ async fn run(h: &Handles, actor: &Actor, req: Request) -> CommandResult<Reply> {
         Request::AudienceFromPush(a) => one(recipients::from_push(store, scripts, actor, a).await?),
         Request::PanelLogin(a) => one(panel::login(store, &h.config, &h.process, actor, a).await?),
         Request::PanelLogoutAll(_) => one(panel::logout_all(store).await?),
+        Request::ChannelTest(a) => channel::test(&h.channels, a).await,
+        Request::ChannelWebhook(a) => channel::webhook(&h.channels, &h.config, &h.process, a).await,
     }
 }

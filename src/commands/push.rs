@@ -50,6 +50,18 @@ fn parse_hhmm(s: &str, what: &str) -> Result<String, CommandError> {
         .map_err(|_| CommandError::Invalid(format!("{what} {s:?} must be HH:MM (24h)")))
 }
 
+/// Saved audiences an unknown-audience error lists (the newest).
+const KNOWN_SAVED: u32 = 20;
+
+/// `a, b, c`, or `none`.
+fn known(names: Vec<String>) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 pub async fn create(
     store: &Store,
     dispatcher: &Dispatcher,
@@ -151,7 +163,9 @@ pub async fn create(
                     Ok((a.members, a.source_push_id, zones))
                 }
                 None => Err(StoreError::NotFound(format!(
-                    "audience {audience_name:?} is defined neither in the live scripts nor as a saved audience"
+                    "audience {audience_name:?} is defined neither in the live scripts nor as a saved audience; script audiences: {}; saved audiences: {}",
+                    known(g.iter().flat_map(|g| g.audiences.keys().cloned()).collect()),
+                    known(audiences::names(c, KNOWN_SAVED)?),
                 ))),
             }
         })

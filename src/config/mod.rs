@@ -6,10 +6,12 @@
 
 mod live;
 mod policy;
+mod public_url;
 mod toml_error;
 
 pub use live::LiveConfig;
 pub use policy::{Caps, DailyHours, PolicyConfig};
+pub use public_url::parse_public_url;
 
 use crate::model::Platform;
 use crate::util::duration;
@@ -151,6 +153,9 @@ pub struct HttpConfig {
     /// A client must finish sending its request within this time.
     #[serde(with = "duration::serde_human")]
     pub request_timeout: Duration,
+    /// The public base URL platforms reach the listener at (behind a TLS
+    /// proxy), for `pushd channel webhook`.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -161,6 +166,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1 << 20,
             max_connections: 1024,
             request_timeout: Duration::from_secs(10),
+            public_url: None,
         }
     }
 }
@@ -811,7 +817,10 @@ impl Config {
         }
         control.socket = Some(socket_path.clone());
 
-        let http = raw.http;
+        let mut http = raw.http;
+        if let Some(u) = &http.public_url {
+            http.public_url = Some(parse_public_url(u).map_err(|m| invalid("http.public_url", m))?);
+        }
         if http.enabled && http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",
@@ -911,7 +920,12 @@ impl Config {
         if self.control.max_connections != new.control.max_connections {
             out.push("control.max_connections");
         }
-        if self.http != new.http {
+        // `public_url` is only read by `pushd channel webhook`: reloadable.
+        let listener = |h: &HttpConfig| HttpConfig {
+            public_url: None,
+            ..h.clone()
+        };
+        if listener(&self.http) != listener(&new.http) {
             out.push("http");
         }
         if self.panel != new.panel {

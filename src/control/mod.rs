@@ -3,6 +3,7 @@
 //! are `crate::protocol`; the commands behind them are `crate::commands`.
 
 pub mod auth;
+pub mod channel_cli;
 pub mod client;
 pub mod render;
 pub mod server;

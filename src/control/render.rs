@@ -2,8 +2,9 @@
 
 use crate::model::fmt_ms;
 use crate::protocol::{
-    AuditData, EventsData, FailuresData, ImportData, PolicyStatus, PreviewData, PushCreateData,
-    PushSummary, RecipientsData, ReloadData, ReloadStatus, RetryAudienceData, StatusData,
+    AuditData, ChannelStep, ChannelTestData, ChannelWebhookData, EventsData, FailuresData,
+    ImportData, PolicyStatus, PreviewData, PushCreateData, PushSummary, RecipientsData, ReloadData,
+    ReloadStatus, RetryAudienceData, StatusData,
 };
 use crate::util::{duration, table};
 
@@ -310,10 +311,16 @@ pub fn preview(d: &PreviewData) -> String {
                     crate::model::Outbound::Message { message, tag } => {
                         out.push_str(&message.text);
                         for b in message.buttons.iter().chain(&message.quick_replies) {
-                            out.push_str(&format!(" [{}]", b.title));
+                            match &b.url {
+                                Some(url) => out.push_str(&format!(" [{} → {url}]", b.title)),
+                                None => out.push_str(&format!(" [{}]", b.title)),
+                            }
                         }
                         if let Some(t) = tag {
                             out.push_str(&format!(" (tag {t})"));
+                        }
+                        if let Some(image) = &message.image_url {
+                            out.push_str(&format!("\n    image: {image}"));
                         }
                     }
                     crate::model::Outbound::Template {
@@ -442,4 +449,70 @@ pub fn events(d: &EventsData) -> String {
         &["AT", "DIR", "CHANNEL", "KIND", "MEMBER", "PUSH", "DETAIL"],
         &rows,
     )
+}
+
+/// One step of a channel command: the call, then the answer or the error
+/// with what to do, each under a label.
+fn channel_step(out: &mut String, label: &str, s: &ChannelStep) {
+    let pad = " ".repeat(label.len() + 2);
+    out.push_str(&format!("{label}  {}\n", s.call));
+    match (&s.answer, &s.error) {
+        (Some(a), _) if s.ok => out.push_str(&format!("{pad}ok: {a}\n")),
+        (_, Some(e)) => {
+            out.push_str(&format!("{pad}FAILED: {} {}\n", e.class, e.code));
+            out.push_str(&format!("{pad}{}\n", e.message));
+            out.push_str(&format!("{pad}what to do: {}\n", e.advice));
+        }
+        _ => out.push_str(&format!("{pad}ok\n")),
+    }
+    for n in &s.notes {
+        out.push_str(&format!("{pad}note: {n}\n"));
+    }
+}
+
+/// `pushd channel test`: the credential check, then the test message.
+pub fn channel_test(d: &ChannelTestData) -> String {
+    let mut out = format!("channel  {} ({})\n", d.channel, d.kind);
+    channel_step(&mut out, "check  ", &d.check);
+    if let Some(s) = &d.send {
+        channel_step(&mut out, "message", s);
+    }
+    out
+}
+
+/// `pushd channel webhook`: the URL, what to paste and subscribe to, the
+/// steps in the platform's console, and the platform's answer (Telegram).
+pub fn channel_webhook(d: &ChannelWebhookData) -> String {
+    let mut out = format!("channel  {} ({})\n", d.channel, d.kind);
+    if let Some(url) = &d.url {
+        out.push_str(&format!("webhook  {url}  (base from {})\n", d.base_from));
+    }
+    for w in &d.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    if let Some(setup) = &d.setup {
+        if !setup.fields.is_empty() {
+            out.push_str("\nEnter in the platform's console:\n");
+            let rows: Vec<(&str, String)> = setup
+                .fields
+                .iter()
+                .map(|f| (f.label.as_str(), f.value.clone()))
+                .collect();
+            for line in table::kv(&rows).lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+        if !setup.events.is_empty() {
+            out.push_str(&format!("Subscribe to: {}\n", setup.events.join(", ")));
+        }
+        out.push_str("\nSteps:\n");
+        for (i, step) in setup.steps.iter().enumerate() {
+            out.push_str(&format!("  {}. {step}\n", i + 1));
+        }
+    }
+    if let Some(r) = &d.registration {
+        out.push('\n');
+        channel_step(&mut out, &d.kind, r);
+    }
+    out
 }

@@ -43,6 +43,14 @@ pub fn find(conn: &Connection, name: &str) -> Result<Option<AudienceRow>> {
         .optional()?)
 }
 
+/// The names of saved audiences, newest first (for "known audiences" in
+/// error messages).
+pub fn names(conn: &Connection, limit: u32) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM audiences ORDER BY id DESC LIMIT ?1")?;
+    let rows = stmt.query_map([limit], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Freezes a saved audience into a push's deliveries.
 pub fn insert_deliveries(conn: &Connection, audience: i64, push: PushId) -> Result<u64> {
     let (pending, skipped) = (DeliveryState::Pending as i64, DeliveryState::Skipped as i64);

@@ -13,8 +13,12 @@
 //! | RateLimit | 429 with `Retry-After: N` |
 //! | ServerError | 503 `{"error":{"code":"unavailable",...}}` |
 //! | BadToken / bad signature | 401 `{"error":{"code":"auth",...}}` |
+//!
+//! A signed `{"type":"ping","id":"ping_…"}` gets 200 `{}`; with the
+//! PingUnsupported account fault, 400 `{"error":{"code":"invalid_request",
+//! "message":"unknown type"}}` as a receiver that predates pings answers.
 
-use super::{Api, Failure, Incoming, Reply, Shared, creds};
+use super::{AccountFault, Api, Failure, Incoming, Reply, Shared, creds};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{KeyInit, Mac};
@@ -39,12 +43,28 @@ impl Api for CustomApi {
             .map(str::to_string)
     }
 
-    fn check(&self, _mock: &Shared, req: &Incoming) -> Result<(), Reply> {
+    fn check(&self, mock: &Shared, req: &Incoming) -> Result<(), Reply> {
         if req.method != "POST" || req.path != PATH {
             return Err(error(404, "not_found", "no such endpoint"));
         }
         verify_signature(req).map_err(|m| error(401, "auth", &m))?;
         let b = req.body();
+        if b.get("type").and_then(Value::as_str) == Some("ping") {
+            let id = b.get("id").and_then(Value::as_str).unwrap_or("");
+            return Err(
+                if mock.state().account_fault == Some(AccountFault::PingUnsupported) {
+                    error(400, "invalid_request", "unknown type")
+                } else if id.starts_with("ping_") && req.header("webhook-id") == Some(id) {
+                    Reply::json(200, json!({}))
+                } else {
+                    error(
+                        400,
+                        "invalid_request",
+                        "id must be ping_… and equal webhook-id",
+                    )
+                },
+            );
+        }
         let id = b.get("id").and_then(Value::as_str).unwrap_or("");
         if !id.starts_with("msg_") || req.header("webhook-id") != Some(id) {
             return Err(error(

@@ -12,8 +12,17 @@
 //! | BadToken / wrong token | 400, code 190 "Invalid OAuth access token" |
 //!
 //! A malformed body gets 400 code 100 with the problem in the message.
+//!
+//! The credential check `GET /{version}/me?access_token=…` answers the Page
+//! `{id: PAGE_ID, name, category}`.
+//!
+//! | account fault | answer |
+//! |---|---|
+//! | ExpiredToken | check and sends: 400, code 190 subcode 463 "Error validating access token: Session has expired on …" |
+//! | MissingPermission | sends: 403, code 230 "(#230) Requires pages_messaging permission to manage the object" (the check needs no permission) |
+//! | UserToken | check: 400, code 100 "(#100) Tried accessing nonexisting field (category) on node type (User)" |
 
-use super::{Api, Failure, Incoming, Reply, Shared, creds, graph_error};
+use super::{AccountFault, Api, Failure, Incoming, Reply, Shared, creds, graph_error};
 use serde_json::{Value, json};
 
 pub struct MessengerApi {
@@ -28,8 +37,28 @@ impl Api for MessengerApi {
             .map(str::to_string)
     }
 
-    fn check(&self, _mock: &Shared, req: &Incoming) -> Result<(), Reply> {
+    fn check(&self, mock: &Shared, req: &Incoming) -> Result<(), Reply> {
         let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        let fault = mock.state().account_fault;
+        if req.method == "GET" && parts.len() == 2 && parts[0].starts_with('v') && parts[1] == "me"
+        {
+            return Err(page(req, fault));
+        }
+        if req.query.get("access_token").map(String::as_str) == Some(creds::PAGE_TOKEN) {
+            match fault {
+                Some(AccountFault::ExpiredToken) => return Err(expired_token()),
+                Some(AccountFault::MissingPermission) => {
+                    return Err(graph_error(
+                        403,
+                        230,
+                        None,
+                        "(#230) Requires pages_messaging permission to manage the object",
+                        None,
+                    ));
+                }
+                _ => {}
+            }
+        }
         let route_ok = req.method == "POST"
             && parts.len() == 3
             && parts[0].starts_with('v')
@@ -95,6 +124,37 @@ impl Api for MessengerApi {
             Failure::BadToken => bad_token(),
         }
     }
+}
+
+/// `GET /{version}/me`: the Page the token belongs to.
+fn page(req: &Incoming, fault: Option<AccountFault>) -> Reply {
+    if req.query.get("access_token").map(String::as_str) != Some(creds::PAGE_TOKEN) {
+        return bad_token();
+    }
+    match fault {
+        Some(AccountFault::ExpiredToken) => expired_token(),
+        Some(AccountFault::UserToken) => graph_error(
+            400,
+            100,
+            None,
+            "(#100) Tried accessing nonexisting field (category) on node type (User)",
+            None,
+        ),
+        _ => Reply::json(
+            200,
+            json!({ "id": creds::PAGE_ID, "name": "pushd Mock Page", "category": "Shopping & retail" }),
+        ),
+    }
+}
+
+fn expired_token() -> Reply {
+    graph_error(
+        400,
+        190,
+        Some(463),
+        "Error validating access token: Session has expired on Tuesday, 03-Dec-24 09:00:00 PST. The current time is Wednesday, 04-Dec-24 02:00:00 PST.",
+        None,
+    )
 }
 
 fn bad_token() -> Reply {

@@ -107,6 +107,24 @@ pub enum Failure {
     BadToken,
 }
 
+/// What is wrong with the account behind the mock's credentials, for
+/// `pushd channel test`: each platform file answers its credential check
+/// (and, where the platform would, its sends) with the real error body.
+/// A platform without such an error ignores the fault (documented there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountFault {
+    /// The token expired (or, where tokens do not expire, was revoked).
+    ExpiredToken,
+    /// The token lacks the permission (scope) sending needs.
+    MissingPermission,
+    /// Messenger/Instagram: a user access token instead of the Page's.
+    UserToken,
+    /// WeChat: the caller's IP is not on the account's whitelist (40164).
+    IpNotWhitelisted,
+    /// Custom: a receiver that predates pings answers them 400.
+    PingUnsupported,
+}
+
 /// Per-mock settings beyond the platform.
 #[derive(Clone, Debug)]
 pub struct MockOptions {
@@ -295,6 +313,8 @@ pub struct MockState {
     pub tokens_issued: u64,
     /// WeChat: the account's daily send quota is used up (every send 45009).
     pub daily_quota_used_up: bool,
+    /// See [`MockPlatform::set_account_fault`].
+    pub account_fault: Option<AccountFault>,
 }
 
 /// State shared by the server and the test.
@@ -527,6 +547,21 @@ impl MockPlatform {
         let mut st = self.shared.state();
         let valid: Vec<String> = st.valid_tokens.drain().collect();
         st.expired_tokens.extend(valid);
+    }
+
+    /// From now on the platform answers as if its account had `fault`
+    /// (`None`: a healthy account again).
+    pub fn set_account_fault(&self, fault: Option<AccountFault>) {
+        self.shared.state().account_fault = fault;
+    }
+
+    /// Requests to the Bot API / Graph API method or path ending in `suffix`
+    /// (`getMe`, `setWebhook`, `/auth.test`).
+    pub fn calls_to(&self, suffix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with(suffix))
+            .collect()
     }
 
     /// WeChat: how many access tokens the token endpoint issued.

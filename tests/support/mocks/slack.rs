@@ -10,8 +10,19 @@
 //! | RateLimit | 429 with `Retry-After: N`, `{"ok":false,"error":"ratelimited"}` |
 //! | ServerError | 503 `{"ok":false,"error":"service_unavailable"}` |
 //! | BadToken / wrong token | 200 `{"ok":false,"error":"invalid_auth"}` (no token: `not_authed`) |
+//!
+//! `POST /auth.test` answers the bot's identity with the token's scopes in
+//! `X-OAuth-Scopes` (`chat:write,im:history,users:read`).
+//!
+//! | account fault | answer |
+//! |---|---|
+//! | ExpiredToken | auth.test and sends: `{"ok":false,"error":"token_revoked"}` (bot tokens expire only with rotation) |
+//! | MissingPermission | auth.test: scopes without `chat:write`; sends: `{"ok":false,"error":"missing_scope","needed":"chat:write","provided":…}` |
 
-use super::{Api, Failure, Incoming, Reply, Shared, bearer, creds};
+use super::{AccountFault, Api, Failure, Incoming, Reply, Shared, bearer, creds};
+
+/// The scopes a token without `chat:write` has.
+const SCOPES_WITHOUT_WRITE: &str = "incoming-webhook,im:history";
 use serde_json::{Value, json};
 
 pub struct SlackApi;
@@ -28,7 +39,23 @@ impl Api for SlackApi {
             .map(str::to_string)
     }
 
-    fn check(&self, _mock: &Shared, req: &Incoming) -> Result<(), Reply> {
+    fn check(&self, mock: &Shared, req: &Incoming) -> Result<(), Reply> {
+        let fault = mock.state().account_fault;
+        if req.method == "POST" && req.path == "/auth.test" {
+            return Err(auth_test(req, fault));
+        }
+        if bearer(req) == Some(creds::SLACK_TOKEN) {
+            match fault {
+                Some(AccountFault::ExpiredToken) => return Err(error("token_revoked")),
+                Some(AccountFault::MissingPermission) => {
+                    return Err(Reply::json(
+                        200,
+                        json!({ "ok": false, "error": "missing_scope", "needed": "chat:write", "provided": SCOPES_WITHOUT_WRITE }),
+                    ));
+                }
+                _ => {}
+            }
+        }
         if req.method != "POST" || req.path != "/chat.postMessage" {
             return Err(Reply::json(
                 404,
@@ -94,6 +121,28 @@ impl Api for SlackApi {
             Failure::BadToken => error("invalid_auth"),
         }
     }
+}
+
+/// `auth.test`: who the token is, with its scopes in `X-OAuth-Scopes`.
+fn auth_test(req: &Incoming, fault: Option<AccountFault>) -> Reply {
+    match bearer(req) {
+        None => return error("not_authed"),
+        Some(t) if t != creds::SLACK_TOKEN => return error("invalid_auth"),
+        Some(_) => {}
+    }
+    let scopes = match fault {
+        Some(AccountFault::ExpiredToken) => return error("token_revoked"),
+        Some(AccountFault::MissingPermission) => SCOPES_WITHOUT_WRITE,
+        _ => "chat:write,im:history,users:read",
+    };
+    Reply::json(
+        200,
+        json!({
+            "ok": true, "url": "https://pushd-mock.slack.com/", "team": "pushd Mock Workspace",
+            "user": "pushd_bot", "team_id": "T0MOCK", "user_id": "U0MOCKBOT", "bot_id": "B0MOCK",
+        }),
+    )
+    .with_header("x-oauth-scopes", scopes.to_string())
 }
 
 fn valid_block(block: &Value) -> bool {

@@ -12,8 +12,15 @@
 //!
 //! Bodies are verbatim from github.com/TelegramBotAPI/errors. Malformed
 //! requests get the Bot API's 400 descriptions.
+//!
+//! `getMe` answers the bot (`@pushd_mock_bot`); `setWebhook` answers
+//! `{"ok":true,"result":true,"description":"Webhook was set"}` for an https
+//! `url`, else 400 "Bad Request: bad webhook: An HTTPS URL must be provided
+//! for webhook"; `deleteWebhook` "Webhook was deleted". Bot tokens do not
+//! expire: the ExpiredToken account fault is a revoked token, 401
+//! "Unauthorized" everywhere.
 
-use super::{Api, Failure, Incoming, Reply, Shared, creds};
+use super::{AccountFault, Api, Failure, Incoming, Reply, Shared, creds};
 use serde_json::{Value, json};
 
 pub struct TelegramApi;
@@ -34,15 +41,22 @@ impl Api for TelegramApi {
         }
     }
 
-    fn check(&self, _mock: &Shared, req: &Incoming) -> Result<(), Reply> {
+    fn check(&self, mock: &Shared, req: &Incoming) -> Result<(), Reply> {
         let Some(rest) = req.path.strip_prefix("/bot") else {
             return Err(error(404, "Not Found"));
         };
         let Some((token, method)) = rest.split_once('/') else {
             return Err(error(404, "Not Found"));
         };
-        if token != creds::TG_TOKEN {
+        let revoked = mock.state().account_fault == Some(AccountFault::ExpiredToken);
+        if token != creds::TG_TOKEN || revoked {
             return Err(error(401, "Unauthorized"));
+        }
+        match method {
+            "getMe" => return Err(Reply::json(200, get_me())),
+            "setWebhook" => return Err(set_webhook(req.body())),
+            "deleteWebhook" => return Err(done("Webhook was deleted")),
+            _ => {}
         }
         let b = req.body();
         if self.recipient(req).is_none_or(|c| c.is_empty()) {
@@ -132,5 +146,30 @@ impl Api for TelegramApi {
             Failure::ServerError => error(500, "Internal Server Error"),
             Failure::BadToken => error(401, "Unauthorized"),
         }
+    }
+}
+
+fn get_me() -> Value {
+    json!({ "ok": true, "result": {
+        "id": 123456789, "is_bot": true, "first_name": "pushd mock", "username": "pushd_mock_bot",
+        "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false,
+    } })
+}
+
+fn done(description: &str) -> Reply {
+    Reply::json(
+        200,
+        json!({ "ok": true, "result": true, "description": description }),
+    )
+}
+
+fn set_webhook(b: &Value) -> Reply {
+    match b.get("url").and_then(Value::as_str) {
+        Some(url) if url.starts_with("https://") => done("Webhook was set"),
+        Some("") => done("Webhook was deleted"),
+        _ => error(
+            400,
+            "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+        ),
     }
 }

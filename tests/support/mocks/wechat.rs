@@ -18,8 +18,13 @@
 //! | (after [`MockPlatform::use_up_daily_quota`](super::MockPlatform::use_up_daily_quota)) | 45009 "reach max api daily quota limit" for every send |
 //! | ServerError | -1 "system error" |
 //! | BadToken | 40001 "invalid credential, access_token is invalid or not latest" |
+//!
+//! | account fault | answer |
+//! |---|---|
+//! | IpNotWhitelisted | token endpoint: 40164 "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist" |
+//! | MissingPermission | sends: 48001 "api unauthorized" (an unverified account) |
 
-use super::{Api, Failure, Incoming, Reply, Shared, creds};
+use super::{AccountFault, Api, Failure, Incoming, Reply, Shared, creds};
 use serde_json::{Value, json};
 
 pub struct WeChatApi;
@@ -54,6 +59,9 @@ impl Api for WeChatApi {
         let Some(token) = req.query.get("access_token") else {
             return Err(error(41001, "access_token missing"));
         };
+        if mock.state().account_fault == Some(AccountFault::MissingPermission) {
+            return Err(error(48001, "api unauthorized"));
+        }
         {
             let st = mock.state();
             if st.expired_tokens.contains(token) {
@@ -107,6 +115,12 @@ fn token(mock: &Shared, req: &Incoming) -> Reply {
     }
     if q("secret") != Some(creds::WX_APP_SECRET) {
         return error(40125, "invalid appsecret");
+    }
+    if mock.state().account_fault == Some(AccountFault::IpNotWhitelisted) {
+        return error(
+            40164,
+            "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist",
+        );
     }
     let value = {
         let mut st = mock.state();

@@ -13,8 +13,17 @@
 //!
 //! A malformed body gets 400 code 100 "(#100) Invalid parameter" with the
 //! problem in `error_data.details`.
+//!
+//! The credential check `GET /{version}/{phone_number_id}` answers
+//! `{display_phone_number, verified_name, id}`; an unknown id 400 code 100
+//! subcode 33 "Unsupported get request. Object with ID '…' does not exist, …".
+//!
+//! | account fault | check and sends answer |
+//! |---|---|
+//! | ExpiredToken | 401, code 190 subcode 463 "Error validating access token: Session has expired on …" |
+//! | MissingPermission | 403, code 10 "(#10) Application does not have permission for this action" |
 
-use super::{Api, Failure, Incoming, Reply, Shared, bearer, creds, graph_error};
+use super::{AccountFault, Api, Failure, Incoming, Reply, Shared, bearer, creds, graph_error};
 use serde_json::{Value, json};
 
 pub struct WhatsAppApi;
@@ -27,8 +36,15 @@ impl Api for WhatsAppApi {
             .map(str::to_string)
     }
 
-    fn check(&self, _mock: &Shared, req: &Incoming) -> Result<(), Reply> {
+    fn check(&self, mock: &Shared, req: &Incoming) -> Result<(), Reply> {
         let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        if req.method == "GET" && parts.len() == 2 && parts[0].starts_with('v') {
+            return Err(phone_number(mock, req, parts[1]));
+        }
+        let fault = mock.state().account_fault;
+        if let Some(reply) = fault.and_then(account_fault) {
+            return Err(reply);
+        }
         let route_ok = req.method == "POST"
             && parts.len() == 3
             && parts[0].starts_with('v')
@@ -108,6 +124,51 @@ impl Api for WhatsAppApi {
             Failure::BadToken => bad_token(),
         }
     }
+}
+
+/// `GET /{version}/{id}`: the phone number's node.
+fn phone_number(mock: &Shared, req: &Incoming, id: &str) -> Reply {
+    if bearer(req) != Some(creds::WA_TOKEN) {
+        return bad_token();
+    }
+    if let Some(reply) = mock.state().account_fault.and_then(account_fault) {
+        return reply;
+    }
+    if id != creds::WA_PHONE_NUMBER_ID {
+        return graph_error(
+            400,
+            100,
+            Some(33),
+            &format!(
+                "Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"
+            ),
+            None,
+        );
+    }
+    Reply::json(
+        200,
+        json!({ "display_phone_number": "+1 555-078-3881", "verified_name": "pushd Mock Shop", "id": id }),
+    )
+}
+
+fn account_fault(fault: AccountFault) -> Option<Reply> {
+    Some(match fault {
+        AccountFault::ExpiredToken => graph_error(
+            401,
+            190,
+            Some(463),
+            "Error validating access token: Session has expired on Tuesday, 03-Dec-24 09:00:00 PST. The current time is Wednesday, 04-Dec-24 02:00:00 PST.",
+            None,
+        ),
+        AccountFault::MissingPermission => graph_error(
+            403,
+            10,
+            None,
+            "(#10) Application does not have permission for this action",
+            None,
+        ),
+        _ => return None,
+    })
 }
 
 fn bad_token() -> Reply {

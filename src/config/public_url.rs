@@ -1,0 +1,49 @@
+//! The public base URL platforms reach pushd's webhooks at (`[http]
+//! public_url`, or `pushd channel webhook --url`): an operator's reverse
+//! proxy in front of the listener, e.g. `https://chat.example.com/pushd`.
+
+/// `url` checked and normalised (no trailing `/`): http(s), a host, no
+/// query or fragment (webhook paths are appended to it). The error says
+/// what is wrong and gives an example.
+pub fn parse_public_url(url: &str) -> Result<String, String> {
+    let example = "like https://pushd.example.com";
+    let parsed = reqwest::Url::parse(url.trim())
+        .map_err(|e| format!("{url:?} is not a URL ({e}); give the public base URL {example}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "{url:?} is not an http(s) URL with a host; give one {example}"
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "{url:?} has a query or fragment; give the base URL only, {example} (pushd appends /webhooks/NAME)"
+        ));
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalised_or_refused() {
+        assert_eq!(
+            parse_public_url("https://x.example.com/").unwrap(),
+            "https://x.example.com"
+        );
+        assert_eq!(
+            parse_public_url("https://x.example.com/pushd/").unwrap(),
+            "https://x.example.com/pushd"
+        );
+        for bad in [
+            "x.example.com",
+            "ftp://x.example.com",
+            "https://x.example.com/?a=1",
+            "https://x/#f",
+            "",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
+    }
+}
