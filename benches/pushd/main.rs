@@ -572,8 +572,9 @@ fn first_send_row(b: &mut Bench) {
             fmt::ms(sum.bare),
             sum.spread
         ))
-        // ≤ 50 ms against the bare first chunk + request's ~5 ms on a quiet run.
-        .ratio(sum.ratio, Target::AtLeast(0.1))
+        // ≤ 50 ms against the baseline's 8.65 ms at 1M on the calibration
+        // run (docs/PERFORMANCE.md).
+        .ratio(sum.ratio, Target::AtLeast(0.17))
         .absolute("≤ 50 ms", sum.run <= 0.050)
         .cost(Cost {
             pushd: sum.run * 1e3,
