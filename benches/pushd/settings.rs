@@ -34,30 +34,44 @@ pub struct Settings {
     pub compare: Option<(String, Table)>,
 }
 
-fn fail(msg: String) -> ! {
-    eprintln!("{msg}");
-    std::process::exit(2);
-}
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn number<T: std::str::FromStr>(name: &str, ok: impl Fn(&T) -> bool, what: &str) -> Option<T> {
-    let v = var(name)?;
+/// One setting read from `var`: None when unset or empty, an error that
+/// names the variable and what it takes when it does not parse or fit.
+fn number<T: std::str::FromStr>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    ok: impl Fn(&T) -> bool,
+    what: &str,
+) -> Result<Option<T>, String> {
+    let Some(v) = var(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
     match v.trim().parse::<T>() {
-        Ok(n) if ok(&n) => Some(n),
-        _ => fail(format!("{name}={v:?}: expected {what}")),
+        Ok(n) if ok(&n) => Ok(Some(n)),
+        _ => Err(format!("{name}={v:?}: expected {what}")),
     }
 }
 
 impl Settings {
+    /// The settings from the environment; a bad value ends the bench with
+    /// its message before anything runs.
     pub fn from_env() -> Settings {
+        match Settings::from_vars(|name| std::env::var(name).ok()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// The settings from `var` (the environment, or a test's map).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
         let scale = number::<f64>(
+            &var,
             "PUSHD_BENCH_SCALE",
             |s| *s > 0.0 && s.is_finite(),
             "a positive number (1 = 1M members, 10 = 10M)",
-        )
+        )?
         .unwrap_or(1.0);
         let only: BTreeSet<String> = var("PUSHD_BENCH_ONLY")
             .map(|s| {
@@ -67,42 +81,44 @@ impl Settings {
                     .collect()
             })
             .unwrap_or_default();
-        for k in &only {
-            if !KEYS.contains(&k.as_str()) {
-                fail(format!(
-                    "PUSHD_BENCH_ONLY: unknown row {k:?} (rows: {})",
-                    KEYS.join(", ")
-                ));
-            }
+        if let Some(k) = only.iter().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "PUSHD_BENCH_ONLY: unknown row {k:?} (rows: {})",
+                KEYS.join(", ")
+            ));
         }
-        let concurrency =
-            number::<usize>("PUSHD_BENCH_CONCURRENCY", |c| *c > 0, "a positive integer")
-                .unwrap_or(256);
-        let repeat =
-            number::<usize>("PUSHD_BENCH_REPEAT", |r| *r > 0, "a positive integer").unwrap_or(3);
-        let save = var("PUSHD_BENCH_SAVE");
+        let concurrency = number::<usize>(
+            &var,
+            "PUSHD_BENCH_CONCURRENCY",
+            |c| *c > 0,
+            "a positive integer",
+        )?
+        .unwrap_or(256);
+        let repeat = number::<usize>(&var, "PUSHD_BENCH_REPEAT", |r| *r > 0, "a positive integer")?
+            .unwrap_or(3);
+        let save = var("PUSHD_BENCH_SAVE").filter(|v| !v.trim().is_empty());
         if let Some(path) = &save {
             let parent = std::path::Path::new(path)
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty());
             if parent.is_some_and(|p| !p.is_dir()) {
-                fail(format!(
-                    "PUSHD_BENCH_SAVE={path:?}: its folder does not exist"
+                return Err(format!(
+                    "PUSHD_BENCH_SAVE={path:?}: its folder does not exist (create it, or save elsewhere)"
                 ));
             }
         }
-        let compare = var("PUSHD_BENCH_COMPARE").map(|path| match crate::growth::load(&path) {
-            Ok(t) => (path, t),
-            Err(e) => fail(e),
-        });
-        Settings {
+        let compare = match var("PUSHD_BENCH_COMPARE").filter(|v| !v.trim().is_empty()) {
+            Some(path) => Some((path.clone(), crate::growth::load(&path)?)),
+            None => None,
+        };
+        Ok(Settings {
             scale,
             only,
             concurrency,
             repeat,
             save,
             compare,
-        }
+        })
     }
 
     pub fn wants(&self, key: &str) -> bool {

@@ -8,6 +8,8 @@
 
 #[path = "growth.rs"]
 mod growth;
+#[path = "settings.rs"]
+mod settings;
 #[path = "stats.rs"]
 mod stats;
 #[path = "table.rs"]
@@ -233,4 +235,72 @@ fn small_ratios_keep_two_significant_digits() {
     assert_eq!(table::times(0.088), "0.088×");
     assert_eq!(table::times(0.0022), "0.0022×");
     assert_eq!(Target::AtLeast(0.0022).describe(), "≥ 0.0022×");
+}
+
+fn settings_from(vars: &[(&str, &str)]) -> Result<settings::Settings, String> {
+    let vars: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    settings::Settings::from_vars(|name| vars.get(name).cloned())
+}
+
+#[test]
+fn the_defaults_are_the_full_table() {
+    let s = settings_from(&[]).expect("defaults");
+    assert_eq!((s.scale, s.concurrency, s.repeat), (1.0, 256, 3));
+    assert!(s.only.is_empty() && s.save.is_none() && s.compare.is_none());
+    assert!(s.wants("accounts") && s.wants("first-send"));
+    assert_eq!(s.size(1_000_000), 1_000_000);
+    let ten = settings_from(&[
+        ("PUSHD_BENCH_SCALE", "10"),
+        ("PUSHD_BENCH_ONLY", "import, core"),
+    ])
+    .expect("10M");
+    assert_eq!(ten.size(1_000_000), 10_000_000);
+    assert!(ten.wants("core") && !ten.wants("dispatch"));
+    assert_eq!(ten.secs(20.0, 10.0, 60.0), 60.0);
+}
+
+#[test]
+fn a_bad_setting_is_refused_with_what_it_takes() {
+    for (var, value, says) in [
+        ("PUSHD_BENCH_SCALE", "abc", "expected a positive number"),
+        ("PUSHD_BENCH_SCALE", "-1", "expected a positive number"),
+        ("PUSHD_BENCH_SCALE", "inf", "expected a positive number"),
+        (
+            "PUSHD_BENCH_CONCURRENCY",
+            "0",
+            "expected a positive integer",
+        ),
+        ("PUSHD_BENCH_REPEAT", "two", "expected a positive integer"),
+        (
+            "PUSHD_BENCH_ONLY",
+            "dispatch,acounts",
+            "unknown row \"acounts\"",
+        ),
+        (
+            "PUSHD_BENCH_SAVE",
+            "/nonexistent-dir/run.json",
+            "its folder does not exist",
+        ),
+        (
+            "PUSHD_BENCH_COMPARE",
+            "/nonexistent-dir/run.json",
+            "cannot read",
+        ),
+    ] {
+        let err = settings_from(&[(var, value)])
+            .err()
+            .unwrap_or_else(|| panic!("{var}={value} was accepted"));
+        assert!(
+            err.contains(var) && err.contains(says),
+            "{var}={value}: {err}"
+        );
+    }
+    // An empty value is the default, not an error.
+    assert_eq!(
+        settings_from(&[("PUSHD_BENCH_SCALE", " ")]).map(|s| s.scale),
+        Ok(1.0)
+    );
 }
