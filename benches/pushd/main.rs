@@ -198,7 +198,7 @@ fn main_daemon_rows(b: &mut Bench) {
         &fixtures::scripts(),
     );
     let readers = ["core", "rss", "report", "explorer", "export"];
-    if b.s.any(&["import"]) || b.s.any(&readers) {
+    if b.s.wants("import") || b.s.any(&readers) {
         import_row(b, &d);
     }
     if b.s.any(&readers) {
