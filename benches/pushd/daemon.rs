@@ -128,9 +128,46 @@ impl Daemon {
         if let Some(r) = rate {
             args["rate_per_minute"] = json!(r);
         }
+        self.create_push_with(args)
+    }
+
+    /// Creates a push from raw `push.create` args; returns its id.
+    pub fn create_push_with(&self, args: Value) -> i64 {
         let v = self.call("push.create", args);
         assert_eq!(v["ok"], true, "push.create failed: {v}");
         v["data"]["push"]["id"].as_i64().expect("push id")
+    }
+
+    /// Cancels a push and waits until it is cancelled.
+    pub fn cancel(&self, push: &str) {
+        let v = self.call("push.cancel", json!({ "push": push }));
+        assert_eq!(v["ok"], true, "push.cancel {push} failed: {v}");
+        let mut conn = self.conn();
+        wait_for(
+            &format!("push {push} to be cancelled"),
+            Duration::from_secs(120),
+            Duration::from_millis(10),
+            || {
+                let v = conn.call("push.show", json!({ "push": push }));
+                (v["data"]["push"]["status"] == "cancelled").then_some(())
+            },
+        )
+    }
+
+    /// Rewrites config.toml and reloads it; panics if the daemon refuses it.
+    pub fn reload_config(&self, config: &str) {
+        std::fs::write(&self.config, config).expect("write config");
+        let v = self.call("reload", json!({}));
+        assert!(
+            v["ok"] == true && v["data"]["config"]["ok"] == true,
+            "reload failed: {v}\nlog:\n{}",
+            self.log()
+        );
+    }
+
+    /// CPU time the daemon has used so far (user + system), in seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        cpu_secs(self.pid())
     }
 
     /// Waits for the push to complete; returns its summary.
@@ -204,6 +241,27 @@ pub fn proc_kb(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// utime + stime of a process from `/proc/<pid>/stat`, in seconds (0 if
+/// it cannot be read).
+pub fn cpu_secs(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces, in parentheses):
+    // state is field 3, utime 14 and stime 15.
+    let Some(rest) = text.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) as f64 / hz
 }
 
 /// A control-socket connection (JSON lines).

@@ -1,19 +1,13 @@
 //! In-process measurements: the bare SQLite floor every store figure is
-//! compared with, and audience resolution through the library's store.
+//! compared with, and audience resolution through the library's store
+//! beside a bare connection given the same plan, statements and cache.
 
+use crate::fixtures::MemberRow;
+use crate::stats::{Paired, a_first};
 use pushd::store::{Store, deliveries, pushes, schema};
 use rusqlite::{Connection, OpenFlags, params};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// One member as the bench writes it (CSV for pushd, rows for the baseline).
-pub struct MemberRow {
-    pub channel: String,
-    pub user: String,
-    pub name: String,
-    pub locale: String,
-    pub tags: Vec<String>,
-}
 
 /// Rows per transaction in the bare baselines.
 const BATCH: usize = 10_000;
@@ -27,16 +21,46 @@ fn open_bare(db: &Path) -> Connection {
     conn
 }
 
+/// A plain connection set up as pushd's writer is (`store::configure`):
+/// 16 MB page cache, temp store in memory, synchronous NORMAL. It never
+/// checkpoints inside a timed run (pushd moves that work to a thread of
+/// its own; the floor leaves it out): [`bare_clear`] checkpoints between
+/// runs, untimed.
+pub fn open_like_writer(db: &Path) -> Connection {
+    let conn = open_bare(db);
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .expect("temp_store");
+    conn.pragma_update(None, "cache_size", -16_000)
+        .expect("cache_size");
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .expect("wal_autocheckpoint");
+    checkpoint(&conn);
+    conn
+}
+
+fn checkpoint(conn: &Connection) {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+}
+
 /// A fresh database with pushd's schema, filled with `rows` by plain batched
-/// prepared inserts (members + member_tags). Returns the insert time.
-pub fn bare_insert_members(db: &Path, rows: &[MemberRow]) -> Duration {
+/// prepared inserts (members + member_tags). Returns the time spent in the
+/// transactions: each batch of rows is generated before its transaction
+/// begins (memory stays flat at any size, and generating rows is not
+/// SQLite's work).
+pub fn bare_insert_members(db: &Path, rows: impl Iterator<Item = MemberRow>) -> Duration {
     let _ = std::fs::remove_file(db);
     let mut conn = open_bare(db);
     schema::migrate(&mut conn).expect("schema");
     let now = 1_700_000_000_000i64;
-    let t = Instant::now();
+    let mut took = Duration::ZERO;
     let mut id = 0i64;
-    for chunk in rows.chunks(BATCH) {
+    let mut rows = rows.peekable();
+    let mut batch = Vec::with_capacity(BATCH);
+    while rows.peek().is_some() {
+        batch.clear();
+        batch.extend(rows.by_ref().take(BATCH));
+        let t = Instant::now();
         let tx = conn.transaction().expect("begin");
         {
             let mut ins = tx
@@ -48,7 +72,7 @@ pub fn bare_insert_members(db: &Path, rows: &[MemberRow]) -> Duration {
             let mut tag = tx
                 .prepare_cached("INSERT INTO member_tags (tag, member_id) VALUES (?1, ?2)")
                 .expect("prepare");
-            for r in chunk {
+            for r in &batch {
                 id += 1;
                 ins.execute(params![
                     id,
@@ -66,41 +90,90 @@ pub fn bare_insert_members(db: &Path, rows: &[MemberRow]) -> Duration {
             }
         }
         tx.commit().expect("commit");
+        took += t.elapsed();
     }
-    t.elapsed()
+    took
 }
 
 pub struct Resolution {
     pub rows: u64,
-    pub pushd: Duration,
-    pub bare: Duration,
-    /// The push pushd resolved.
+    /// pushd and the bare chunked statement, alternated.
+    pub runs: Paired,
+    /// One bare INSERT … SELECT of the whole audience (same plan), once.
+    pub whole: Duration,
+    /// The push pushd resolved last (its rows are kept).
     pub push: i64,
 }
 
-/// Every member → one delivery row: first a bare `INSERT … SELECT` on a
-/// plain connection (then removed), then pushd's resolution steps through
-/// its store writer (clear, insert from the audience SQL, counters, mark
-/// resolved), exactly as the push runner performs them.
-pub fn resolution(db: &Path) -> Resolution {
-    let bare = {
-        let conn = open_bare(db);
-        let t = Instant::now();
-        conn.execute_batch(
-            "BEGIN;
-             INSERT INTO deliveries (push_id, member_id, state)
-                SELECT 999999, m.id, 0 FROM members m WHERE m.channel IN ('sim') ORDER BY m.id;
-             COMMIT;",
-        )
-        .expect("bare insert-select");
-        let took = t.elapsed();
-        conn.execute_batch("DELETE FROM deliveries WHERE push_id = 999999;")
-            .expect("cleanup");
-        took
+/// The statement pushd freezes a chunk with (`deliveries::resolve_chunk`):
+/// members in id order, NOT INDEXED, after the last one frozen.
+fn chunk_sql(push: i64, limit: Option<u32>) -> String {
+    let limit = limit.map(|l| format!("LIMIT {l}")).unwrap_or_default();
+    format!(
+        "INSERT INTO deliveries (push_id, member_id, state, skip_reason)
+         SELECT {push}, m.id,
+                CASE WHEN m.subscribed THEN 0 ELSE 4 END,
+                CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
+         FROM members m NOT INDEXED WHERE (m.channel IN ('sim')) AND m.id > ?1
+         ORDER BY m.id {limit}"
+    )
+}
+
+/// The push id the bare runs write under (removed after each run).
+const BARE_PUSH: i64 = 999_999;
+
+/// One bare chunk: BEGIN, the chunk's INSERT … SELECT, COMMIT; returns
+/// (rows, the last member frozen).
+pub fn bare_chunk(conn: &Connection, after: i64, limit: u32) -> (u64, i64) {
+    conn.execute_batch("BEGIN").expect("begin");
+    let rows = conn
+        .prepare_cached(&chunk_sql(BARE_PUSH, Some(limit)))
+        .expect("prepare chunk")
+        .execute([after])
+        .expect("bare chunk") as u64;
+    let last = if rows > 0 {
+        conn.prepare_cached("SELECT member_id FROM deliveries WHERE id = ?1")
+            .expect("prepare last member")
+            .query_row([conn.last_insert_rowid()], |r| r.get(0))
+            .expect("last member")
+    } else {
+        after
     };
-    let store = Store::open(db).expect("open store");
+    conn.execute_batch("COMMIT").expect("commit");
+    (rows, last)
+}
+
+/// Removes the bare run's rows and empties the WAL (untimed).
+pub fn bare_clear(conn: &Connection) {
+    conn.execute("DELETE FROM deliveries WHERE push_id = ?1", [BARE_PUSH])
+        .expect("cleanup");
+    checkpoint(conn);
+}
+
+/// The whole audience frozen by the bare connection in chunks of
+/// `RESOLVE_CHUNK` (as pushd does), then removed.
+fn bare_chunked(conn: &Connection) -> (Duration, u64) {
+    let t = Instant::now();
+    let (mut rows, mut after) = (0, 0);
+    loop {
+        let (n, last) = bare_chunk(conn, after, deliveries::RESOLVE_CHUNK);
+        rows += n;
+        after = last;
+        if n < deliveries::RESOLVE_CHUNK as u64 {
+            break;
+        }
+    }
+    let took = t.elapsed();
+    bare_clear(conn);
+    (took, rows)
+}
+
+/// pushd's resolution steps through its store writer (a new push; chunks
+/// with their counters and `resolved_through`, one writer job each), exactly
+/// as the push runner performs them.
+fn pushd_resolve(store: &Store, run: usize) -> (Duration, u64, i64) {
     let new = pushes::NewPush {
-        name: "resolution".into(),
+        name: format!("resolution-{run}"),
         origin: "cli".into(),
         audience: "sim".into(),
         template: "hello".into(),
@@ -113,7 +186,6 @@ pub fn resolution(db: &Path) -> Resolution {
     store
         .write_blocking(move |c| pushes::mark_started(c, push, None, None))
         .expect("start push");
-    // As the runner does: the audience frozen in chunks, one writer job each.
     let t = Instant::now();
     let mut rows = 0;
     loop {
@@ -134,12 +206,58 @@ pub fn resolution(db: &Path) -> Resolution {
             break;
         }
     }
-    let took = t.elapsed();
+    (t.elapsed(), rows, push)
+}
+
+/// Every member → one delivery row, `pairs` times each way in alternating
+/// order: pushd (its store, its plan) and a bare connection with the same
+/// plan, statement, chunking and page cache. The pushd rows of every run
+/// but the last are removed (untimed) so each run starts from the same
+/// database.
+pub fn resolution(db: &Path, pairs: usize) -> Resolution {
+    let bare = open_like_writer(db);
+    let store = Store::open(db).expect("open store");
+    let mut runs = Paired::default();
+    let (mut rows, mut push) = (0, 0);
+    for i in 0..pairs {
+        let mut pushd_run = || {
+            let (took, n, p) = pushd_resolve(&store, i);
+            (rows, push) = (n, p);
+            took
+        };
+        let (pushd_took, bare_took) = if a_first(i) {
+            let b = bare_chunked(&bare);
+            (pushd_run(), b)
+        } else {
+            let p = pushd_run();
+            (p, bare_chunked(&bare))
+        };
+        assert_eq!(
+            bare_took.1, rows,
+            "bare and pushd froze different audiences"
+        );
+        runs.push(pushd_took, bare_took.0);
+        if i + 1 < pairs {
+            store
+                .write_blocking(move |c| deliveries::restart_resolution(c, push))
+                .expect("clear run");
+        }
+    }
+    let whole = {
+        let t = Instant::now();
+        bare.execute_batch("BEGIN").expect("begin");
+        bare.execute(&chunk_sql(BARE_PUSH, None), [0])
+            .expect("bare whole");
+        bare.execute_batch("COMMIT").expect("commit");
+        let took = t.elapsed();
+        bare_clear(&bare);
+        took
+    };
     store.close();
     Resolution {
         rows,
-        pushd: took,
-        bare,
+        runs,
+        whole,
         push,
     }
 }

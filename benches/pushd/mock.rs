@@ -1,6 +1,8 @@
 //! Loopback HTTP servers for the bench: a WhatsApp-shaped Cloud API mock
-//! (the daemon and the bare reqwest loop both send to it) and a bare
-//! "200 OK" webhook sink (the receipts baseline). Each runs on its own
+//! (the daemon and the bare reqwest loop both send to it; every send to a
+//! phone number id other than the bulk one is timestamped on arrival, for
+//! the rate, first-send and many-accounts rows) and a bare "200 OK" webhook
+//! sink (the receipts baseline). Each runs on its own
 //! tokio runtime on a background thread, so the process under test and the
 //! mock share the machine the same way in every measurement.
 
@@ -17,15 +19,50 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::net::TcpListener;
 
-/// The phone number id whose sends are timestamped (rate accuracy).
+/// The phone number id of the bulk end-to-end sends: counted, not
+/// timestamped (a lock per request would weigh on the dispatch figure).
+pub const BULK_PHONE_ID: &str = "555000111";
+/// The phone number id of the rate-accuracy channel.
 pub const RATE_PHONE_ID: &str = "100200300";
+
+/// One timestamped send.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub at: Instant,
+    pub phone: String,
+    pub to: String,
+}
 
 /// What the WhatsApp mock saw.
 #[derive(Default)]
 pub struct Seen {
     pub requests: AtomicU64,
-    /// (arrival, recipient) of every send to [`RATE_PHONE_ID`].
-    pub rate_arrivals: Mutex<Vec<(Instant, String)>>,
+    /// Every send to a phone number id other than [`BULK_PHONE_ID`].
+    pub arrivals: Mutex<Vec<Arrival>>,
+}
+
+impl Seen {
+    /// Takes (and forgets) the arrivals recorded so far.
+    pub fn take_arrivals(&self) -> Vec<Arrival> {
+        self.arrivals
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    /// The first arrival at `phone` recorded so far, if any.
+    pub fn first_at(&self, phone: &str) -> Option<Instant> {
+        let a = self.arrivals.lock().ok()?;
+        a.iter().find(|a| a.phone == phone).map(|a| a.at)
+    }
+}
+
+/// The phone number id in `/{version}/{phone_number_id}/messages`.
+fn phone_of(path: &str) -> &str {
+    path.trim_start_matches('/')
+        .split('/')
+        .nth(1)
+        .unwrap_or_default()
 }
 
 pub struct Server {
@@ -57,7 +94,9 @@ async fn whatsapp(
     req: Request<Incoming>,
     seen: Arc<Seen>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let rate_path = req.uri().path().contains(RATE_PHONE_ID);
+    // No allocation on the bulk path: both sides of the dispatch ratio pay it.
+    let timed = (phone_of(req.uri().path()) != BULK_PHONE_ID)
+        .then(|| phone_of(req.uri().path()).to_string());
     let body = req.into_body().collect().await?.to_bytes();
     let now = Instant::now();
     let seq = seen.requests.fetch_add(1, Ordering::Relaxed);
@@ -69,8 +108,14 @@ async fn whatsapp(
         return Ok(r);
     };
     let to = parsed.to;
-    if rate_path && let Ok(mut a) = seen.rate_arrivals.lock() {
-        a.push((now, to.to_string()));
+    if let Some(phone) = timed
+        && let Ok(mut a) = seen.arrivals.lock()
+    {
+        a.push(Arrival {
+            at: now,
+            phone,
+            to: to.to_string(),
+        });
     }
     let reply = format!(
         r#"{{"messaging_product":"whatsapp","contacts":[{{"input":"{to}","wa_id":"{to}"}}],"messages":[{{"id":"wamid.{to}.{seq}"}}]}}"#
