@@ -141,35 +141,11 @@ pub async fn create(
     }
     let holds = window.is_some() || rules.quiet.is_some();
     // The audience: a script audience (its size counted now) or a saved one.
-    let g = generation.clone();
-    let audience_name = a.audience.clone();
-    let (size, retry_of, zones) = store
-        .read(move |c| {
-            if let Some(aud) = g.as_ref().and_then(|g| g.audiences.get(&audience_name)) {
-                let (sql, args) = (&aud.filter_sql.sql, &aud.filter_sql.params[..]);
-                let n = members::count_where(c, sql, args)?;
-                let zones = match holds {
-                    true => policy::timezones(c, Some((sql, args)), None)?,
-                    false => Vec::new(),
-                };
-                return Ok((n, None, zones));
-            }
-            match audiences::find(c, &audience_name)? {
-                Some(a) => {
-                    let zones = match holds {
-                        true => policy::timezones(c, None, Some(a.id))?,
-                        false => Vec::new(),
-                    };
-                    Ok((a.members, a.source_push_id, zones))
-                }
-                None => Err(StoreError::NotFound(format!(
-                    "audience {audience_name:?} is defined neither in the live scripts nor as a saved audience; script audiences: {}; saved audiences: {}",
-                    known(g.iter().flat_map(|g| g.audiences.keys().cloned()).collect()),
-                    known(audiences::names(c, KNOWN_SAVED)?),
-                ))),
-            }
-        })
-        .await?;
+    let audience = find_audience(store, generation.as_ref(), &a.audience).await?;
+    let retry_of = match &audience {
+        Audience::Saved { source, .. } => *source,
+        Audience::Script(_) => None,
+    };
     let name = a.name.clone().unwrap_or_else(|| {
         format!(
             "{}-{}",
@@ -206,6 +182,9 @@ pub async fn create(
         .await;
     }
     dispatcher.wake();
+    // Counted after the push exists and the dispatcher is awake: a large
+    // audience's count must not hold back its first sends.
+    let (size, zones) = audience_size(store, audience, holds).await?;
     let counts = pushes::Counts {
         pending: size,
         ..Default::default()
@@ -300,6 +279,71 @@ fn forecast_holds(
             crate::model::fmt_ms(last.0)
         ));
     }
+}
+
+/// The audience a push names: defined in the live scripts, or saved.
+enum Audience {
+    Script(crate::script::SqlFilter),
+    Saved { id: i64, members: u64, source: Option<PushId> },
+}
+
+/// Which audience `name` is (cheap: no member is counted), or the known
+/// ones when it is neither.
+async fn find_audience(
+    store: &Store,
+    generation: Option<&Arc<crate::script::Generation>>,
+    name: &str,
+) -> CommandResult<Audience> {
+    if let Some(aud) = generation.and_then(|g| g.audiences.get(name)) {
+        return Ok(Audience::Script(aud.filter_sql.clone()));
+    }
+    let scripted: Vec<String> = generation
+        .iter()
+        .flat_map(|g| g.audiences.keys().cloned())
+        .collect();
+    let name = name.to_string();
+    Ok(store
+        .read(move |c| match audiences::find(c, &name)? {
+            Some(a) => Ok(Audience::Saved {
+                id: a.id,
+                members: a.members,
+                source: a.source_push_id,
+            }),
+            None => Err(StoreError::NotFound(format!(
+                "audience {name:?} is defined neither in the live scripts nor as a saved audience; script audiences: {}; saved audiences: {}",
+                known(scripted),
+                known(audiences::names(c, KNOWN_SAVED)?),
+            ))),
+        })
+        .await?)
+}
+
+/// How many members the audience has now, and (when recipients may be
+/// held) their timezones, for the ETA.
+async fn audience_size(
+    store: &Store,
+    audience: Audience,
+    holds: bool,
+) -> CommandResult<(u64, Vec<(String, u64)>)> {
+    Ok(store
+        .read(move |c| match audience {
+            Audience::Script(f) => {
+                let n = members::count_where(c, &f.sql, &f.params)?;
+                let zones = match holds {
+                    true => policy::timezones(c, Some((&f.sql, &f.params[..])), None)?,
+                    false => Vec::new(),
+                };
+                Ok((n, zones))
+            }
+            Audience::Saved { id, members, .. } => {
+                let zones = match holds {
+                    true => policy::timezones(c, None, Some(id))?,
+                    false => Vec::new(),
+                };
+                Ok((members, zones))
+            }
+        })
+        .await?)
 }
 
 pub async fn list(
