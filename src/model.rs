@@ -287,6 +287,12 @@ pub struct SendError {
     pub code: String,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// Set when the platform refused because the whole channel is out of
+    /// quota until this time (ms since the epoch), e.g. WeChat's daily API
+    /// quota (45009): every send on the channel fails the same way until
+    /// then, so the channel's sends should stop (with an alert) rather than
+    /// this recipient be retried in a few seconds.
+    pub channel_quota_reset_at: Option<Millis>,
 }
 
 impl SendError {
@@ -296,11 +302,18 @@ impl SendError {
             code: code.into(),
             message: message.into(),
             retry_after: None,
+            channel_quota_reset_at: None,
         }
     }
 
     pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
         self.retry_after = after;
+        self
+    }
+
+    /// Marks the error as the channel's quota being used up until `reset_at`.
+    pub fn with_channel_quota_reset_at(mut self, reset_at: Millis) -> Self {
+        self.channel_quota_reset_at = Some(reset_at);
         self
     }
 }

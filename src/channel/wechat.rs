@@ -20,12 +20,20 @@
 //! at a time, and refreshed once (with one resend) when a send answers
 //! 40001/42001/40014. No message id is returned for customer-service
 //! messages: the provider id is `msgid` if present, else `wx-<delivery_id>`.
+//!
+//! 45009 means the account's *daily* quota for the API is used up (500,000
+//! customer-service sends, 2,000 token fetches): nothing on this channel can
+//! succeed before the quota resets at midnight China Standard Time, so the
+//! error carries [`SendError::channel_quota_reset_at`] (and a retry-after to
+//! then) for the dispatcher to hold the channel, not a short retry. 45011,
+//! the per-minute quota, stays an ordinary rate limit.
 
 use crate::channel::http::{self, HttpSettings, Scrubber};
 use crate::channel::{Channel, ChannelContext, Recipient};
 use crate::config::{ChannelConfig, Secret};
 use crate::model::{Button, ErrorClass, Message, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -49,6 +57,12 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// errcodes that mean "this access token is not (or no longer) valid".
 const TOKEN_ERRORS: &[&str] = &["40001", "42001", "40014"];
+
+/// "reach max api daily quota limit": the account's daily quota for this API.
+const DAILY_QUOTA_USED_UP: i64 = 45009;
+
+/// WeChat counts daily quotas in China Standard Time (no DST).
+const QUOTA_DAY_ZONE: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
 
 struct CachedToken {
     value: Secret,
@@ -133,18 +147,18 @@ impl WeChat {
             });
         }
         let (code, errmsg) = wechat_error(&json);
+        let errmsg = format!("cannot get an access token: {errmsg}");
+        if code == DAILY_QUOTA_USED_UP.to_string() {
+            return Err(daily_quota_used_up(&errmsg, Utc::now()));
+        }
         let class = match code.as_str() {
             "-1" => ErrorClass::Transient,
-            "45009" | "45011" => ErrorClass::RateLimited,
+            "45011" => ErrorClass::RateLimited,
             // 40013 invalid appid, 40125 invalid appsecret, 40164 caller IP
             // not in the account's whitelist, ...: an operator has to act.
             _ => ErrorClass::Auth,
         };
-        Err(SendError::new(
-            class,
-            code,
-            format!("cannot get an access token: {errmsg}"),
-        ))
+        Err(SendError::new(class, code, errmsg))
     }
 
     async fn post(&self, token: &Secret, body: &Value) -> Result<Value, SendError> {
@@ -173,6 +187,9 @@ impl WeChat {
             return Ok(json);
         }
         let (code, errmsg) = wechat_error(&json);
+        if errcode == DAILY_QUOTA_USED_UP {
+            return Err(daily_quota_used_up(&errmsg, Utc::now()));
+        }
         Err(SendError::new(classify(errcode), code, errmsg))
     }
 
@@ -243,6 +260,36 @@ fn wechat_error(json: &Value) -> (String, String) {
     (code, errmsg)
 }
 
+/// 45009 at `now`: rate-limited until the quota day ends, flagged as the
+/// whole channel's quota.
+fn daily_quota_used_up(errmsg: &str, now: DateTime<Utc>) -> SendError {
+    let reset = next_quota_day(now);
+    let wait = (reset - now).to_std().unwrap_or_default();
+    let local = reset.with_timezone(&QUOTA_DAY_ZONE);
+    SendError::new(
+        ErrorClass::RateLimited,
+        DAILY_QUOTA_USED_UP.to_string(),
+        format!(
+            "{errmsg} (the account's daily API quota is used up: sends on this channel can resume at {} China time, {} UTC, or once the quota is cleared in the WeChat console)",
+            local.format("%Y-%m-%d %H:%M"),
+            reset.format("%Y-%m-%d %H:%M"),
+        ),
+    )
+    .with_retry_after(Some(wait))
+    .with_channel_quota_reset_at(reset.timestamp_millis())
+}
+
+/// The next midnight in China Standard Time after `now`.
+fn next_quota_day(now: DateTime<Utc>) -> DateTime<Utc> {
+    let today = now.with_timezone(&QUOTA_DAY_ZONE).date_naive();
+    let midnight = today
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|t| QUOTA_DAY_ZONE.from_local_datetime(&t).single());
+    // UTC+8 all year: both steps always succeed; a day later is the bound.
+    midnight.map_or(now + chrono::Duration::days(1), |m| m.with_timezone(&Utc))
+}
+
 /// Global return codes (developers.weixin.qq.com … Global_Return_Code) as
 /// they apply to customer-service sends.
 fn classify(errcode: i64) -> ErrorClass {
@@ -257,7 +304,8 @@ fn classify(errcode: i64) -> ErrorClass {
         // The user does not follow the account; the user is blacklisted.
         43004 | 43019 => ErrorClass::Blocked,
         40003 => ErrorClass::InvalidRecipient,
-        // Daily / per-minute API quota reached.
+        // Per-minute API quota reached (45009, the daily one, is
+        // [`daily_quota_used_up`]).
         45009 | 45011 => ErrorClass::RateLimited,
         _ => ErrorClass::Rejected,
     }
@@ -405,6 +453,29 @@ mod tests {
         assert_eq!(classify(45009), ErrorClass::RateLimited);
         assert_eq!(classify(-1), ErrorClass::Transient);
         assert_eq!(classify(42001), ErrorClass::Auth);
+    }
+
+    #[test]
+    fn daily_quota_waits_for_midnight_china_time() {
+        // 2026-03-01 15:59:59 UTC is 23:59:59 in Beijing: one second left.
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 15, 59, 59).unwrap();
+        let e = daily_quota_used_up("reach max api daily quota limit", now);
+        let reset = Utc.with_ymd_and_hms(2026, 3, 1, 16, 0, 0).unwrap();
+        assert_eq!(e.channel_quota_reset_at, Some(reset.timestamp_millis()));
+        assert_eq!(e.retry_after, Some(Duration::from_secs(1)));
+        assert_eq!(
+            (e.class, e.code.as_str()),
+            (ErrorClass::RateLimited, "45009")
+        );
+        assert!(
+            e.message.contains("2026-03-02 00:00 China time"),
+            "{}",
+            e.message
+        );
+        // Just past midnight there: almost a whole day.
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 16, 0, 1).unwrap();
+        let e = daily_quota_used_up("x", now);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(86_399)));
     }
 
     #[test]

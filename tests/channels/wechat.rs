@@ -216,8 +216,8 @@ async fn documented_errors_are_classified() {
             (
                 Behavior::rate_limit(1),
                 ErrorClass::RateLimited,
-                "45009",
-                "quota",
+                "45011",
+                "minute-quota",
             ),
             (
                 Behavior::ServerError,
@@ -228,6 +228,53 @@ async fn documented_errors_are_classified() {
         ],
     )
     .await;
+}
+
+/// 45009 is the account's daily quota: the error says the whole channel is
+/// out of quota until midnight China time (for the dispatcher to hold the
+/// channel), unlike 45011, the per-minute limit, which is a short retry.
+#[tokio::test]
+async fn daily_quota_is_flagged_as_the_channels_until_midnight_china_time() {
+    let mock = MockPlatform::start(Platform::Wechat).await;
+    let ch = channel(&mock, "");
+    let minute = send_err(&ch, &mock, "o1", Behavior::rate_limit(1), &text("hi")).await;
+    assert_eq!(
+        (minute.class, minute.code.as_str()),
+        (ErrorClass::RateLimited, "45011")
+    );
+    assert_eq!(minute.channel_quota_reset_at, None, "{minute:?}");
+
+    ch.send(&to("o2"), &text("hi")).await.expect("sent");
+    mock.use_up_daily_quota();
+    let before = chrono::Utc::now().timestamp_millis();
+    let err = ch
+        .send(&to("o3"), &text("hi"))
+        .await
+        .expect_err("quota used up");
+    let after = chrono::Utc::now().timestamp_millis();
+    assert_eq!(
+        (err.class, err.code.as_str()),
+        (ErrorClass::RateLimited, "45009")
+    );
+    assert!(
+        err.message.contains("reach max api daily quota limit"),
+        "{err:?}"
+    );
+    assert!(err.message.contains("China time"), "{err:?}");
+    let reset = err
+        .channel_quota_reset_at
+        .unwrap_or_else(|| panic!("45009 must flag the channel's quota: {err:?}"));
+    // Midnight in Beijing (UTC+8), within the next day.
+    assert_eq!((reset / 1000 + 8 * 3600) % 86_400, 0, "{reset}");
+    assert!(reset > before && reset <= after + 86_400_000, "{reset}");
+    // The wait is until then, not a few seconds.
+    let wait = err.retry_after.expect("retry-after").as_millis() as i64;
+    assert!(
+        (reset - after - 1000..=reset - before).contains(&wait),
+        "{wait}"
+    );
+    assert_eq!(mock.requests_for("o3").len(), 1, "no resend within the day");
+    assert_no_secret(&err, &mock);
 }
 
 #[tokio::test]

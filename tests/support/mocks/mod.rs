@@ -293,6 +293,8 @@ pub struct MockState {
     pub valid_tokens: HashSet<String>,
     pub expired_tokens: HashSet<String>,
     pub tokens_issued: u64,
+    /// WeChat: the account's daily send quota is used up (every send 45009).
+    pub daily_quota_used_up: bool,
 }
 
 /// State shared by the server and the test.
@@ -530,6 +532,12 @@ impl MockPlatform {
     /// WeChat: how many access tokens the token endpoint issued.
     pub fn tokens_issued(&self) -> u64 {
         self.shared.state().tokens_issued
+    }
+
+    /// WeChat: the account has made its daily quota of sends; from now on
+    /// every send is refused with 45009, whoever it is for.
+    pub fn use_up_daily_quota(&self) {
+        self.shared.state().daily_quota_used_up = true;
     }
 }
 

@@ -14,7 +14,8 @@
 //! | Block | 43004 "require subscribe" |
 //! | InvalidRecipient | 40003 "invalid openid" |
 //! | OutsideWindow | 45015 "response out of time limit or subscription is canceled" |
-//! | RateLimit | 45009 "reach max api daily quota limit" |
+//! | RateLimit | 45011 "api minute-quota reach limit mustslower retry next minute" |
+//! | (after [`MockPlatform::use_up_daily_quota`](super::MockPlatform::use_up_daily_quota)) | 45009 "reach max api daily quota limit" for every send |
 //! | ServerError | -1 "system error" |
 //! | BadToken | 40001 "invalid credential, access_token is invalid or not latest" |
 
@@ -64,6 +65,9 @@ impl Api for WeChatApi {
                     "invalid credential, access_token is invalid or not latest",
                 ));
             }
+            if st.daily_quota_used_up {
+                return Err(error(45009, "reach max api daily quota limit"));
+            }
         }
         check_body(req.body())
     }
@@ -80,7 +84,10 @@ impl Api for WeChatApi {
                 45015,
                 "response out of time limit or subscription is canceled",
             ),
-            Failure::RateLimit(_) => error(45009, "reach max api daily quota limit"),
+            Failure::RateLimit(_) => error(
+                45011,
+                "api minute-quota reach limit mustslower retry next minute",
+            ),
             Failure::ServerError => error(-1, "system error"),
             Failure::BadToken => error(
                 40001,
