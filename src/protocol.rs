@@ -10,6 +10,7 @@ pub use crate::analytics::Report as ReportData;
 use crate::model::FailureGroup;
 use crate::model::Routed;
 use crate::model::{MemberId, Millis, PushId};
+pub use crate::store::BackupReport as BackupData;
 use crate::store::members::ImportReport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -97,6 +98,7 @@ requests! {
     EventsList(EventsListArgs) = "events.list", mutates: false;
     PushRecipients(PushRecipientsArgs) = "push.recipients", mutates: false;
     AudienceFromPush(AudienceFromPushArgs) = "audience.from_push", mutates: true;
+    StoreBackup(StoreBackupArgs) = "store.backup", mutates: true;
 }
 
 impl Request {
@@ -140,6 +142,7 @@ impl Request {
             Request::PushRecipients(a) => Some(a.push.clone()),
             Request::AudiencePreview(a) => Some(a.name.clone()),
             Request::MembersImport(a) => a.path.clone().or_else(|| Some("inline".into())),
+            Request::StoreBackup(a) => Some(a.path.clone()),
             _ => None,
         }
     }
@@ -164,6 +167,18 @@ pub struct MembersImportArgs {
     pub data: Option<String>,
     #[serde(default)]
     pub skip_invalid: bool,
+}
+
+/// `store.backup`: a consistent copy of the live database, written by the
+/// daemon to `path`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreBackupArgs {
+    /// Where the daemon writes the copy (absolute; the CLI resolves it).
+    pub path: String,
+    /// Replace `path` if it exists.
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod audit;
+pub mod backup;
 pub mod events;
 pub mod members;
 pub mod push;
@@ -183,5 +184,6 @@ async fn run(h: &Handles, actor: &Actor, req: Request) -> CommandResult<Reply> {
         Request::EventsList(a) => one(events::list(store, a).await?),
         Request::PushRecipients(a) => one(recipients::list(store, a).await?),
         Request::AudienceFromPush(a) => one(recipients::from_push(store, scripts, actor, a).await?),
+        Request::StoreBackup(a) => one(backup::backup(store, a).await?),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod audiences;
 pub mod audit;
+mod backup;
 mod checkpoint;
 pub mod deliveries;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod export;
 pub mod failures;
 mod health;
 pub mod members;
+pub mod open;
 pub mod pushes;
 pub mod receipts;
 pub mod recipients;
@@ -23,6 +25,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use backup::BackupReport;
 use checkpoint::Checkpointer;
 pub use writer::Writer;
 
@@ -42,6 +45,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The database must not be opened as it is (corrupt, newer schema,
+    /// unwritable at start); the message says why and what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -129,8 +136,20 @@ impl Store {
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Io(format!("cannot create folder {}: {e}", dir.display()))
+                StoreError::Refused(format!(
+                    "cannot create the data folder {} ({e}): create it, or fix the permissions of the folder above it",
+                    dir.display()
+                ))
             })?;
+        }
+        match open::preflight(path, open::QUICK_CHECK_BUDGET)? {
+            open::Checked::Partly => tracing::warn!(
+                database = %path.display(),
+                budget_secs = open::QUICK_CHECK_BUDGET.as_secs(),
+                "quick_check ran out of time on a large database: it was only partly checked (nothing wrong found so far)"
+            ),
+            open::Checked::Ok => tracing::debug!(database = %path.display(), "quick_check ok"),
+            open::Checked::New => {}
         }
         let mut conn = Connection::open(path)
             .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
