@@ -17,4 +17,5 @@ mod recipients;
 mod reliability;
 mod reload;
 mod script;
+mod storage;
 mod webhooks;

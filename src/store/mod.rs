@@ -305,9 +305,16 @@ impl Store {
         .await
     }
 
-    /// Waits for queued writes to commit and stops the writer.
+    /// Waits for queued writes to commit and stops the writer. The pooled
+    /// readers close first, so the writer's connection is the last one:
+    /// SQLite then copies the whole WAL into the database file and deletes
+    /// it, and a stopped daemon leaves one self-contained file (which an
+    /// operator may copy as it is).
     pub fn close(&self) {
         self.inner.checkpointer.close();
+        if let Ok(mut readers) = self.inner.readers.lock() {
+            readers.clear();
+        }
         self.inner.writer.close();
     }
 }
