@@ -18,4 +18,5 @@ mod reliability;
 mod reload;
 mod script;
 mod storage;
+mod upgrade;
 mod webhooks;
