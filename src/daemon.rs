@@ -88,12 +88,14 @@ fn build_handles(
     let scripts = Arc::new(Scripts::new(last + 1));
     let config = Arc::new(LiveConfig::new(config));
     let metrics = Arc::new(Metrics::default());
+    let alerts = Arc::new(Alerts::default());
     let dispatcher = Arc::new(Dispatcher::new(dispatch::Deps {
         store: store.clone(),
         channels: channels.clone(),
         scripts: scripts.clone(),
         config: config.clone(),
         metrics: metrics.clone(),
+        alerts: alerts.clone(),
         shutdown: shutdown.clone(),
     }));
     Ok(Handles {
@@ -103,7 +105,7 @@ fn build_handles(
         scripts,
         dispatcher,
         metrics,
-        alerts: Arc::new(Alerts::default()),
+        alerts,
         reloads: Arc::new(ReloadLog::default()),
         process: Arc::new(ProcessInfo {
             started: Instant::now(),
@@ -115,6 +117,12 @@ fn build_handles(
 
 /// `pushd serve`: runs until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    if let Some(offset) = crate::model::clock_offset_ms() {
+        tracing::warn!(
+            offset_ms = offset,
+            "PUSHD_TEST_CLOCK_OFFSET_MS is set: this daemon's clock is moved (tests only; unset it in production)"
+        );
+    }
     let store = Store::open(&config.database_path).with_context(|| {
         format!(
             "cannot open the database {}",

@@ -13,7 +13,23 @@ pub type DeliveryId = i64;
 pub type Millis = i64;
 
 pub fn now_ms() -> Millis {
-    chrono::Utc::now().timestamp_millis()
+    chrono::Utc::now().timestamp_millis() + *CLOCK_OFFSET_MS
+}
+
+/// Tests only: `PUSHD_TEST_CLOCK_OFFSET_MS` moves this process's wall clock
+/// (every stored time, the calendar days of frequency caps, quiet hours),
+/// so the real binary can be tested seconds before a member's midnight.
+/// `serve` warns loudly when it is set.
+static CLOCK_OFFSET_MS: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
+    std::env::var("PUSHD_TEST_CLOCK_OFFSET_MS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+});
+
+/// The test clock offset in force, if any (see `now_ms`).
+pub fn clock_offset_ms() -> Option<i64> {
+    Some(*CLOCK_OFFSET_MS).filter(|o| *o != 0)
 }
 
 /// Renders a stored timestamp the way operators read it (RFC 3339, UTC).

@@ -10,6 +10,7 @@ mod control;
 mod dispatch;
 mod e2e;
 mod examples;
+mod limits;
 mod members;
 mod rate;
 mod receipts;

@@ -2,7 +2,9 @@
 //! runner per running push, shared rate limits and bounded concurrency, and
 //! crash-safe resume.
 
+mod chat_gap;
 mod clock;
+pub mod holds;
 mod pages;
 pub mod progress;
 pub mod rate;
@@ -11,6 +13,7 @@ mod runner;
 mod send;
 mod slots;
 
+use crate::alerts::Alerts;
 use crate::channel::Channels;
 use crate::config::LiveConfig;
 use crate::metrics::Metrics;
@@ -117,6 +120,8 @@ pub struct Deps {
     pub scripts: Arc<Scripts>,
     pub config: Arc<LiveConfig>,
     pub metrics: Arc<Metrics>,
+    /// Where channel holds (a platform's daily quota) raise their alerts.
+    pub alerts: Arc<Alerts>,
     pub shutdown: CancellationToken,
 }
 
@@ -144,6 +149,10 @@ pub struct Dispatcher {
     runners: Mutex<HashMap<PushId, RunnerHandle>>,
     meters: Mutex<HashMap<PushId, RateMeter>>,
     wake: Notify,
+    /// Channels held until a time their platform named (daily quotas).
+    holds: Arc<holds::ChannelHolds>,
+    /// One message per second per chat, where the platform asks it.
+    chat_gaps: chat_gap::ChatGaps,
 }
 
 impl Dispatcher {
@@ -152,6 +161,7 @@ impl Dispatcher {
         let cfg = deps.config.get();
         let (rate_per_minute, concurrency) =
             (cfg.dispatch.rate_per_minute, cfg.dispatch.concurrency);
+        let shutdown_for_holds = deps.shutdown.clone();
         Dispatcher {
             store: deps.store,
             channels: deps.channels,
@@ -168,6 +178,8 @@ impl Dispatcher {
             runners: Mutex::new(HashMap::new()),
             meters: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            holds: Arc::new(holds::ChannelHolds::new(deps.alerts, shutdown_for_holds)),
+            chat_gaps: chat_gap::ChatGaps::default(),
         }
     }
 

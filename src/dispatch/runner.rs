@@ -142,13 +142,20 @@ enum Walked {
 /// What one pass over the pending recipients found.
 #[derive(Debug, Default)]
 struct Pass {
-    /// Some recipient was due (and handled).
-    saw_due: bool,
+    /// Recipients that were due.
+    due: usize,
+    /// Of those, left pending because their channel is held (quota).
+    held: usize,
     /// The earliest retry/deferral time among those not yet due.
     earliest_later: Option<Millis>,
 }
 
 impl Pass {
+    /// Some recipient was due and handled (not merely held).
+    fn saw_due(&self) -> bool {
+        self.due > self.held
+    }
+
     fn later(&mut self, t: Millis) {
         self.earliest_later = Some(self.earliest_later.map_or(t, |e| e.min(t)));
     }
@@ -264,7 +271,7 @@ impl<'a> Walk<'a> {
                 self.full = true;
                 continue;
             }
-            if pass.saw_due {
+            if pass.saw_due() {
                 continue;
             }
             if let Some(t) = pass.earliest_later {
@@ -359,7 +366,7 @@ impl<'a> Walk<'a> {
             if page.due.is_empty() {
                 continue;
             }
-            pass.saw_due = true;
+            pass.due += page.due.len();
             if !self.send_page(page.due, &mut pass).await {
                 return Ok(None);
             }
@@ -414,6 +421,16 @@ impl<'a> Walk<'a> {
                 persist(d, &self.rec, skipped).await;
                 continue;
             };
+            if let Some(until) = d.holds.held_until(ch.name()) {
+                // Its channel sends nothing until then (a daily quota): it
+                // stays pending as it is, and a full pass after the hold
+                // finds it again.
+                group.launch(&mut self.inflight);
+                pass.held += 1;
+                pass.later(until);
+                self.holes = true;
+                continue;
+            }
             if let Some(w) = &self.window
                 && let Some(until) = w.defer_until(&p.timezone, now_ms())
             {
@@ -447,6 +464,14 @@ impl<'a> Walk<'a> {
             else {
                 return false;
             };
+            // Held while this one waited for its slot: it stays pending too.
+            if let Some(until) = d.holds.held_until(ch.name()) {
+                drop(permit);
+                pass.held += 1;
+                pass.later(until);
+                self.holes = true;
+                continue;
+            }
             self.batch.count();
             group.sends.push(SendTask {
                 delivery: did,

@@ -6,9 +6,10 @@
 //! left unrecorded.
 
 use super::Dispatcher;
+use super::holds::Hold;
 use super::rate::{backoff, jitter};
 use crate::channel::{ChannelRef, Recipient};
-use crate::model::{DeliveryId, ErrorClass, Millis, Outbound, PushId, SendError, now_ms};
+use crate::model::{DeliveryId, ErrorClass, Millis, Outbound, Platform, PushId, SendError, now_ms};
 use crate::store::StoreError;
 use crate::store::deliveries::Attempt;
 use crate::store::recorder::{Outcome as Recorded, Recorder, Sending, SentItem};
@@ -63,6 +64,31 @@ where
             }
         }
     }
+}
+
+/// A recipient whose channel is held: pending again, due when the hold
+/// ends, its attempt refunded (it was never the recipient's failure).
+async fn hold_back(
+    d: &Arc<Dispatcher>,
+    rec: &Recorder,
+    delivery: DeliveryId,
+    channel: &str,
+    sending_at: Millis,
+    hold: Hold,
+) -> Step {
+    let retry = Recorded::Retry {
+        delivery,
+        attempt: Attempt {
+            channel: channel.to_string(),
+            sending_at,
+        },
+        class: hold.error.class,
+        code: hold.error.code,
+        message: hold.error.message,
+        next_at: hold.until,
+        refund: true,
+    };
+    Step::Recorded(persist(d, rec, retry).await)
 }
 
 /// One routed recipient holding its claim, ready to send.
@@ -255,11 +281,27 @@ impl SendTask {
             delivery_id: did,
             attempt: attempts,
         };
+        // A chat's previous message at least a second ago, where the
+        // platform asks it (waiting before the request slot is taken).
+        let turn = match self.channel.platform() {
+            Platform::Telegram => Some(
+                d.chat_gaps
+                    .turn(self.channel.name(), &recipient.channel_user_id)
+                    .await,
+            ),
+            _ => None,
+        };
         // Marked `sending` already: wait for a request slot; the walk may
         // claim another recipient once the request has ended.
         let permit = d.concurrency.clone().acquire_owned().await;
+        // Its channel was held while it waited: it does not go out now.
+        if let Some(hold) = d.holds.held(self.channel.name()) {
+            drop((permit, turn, self.claim));
+            return hold_back(&d, &rec, did, self.channel.name(), sending_at, hold).await;
+        }
         let result = self.channel.send(&recipient, &self.outbound).await;
         drop(permit);
+        drop(turn);
         drop(self.claim);
         let now = now_ms();
         let e = match result {
@@ -309,6 +351,20 @@ impl SendTask {
                 )
                 .await;
                 Step::AuthFailed(reason)
+            }
+            SendError {
+                channel_quota_reset_at: Some(until),
+                class,
+                code,
+                message,
+                ..
+            } => {
+                // The whole channel is out of quota until then: hold it, and
+                // this recipient waits for it without spending an attempt.
+                let error = SendError::new(class, code, message);
+                d.holds.hold(self.channel.name(), until, &error);
+                let hold = Hold { until, error };
+                hold_back(&d, &rec, did, self.channel.name(), sending_at, hold).await
             }
             e if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
                 let wait = backoff(
