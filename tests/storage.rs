@@ -91,6 +91,13 @@ fn backup_during_a_push_restores_into_a_new_data_dir_without_sending_anyone_twic
     for chunk in 0..10 {
         import(&d, "other", "o", chunk * 10_000..(chunk + 1) * 10_000);
     }
+    // A reader holding its snapshot from here on: no checkpoint can copy
+    // later commits into the database file, so they live only in the WAL
+    // (a copy of the file alone, not through SQLite, would miss them).
+    let old_reader = d.db();
+    old_reader
+        .execute_batch("BEGIN; SELECT count(*) FROM members;")
+        .unwrap();
     let users: Vec<String> = (1..=200).map(|i| format!("u{i}")).collect();
     let hook: Vec<(String, String)> = users
         .iter()
@@ -202,6 +209,8 @@ fn backup_during_a_push_restores_into_a_new_data_dir_without_sending_anyone_twic
         1
     );
 
+    old_reader.execute_batch("COMMIT").unwrap();
+    drop(old_reader);
     // The copy is one consistent snapshot: intact, counters equal a
     // recount, the members of one moment, the push half sent.
     let copy = rusqlite::Connection::open(&backup).unwrap();
