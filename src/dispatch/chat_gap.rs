@@ -10,6 +10,8 @@
 //! Only chats in use are kept: an entry nobody holds and whose second has
 //! passed is swept once the map grows.
 
+use crate::channel::Channel;
+use crate::model::Platform;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +41,15 @@ impl Drop for Turn {
 }
 
 impl ChatGaps {
+    /// [`ChatGaps::turn`] on the channels whose platform limits a chat to a
+    /// message a second (Telegram); None, at once, on the others.
+    pub async fn turn_for(&self, channel: &dyn Channel, chat: &str) -> Option<Turn> {
+        match channel.platform() {
+            Platform::Telegram => Some(self.turn(channel.name(), chat).await),
+            _ => None,
+        }
+    }
+
     /// Waits for `chat`'s turn on `channel` and for its gap to pass.
     pub async fn turn(&self, channel: &str, chat: &str) -> Turn {
         let entry = {

@@ -9,7 +9,7 @@ use super::Dispatcher;
 use super::holds::Hold;
 use super::rate::{backoff, jitter};
 use crate::channel::{ChannelRef, Recipient};
-use crate::model::{DeliveryId, ErrorClass, Millis, Outbound, Platform, PushId, SendError, now_ms};
+use crate::model::{DeliveryId, ErrorClass, Millis, Outbound, PushId, SendError, now_ms};
 use crate::store::StoreError;
 use crate::store::deliveries::Attempt;
 use crate::store::recorder::{Outcome as Recorded, Recorder, Sending, SentItem};
@@ -283,14 +283,10 @@ impl SendTask {
         };
         // A chat's previous message at least a second ago, where the
         // platform asks it (waiting before the request slot is taken).
-        let turn = match self.channel.platform() {
-            Platform::Telegram => Some(
-                d.chat_gaps
-                    .turn(self.channel.name(), &recipient.channel_user_id)
-                    .await,
-            ),
-            _ => None,
-        };
+        let turn = d
+            .chat_gaps
+            .turn_for(&*self.channel, &recipient.channel_user_id)
+            .await;
         // Marked `sending` already: wait for a request slot; the walk may
         // claim another recipient once the request has ended.
         let permit = d.concurrency.clone().acquire_owned().await;
@@ -320,95 +316,108 @@ impl SendTask {
             Err(e) => e,
         };
         d.metrics.record_send_error(self.channel.name(), &e);
-        let cfg = d.config.get();
-        let attempt = Attempt {
-            channel: self.channel.name().to_string(),
-            sending_at,
-        };
-        match e {
-            SendError {
-                class: ErrorClass::Auth,
-                code,
-                message,
-                ..
-            } => {
-                let reason = format!(
-                    "channel {}: bad credentials ({code}: {message})",
-                    self.channel.name()
-                );
+        settle_error(&d, &rec, self.channel.name(), did, attempts, sending_at, e).await
+    }
+}
+
+/// Records a failed request: bad credentials (the push pauses), the
+/// channel out of quota (held), a transient error (retried with backoff
+/// while attempts last), or a permanent one.
+async fn settle_error(
+    d: &Arc<Dispatcher>,
+    rec: &Recorder,
+    channel: &str,
+    did: DeliveryId,
+    attempts: u32,
+    sending_at: Millis,
+    e: SendError,
+) -> Step {
+    let now = now_ms();
+    let cfg = d.config.get();
+    let attempt = Attempt {
+        channel: channel.to_string(),
+        sending_at,
+    };
+    match e {
+        SendError {
+            class: ErrorClass::Auth,
+            code,
+            message,
+            ..
+        } => {
+            let reason = format!("channel {}: bad credentials ({code}: {message})", channel);
+            persist(
+                d,
+                rec,
+                Recorded::Retry {
+                    delivery: did,
+                    attempt,
+                    class: ErrorClass::Auth,
+                    code,
+                    message,
+                    next_at: now,
+                    refund: true,
+                },
+            )
+            .await;
+            Step::AuthFailed(reason)
+        }
+        SendError {
+            channel_quota_reset_at: Some(until),
+            class,
+            code,
+            message,
+            ..
+        } => {
+            // The whole channel is out of quota until then: hold it, and
+            // this recipient waits for it without spending an attempt.
+            let error = SendError::new(class, code, message);
+            d.holds.hold(channel, until, &error);
+            let hold = Hold { until, error };
+            hold_back(d, rec, did, channel, sending_at, hold).await
+        }
+        e if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
+            let wait = backoff(
+                attempts,
+                cfg.dispatch.backoff_base,
+                cfg.dispatch.backoff_max,
+                e.retry_after,
+                jitter(),
+            );
+            let next = now + wait.as_millis() as i64;
+            d.metrics.record_retry(channel);
+            tracing::debug!(delivery = did, attempts, class = %e.class, code = %e.code, wait_ms = wait.as_millis() as u64, "transient failure; will retry");
+            Step::Recorded(
                 persist(
-                    &d,
-                    &rec,
+                    d,
+                    rec,
                     Recorded::Retry {
-                        delivery: did,
-                        attempt,
-                        class: ErrorClass::Auth,
-                        code,
-                        message,
-                        next_at: now,
-                        refund: true,
-                    },
-                )
-                .await;
-                Step::AuthFailed(reason)
-            }
-            SendError {
-                channel_quota_reset_at: Some(until),
-                class,
-                code,
-                message,
-                ..
-            } => {
-                // The whole channel is out of quota until then: hold it, and
-                // this recipient waits for it without spending an attempt.
-                let error = SendError::new(class, code, message);
-                d.holds.hold(self.channel.name(), until, &error);
-                let hold = Hold { until, error };
-                hold_back(&d, &rec, did, self.channel.name(), sending_at, hold).await
-            }
-            e if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
-                let wait = backoff(
-                    attempts,
-                    cfg.dispatch.backoff_base,
-                    cfg.dispatch.backoff_max,
-                    e.retry_after,
-                    jitter(),
-                );
-                let next = now + wait.as_millis() as i64;
-                d.metrics.record_retry(self.channel.name());
-                tracing::debug!(delivery = did, attempts, class = %e.class, code = %e.code, wait_ms = wait.as_millis() as u64, "transient failure; will retry");
-                Step::Recorded(
-                    persist(
-                        &d,
-                        &rec,
-                        Recorded::Retry {
-                            delivery: did,
-                            attempt,
-                            class: e.class,
-                            code: e.code,
-                            message: e.message,
-                            next_at: next,
-                            refund: false,
-                        },
-                    )
-                    .await,
-                )
-            }
-            e => Step::Recorded(
-                persist(
-                    &d,
-                    &rec,
-                    Recorded::Failed {
                         delivery: did,
                         attempt,
                         class: e.class,
                         code: e.code,
                         message: e.message,
-                        at: now,
+                        next_at: next,
+                        refund: false,
                     },
                 )
                 .await,
-            ),
+            )
         }
+        e => Step::Recorded(
+            persist(
+                d,
+                rec,
+                Recorded::Failed {
+                    delivery: did,
+                    attempt,
+                    class: e.class,
+                    code: e.code,
+                    message: e.message,
+                    at: now,
+                },
+            )
+            .await,
+        ),
     }
 }
