@@ -88,12 +88,14 @@ fn build_handles(
     let scripts = Arc::new(Scripts::new(last + 1));
     let config = Arc::new(LiveConfig::new(config));
     let metrics = Arc::new(Metrics::default());
+    let alerts = Arc::new(Alerts::default());
     let dispatcher = Arc::new(Dispatcher::new(dispatch::Deps {
         store: store.clone(),
         channels: channels.clone(),
         scripts: scripts.clone(),
         config: config.clone(),
         metrics: metrics.clone(),
+        alerts: alerts.clone(),
         shutdown: shutdown.clone(),
     }));
     Ok(Handles {
@@ -103,7 +105,7 @@ fn build_handles(
         scripts,
         dispatcher,
         metrics,
-        alerts: Arc::new(Alerts::default()),
+        alerts,
         reloads: Arc::new(ReloadLog::default()),
         process: Arc::new(ProcessInfo {
             started: Instant::now(),

@@ -140,6 +140,15 @@ enum Command {
     },
     /// Who changed what, when.
     Audit(AuditArgs),
+    /// A consistent copy of the live database, written by the daemon while
+    /// pushes run (restore: stop pushd, copy it into place, start).
+    Backup {
+        /// The copy to write (relative to this directory).
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// The message log: sends and inbound webhook events, newest first.
     Events {
         #[arg(long)]
@@ -465,6 +474,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         (_, Request::ChannelTest(_)) => render::channel_test(&data(&resp)?),
         (_, Request::ChannelWebhook(_)) => render::channel_webhook(&data(&resp)?),
+        (_, Request::StoreBackup(_)) => render::backup(&data(&resp)?),
         _ => serde_json::to_string_pretty(&resp.data)? + "\n",
     };
     print!("{text}");
@@ -591,6 +601,20 @@ fn build_request(command: &Command) -> Result<Request> {
             })
         }
         Command::Channel { command } => command.request(),
+        Command::Backup { file, force } => {
+            // The daemon writes the file: name it from here, absolutely.
+            let abs = if file.is_absolute() {
+                file.clone()
+            } else {
+                std::env::current_dir()
+                    .context("cannot read the current directory")?
+                    .join(file)
+            };
+            Request::StoreBackup(StoreBackupArgs {
+                path: abs.display().to_string(),
+                force: *force,
+            })
+        }
         Command::Audit(a) => Request::AuditList(AuditListArgs {
             limit: Some(a.limit),
             action: a.action.clone(),

@@ -13,6 +13,7 @@ use crate::import::ImportReport;
 use crate::model::FailureGroup;
 use crate::model::Routed;
 use crate::model::{MemberId, Millis, PushId};
+pub use crate::store::BackupReport as BackupData;
 pub use channel::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -104,6 +105,7 @@ requests! {
     PanelLogoutAll(PanelLogoutAllArgs) = "panel.logout_all", mutates: true;
     ChannelTest(ChannelTestArgs) = "channel.test", mutates: true;
     ChannelWebhook(ChannelWebhookArgs) = "channel.webhook", mutates: true;
+    StoreBackup(StoreBackupArgs) = "store.backup", mutates: true;
 }
 
 impl Request {
@@ -150,6 +152,7 @@ impl Request {
             Request::PanelLogin(a) => Some(if a.viewer { "viewer" } else { "admin" }.into()),
             Request::ChannelTest(a) => Some(a.name.clone()),
             Request::ChannelWebhook(a) => Some(a.name.clone()),
+            Request::StoreBackup(a) => Some(a.path.clone()),
             _ => None,
         }
     }
@@ -186,6 +189,18 @@ pub struct MembersImportArgs {
     pub data: Option<String>,
     #[serde(default)]
     pub skip_invalid: bool,
+}
+
+/// `store.backup`: a consistent copy of the live database, written by the
+/// daemon to `path`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreBackupArgs {
+    /// Where the daemon writes the copy (absolute; the CLI resolves it).
+    pub path: String,
+    /// Replace `path` if it exists.
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

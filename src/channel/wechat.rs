@@ -151,7 +151,7 @@ impl WeChat {
         let (code, errmsg) = wechat_error(&json);
         let errmsg = format!("cannot get an access token: {errmsg}");
         if code == DAILY_QUOTA_USED_UP.to_string() {
-            return Err(daily_quota_used_up(&errmsg, Utc::now()));
+            return Err(daily_quota_used_up(&errmsg, quota_clock()));
         }
         let class = match code.as_str() {
             "-1" => ErrorClass::Transient,
@@ -190,7 +190,7 @@ impl WeChat {
         }
         let (code, errmsg) = wechat_error(&json);
         if errcode == DAILY_QUOTA_USED_UP {
-            return Err(daily_quota_used_up(&errmsg, Utc::now()));
+            return Err(daily_quota_used_up(&errmsg, quota_clock()));
         }
         Err(SendError::new(classify(errcode), code, errmsg))
     }
@@ -283,6 +283,12 @@ fn daily_quota_used_up(errmsg: &str, now: DateTime<Utc>) -> SendError {
     )
     .with_retry_after(Some(wait))
     .with_channel_quota_reset_at(reset.timestamp_millis())
+}
+
+/// Now, on the daemon's clock (`model::now_ms`, which tests can move to
+/// just before midnight in China).
+fn quota_clock() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(crate::model::now_ms()).unwrap_or_else(Utc::now)
 }
 
 /// The next midnight in China Standard Time after `now`.

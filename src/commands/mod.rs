@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod audit;
+pub mod backup;
 pub mod channel;
 pub mod events;
 pub mod members;
@@ -236,5 +237,6 @@ async fn run(h: &Handles, actor: &Actor, req: Request) -> CommandResult<Reply> {
         Request::PanelLogoutAll(_) => one(panel::logout_all(store).await?),
         Request::ChannelTest(a) => channel::test(&h.channels, a).await,
         Request::ChannelWebhook(a) => channel::webhook(&h.channels, &h.config, &h.process, a).await,
+        Request::StoreBackup(a) => one(backup::backup(store, a).await?),
     }
 }

@@ -284,7 +284,11 @@ fn forecast_holds(
 /// The audience a push names: defined in the live scripts, or saved.
 enum Audience {
     Script(crate::script::SqlFilter),
-    Saved { id: i64, members: u64, source: Option<PushId> },
+    Saved {
+        id: i64,
+        members: u64,
+        source: Option<PushId>,
+    },
 }
 
 /// Which audience `name` is (cheap: no member is counted), or the known

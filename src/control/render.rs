@@ -188,6 +188,17 @@ pub fn reload(d: &ReloadData) -> String {
     out
 }
 
+pub fn backup(b: &crate::protocol::BackupData) -> String {
+    format!(
+        "wrote {} ({:.1} MB, {} pages, schema version {}) in {} ms\nrestore: stop pushd, delete the database's -wal and -shm files, copy this file over the database, start pushd\n",
+        b.path,
+        b.bytes as f64 / 1_000_000.0,
+        b.pages,
+        b.schema_version,
+        b.elapsed_ms
+    )
+}
+
 pub fn import(r: &ImportData) -> String {
     let mut out = table::kv(&[
         ("inserted", r.inserted.to_string()),

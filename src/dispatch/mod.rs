@@ -2,7 +2,9 @@
 //! runner per running push, shared rate limits and bounded concurrency, and
 //! crash-safe resume.
 
+mod chat_gap;
 mod clock;
+pub mod holds;
 mod pages;
 pub mod policy;
 pub mod progress;
@@ -12,6 +14,7 @@ mod runner;
 mod send;
 mod slots;
 
+use crate::alerts::Alerts;
 use crate::channel::Channels;
 use crate::config::LiveConfig;
 use crate::metrics::Metrics;
@@ -118,6 +121,8 @@ pub struct Deps {
     pub scripts: Arc<Scripts>,
     pub config: Arc<LiveConfig>,
     pub metrics: Arc<Metrics>,
+    /// Where channel holds (a platform's daily quota) raise their alerts.
+    pub alerts: Arc<Alerts>,
     pub shutdown: CancellationToken,
 }
 
@@ -147,6 +152,10 @@ pub struct Dispatcher {
     /// Recipients each push holds for quiet hours or its send window.
     held: policy::HeldBoard,
     wake: Notify,
+    /// Channels held until a time their platform named (daily quotas).
+    holds: Arc<holds::ChannelHolds>,
+    /// One message per second per chat, where the platform asks it.
+    chat_gaps: chat_gap::ChatGaps,
 }
 
 impl Dispatcher {
@@ -155,6 +164,7 @@ impl Dispatcher {
         let cfg = deps.config.get();
         let (rate_per_minute, concurrency) =
             (cfg.dispatch.rate_per_minute, cfg.dispatch.concurrency);
+        let shutdown_for_holds = deps.shutdown.clone();
         Dispatcher {
             store: deps.store,
             channels: deps.channels,
@@ -172,6 +182,8 @@ impl Dispatcher {
             meters: Mutex::new(HashMap::new()),
             held: policy::HeldBoard::default(),
             wake: Notify::new(),
+            holds: Arc::new(holds::ChannelHolds::new(deps.alerts, shutdown_for_holds)),
+            chat_gaps: chat_gap::ChatGaps::default(),
         }
     }
 

@@ -144,13 +144,20 @@ enum Walked {
 /// What one pass over the pending recipients found.
 #[derive(Debug, Default)]
 struct Pass {
-    /// Some recipient was due (and handled).
-    saw_due: bool,
+    /// Recipients that were due.
+    due: usize,
+    /// Of those, left pending because their channel is held (quota).
+    quota_held: usize,
     /// The earliest retry/deferral time among those not yet due.
     earliest_later: Option<Millis>,
 }
 
 impl Pass {
+    /// Some recipient was due and handled (not merely held).
+    fn saw_due(&self) -> bool {
+        self.due > self.quota_held
+    }
+
     fn later(&mut self, t: Millis) {
         self.earliest_later = Some(self.earliest_later.map_or(t, |e| e.min(t)));
     }
@@ -279,7 +286,7 @@ impl<'a> Walk<'a> {
                 self.full = true;
                 continue;
             }
-            if pass.saw_due {
+            if pass.saw_due() {
                 continue;
             }
             if let Some(t) = pass.earliest_later {
@@ -382,7 +389,7 @@ impl<'a> Walk<'a> {
                 self.d.held.publish(id, &self.held, false);
                 continue;
             }
-            pass.saw_due = true;
+            pass.due += page.due.len();
             let sent = self.send_page(page.due, &mut pass).await;
             self.d.held.publish(id, &self.held, false);
             if !sent {
@@ -456,6 +463,16 @@ impl<'a> Walk<'a> {
                 persist(d, &self.rec, skipped).await;
                 continue;
             };
+            if let Some(until) = d.holds.held_until(ch.name()) {
+                // Its channel sends nothing until then (a daily quota): it
+                // stays pending as it is, and a full pass after the hold
+                // finds it again.
+                group.launch(&mut self.inflight);
+                pass.quota_held += 1;
+                pass.later(until);
+                self.holes = true;
+                continue;
+            }
             if let Some(until) =
                 held_until(self.window.as_ref(), rules.quiet.as_ref(), p.tz, now_ms())
             {
@@ -490,6 +507,14 @@ impl<'a> Walk<'a> {
             else {
                 return false;
             };
+            // Held while this one waited for its slot: it stays pending too.
+            if let Some(until) = d.holds.held_until(ch.name()) {
+                drop(permit);
+                pass.quota_held += 1;
+                pass.later(until);
+                self.holes = true;
+                continue;
+            }
             self.batch.count();
             group.sends.push(SendTask {
                 delivery: did,

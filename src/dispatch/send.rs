@@ -6,6 +6,7 @@
 //! left unrecorded.
 
 use super::Dispatcher;
+use super::holds::Hold;
 use super::policy::Rules;
 use super::rate::{backoff, jitter};
 use crate::channel::{ChannelRef, Recipient};
@@ -65,6 +66,31 @@ where
             }
         }
     }
+}
+
+/// A recipient whose channel is held: pending again, due when the hold
+/// ends, its attempt refunded (it was never the recipient's failure).
+async fn hold_back(
+    d: &Arc<Dispatcher>,
+    rec: &Recorder,
+    delivery: DeliveryId,
+    channel: &str,
+    sending_at: Millis,
+    hold: Hold,
+) -> Step {
+    let retry = Recorded::Retry {
+        delivery,
+        attempt: Attempt {
+            channel: channel.to_string(),
+            sending_at,
+        },
+        class: hold.error.class,
+        code: hold.error.code,
+        message: hold.error.message,
+        next_at: hold.until,
+        refund: true,
+    };
+    Step::Recorded(persist(d, rec, retry).await)
 }
 
 /// One routed recipient holding its claim, ready to send.
@@ -285,11 +311,23 @@ impl SendTask {
             delivery_id: did,
             attempt: attempts,
         };
+        // A chat's previous message at least a second ago, where the
+        // platform asks it (waiting before the request slot is taken).
+        let turn = d
+            .chat_gaps
+            .turn_for(&*self.channel, &recipient.channel_user_id)
+            .await;
         // Marked `sending` already: wait for a request slot; the walk may
         // claim another recipient once the request has ended.
         let permit = d.concurrency.clone().acquire_owned().await;
+        // Its channel was held while it waited: it does not go out now.
+        if let Some(hold) = d.holds.held(self.channel.name()) {
+            drop((permit, turn, self.claim));
+            return hold_back(&d, &rec, did, self.channel.name(), sending_at, hold).await;
+        }
         let result = self.channel.send(&recipient, &self.outbound).await;
         drop(permit);
+        drop(turn);
         drop(self.claim);
         let now = now_ms();
         let e = match result {
@@ -308,81 +346,108 @@ impl SendTask {
             Err(e) => e,
         };
         d.metrics.record_send_error(self.channel.name(), &e);
-        let cfg = d.config.get();
-        let attempt = Attempt {
-            channel: self.channel.name().to_string(),
-            sending_at,
-        };
-        match e {
-            SendError {
-                class: ErrorClass::Auth,
-                code,
-                message,
-                ..
-            } => {
-                let reason = format!(
-                    "channel {}: bad credentials ({code}: {message})",
-                    self.channel.name()
-                );
+        settle_error(&d, &rec, self.channel.name(), did, attempts, sending_at, e).await
+    }
+}
+
+/// Records a failed request: bad credentials (the push pauses), the
+/// channel out of quota (held), a transient error (retried with backoff
+/// while attempts last), or a permanent one.
+async fn settle_error(
+    d: &Arc<Dispatcher>,
+    rec: &Recorder,
+    channel: &str,
+    did: DeliveryId,
+    attempts: u32,
+    sending_at: Millis,
+    e: SendError,
+) -> Step {
+    let now = now_ms();
+    let cfg = d.config.get();
+    let attempt = Attempt {
+        channel: channel.to_string(),
+        sending_at,
+    };
+    match e {
+        SendError {
+            class: ErrorClass::Auth,
+            code,
+            message,
+            ..
+        } => {
+            let reason = format!("channel {}: bad credentials ({code}: {message})", channel);
+            persist(
+                d,
+                rec,
+                Recorded::Retry {
+                    delivery: did,
+                    attempt,
+                    class: ErrorClass::Auth,
+                    code,
+                    message,
+                    next_at: now,
+                    refund: true,
+                },
+            )
+            .await;
+            Step::AuthFailed(reason)
+        }
+        SendError {
+            channel_quota_reset_at: Some(until),
+            class,
+            code,
+            message,
+            ..
+        } => {
+            // The whole channel is out of quota until then: hold it, and
+            // this recipient waits for it without spending an attempt.
+            let error = SendError::new(class, code, message);
+            d.holds.hold(channel, until, &error);
+            let hold = Hold { until, error };
+            hold_back(d, rec, did, channel, sending_at, hold).await
+        }
+        e if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
+            let wait = backoff(
+                attempts,
+                cfg.dispatch.backoff_base,
+                cfg.dispatch.backoff_max,
+                e.retry_after,
+                jitter(),
+            );
+            let next = now + wait.as_millis() as i64;
+            d.metrics.record_retry(channel);
+            tracing::debug!(delivery = did, attempts, class = %e.class, code = %e.code, wait_ms = wait.as_millis() as u64, "transient failure; will retry");
+            Step::Recorded(
                 persist(
-                    &d,
-                    &rec,
+                    d,
+                    rec,
                     Recorded::Retry {
-                        delivery: did,
-                        attempt,
-                        class: ErrorClass::Auth,
-                        code,
-                        message,
-                        next_at: now,
-                        refund: true,
-                    },
-                )
-                .await;
-                Step::AuthFailed(reason)
-            }
-            e if e.class.is_transient() && attempts < cfg.dispatch.max_attempts => {
-                let wait = backoff(
-                    attempts,
-                    cfg.dispatch.backoff_base,
-                    cfg.dispatch.backoff_max,
-                    e.retry_after,
-                    jitter(),
-                );
-                let next = now + wait.as_millis() as i64;
-                d.metrics.record_retry(self.channel.name());
-                tracing::debug!(delivery = did, attempts, class = %e.class, code = %e.code, wait_ms = wait.as_millis() as u64, "transient failure; will retry");
-                Step::Recorded(
-                    persist(
-                        &d,
-                        &rec,
-                        Recorded::Retry {
-                            delivery: did,
-                            attempt,
-                            class: e.class,
-                            code: e.code,
-                            message: e.message,
-                            next_at: next,
-                            refund: false,
-                        },
-                    )
-                    .await,
-                )
-            }
-            e => Step::Recorded(
-                persist(
-                    &d,
-                    &rec,
-                    Recorded::Failed {
                         delivery: did,
                         attempt,
                         class: e.class,
                         code: e.code,
                         message: e.message,
-                        at: now,
+                        next_at: next,
+                        refund: false,
                     },
                 )
                 .await,
-            ),
+            )
         }
+        e => Step::Recorded(
+            persist(
+                d,
+                rec,
+                Recorded::Failed {
+                    delivery: did,
+                    attempt,
+                    class: e.class,
+                    code: e.code,
+                    message: e.message,
+                    at: now,
+                },
+            )
+            .await,
+        ),
     }
 }

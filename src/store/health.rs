@@ -4,8 +4,13 @@
 //! their work (`Store::wait_writable`) and `status`, `/healthz` and the
 //! panel show the alert. A watchdog retries a tiny write every half second
 //! and clears the fault once one succeeds.
+//!
+//! SQLite says only "disk I/O error" for most of these, so the alert adds
+//! what the files say: a file that no longer opens for writing (made
+//! immutable, permissions), a read-only file system, no free space.
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, open};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -30,10 +35,14 @@ impl Store {
             .fault
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let text = match diagnose(&self.inner.path) {
+            Some(cause) => format!("{e} ({cause})"),
+            None => e.to_string(),
+        };
         if fault.is_none() {
-            tracing::error!(error = %e, "storage fault: all pushes are held until the database accepts writes again");
+            tracing::error!(error = %text, "storage fault: all pushes are held until the database accepts writes again");
         }
-        *fault = Some(e.to_string());
+        *fault = Some(text);
     }
 
     fn clear_fault(&self) {
@@ -127,4 +136,38 @@ impl Store {
             }
         });
     }
+}
+
+/// Why the database's files may refuse writes, as far as the file system
+/// tells: the first file that no longer opens for writing, a read-only file
+/// system, or one without free space. None when nothing looks wrong.
+fn diagnose(db: &Path) -> Option<String> {
+    for file in [db.to_path_buf(), open::sidecar(db, "-wal")] {
+        match std::fs::OpenOptions::new().write(true).open(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Some(format!("{} does not open for writing: {e}", file.display()));
+            }
+            _ => {}
+        }
+    }
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs(3) fills the zeroed struct we own from a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_dir.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    if st.f_flag & libc::ST_RDONLY != 0 {
+        return Some(format!(
+            "the file system holding {} is mounted read-only",
+            dir.display()
+        ));
+    }
+    if st.f_bavail == 0 {
+        return Some(format!(
+            "the file system holding {} has no free space",
+            dir.display()
+        ));
+    }
+    None
 }

@@ -4,6 +4,7 @@
 
 pub mod audiences;
 pub mod audit;
+mod backup;
 mod checkpoint;
 pub mod deliveries;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod export;
 pub mod failures;
 mod health;
 pub mod members;
+pub mod open;
 pub mod panel;
 pub mod policy;
 pub mod pushes;
@@ -25,6 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use backup::BackupReport;
 use checkpoint::Checkpointer;
 pub use writer::Writer;
 
@@ -44,6 +47,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The database must not be opened as it is (corrupt, newer schema,
+    /// unwritable at start); the message says why and what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -131,8 +138,20 @@ impl Store {
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Io(format!("cannot create folder {}: {e}", dir.display()))
+                StoreError::Refused(format!(
+                    "cannot create the data folder {} ({e}): create it, or fix the permissions of the folder above it",
+                    dir.display()
+                ))
             })?;
+        }
+        match open::preflight(path, open::QUICK_CHECK_BUDGET)? {
+            open::Checked::Partly => tracing::warn!(
+                database = %path.display(),
+                budget_secs = open::QUICK_CHECK_BUDGET.as_secs(),
+                "quick_check ran out of time on a large database: it was only partly checked (nothing wrong found so far)"
+            ),
+            open::Checked::Ok => tracing::debug!(database = %path.display(), "quick_check ok"),
+            open::Checked::New => {}
         }
         let mut conn = Connection::open(path)
             .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
@@ -288,9 +307,16 @@ impl Store {
         .await
     }
 
-    /// Waits for queued writes to commit and stops the writer.
+    /// Waits for queued writes to commit and stops the writer. The pooled
+    /// readers close first, so the writer's connection is the last one:
+    /// SQLite then copies the whole WAL into the database file and deletes
+    /// it, and a stopped daemon leaves one self-contained file (which an
+    /// operator may copy as it is).
     pub fn close(&self) {
         self.inner.checkpointer.close();
+        if let Ok(mut readers) = self.inner.readers.lock() {
+            readers.clear();
+        }
         self.inner.writer.close();
     }
 }

@@ -13,7 +13,10 @@ use rusqlite::Connection;
 /// (migration 2); bulk INSERTs (audience resolution) add their count explicitly, which
 /// is much cheaper than a trigger per row. Reports read these few rows instead
 /// of scanning a million deliveries.
-const MIGRATIONS: &[&str] = &[
+///
+/// Public so the upgrade tests can build a database at every earlier
+/// version: `MIGRATIONS[..k]` is the schema as version k shipped it.
+pub const MIGRATIONS: &[&str] = &[
     // 1: the initial schema
     r#"
 CREATE TABLE members (

@@ -564,6 +564,12 @@ impl MockPlatform {
             .collect()
     }
 
+    /// WeChat: the account's daily quota is back (a new day, or cleared in
+    /// the console); sends are answered as scripted again.
+    pub fn restore_daily_quota(&self) {
+        self.shared.state().daily_quota_used_up = false;
+    }
+
     /// WeChat: how many access tokens the token endpoint issued.
     pub fn tokens_issued(&self) -> u64 {
         self.shared.state().tokens_issued
