@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod audit;
+pub mod channels;
 pub mod events;
 pub mod members;
 pub mod panel;
@@ -14,6 +15,7 @@ pub mod recipients;
 pub mod reload;
 pub mod report;
 pub mod status;
+pub mod template;
 
 use crate::alerts::Alerts;
 use crate::channel::Channels;
@@ -219,5 +221,9 @@ async fn run(h: &Handles, actor: &Actor, req: Request) -> CommandResult<Reply> {
         Request::AudienceFromPush(a) => one(recipients::from_push(store, scripts, actor, a).await?),
         Request::PanelLogin(a) => one(panel::login(store, &h.config, &h.process, actor, a).await?),
         Request::PanelLogoutAll(_) => one(panel::logout_all(store).await?),
+        Request::AudienceList(a) => one(audience::list(store, scripts, a).await?),
+        Request::AudienceShow(a) => one(audience::show(store, scripts, a).await?),
+        Request::TemplateList(a) => one(template::list(store, scripts, &h.config, a).await?),
+        Request::ChannelList(_) => one(channels::list(h)),
     }
 }
