@@ -74,7 +74,7 @@ enum Command {
         #[command(subcommand)]
         command: PushCommand,
     },
-    /// Audiences: preview (nothing sent).
+    /// Audiences: list, show, preview (nothing sent), save from a push.
     Audience {
         #[command(subcommand)]
         command: AudienceCommand,
@@ -263,6 +263,22 @@ struct FilterArgs {
 
 #[derive(Subcommand)]
 enum AudienceCommand {
+    /// Every audience by name: the scripts' (definition, file:line, size)
+    /// and the saved ones (lineage, members).
+    List {
+        /// Continue after this name (the `next` of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One audience: its definition or lineage, its exact size now and
+    /// its first subscribed members.
+    Show {
+        name: String,
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
     /// Size and sample rendered messages; nothing is sent.
     Preview {
         name: String,
@@ -300,6 +316,12 @@ struct AuditArgs {
     /// Only this action (e.g. "push" or "reload.scripts").
     #[arg(long)]
     action: Option<String>,
+    /// Only this actor: a uid, `daemon`, or a panel session (`panel` for all).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Entries older than this id (the `next` of the previous page, in --json).
+    #[arg(long)]
+    before: Option<i64>,
 }
 
 fn main() -> ExitCode {
@@ -446,6 +468,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         (_, Request::PushFailures(_)) => render::failures(&data(&resp)?),
         (_, Request::AudiencePreview(_)) => render::preview(&data(&resp)?),
+        (_, Request::AudienceList(_)) => render::audiences(&data(&resp)?),
+        (_, Request::AudienceShow(_)) => render::audience(&data(&resp)?),
         (_, Request::AudienceRetry(_) | Request::AudienceFromPush(_)) => {
             render::retry_audience(&data(&resp)?)
         }
@@ -547,6 +571,18 @@ fn build_request(command: &Command) -> Result<Request> {
             template: template.clone(),
         }),
         Command::Audience {
+            command: AudienceCommand::List { after, limit },
+        } => Request::AudienceList(AudienceListArgs {
+            after: after.clone(),
+            limit: Some(*limit),
+        }),
+        Command::Audience {
+            command: AudienceCommand::Show { name, limit },
+        } => Request::AudienceShow(AudienceShowArgs {
+            name: name.clone(),
+            limit: Some(*limit),
+        }),
+        Command::Audience {
             command: AudienceCommand::FromPush { push, filter, name },
         } => Request::AudienceFromPush(AudienceFromPushArgs {
             push: push.clone(),
@@ -618,6 +654,8 @@ fn build_request(command: &Command) -> Result<Request> {
         Command::Audit(a) => Request::AuditList(AuditListArgs {
             limit: Some(a.limit),
             action: a.action.clone(),
+            actor: a.actor.clone(),
+            before: a.before,
         }),
         Command::Events {
             push,

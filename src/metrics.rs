@@ -1,6 +1,7 @@
 //! Process metrics, rendered as Prometheus text at `/metrics`. Plain atomics
 //! and small maps: cheap on the send path, no registry crate needed.
 
+use crate::channel::activity::Activity;
 use crate::model::SendError;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -19,6 +20,8 @@ pub struct Metrics {
     webhook_rejects: Mutex<BTreeMap<(String, u16), u64>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// Each channel's current rate and last error (the Channels page).
+    pub activity: Activity,
 }
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K, n: u64) {
@@ -39,10 +42,12 @@ impl Metrics {
     /// `n` sends the channel accepted (counted per recorded run, not per send).
     pub fn record_sent(&self, channel: &str, n: u64) {
         bump(&self.sends, (channel.to_string(), "sent"), n);
+        self.activity.sent(channel, n);
     }
 
     pub fn record_send_error(&self, channel: &str, e: &SendError) {
         bump(&self.sends, (channel.to_string(), e.class.as_str()), 1);
+        self.activity.failed(channel, e);
     }
 
     pub fn record_retry(&self, channel: &str) {

@@ -106,6 +106,10 @@ requests! {
     ChannelTest(ChannelTestArgs) = "channel.test", mutates: true;
     ChannelWebhook(ChannelWebhookArgs) = "channel.webhook", mutates: true;
     StoreBackup(StoreBackupArgs) = "store.backup", mutates: true;
+    AudienceList(AudienceListArgs) = "audience.list", mutates: false;
+    AudienceShow(AudienceShowArgs) = "audience.show", mutates: false;
+    TemplateList(TemplateListArgs) = "template.list", mutates: false;
+    ChannelList(ChannelListArgs) = "channel.list", mutates: false;
 }
 
 impl Request {
@@ -211,6 +215,13 @@ pub struct AuditListArgs {
     /// Only this action (or its sub-actions: "push" matches "push.create").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// Only this actor: a uid (`1000` or `uid 1000`), `daemon`, or a panel
+    /// actor's name or its start (`panel` for every session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Entries older than this id: the `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
 }
 
 /// Names a push by id or unique name.
@@ -443,6 +454,41 @@ pub struct PanelLoginArgs {
 #[serde(deny_unknown_fields)]
 pub struct PanelLogoutAllArgs {}
 
+/// A page of audiences, by name: `after` is the `next` of the previous page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceListArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Audiences per page (default 50, at most 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceShowArgs {
+    pub name: String,
+    /// Sample members shown (default 10, at most 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// A page of templates, by name, each rendered for sample members.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateListArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Templates per page (default 10, at most 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelListArgs {}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: String,
@@ -616,6 +662,9 @@ pub type ImportData = ImportReport;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditData {
     pub entries: Vec<AuditEntry>,
+    /// `before` for the next (older) page; None on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
 }
 
 /// One entry of the audit trail.
@@ -715,6 +764,152 @@ pub struct AudienceInfo {
     pub filter: Option<String>,
     pub created_at: Millis,
     pub members: u64,
+}
+
+/// An audience as the Audiences page and `audience.list` show it: its
+/// definition as written and where (script audiences), or its lineage
+/// (saved audiences).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AudienceSummary {
+    pub name: String,
+    /// "script" (defined in the scripts) or "saved" (made from a push).
+    pub kind: String,
+    pub description: Option<String>,
+    /// The `where` as written (Lua); None for saved audiences, `{}` for
+    /// an audience without one.
+    #[serde(rename = "where")]
+    pub where_text: Option<String>,
+    /// A Lua `filter` refines what `where` selects.
+    pub has_filter: bool,
+    /// `file:line` of its definition.
+    pub defined_at: Option<String>,
+    /// Members it holds now (unsubscribed included); None when a Lua
+    /// filter refines it (`audience.show` counts it exactly).
+    pub size: Option<u64>,
+    /// Members the `where` selects, before the Lua filter.
+    pub matches_where: Option<u64>,
+    /// Pushes defined in the scripts that send to it.
+    pub pushes: Vec<String>,
+    pub lineage: Option<Lineage>,
+}
+
+/// Where a saved audience came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The source push's name (None once that push is gone).
+    pub source_push: Option<String>,
+    pub source_push_id: Option<PushId>,
+    /// The outcome its members had there (`sent_fail` for retry audiences).
+    pub outcome: Option<String>,
+    /// The other filters, e.g. `channel=wa locale=en`.
+    pub filter: Option<String>,
+    /// `transient` when only transient failures were taken.
+    pub only: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AudienceListData {
+    pub audiences: Vec<AudienceSummary>,
+    /// `after` for the next page; None on the last page.
+    pub next: Option<String>,
+}
+
+/// A member as an audience's sample lists it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemberSample {
+    pub member_id: MemberId,
+    pub channel: String,
+    pub channel_user_id: String,
+    pub name: String,
+    pub locale: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AudienceShowData {
+    pub audience: AudienceSummary,
+    /// Members it resolves to now (after `filter`), unsubscribed included.
+    pub size: u64,
+    pub subscribed: u64,
+    /// The first subscribed members, in id order.
+    pub sample: Vec<MemberSample>,
+}
+
+/// A template with each of its renderings for sample members.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateInfo {
+    pub name: String,
+    pub defined_at: String,
+    /// Locales of its generic tables.
+    pub locales: Vec<String>,
+    /// Platforms with their own version, and that version's locales.
+    pub platform_versions: Vec<PlatformVersion>,
+    /// A `render` function makes its messages.
+    pub has_render: bool,
+    /// One rendering per configured platform × locale.
+    pub samples: Vec<TemplateSample>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlatformVersion {
+    pub platform: String,
+    pub locales: Vec<String>,
+    /// A channel of this platform is configured (else the version is only
+    /// checked against the platform's rules at load).
+    pub configured: bool,
+}
+
+/// The template as one sample member gets it: rendered and routed, exactly
+/// as `audience preview` (and a push) does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateSample {
+    pub platform: String,
+    pub locale: String,
+    /// A real member of that channel and locale; false: a made-up "Sample
+    /// Member" (no such member among the channel's first ones).
+    pub real_member: bool,
+    pub sample: PreviewSample,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateListData {
+    /// The live generation the templates come from.
+    pub generation: i64,
+    pub templates: Vec<TemplateInfo>,
+    /// `after` for the next page; None on the last page.
+    pub next: Option<String>,
+}
+
+/// A configured channel instance, its rates and how it has been doing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSummary {
+    pub name: String,
+    pub kind: String,
+    /// `rate_per_second` in config, if set.
+    pub configured_rate_per_second: Option<f64>,
+    /// The platform's documented default for one instance.
+    pub default_rate_per_second: Option<f64>,
+    /// Sends the platform accepted per minute, over the last minute.
+    pub current_per_minute: f64,
+    pub last_error: Option<ChannelError>,
+    /// Where the platform must send its webhooks (None: the channel takes
+    /// none, or the HTTP listener is off).
+    pub webhook_url: Option<String>,
+}
+
+/// A channel's last send error, in the platform's words.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelError {
+    pub at: String,
+    pub class: String,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelListData {
+    pub channels: Vec<ChannelSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

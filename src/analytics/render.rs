@@ -113,6 +113,12 @@ fn esc(s: &str) -> String {
 /// An SVG pie: one `<path>` per non-empty slice, each carrying its start and
 /// end angle (degrees clockwise from 12 o'clock) so it can be checked.
 pub fn pie_svg(r: &Report) -> String {
+    pie_svg_linked(r, |_| None)
+}
+
+/// [`pie_svg`] with each slice a link to `link(slice key)` where it gives
+/// one (the panel's recipients of that outcome); the drawing is the same.
+pub fn pie_svg_linked(r: &Report, link: impl Fn(&str) -> Option<String>) -> String {
     let total: u64 = r.slices().iter().map(|s| s.2).sum();
     let (cx, cy, rad) = (120.0, 120.0, 110.0);
     let mut svg = String::from(
@@ -151,6 +157,10 @@ pub fn pie_svg(r: &Report) -> String {
             let large = if sweep > 180.0 { 1 } else { 0 };
             format!("M {cx} {cy} L {x0:.3} {y0:.3} A {rad} {rad} 0 {large} 1 {x1:.3} {y1:.3} Z")
         };
+        let href = link(key);
+        if let Some(href) = &href {
+            let _ = write!(svg, "<a href=\"{}\">", esc(href));
+        }
         let _ = write!(
             svg,
             "<path class=\"slice\" data-slice=\"{key}\" data-start=\"{start:.4}\" data-end=\"{end:.4}\" d=\"{d}\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"1\"><title>{} — {n} ({:.1}%)</title></path>",
@@ -158,6 +168,9 @@ pub fn pie_svg(r: &Report) -> String {
             esc(label),
             100.0 * n as f64 / total as f64
         );
+        if href.is_some() {
+            svg.push_str("</a>");
+        }
         start = end;
     }
     svg.push_str("</svg>");

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod activity;
 pub mod custom;
 pub mod factory;
 pub(crate) mod http;

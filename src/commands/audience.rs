@@ -1,15 +1,20 @@
-//! audience.preview and audience.retry.
+//! The audience commands: audience.list and audience.show (what each
+//! audience is — its definition as written, or its lineage — and what it
+//! holds now), audience.preview (size and sample rendered messages) and
+//! audience.retry. None of the reads writes anything.
 
 use super::{Actor, CommandError, CommandResult};
-use crate::model::{Member, now_ms};
+use crate::model::{Member, fmt_ms, now_ms};
 use crate::protocol::{
-    AudienceInfo, AudiencePreviewArgs, AudienceRetryArgs, PreviewData, PreviewSample,
-    RetryAudienceData,
+    AudienceInfo, AudienceListArgs, AudienceListData, AudiencePreviewArgs, AudienceRetryArgs,
+    AudienceShowArgs, AudienceShowData, AudienceSummary, Lineage, MemberSample, PreviewData,
+    PreviewSample, RetryAudienceData,
 };
-use crate::script::Scripts;
-use crate::store::audiences::{self, AudienceRow};
+use crate::script::{AudienceDef, Generation, Scripts};
+use crate::store::audiences::{self, AudienceRow, SavedAudience};
 use crate::store::recipients::{self, RetryScope};
 use crate::store::{Store, members, pushes};
+use std::ops::Bound::{Excluded, Unbounded};
 
 /// Candidates examined per page when an audience has a Lua filter.
 const PAGE: usize = 2000;
@@ -40,67 +45,11 @@ pub async fn preview(
             "template {t:?} is not defined in the live scripts"
         )));
     }
-    let (mut size, mut subscribed) = (0u64, 0u64);
-    let mut samples: Vec<Member> = Vec::new();
-    if let Some(aud) = g.audiences.get(&a.name) {
-        let mut after = 0i64;
-        loop {
-            let (sql, args) = (aud.filter_sql.sql.clone(), aud.filter_sql.params.clone());
-            let page = store
-                .read(move |c| members::page_where(c, &sql, &args, after, PAGE))
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            let keep = if aud.has_filter {
-                g.filter(&a.name, page.clone())
-                    .await
-                    .map_err(|e| CommandError::Invalid(format!("audience filter failed: {e}")))?
-            } else {
-                vec![true; page.len()]
-            };
-            for (m, k) in page.into_iter().zip(keep) {
-                if !k {
-                    continue;
-                }
-                size += 1;
-                if m.subscribed {
-                    subscribed += 1;
-                    if samples.len() < limit {
-                        samples.push(m);
-                    }
-                }
-            }
-        }
-    } else {
-        let name = a.name.clone();
-        let found = store
-            .read(move |c| {
-                let Some(aud) = audiences::find(c, &name)? else {
-                    return Ok(None);
-                };
-                let mut ms = Vec::new();
-                for id in audiences::member_ids(c, aud.id, limit as u32)? {
-                    if let Some(m) = members::get(c, id)? {
-                        ms.push(m);
-                    }
-                }
-                Ok(Some((aud.members, ms)))
-            })
-            .await?;
-        match found {
-            Some((n, ms)) => {
-                size = n;
-                subscribed = ms.iter().filter(|m| m.subscribed).count() as u64;
-                samples = ms;
-            }
-            None => {
-                return Err(CommandError::NotFound(format!(
-                    "audience {:?} is defined neither in the live scripts nor as a saved audience",
-                    a.name
-                )));
-            }
-        }
-    }
+    let Walked {
+        size,
+        subscribed,
+        samples,
+    } = walk(store, Some(&g), &a.name, limit).await?;
     let routed = match &template {
         Some(t) => g.prepare(t, samples.clone(), now_ms()).await,
         None => Vec::new(),
@@ -128,6 +77,251 @@ pub async fn preview(
         size,
         subscribed,
         samples: out,
+    })
+}
+
+/// What an audience resolves to now.
+struct Walked {
+    /// Members (after the Lua filter), unsubscribed included.
+    size: u64,
+    subscribed: u64,
+    /// The first `limit` subscribed members, in id order (a saved
+    /// audience's first members, subscribed or not).
+    samples: Vec<Member>,
+}
+
+/// Resolves audience `name` as a push would (the scripts' `where` and
+/// `filter`, else a saved audience) without writing anything. A `where`
+/// alone is counted in SQL; a Lua filter is run over every candidate.
+async fn walk(
+    store: &Store,
+    g: Option<&Generation>,
+    name: &str,
+    limit: usize,
+) -> CommandResult<Walked> {
+    let Some((g, aud)) = g.and_then(|g| Some((g, g.audiences.get(name)?))) else {
+        return walk_saved(store, name, limit).await;
+    };
+    let (sql, args) = (aud.filter_sql.sql.clone(), aud.filter_sql.params.clone());
+    if !aud.has_filter {
+        return Ok(store
+            .read(move |c| {
+                let subscribed_sql = format!("({sql}) AND m.subscribed = 1");
+                Ok(Walked {
+                    size: members::count_where(c, &sql, &args)?,
+                    subscribed: members::count_where(c, &subscribed_sql, &args)?,
+                    samples: members::page_where(c, &subscribed_sql, &args, 0, limit)?,
+                })
+            })
+            .await?);
+    }
+    let mut w = Walked {
+        size: 0,
+        subscribed: 0,
+        samples: Vec::new(),
+    };
+    let mut after = 0i64;
+    loop {
+        let (sql, args) = (sql.clone(), args.clone());
+        let page = store
+            .read(move |c| members::page_where(c, &sql, &args, after, PAGE))
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        let keep = g
+            .filter(name, page.clone())
+            .await
+            .map_err(|e| CommandError::Invalid(format!("audience filter failed: {e}")))?;
+        for (m, k) in page.into_iter().zip(keep) {
+            if !k {
+                continue;
+            }
+            w.size += 1;
+            if m.subscribed {
+                w.subscribed += 1;
+                if w.samples.len() < limit {
+                    w.samples.push(m);
+                }
+            }
+        }
+    }
+    Ok(w)
+}
+
+async fn walk_saved(store: &Store, name: &str, limit: usize) -> CommandResult<Walked> {
+    let owned = name.to_string();
+    let found = store
+        .read(move |c| {
+            let Some(aud) = audiences::find(c, &owned)? else {
+                return Ok(None);
+            };
+            let mut samples = Vec::new();
+            for id in audiences::member_ids(c, aud.id, limit as u32)? {
+                if let Some(m) = members::get(c, id)? {
+                    samples.push(m);
+                }
+            }
+            Ok(Some(Walked {
+                size: aud.members,
+                subscribed: audiences::subscribed(c, aud.id)?,
+                samples,
+            }))
+        })
+        .await?;
+    found.ok_or_else(|| {
+        CommandError::NotFound(format!(
+            "audience {name:?} is defined neither in the live scripts nor as a saved audience"
+        ))
+    })
+}
+
+/// Default and largest page of `audience.list`.
+const LIST_PAGE: u32 = 50;
+const LIST_MAX: u32 = 200;
+
+/// The audiences, by name, a page at a time: the scripts' (definition as
+/// written, where, size by their `where`) and the saved ones (lineage,
+/// members) together.
+pub async fn list(
+    store: &Store,
+    scripts: &Scripts,
+    a: AudienceListArgs,
+) -> CommandResult<AudienceListData> {
+    let limit = a.limit.unwrap_or(LIST_PAGE).clamp(1, LIST_MAX) as usize;
+    let after = a.after.unwrap_or_default();
+    let g = scripts.live();
+    let defs: Vec<AudienceDef> = g
+        .iter()
+        .flat_map(|g| {
+            g.audiences
+                .range::<str, _>((Excluded(after.as_str()), Unbounded))
+        })
+        .take(limit + 1)
+        .map(|(_, d)| d.clone())
+        .collect();
+    let pushes_of = |name: &str| -> Vec<String> {
+        g.iter()
+            .flat_map(|g| g.pushes.iter())
+            .filter(|p| p.audience == name)
+            .map(|p| p.name.clone())
+            .collect()
+    };
+    let from = after.clone();
+    let (counts, saved) = store
+        .read(move |c| {
+            let mut counts = Vec::with_capacity(defs.len());
+            for d in defs {
+                let n = members::count_where(c, &d.filter_sql.sql, &d.filter_sql.params)?;
+                counts.push((d, n));
+            }
+            Ok((counts, audiences::page(c, &from, limit as u32 + 1)?))
+        })
+        .await?;
+    let mut all: Vec<AudienceSummary> = counts
+        .into_iter()
+        .map(|(d, n)| script_summary(&d, n, pushes_of(&d.name)))
+        .chain(saved.into_iter().map(saved_summary))
+        .collect();
+    // Both lists are in name order: merged, the first `limit` names are this
+    // page (a saved audience a script now shadows is listed after it).
+    all.sort_by(|x, y| x.name.cmp(&y.name).then_with(|| y.kind.cmp(&x.kind)));
+    let next = (all.len() > limit).then(|| {
+        all.truncate(limit);
+        all.last().map(|a| a.name.clone()).unwrap_or_default()
+    });
+    Ok(AudienceListData {
+        audiences: all,
+        next,
+    })
+}
+
+fn script_summary(d: &AudienceDef, matches: u64, pushes: Vec<String>) -> AudienceSummary {
+    AudienceSummary {
+        name: d.name.clone(),
+        kind: "script".into(),
+        description: d.description.clone(),
+        where_text: Some(if d.where_text.is_empty() {
+            "{}".into()
+        } else {
+            d.where_text.clone()
+        }),
+        has_filter: d.has_filter,
+        defined_at: Some(d.location.to_string()),
+        size: (!d.has_filter).then_some(matches),
+        matches_where: Some(matches),
+        pushes,
+        lineage: None,
+    }
+}
+
+fn saved_summary(s: SavedAudience) -> AudienceSummary {
+    let a = s.row;
+    AudienceSummary {
+        name: a.name,
+        kind: "saved".into(),
+        size: Some(a.members),
+        lineage: Some(Lineage {
+            source_push: s.source_push,
+            source_push_id: a.source_push_id,
+            outcome: a.outcome,
+            filter: a.filter,
+            only: a.only_class,
+            created_at: fmt_ms(a.created_at),
+        }),
+        ..AudienceSummary::default()
+    }
+}
+
+/// One audience: its definition or lineage, its exact size now (the Lua
+/// filter run over every candidate) and its first subscribed members.
+pub async fn show(
+    store: &Store,
+    scripts: &Scripts,
+    a: AudienceShowArgs,
+) -> CommandResult<AudienceShowData> {
+    let limit = a.limit.unwrap_or(10).min(100) as usize;
+    let g = scripts.live();
+    let walked = walk(store, g.as_deref(), &a.name, limit).await?;
+    let summary = match g.as_ref().and_then(|g| g.audiences.get(&a.name)) {
+        Some(d) => {
+            let pushes = g.iter().flat_map(|g| g.pushes.iter());
+            let pushes = pushes
+                .filter(|p| p.audience == a.name)
+                .map(|p| p.name.clone())
+                .collect();
+            let (sql, args) = (d.filter_sql.sql.clone(), d.filter_sql.params.clone());
+            let matches = store
+                .read(move |c| members::count_where(c, &sql, &args))
+                .await?;
+            AudienceSummary {
+                size: Some(walked.size),
+                ..script_summary(d, matches, pushes)
+            }
+        }
+        None => {
+            let name = a.name.clone();
+            let saved = store.read(move |c| audiences::find_saved(c, &name)).await?;
+            saved
+                .map(saved_summary)
+                .ok_or_else(|| CommandError::NotFound(format!("audience {:?} is gone", a.name)))?
+        }
+    };
+    Ok(AudienceShowData {
+        audience: summary,
+        size: walked.size,
+        subscribed: walked.subscribed,
+        sample: walked
+            .samples
+            .into_iter()
+            .map(|m| MemberSample {
+                member_id: m.id,
+                channel: m.channel,
+                channel_user_id: m.channel_user_id,
+                name: m.name,
+                locale: m.locale,
+                tags: m.tags,
+            })
+            .collect(),
     })
 }
 

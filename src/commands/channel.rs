@@ -1,4 +1,5 @@
-//! channel.test and channel.webhook: connecting a real channel. `test`
+//! channel.list, channel.test and channel.webhook: what is configured, and
+//! connecting a real channel. `test`
 //! checks the credentials with the platform's harmless call and, when asked,
 //! sends one test message through the adapter's real `send`; `webhook` says
 //! what to enter in the platform's console so its webhooks reach pushd, and
@@ -6,13 +7,13 @@
 //! (Telegram). A failed step answers `ok: false` with the whole report as
 //! data, so the operator sees the platform's answer and what to do.
 
-use super::{CommandError, CommandResult, ProcessInfo, Reply};
+use super::{CommandError, CommandResult, Handles, ProcessInfo, Reply};
 use crate::channel::{ChannelRef, Channels, Probe, Recipient, onboard};
 use crate::config::{Config, LiveConfig, parse_public_url};
-use crate::model::{Message, Outbound, Platform, SendError, now_ms};
+use crate::model::{Message, Outbound, Platform, SendError, fmt_ms, now_ms};
 use crate::protocol::{
-    ChannelStep, ChannelStepError, ChannelTestArgs, ChannelTestData, ChannelWebhookArgs,
-    ChannelWebhookData, Response,
+    ChannelError, ChannelListData, ChannelStep, ChannelStepError, ChannelSummary, ChannelTestArgs,
+    ChannelTestData, ChannelWebhookArgs, ChannelWebhookData, Response,
 };
 use serde::Serialize;
 
@@ -297,4 +298,46 @@ fn not_found(channels: &Channels, name: &str) -> CommandError {
         "no channel {name:?} is configured (channels: {}); add a [channels.{name}] section to config.toml and run `pushd reload`",
         known.join(", ")
     ))
+}
+
+/// `channel.list`: each configured channel instance with its kind, its rate
+/// (configured, the platform's default, and what it sent over the last
+/// minute), its last send error and the webhook URL to register with the
+/// platform. Channels come from config.toml: a short list, not paged.
+pub fn list(h: &Handles) -> ChannelListData {
+    let cfg = h.config.get();
+    let adapters = h.channels.all();
+    // The URL `channel webhook` would give (public_url, else the listener).
+    let base = public_base(None, &cfg, &h.process)
+        .ok()
+        .map(|(b, _, _)| b)
+        .filter(|_| cfg.http.enabled);
+    let channels = cfg
+        .channels
+        .iter()
+        .map(|(name, c)| {
+            let activity = h.metrics.activity.get(name);
+            ChannelSummary {
+                name: name.clone(),
+                kind: c.kind.to_string(),
+                configured_rate_per_second: c.rate_per_second,
+                default_rate_per_second: adapters
+                    .get(name)
+                    .and_then(|a| a.default_rate_per_second()),
+                current_per_minute: activity.per_minute,
+                last_error: activity.last_error.map(|e| ChannelError {
+                    at: fmt_ms(e.at),
+                    class: e.class,
+                    code: e.code,
+                    message: e.message,
+                }),
+                // The simulator feeds its receipts back in-process.
+                webhook_url: base
+                    .as_ref()
+                    .filter(|_| c.kind != Platform::Simulator)
+                    .map(|b| format!("{b}/webhooks/{name}")),
+            }
+        })
+        .collect();
+    ChannelListData { channels }
 }

@@ -16,6 +16,7 @@ pub mod recipients;
 pub mod reload;
 pub mod report;
 pub mod status;
+pub mod template;
 
 use crate::alerts::Alerts;
 use crate::channel::Channels;
@@ -238,5 +239,9 @@ async fn run(h: &Handles, actor: &Actor, req: Request) -> CommandResult<Reply> {
         Request::ChannelTest(a) => channel::test(&h.channels, a).await,
         Request::ChannelWebhook(a) => channel::webhook(&h.channels, &h.config, &h.process, a).await,
         Request::StoreBackup(a) => one(backup::backup(store, a).await?),
+        Request::AudienceList(a) => one(audience::list(store, scripts, a).await?),
+        Request::AudienceShow(a) => one(audience::show(store, scripts, a).await?),
+        Request::TemplateList(a) => one(template::list(store, scripts, &h.config, a).await?),
+        Request::ChannelList(_) => one(channel::list(h)),
     }
 }

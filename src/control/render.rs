@@ -2,9 +2,10 @@
 
 use crate::model::fmt_ms;
 use crate::protocol::{
-    AuditData, ChannelStep, ChannelTestData, ChannelWebhookData, EventsData, FailuresData,
-    ImportData, PolicyStatus, PreviewData, PushCreateData, PushSummary, RecipientsData, ReloadData,
-    ReloadStatus, RetryAudienceData, StatusData,
+    AudienceListData, AudienceShowData, AudienceSummary, AuditData, ChannelStep, ChannelTestData,
+    ChannelWebhookData, EventsData, FailuresData, ImportData, PolicyStatus, PreviewData,
+    PushCreateData, PushSummary, RecipientsData, ReloadData, ReloadStatus, RetryAudienceData,
+    StatusData,
 };
 use crate::util::{duration, table};
 
@@ -525,5 +526,102 @@ pub fn channel_webhook(d: &ChannelWebhookData) -> String {
         out.push('\n');
         channel_step(&mut out, &d.kind, r);
     }
+    out
+}
+/// What an audience is, in a few words: its `where` (and filter), or where
+/// a saved one came from.
+fn audience_origin(a: &AudienceSummary) -> String {
+    match &a.lineage {
+        Some(l) => {
+            let mut from = format!(
+                "{} of {}",
+                l.outcome.as_deref().unwrap_or("recipients"),
+                l.source_push.as_deref().unwrap_or("a deleted push")
+            );
+            if let Some(f) = &l.filter {
+                from.push_str(&format!(" ({f})"));
+            }
+            if let Some(o) = &l.only {
+                from.push_str(&format!(" (only {o})"));
+            }
+            from
+        }
+        None => {
+            let mut w = format!("where {}", a.where_text.as_deref().unwrap_or("{}"));
+            if a.has_filter {
+                w.push_str(" + Lua filter");
+            }
+            w
+        }
+    }
+}
+
+pub fn audiences(d: &AudienceListData) -> String {
+    let rows: Vec<Vec<String>> = d
+        .audiences
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                a.kind.clone(),
+                match (a.size, a.matches_where) {
+                    (Some(n), _) => n.to_string(),
+                    (None, Some(n)) => format!("≤{n}"),
+                    (None, None) => "-".into(),
+                },
+                a.defined_at
+                    .clone()
+                    .or_else(|| a.lineage.as_ref().map(|l| l.created_at.clone()))
+                    .unwrap_or_default(),
+                audience_origin(a),
+            ]
+        })
+        .collect();
+    let mut out = table::render(&["NAME", "KIND", ">SIZE", "DEFINED", "WHAT"], &rows);
+    if let Some(next) = &d.next {
+        out.push_str(&format!("more: pushd audience list --after {next:?}\n"));
+    }
+    out
+}
+
+pub fn audience(d: &AudienceShowData) -> String {
+    let a = &d.audience;
+    let mut pairs = vec![
+        ("audience", format!("{} ({})", a.name, a.kind)),
+        ("what", audience_origin(a)),
+        ("size", d.size.to_string()),
+        ("subscribed", d.subscribed.to_string()),
+    ];
+    if let Some(desc) = &a.description {
+        pairs.push(("description", desc.clone()));
+    }
+    if let Some(at) = &a.defined_at {
+        pairs.push(("defined at", at.clone()));
+    }
+    if let Some(l) = &a.lineage {
+        pairs.push(("created at", l.created_at.clone()));
+    }
+    if !a.pushes.is_empty() {
+        pairs.push(("pushes", a.pushes.join(", ")));
+    }
+    let mut out = table::kv(&pairs);
+    let rows: Vec<Vec<String>> = d
+        .sample
+        .iter()
+        .map(|m| {
+            vec![
+                m.member_id.to_string(),
+                m.name.clone(),
+                format!("{}:{}", m.channel, m.channel_user_id),
+                m.locale.clone(),
+                m.tags.join(";"),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table::render(
+        &[">ID", "NAME", "CHANNEL:USER", "LOCALE", "TAGS"],
+        &rows,
+    ));
     out
 }

@@ -51,7 +51,7 @@ async fn from_this_panel(
 }
 
 /// A state change: from this panel, by an admin.
-async fn authorize(
+pub(super) async fn authorize(
     panel: &Panel,
     who: &SignedIn,
     headers: &HeaderMap,

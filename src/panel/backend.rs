@@ -9,8 +9,10 @@
 use crate::commands::{self, Actor, Handles, Reply, panel as panel_cmd};
 use crate::model::now_ms;
 use crate::protocol::{
-    AudiencePreviewArgs, AudienceRetryArgs, PanelLoginData, PushFailuresArgs, PushListArgs,
-    PushListData, PushRef, Request, Response, StatusArgs, StatusData,
+    AudienceFromPushArgs, AudienceListArgs, AudiencePreviewArgs, AudienceRetryArgs,
+    AudienceShowArgs, AuditListArgs, ChannelListArgs, PanelLoginData, PushFailuresArgs,
+    PushListArgs, PushListData, PushRecipientsArgs, PushRef, Request, Response, StatusArgs,
+    TemplateListArgs,
 };
 use crate::store::audit;
 use crate::store::panel as store;
@@ -23,8 +25,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::protocol::{
-    ExportData, FailuresData, PreviewData, PreviewSample, PushCreateArgs, PushCreateData,
-    PushShowData, PushSummary, RetryAudienceData,
+    AudienceListData, AudienceShowData, AuditData, ChannelListData, ExportData, FailuresData,
+    PreviewData, PreviewSample, PushCreateArgs, PushCreateData, PushShowData, PushSummary,
+    RecipientsData, RetryAudienceData, StatusData, TemplateListData,
 };
 pub use crate::store::panel::{Role, Session};
 
@@ -61,6 +64,13 @@ impl From<crate::store::StoreError> for BackendError {
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// Recipients per page of a CSV download (the command's largest page).
+const CSV_PAGE: u32 = 1000;
+/// Audiences per page of the Audiences page.
+pub const LIST_PAGE: u32 = 50;
+/// Templates per page of the Templates page (each rendered several times).
+pub const TEMPLATE_PAGE: u32 = 10;
 
 /// What the panel reads of the configuration.
 #[derive(Debug, Clone)]
@@ -186,7 +196,7 @@ impl Backend {
 
     /// Template names of the live scripts (for Push again).
     pub async fn templates(&self) -> Result<Vec<String>> {
-        let status: StatusData = self.call(None, Request::Status(StatusArgs {})).await?;
+        let status = self.status().await?;
         Ok(status.scripts.map(|s| s.templates).unwrap_or_default())
     }
 
@@ -206,7 +216,99 @@ impl Backend {
         self.call(None, Request::AudiencePreview(args)).await
     }
 
+    /// A page of a push's recipients (`push.recipients`, as `pushd recipients`).
+    pub async fn recipients(&self, args: PushRecipientsArgs) -> Result<RecipientsData> {
+        self.call(None, Request::PushRecipients(args)).await
+    }
+
+    /// Every recipient the filter selects as CSV, page after page: the bytes
+    /// `pushd recipients … --format csv` prints (the same `csv()` over the
+    /// same pages). A bad filter or push fails before any byte is produced;
+    /// a failure mid-way ends the stream with an error, never a short file.
+    pub async fn recipients_csv(
+        &self,
+        mut args: PushRecipientsArgs,
+    ) -> Result<impl Stream<Item = std::result::Result<Bytes, BackendError>> + Send + 'static> {
+        args.limit = Some(CSV_PAGE);
+        args.after = None;
+        let first = self.recipients(args.clone()).await?;
+        let backend = self.clone();
+        let start = Some((Some(first), args, true));
+        Ok(futures::stream::unfold(start, move |state| {
+            let backend = backend.clone();
+            async move {
+                let (page, mut args, header) = state?;
+                let page = match page {
+                    Some(p) => p,
+                    None => match backend.recipients(args.clone()).await {
+                        Ok(p) => p,
+                        Err(e) => return Some((Err(e), None)),
+                    },
+                };
+                let chunk = Bytes::from(commands::recipients::csv(&page.recipients, header));
+                let rest = page.next.map(|next| {
+                    args.after = Some(next);
+                    (None, args, false)
+                });
+                Some((Ok(chunk), rest))
+            }
+        }))
+    }
+
+    /// A page of audiences by name (`audience.list`).
+    pub async fn audiences(&self, after: Option<String>) -> Result<AudienceListData> {
+        let args = AudienceListArgs {
+            after,
+            limit: Some(LIST_PAGE),
+        };
+        self.call(None, Request::AudienceList(args)).await
+    }
+
+    /// One audience with its exact size and sample members (`audience.show`).
+    pub async fn audience(&self, name: &str) -> Result<AudienceShowData> {
+        let args = AudienceShowArgs {
+            name: name.into(),
+            limit: Some(10),
+        };
+        self.call(None, Request::AudienceShow(args)).await
+    }
+
+    /// A page of templates rendered for sample members (`template.list`).
+    pub async fn template_page(&self, after: Option<String>) -> Result<TemplateListData> {
+        let args = TemplateListArgs {
+            after,
+            limit: Some(TEMPLATE_PAGE),
+        };
+        self.call(None, Request::TemplateList(args)).await
+    }
+
+    /// The daemon at a glance (`status`): the Scripts page's generation
+    /// and last reload attempt.
+    pub async fn status(&self) -> Result<StatusData> {
+        self.call(None, Request::Status(StatusArgs {})).await
+    }
+
+    /// The channels with rates, last error and webhook URL (`channel.list`).
+    pub async fn channels(&self) -> Result<ChannelListData> {
+        self.call(None, Request::ChannelList(ChannelListArgs {}))
+            .await
+    }
+
+    /// A page of the audit trail (`audit.list`).
+    pub async fn audit(&self, args: AuditListArgs) -> Result<AuditData> {
+        self.call(None, Request::AuditList(args)).await
+    }
+
     // ---- actions (authorized and audited as the session) -----------------
+
+    /// The recipients a filter selects, saved as an audience with lineage.
+    pub async fn audience_from_push(
+        &self,
+        who: &Session,
+        args: AudienceFromPushArgs,
+    ) -> Result<RetryAudienceData> {
+        self.call(Some(who), Request::AudienceFromPush(args)).await
+    }
 
     pub async fn create_retry_audience(
         &self,

@@ -20,10 +20,17 @@ use tokio_util::sync::CancellationToken;
 /// How often a watched topic is read.
 pub const PERIOD: Duration = Duration::from_secs(1);
 
+/// How often the Scripts page's topic is read: a saved script (300 ms of
+/// debounce, then the load) shows there within about a second. It sends
+/// nothing until a reload changes what the page shows.
+pub const SCRIPTS_PERIOD: Duration = Duration::from_millis(250);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Topic {
     Pushes,
     Push(String),
+    /// The live script generation and the last reload attempt.
+    Scripts,
 }
 
 type Snapshot = Option<Arc<str>>;
@@ -62,7 +69,12 @@ impl Live {
 
     async fn tick(self: Arc<Self>, topic: Topic, tx: watch::Sender<Snapshot>) {
         let shutdown = self.backend.shutdown();
-        let mut interval = tokio::time::interval(PERIOD);
+        let period = if topic == Topic::Scripts {
+            SCRIPTS_PERIOD
+        } else {
+            PERIOD
+        };
+        let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_rows: Option<String> = None;
         loop {
@@ -102,6 +114,18 @@ impl Live {
     /// with its rows alone to compare with the last one.
     async fn snapshot(&self, topic: &Topic) -> Option<(String, String)> {
         let at = chrono::Utc::now().timestamp_millis();
+        if *topic == Topic::Scripts {
+            let status = match self.backend.status().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "live scripts update failed");
+                    return None;
+                }
+            };
+            let fingerprint = super::system::fingerprint(&status);
+            let text = json!({ "at": at, "rows": [], "fingerprint": fingerprint }).to_string();
+            return Some((fingerprint, text));
+        }
         let rows = match topic {
             Topic::Pushes => match self.backend.pushes().await {
                 Ok(pushes) => pushes
@@ -120,6 +144,7 @@ impl Live {
                     return None;
                 }
             },
+            Topic::Scripts => return None,
         };
         let rows = serde_json::Value::Array(rows);
         let text = json!({ "at": at, "rows": rows }).to_string();

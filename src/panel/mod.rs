@@ -1,6 +1,8 @@
 //! The Web Push Panel: server-rendered pages on the daemon's HTTP listener
-//! (`/`, `/pushes/{push}`, …), live over Server-Sent Events, signed in with
-//! one-time links, secure by default (CSP, CSRF, same-origin, roles).
+//! (`/`, `/pushes/{push}`, its recipients explorer, and the read-only
+//! Audiences, Templates, Scripts, Channels and Audit pages), live over
+//! Server-Sent Events, signed in with one-time links, secure by default
+//! (CSP, CSRF, same-origin, roles).
 //!
 //! Everything the panel knows of the daemon comes through [`Backend`]
 //! (`backend.rs`), which calls the socket's own commands: the panel is a
@@ -8,12 +10,16 @@
 
 mod actions;
 mod assets;
+mod audiences;
 pub mod backend;
+mod explorer;
 mod guard;
 mod live;
 mod page;
 mod pages;
 mod session;
+mod system;
+mod templates;
 mod view;
 
 pub use backend::Backend;
@@ -72,6 +78,16 @@ pub fn router(backend: Backend) -> Router {
         .route("/pushes/{push}/live", get(pages::live_push))
         .route("/pushes/{push}/failures", get(pages::failures))
         .route("/pushes/{push}/export.csv", get(pages::export))
+        .route("/pushes/{push}/recipients", get(explorer::page))
+        .route("/pushes/{push}/recipients.csv", get(explorer::csv))
+        .route("/pushes/{push}/audience", post(explorer::create_audience))
+        .route("/audiences", get(audiences::list))
+        .route("/audiences/{audience}", get(audiences::show))
+        .route("/templates", get(templates::list))
+        .route("/scripts", get(system::scripts))
+        .route("/scripts/live", get(pages::live_scripts))
+        .route("/channels", get(system::channels))
+        .route("/audit", get(system::audit))
         .route(
             "/pushes/{push}/retry",
             get(pages::retry_form).post(actions::retry),

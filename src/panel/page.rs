@@ -21,6 +21,11 @@ pub struct Chrome {
     /// When the page's data was read (ms): older live updates are ignored.
     pub at: i64,
     pub version: &'static str,
+    /// Which part of the navigation bar the page belongs to.
+    pub section: &'static str,
+    /// What the page shows, in short: a live update with another one makes
+    /// the page draw itself again (the Scripts page after a reload).
+    pub fingerprint: Option<String>,
 }
 
 impl Chrome {
@@ -32,7 +37,38 @@ impl Chrome {
             live: None,
             at: chrono::Utc::now().timestamp_millis(),
             version: env!("CARGO_PKG_VERSION"),
+            section: "pushes",
+            fingerprint: None,
         }
+    }
+}
+
+/// One link of the navigation bar.
+pub struct NavLink {
+    pub label: &'static str,
+    pub href: &'static str,
+    pub current: bool,
+}
+
+/// The panel's pages, in the navigation bar's order: (section, label, href).
+const NAV: [(&str, &str, &str); 6] = [
+    ("pushes", "Pushes", "/"),
+    ("audiences", "Audiences", "/audiences"),
+    ("templates", "Templates", "/templates"),
+    ("scripts", "Scripts", "/scripts"),
+    ("channels", "Channels", "/channels"),
+    ("audit", "Audit", "/audit"),
+];
+
+impl Chrome {
+    pub fn nav(&self) -> Vec<NavLink> {
+        NAV.iter()
+            .map(|(section, label, href)| NavLink {
+                label,
+                href,
+                current: *section == self.section,
+            })
+            .collect()
     }
 }
 

@@ -272,6 +272,11 @@ pub async fn live_push(
     Ok(live::stream(&panel.live, topic, panel.backend.shutdown()).into_response())
 }
 
+/// The Scripts page's stream: a reload (good or bad) makes it redraw.
+pub async fn live_scripts(State(panel): State<Arc<Panel>>, _who: SignedIn) -> Response {
+    live::stream(&panel.live, Topic::Scripts, panel.backend.shutdown()).into_response()
+}
+
 /// `/login/TOKEN`: a one-time link becomes a session cookie.
 pub async fn login(State(panel): State<Arc<Panel>>, Path(token): Path<String>) -> Result {
     panel.throttle.before_attempt().await;

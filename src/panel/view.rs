@@ -5,7 +5,8 @@
 //! with or without JavaScript.
 
 use super::backend::{PreviewSample, PushShowData, PushSummary};
-use crate::analytics::render::{SLICE_COLOURS, pie_svg};
+use super::explorer::explorer_href;
+use crate::analytics::render::{SLICE_COLOURS, pie_svg_linked};
 use crate::model::{Outbound, Routed};
 use serde_json::{Value, json};
 
@@ -155,6 +156,8 @@ pub struct Indicator {
     pub colour: Option<&'static str>,
     /// Shown indented under Sent Success.
     pub part: bool,
+    /// Its recipients in the explorer (the five slices).
+    pub href: Option<String>,
 }
 
 /// The push page: progress, the six key indicators and the pie.
@@ -170,6 +173,8 @@ pub struct PushView {
     pub skipped: String,
     pub cancelled: String,
     pub pie: String,
+    /// The recipients explorer of this push.
+    pub explorer: String,
     pub as_of: Option<Time>,
     pub note: String,
 }
@@ -179,13 +184,15 @@ impl PushView {
         let r = &d.report;
         let p = &r.percent;
         let slice = |i: usize| Some(SLICE_COLOURS[i]);
-        let ind = |key, label, n: u64, pc: f64, colour, part| Indicator {
+        let name = &d.push.name;
+        let ind = |key, label, n: u64, pc: f64, colour: Option<&'static str>, part| Indicator {
             key,
             label,
             count: thousands(n),
             percent: percent(pc),
             colour,
             part,
+            href: colour.map(|_| explorer_href(name, Some(key))),
         };
         PushView {
             row: PushRow::from_summary(&d.push),
@@ -246,7 +253,8 @@ impl PushView {
             sent_fail: r.sent_fail,
             skipped: thousands(r.skipped),
             cancelled: thousands(r.cancelled),
-            pie: pie_svg(r),
+            pie: pie_svg_linked(r, |key| Some(explorer_href(name, Some(key)))),
+            explorer: explorer_href(name, None),
             as_of: Time::parse(&r.as_of),
             note: r.note.clone(),
         }

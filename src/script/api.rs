@@ -342,13 +342,15 @@ fn define_audience(
     let mut errs = Vec::new();
     let description = opt_string(t, "description", &mut errs);
     let filter = opt_function(t, "filter", &mut errs);
+    // The `where` as written (for the panel's Audiences page), beside its SQL.
+    let mut where_text = String::new();
     let filter_sql =
         match field(t, "where") {
             Value::Nil => Some(where_sql::to_sql(
                 &where_sql::Where::default(),
                 &shared.instances,
             )),
-            Value::Table(w) => match where_sql::parse(&w) {
+            Value::Table(table) => match where_sql::parse(&table) {
                 Ok(w) => {
                     if let Some(chans) = &w.channel
                         && !shared.env.channels.is_empty()
@@ -362,6 +364,7 @@ fn define_audience(
                             }
                         }
                     }
+                    where_text = where_sql::written(&table);
                     Some(where_sql::to_sql(&w, &shared.instances))
                 }
                 Err(es) => {
@@ -394,6 +397,7 @@ fn define_audience(
                 name,
                 description,
                 filter_sql,
+                where_text,
                 has_filter: filter.is_some(),
                 location: at,
             },

@@ -149,6 +149,9 @@ pub struct AudienceDef {
     pub description: Option<String>,
     /// `where`, compiled; `"1"` when the audience has none.
     pub filter_sql: SqlFilter,
+    /// `where` as written, in Lua syntax (keys in a fixed order); empty
+    /// when the audience has none.
+    pub where_text: String,
     /// Whether a Lua `filter` refines the SQL result.
     pub has_filter: bool,
     pub location: Location,

@@ -219,6 +219,73 @@ fn attributes(v: &Value) -> Result<Vec<(String, Vec<AttrValue>)>, String> {
     Ok(out.into_iter().collect())
 }
 
+/// A parsed-valid `where` table back as Lua source, for operators to read
+/// what an audience selects: `{ platform = "whatsapp", tags_all = { "vip" } }`.
+/// Keys come in [`WHERE_KEYS`] order (Lua does not keep the written order).
+pub(crate) fn written(t: &Table) -> String {
+    let mut pairs: Vec<(String, String)> = t
+        .pairs::<Value, Value>()
+        .filter_map(Result::ok)
+        .filter_map(|(k, v)| match k {
+            Value::String(k) => Some((k.to_string_lossy(), lua_literal(&v, 0))),
+            _ => None,
+        })
+        .collect();
+    let rank = |k: &str| {
+        WHERE_KEYS
+            .iter()
+            .position(|w| *w == k)
+            .unwrap_or(usize::MAX)
+    };
+    pairs.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then_with(|| a.0.cmp(&b.0)));
+    table_text(pairs.into_iter().map(|(k, v)| format!("{k} = {v}")))
+}
+
+fn table_text(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        "{}".into()
+    } else {
+        format!("{{ {} }}", items.join(", "))
+    }
+}
+
+/// A value of a `where` as Lua source (strings quoted, lists and tables
+/// nested; deeper than a `where` can be, `{…}`).
+fn lua_literal(v: &Value, depth: usize) -> String {
+    match v {
+        Value::String(s) => format!("{:?}", s.to_string_lossy()),
+        Value::Integer(i) => i.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Table(_) if depth > 2 => "{…}".into(),
+        Value::Table(t) => {
+            let seq: Vec<String> = t
+                .sequence_values::<Value>()
+                .filter_map(Result::ok)
+                .map(|x| lua_literal(&x, depth + 1))
+                .collect();
+            if !seq.is_empty() {
+                return table_text(seq.into_iter());
+            }
+            let mut pairs: Vec<(String, String)> = t
+                .pairs::<Value, Value>()
+                .filter_map(Result::ok)
+                .map(|(k, v)| {
+                    let key = match &k {
+                        Value::String(s) => s.to_string_lossy(),
+                        other => format!("[{}]", lua_literal(other, depth + 1)),
+                    };
+                    (key, lua_literal(&v, depth + 1))
+                })
+                .collect();
+            pairs.sort();
+            table_text(pairs.into_iter().map(|(k, v)| format!("{k} = {v}")))
+        }
+        other => other.type_name().to_string(),
+    }
+}
+
 /// Builds the SQL. `instances` maps each platform to its configured channel instances.
 pub(crate) fn to_sql(w: &Where, instances: &BTreeMap<Platform, Vec<String>>) -> SqlFilter {
     let mut clauses: Vec<String> = Vec::new();
@@ -357,6 +424,23 @@ mod tests {
         assert!(!f.sql.contains("a'b"), "{}", f.sql);
         assert!(!f.sql.contains("p'ro"), "{}", f.sql);
         assert_eq!(f.sql.matches('?').count(), f.params.len());
+    }
+
+    #[test]
+    fn written_reads_as_the_script_does() {
+        let lua = mlua::Lua::new();
+        let t: Table = lua
+            .load(r#"{ attributes = { plan = { "pro", "team" } }, tags_all = { "vip" }, platform = "whatsapp", subscribed = true, last_interaction_within = "30d" }"#)
+            .eval()
+            .unwrap();
+        assert_eq!(
+            written(&t),
+            r#"{ platform = "whatsapp", tags_all = { "vip" }, subscribed = true, last_interaction_within = "30d", attributes = { plan = { "pro", "team" } } }"#
+        );
+        let empty: Table = lua.load("{}").eval().unwrap();
+        assert_eq!(written(&empty), "{}");
+        let quoted: Table = lua.load(r#"{ channel = 'a"b' }"#).eval().unwrap();
+        assert_eq!(written(&quoted), r#"{ channel = "a\"b" }"#);
     }
 
     #[test]

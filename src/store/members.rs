@@ -161,6 +161,23 @@ pub fn count_where(
     Ok(n as u64)
 }
 
+/// How many of a channel's members [`sample`] looks at: a bounded walk of
+/// the (channel, channel_user_id) index, whatever the channel's size.
+const SAMPLE_SCAN: u32 = 2000;
+
+/// A subscribed member of `channel` with `locale`, among its first
+/// [`SAMPLE_SCAN`] members (to show a template as such a member gets it).
+pub fn sample(conn: &Connection, channel: &str, locale: &str) -> Result<Option<Member>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM (SELECT * FROM members
+                 WHERE channel = ?1 AND subscribed = 1 LIMIT {SAMPLE_SCAN}) m
+             WHERE m.locale = ?2 LIMIT 1"
+        ))?
+        .query_row(params![channel, locale], |r| member_from_row(r, 0))
+        .optional()?)
+}
+
 pub fn count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT count(*) FROM members", [], |r| r.get::<_, i64>(0))? as u64)
 }

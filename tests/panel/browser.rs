@@ -210,7 +210,7 @@ fn the_push_page_equals_the_socket_inspect_lists_the_failures_and_export_is_byte
     );
 
     // Inspect, next to Sent Fail: the groups of push.failures.
-    b.click_and_wait("#ind-sent_fail a");
+    b.click_and_wait("#ind-sent_fail td.act a");
     let failures = d.cli_json(&["failures", "first"])["data"].clone();
     let rows = b.eval(
         "[...document.querySelectorAll('table.failures tbody tr')].map(r => [...r.cells].slice(0, 3).map(c => c.textContent.trim()))",

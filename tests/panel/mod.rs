@@ -5,7 +5,9 @@
 //! Chromium in `browser.rs`. The helpers below are shared by all three.
 
 mod browser;
+mod explorer;
 mod pages;
+mod read_pages;
 mod security;
 
 use crate::dispatch::create_push;
@@ -37,6 +39,9 @@ impl Resp {
             .replace("&#39;", "'")
             .replace("&lt;", "<")
             .replace("&gt;", ">")
+            .replace("&#60;", "<")
+            .replace("&#62;", ">")
+            .replace("&#38;", "&")
             .replace("&amp;", "&")
     }
 

@@ -36,6 +36,13 @@
 
   function apply(msg) {
     if (msg.at < pageAt) return;
+    // A page that shows one state as a whole (Scripts) is drawn again
+    // when that state changes.
+    if (msg.fingerprint !== undefined) {
+      var shown = document.body.getAttribute("data-fingerprint");
+      if (shown !== null && shown !== msg.fingerprint) location.reload();
+      return;
+    }
     var ids = msg.rows.map(function (r) { return String(r.id); }).join(",");
     var list = document.querySelector("[data-ids]");
     if (list && list.getAttribute("data-ids") !== ids) { location.reload(); return; }
