@@ -3,7 +3,7 @@
 //! Audiences, templates and routing live in Lua scripts (`script`); a fixed
 //! core schedules and sends (`dispatch`) through channel adapters (`channel`),
 //! records every outcome in SQLite (`store`), ingests receipts (`receipts`),
-//! and reports (`analytics`). Operators steer it over a Unix socket (`control`).
+//! counts clicks on tracked links (`links`) and reports (`analytics`). Operators steer it over a Unix socket (`control`).
 
 pub mod alerts;
 pub mod analytics;
@@ -14,6 +14,7 @@ pub mod control;
 pub mod daemon;
 pub mod dispatch;
 pub mod http;
+pub mod links;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

@@ -9,6 +9,7 @@ mod config_cli;
 mod control;
 mod dispatch;
 mod e2e;
+mod links;
 mod members;
 mod receipts;
 mod reliability;

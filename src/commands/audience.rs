@@ -1,7 +1,7 @@
 //! audience.preview and audience.retry.
 
 use super::{Actor, CommandError, CommandResult};
-use crate::model::{Member, now_ms};
+use crate::model::{Member, Routed, now_ms};
 use crate::protocol::{
     AudienceInfo, AudiencePreviewArgs, AudienceRetryArgs, PreviewData, PreviewSample,
     RetryAudienceData,
@@ -100,10 +100,21 @@ pub async fn preview(
             }
         }
     }
-    let routed = match &template {
+    let mut routed = match &template {
         Some(t) => g.prepare(t, samples.clone(), now_ms()).await,
         None => Vec::new(),
     };
+    // Nothing is sent, so no delivery has a tracked URL yet: show where
+    // each tracked link leads.
+    if let Some(t) = template.as_ref().and_then(|t| g.templates.get(t)) {
+        for r in routed.iter_mut() {
+            if let Ok(Routed::Send { outbound, .. }) = r {
+                crate::links::marker::substitute(outbound, |l| {
+                    t.tracked.get(usize::from(l)).cloned()
+                });
+            }
+        }
+    }
     let mut out = Vec::new();
     for (i, m) in samples.into_iter().enumerate() {
         let (routed, error) = match routed.get(i) {

@@ -65,6 +65,7 @@ fn applied(current: &Config, new: Config) -> Config {
     applied.daemon.max_database_mb = new.daemon.max_database_mb;
     applied.scripts = new.scripts;
     applied.receipts = new.receipts;
+    applied.links = new.links;
     applied.channels = new.channels;
     applied.control.admins = new.control.admins;
     applied.control.owner_is_admin = new.control.owner_is_admin;

@@ -3,7 +3,7 @@
 use super::CommandResult;
 use crate::analytics::{self, export};
 use crate::protocol::{ExportData, FailuresData, PushFailuresArgs, ReportData, Response};
-use crate::store::{Store, failures, pushes};
+use crate::store::{Store, failures, links, pushes};
 use tokio::sync::mpsc;
 
 /// The key indicators of a push.
@@ -17,7 +17,8 @@ pub async fn report(store: &Store, push: &str) -> CommandResult<ReportData> {
                 Some(id) => pushes::get(c, id)?.map(|s| s.name),
                 None => None,
             };
-            Ok(analytics::build(&p, &counts, retry_of))
+            let (clicked, tracked) = links::stats(c, p.id)?;
+            Ok(analytics::build(&p, &counts, retry_of).with_links(clicked, tracked))
         })
         .await?)
 }

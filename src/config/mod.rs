@@ -4,8 +4,10 @@
 //! Unknown keys are errors (with the line), because a misspelt key silently
 //! falling back to a default is how operators lose a day.
 
+mod links;
 mod live;
 
+pub use links::{LinksConfig, Privacy};
 pub use live::LiveConfig;
 
 use crate::model::Platform;
@@ -623,6 +625,7 @@ struct RawConfig {
     dispatch: DispatchConfig,
     scripts: ScriptsConfig,
     receipts: ReceiptsConfig,
+    links: LinksConfig,
     channels: BTreeMap<String, ChannelConfig>,
 }
 
@@ -637,6 +640,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub scripts: ScriptsConfig,
     pub receipts: ReceiptsConfig,
+    pub links: LinksConfig,
     pub channels: BTreeMap<String, ChannelConfig>,
     /// Resolved: database file, socket path.
     pub database_path: PathBuf,
@@ -741,6 +745,11 @@ impl Config {
             ));
         }
 
+        let mut links = raw.links;
+        links
+            .validate(http.enabled)
+            .map_err(|(f, m)| invalid(&f, m))?;
+
         let mut channels = raw.channels;
         for (name, ch) in channels.iter_mut() {
             ch.validate(name).map_err(|(f, m)| invalid(&f, m))?;
@@ -754,6 +763,7 @@ impl Config {
             dispatch,
             scripts,
             receipts: raw.receipts,
+            links,
             channels,
             database_path,
             socket_path,
@@ -824,6 +834,9 @@ impl Config {
         }
         if self.receipts != new.receipts {
             out.push("receipts".into());
+        }
+        if self.links != new.links {
+            out.push("links".into());
         }
         let names: BTreeSet<&String> = self.channels.keys().chain(new.channels.keys()).collect();
         for n in names {

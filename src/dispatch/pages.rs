@@ -3,6 +3,7 @@
 //! next page's database read and Lua work overlap the current page's sends.
 
 use super::Dispatcher;
+use crate::links::Minter;
 use crate::model::{DeliveryId, Member, MemberId, Millis, PushId, Routed, now_ms};
 use crate::script::{Generation, ScriptError};
 use crate::store::StoreError;
@@ -74,6 +75,9 @@ pub(super) struct PageLoader {
     pub(super) push: PushId,
     /// The push has a send window (the walk needs each member's timezone).
     pub(super) window: bool,
+    /// Puts each delivery's tracked-link URLs in its message (None: the
+    /// template tracks no link).
+    pub(super) links: Option<Arc<Minter>>,
 }
 
 /// Pages read ahead of the walk, in order ([`PageLoader::ahead`]).
@@ -114,6 +118,7 @@ impl PageLoader {
             self.push,
             self.window,
         );
+        let links = self.links.clone();
         let reader = tokio::spawn(async move {
             let mut after = after;
             loop {
@@ -134,9 +139,10 @@ impl PageLoader {
                     Ok(rows) => rows.last().map(|p| p.delivery_id),
                     Err(_) => None,
                 };
-                let (g, template) = (g.clone(), template.clone());
-                let page =
-                    tokio::spawn(async move { route_page(&g, &template, window, read?).await });
+                let (g, template, links) = (g.clone(), template.clone(), links.clone());
+                let page = tokio::spawn(async move {
+                    route_page(&g, &template, window, links.as_deref(), read?).await
+                });
                 if tx.send(page).await.is_err() {
                     return;
                 }
@@ -150,11 +156,13 @@ impl PageLoader {
     }
 }
 
-/// Splits a page read into due and later recipients and routes the due ones.
+/// Splits a page read into due and later recipients, routes the due ones
+/// and puts their tracked-link URLs in.
 async fn route_page(
     g: &Generation,
     template: &str,
     window: bool,
+    links: Option<&Minter>,
     page: Vec<Pending>,
 ) -> Result<Page, StoreError> {
     let Some(last) = page.last().map(|p| p.delivery_id) else {
@@ -171,11 +179,18 @@ async fn route_page(
     let later_min = later.iter().map(|p| p.next_attempt_at.unwrap_or(now)).min();
     let keep: Vec<Due> = due.iter().map(|p| Due::of(p, window)).collect();
     let members: Vec<Member> = due.into_iter().map(|p| p.member).collect();
-    let routed = if members.is_empty() {
+    let mut routed = if members.is_empty() {
         Vec::new()
     } else {
         g.prepare(template, members, now).await
     };
+    if let Some(links) = links {
+        for (p, r) in keep.iter().zip(routed.iter_mut()) {
+            if let Ok(Routed::Send { outbound, .. }) = r {
+                links.apply(p.delivery_id, outbound);
+            }
+        }
+    }
     Ok(Page {
         last: Some(last),
         due: keep.into_iter().zip(routed).collect(),

@@ -1,5 +1,6 @@
 //! The HTTP listener, a transport: `POST|GET /webhooks/{channel}` (handed to
-//! `receipts`), `/healthz`, `/metrics`.
+//! `receipts`), `GET|HEAD /l/{token}` (tracked links, handed to `links`),
+//! `/healthz`, `/metrics`.
 //!
 //! Served with hyper directly (not `axum::serve`) so we control what a
 //! hostile client can hold: a connection limit, a deadline for the request
@@ -8,7 +9,10 @@
 //! checked on the raw bytes before any parsing; a refused webhook writes
 //! nothing.
 
+mod links;
+
 use crate::config::HttpConfig;
+use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::model::now_ms;
 use crate::receipts::{Receipts, WebhookRequest};
@@ -40,11 +44,12 @@ pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
     l.local_addr().ok()
 }
 
-/// What the routes reach: receipts for webhooks, the store for health and
-/// gauges, the metrics.
+/// What the routes reach: receipts for webhooks, tracked links for clicks,
+/// the store for health and gauges, the metrics.
 #[derive(Clone)]
 pub struct Services {
     pub receipts: Arc<Receipts>,
+    pub links: Arc<Links>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
 }
@@ -65,6 +70,11 @@ fn router(services: Services, http: &HttpConfig) -> Router {
     Router::new()
         .route("/webhooks/{channel}", any(webhook_handler))
         .with_state(webhooks)
+        .merge(
+            Router::new()
+                .route("/l/{token}", get(links::redirect))
+                .with_state(services.links.clone()),
+        )
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))

@@ -223,8 +223,15 @@ impl Host {
                             Ok(Routed::Skip { .. }) => {}
                             Ok(Routed::Send {
                                 channel: to,
-                                outbound,
+                                mut outbound,
                             }) => {
+                                // Checked in the shape it is sent in.
+                                let sample = crate::links::marker::sample_url(
+                                    shared.env.links.public_url.as_deref(),
+                                );
+                                crate::links::marker::substitute(&mut outbound, |_| {
+                                    Some(sample.clone())
+                                });
                                 if let Outbound::Message { message, .. } = &outbound
                                     && message_is_empty(message)
                                 {

@@ -10,6 +10,7 @@ pub mod events;
 pub mod export;
 pub mod failures;
 mod health;
+pub mod links;
 pub mod members;
 pub mod pushes;
 pub mod receipts;
