@@ -3,7 +3,8 @@
 //! Audiences, templates and routing live in Lua scripts (`script`); a fixed
 //! core schedules and sends (`dispatch`) through channel adapters (`channel`),
 //! records every outcome in SQLite (`store`), ingests receipts (`receipts`),
-//! counts clicks on tracked links (`links`) and reports (`analytics`). Operators steer it over a Unix socket (`control`).
+//! counts clicks on tracked links (`links`) and reports (`analytics`).
+//! Operators steer it over a Unix socket (`control`).
 
 pub mod alerts;
 pub mod analytics;

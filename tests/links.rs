@@ -248,6 +248,12 @@ fn whatsapp_and_telegram_links_render_as_l_urls_and_clicks_move_the_indicators()
         assert_eq!(url.len(), PUBLIC.len() + 3 + 22, "{url}");
     }
 
+    // A preview (nothing sent) shows where each tracked link leads.
+    let preview = d.cli_json(&["audience", "preview", "all", "--template", "offer"]);
+    let shown = preview["data"]["samples"][0]["routed"]["outbound"].to_string();
+    assert!(shown.contains(SALE) && shown.contains(SHOP), "{preview}");
+    assert!(!pushd::links::marker::contains_marker(&shown), "{preview}");
+
     let r = report(&d, "offer");
     assert_eq!(r["links"][0]["url"], SALE);
     assert_eq!(r["links"][1]["url"], SHOP);

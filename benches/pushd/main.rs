@@ -5,7 +5,7 @@
 //! Environment:
 //! - `PUSHD_BENCH_SCALE=0.1` shrinks every size (default 1.0 = the targets' sizes);
 //! - `PUSHD_BENCH_ONLY=dispatch,receipts` runs only those rows (keys: dispatch,
-//!   core, resolution, import, report, receipts, export, rss, rate);
+//!   core, resolution, import, report, receipts, links, export, rss, rate);
 //! - `PUSHD_BENCH_CONCURRENCY=256` (the default) sets in-flight sends and the
 //!   baselines' client concurrency;
 //! - `PUSHD_BENCH_REPEAT=3` (the default) sets how many end-to-end pushes
@@ -18,6 +18,7 @@
 
 mod daemon;
 mod inproc;
+mod links;
 mod mock;
 mod table;
 
@@ -48,6 +49,7 @@ const KEYS: &[&str] = &[
     "import",
     "report",
     "receipts",
+    "links",
     "export",
     "rss",
     "rate",
@@ -130,6 +132,17 @@ rate_per_minute = 0
 concurrency = {concurrency}
 [scripts]
 debounce = "100ms"
+[links]
+public_url = "https://go.example.com"
+preview_window = "0s"
+[channels.lk]
+kind = "simulator"
+latency = "0ms"
+block_rate = 0.0
+invalid_rate = 0.0
+transient_rate = 0.0
+rate_limit_rate = 0.0
+delivered_rate = 0.0
 [channels.sim]
 kind = "simulator"
 latency = "0ms"
@@ -163,11 +176,14 @@ fn scripts() -> String {
     format!(
         r#"audience "sim" {{ where = {{ channel = "sim" }} }}
 audience "wa" {{ where = {{ channel = "wa" }} }}
+audience "lk" {{ where = {{ channel = "lk" }} }}
+template "tracked" {{ en = {{ text = 'Hi {{{{name}}}}, your offer: {{{{track "{target}"}}}}' }} }}
 audience "r100" {{ where = {{ channel = "wr", tags_all = {{ "r100" }} }} }}
 audience "r6000" {{ where = {{ channel = "wr", tags_all = {{ "r6000" }} }} }}
 template "hello" {{ en = {{ text = "{TEMPLATE_TEXT}" }} }}
 route(function(m, msg, ctx) return {{ channel = m.channel }} end)
-"#
+"#,
+        target = links::TARGET
     )
 }
 
@@ -299,7 +315,7 @@ fn main() {
 
     // --- the daemon ---
     let need_daemon = s.any(&[
-        "dispatch", "core", "import", "report", "receipts", "export", "rss", "rate",
+        "dispatch", "core", "import", "report", "receipts", "links", "export", "rss", "rate",
     ]);
     if need_daemon {
         let wa_mock = mock::whatsapp_mock(2);
@@ -486,6 +502,16 @@ fn main() {
                     pass: Some(r >= 20_000.0 && ratio >= 0.6),
                 });
             }
+        }
+
+        if s.wants("links") {
+            table.push(links::redirects(
+                &d,
+                bench_dir.path(),
+                s.size(100_000),
+                s.repeat,
+                s.concurrency,
+            ));
         }
 
         if s.wants("rate") {
