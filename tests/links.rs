@@ -39,6 +39,14 @@ fn links_config(window: &str, privacy: &str, extra: &str) -> String {
     ))
 }
 
+/// A simulator channel of `members` seeded members, every send a success.
+fn sim(members: u64) -> String {
+    format!(
+        "[channels.sim]\nkind = \"simulator\"\nseed_members = {members}\nlatency = \"1ms\"\n\
+         block_rate = 0.0\ninvalid_rate = 0.0\ntransient_rate = 0.0\nrate_limit_rate = 0.0\n"
+    )
+}
+
 /// (status, Location) of one request for a link, redirects not followed.
 fn open(
     rt: &tokio::runtime::Runtime,
@@ -170,44 +178,19 @@ fn link_state(d: &TestDaemon) -> Vec<String> {
     out
 }
 
-#[test]
-fn whatsapp_and_telegram_links_render_as_l_urls_and_clicks_move_the_indicators() {
-    let rt = runtime();
-    let wa = rt.block_on(MockPlatform::start(Platform::Whatsapp));
-    let tg = rt.block_on(MockPlatform::start(Platform::Telegram));
-    let cfg = links_config(
-        "300ms",
-        "individual",
-        &format!("{}\n{}", wa.channel_toml("wa"), tg.channel_toml("tg")),
-    );
-    let mut d = TestDaemon::prepare(&cfg);
-    d.write_script("10.lua", OFFER);
-    d.spawn();
-    let members: Vec<(String, String)> = [
-        ("wa", "15550001"),
-        ("wa", "15550002"),
-        ("tg", "1001"),
-        ("tg", "1002"),
-    ]
-    .iter()
-    .map(|(c, u)| (c.to_string(), u.to_string()))
-    .collect();
-    import_members(&d, &members);
+/// Creates push `name` of `template` to everyone and waits for it to finish.
+fn start(d: &TestDaemon, name: &str, template: &str) -> i64 {
     let p = create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "offer",
-            "--name",
-            "offer",
-        ],
+        d,
+        &["--audience", "all", "--template", template, "--name", name],
     );
-    let push = p["id"].as_i64().unwrap();
-    wait_status(&d, "offer", "completed", Duration::from_secs(60));
+    wait_status(d, name, "completed", Duration::from_secs(60));
+    p["id"].as_i64().expect("push id")
+}
 
-    // What each platform was sent: (text link, button link) per recipient.
+/// What each platform was sent: (text link, button link) per recipient
+/// (`wa:USER`, `tg:USER`), each link a URL of its own.
+fn sent_links(wa: &MockPlatform, tg: &MockPlatform) -> BTreeMap<String, (String, String)> {
     let mut sent: BTreeMap<String, (String, String)> = BTreeMap::new();
     for r in wa.sends() {
         let i = &r.body()["interactive"];
@@ -247,6 +230,107 @@ fn whatsapp_and_telegram_links_render_as_l_urls_and_clicks_move_the_indicators()
     for url in &all {
         assert_eq!(url.len(), PUBLIC.len() + 3 + 22, "{url}");
     }
+    sent
+}
+
+/// A signed WhatsApp `read` status for the push's message to `user`.
+fn read_receipt(rt: &tokio::runtime::Runtime, d: &TestDaemon, user: &str) {
+    let wamid: String = d
+        .db()
+        .query_row(
+            "SELECT provider_message_id FROM deliveries d JOIN members m ON m.id = d.member_id WHERE m.channel_user_id = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let body = whatsapp_status(&wamid, "read", chrono::Utc::now().timestamp());
+    let (status, text) = crate::webhooks::http(
+        rt,
+        "POST",
+        &format!("{}/webhooks/wa", d.http_base()),
+        &meta_headers(APP_SECRET, body.as_bytes()),
+        &body,
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
+/// The report in every format, and the export, carry the clicks.
+fn check_renderings(d: &TestDaemon) {
+    let table = stdout(&d.cli(&["report", "offer"]));
+    assert!(
+        table.contains("TRACKED LINK")
+            && table.contains(SALE)
+            && table.contains("clicks: 2 recipient(s) (50.0%), 4 click(s)"),
+        "{table}"
+    );
+    let csv = stdout(&d.cli(&["report", "offer", "--format", "csv"]));
+    assert!(csv.contains("clicks,2,50.00\nclicks_total,4,\n"), "{csv}");
+    assert!(
+        csv.contains(&format!("link {SALE},1,25.00\nlink_total {SALE},2,\n")),
+        "{csv}"
+    );
+    let html = d.path("r.html");
+    assert!(
+        d.cli(&[
+            "report",
+            "offer",
+            "--format",
+            "html",
+            "-o",
+            html.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(
+        html.contains("<h2>Tracked links</h2>")
+            && html.contains("https://shop.example.com/sale?utm=push"),
+        "{html}"
+    );
+    let export = d.path("x.csv");
+    assert!(
+        d.cli(&["export", "offer", "-o", export.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let export = std::fs::read_to_string(export).unwrap();
+    let mut lines = export.lines();
+    assert!(
+        lines.next().unwrap().ends_with(",failed_at,clicked_at"),
+        "{export}"
+    );
+    let clicked: Vec<bool> = lines.map(|l| !l.ends_with(',')).collect();
+    // Import order: wa 15550001, wa 15550002, tg 1001, tg 1002.
+    assert_eq!(clicked, vec![true, false, true, false], "{export}");
+}
+
+#[test]
+fn whatsapp_and_telegram_links_render_as_l_urls_and_clicks_move_the_indicators() {
+    let rt = runtime();
+    let wa = rt.block_on(MockPlatform::start(Platform::Whatsapp));
+    let tg = rt.block_on(MockPlatform::start(Platform::Telegram));
+    let cfg = links_config(
+        "300ms",
+        "individual",
+        &format!("{}\n{}", wa.channel_toml("wa"), tg.channel_toml("tg")),
+    );
+    let mut d = TestDaemon::prepare(&cfg);
+    d.write_script("10.lua", OFFER);
+    d.spawn();
+    let members: Vec<(String, String)> = [
+        ("wa", "15550001"),
+        ("wa", "15550002"),
+        ("tg", "1001"),
+        ("tg", "1002"),
+    ]
+    .iter()
+    .map(|(c, u)| (c.to_string(), u.to_string()))
+    .collect();
+    import_members(&d, &members);
+    let push = start(&d, "offer", "offer");
+
+    let sent = sent_links(&wa, &tg);
 
     // A preview (nothing sent) shows where each tracked link leads.
     let preview = d.cli_json(&["audience", "preview", "all", "--template", "offer"]);
@@ -264,23 +348,7 @@ fn whatsapp_and_telegram_links_render_as_l_urls_and_clicks_move_the_indicators()
     assert_eq!(r["not_read_or_interacted"], 4);
 
     // WhatsApp user 1 reads the message: Read Only.
-    let wamid: String = d
-        .db()
-        .query_row(
-            "SELECT provider_message_id FROM deliveries d JOIN members m ON m.id = d.member_id WHERE m.channel_user_id = '15550001'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let body = whatsapp_status(&wamid, "read", chrono::Utc::now().timestamp());
-    let (status, text) = crate::webhooks::http(
-        &rt,
-        "POST",
-        &format!("{}/webhooks/wa", d.http_base()),
-        &meta_headers(APP_SECRET, body.as_bytes()),
-        &body,
-    );
-    assert_eq!(status, 200, "{text}");
+    read_receipt(&rt, &d, "15550001");
     assert_eq!(report(&d, "offer")["read_only"], 1);
 
     wait_past_window(&d, push, 300);
@@ -341,83 +409,69 @@ fn whatsapp_and_telegram_links_render_as_l_urls_and_clicks_move_the_indicators()
     assert_eq!(r["links"][1]["clicks_total"], 2, "{r}");
     assert_consistent(&d, push);
 
-    // Every rendering carries the clicks; the export the first click time.
-    let table = stdout(&d.cli(&["report", "offer"]));
-    assert!(
-        table.contains("TRACKED LINK")
-            && table.contains(SALE)
-            && table.contains("clicks: 2 recipient(s) (50.0%), 4 click(s)"),
-        "{table}"
-    );
-    let csv = stdout(&d.cli(&["report", "offer", "--format", "csv"]));
-    assert!(csv.contains("clicks,2,50.00\nclicks_total,4,\n"), "{csv}");
-    assert!(
-        csv.contains(&format!("link {SALE},1,25.00\nlink_total {SALE},2,\n")),
-        "{csv}"
-    );
-    let html = d.path("r.html");
-    assert!(
-        d.cli(&[
-            "report",
-            "offer",
-            "--format",
-            "html",
-            "-o",
-            html.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
-    let html = std::fs::read_to_string(html).unwrap();
-    assert!(
-        html.contains("<h2>Tracked links</h2>")
-            && html.contains("https://shop.example.com/sale?utm=push"),
-        "{html}"
-    );
-    let export = d.path("x.csv");
-    assert!(
-        d.cli(&["export", "offer", "-o", export.to_str().unwrap()])
-            .status
-            .success()
-    );
-    let export = std::fs::read_to_string(export).unwrap();
-    let mut lines = export.lines();
-    assert!(
-        lines.next().unwrap().ends_with(",failed_at,clicked_at"),
-        "{export}"
-    );
-    let clicked: Vec<bool> = lines.map(|l| !l.ends_with(',')).collect();
-    // Import order: wa 15550001, wa 15550002, tg 1001, tg 1002.
-    assert_eq!(clicked, vec![true, false, true, false], "{export}");
+    check_renderings(&d);
+}
+
+/// A daemon with `members` simulator members (every send a success) and
+/// push "p" of [`OFFER`], finished and past its preview window.
+struct Fixture {
+    d: TestDaemon,
+    push: i64,
+    key: Key,
+    /// The sent deliveries, in order.
+    ids: Vec<i64>,
+    /// The simulator channel's config lines.
+    sim: String,
+}
+
+impl Fixture {
+    fn start(members: u64, window_ms: i64, privacy: &str) -> Fixture {
+        let sim = sim(members);
+        let mut d = TestDaemon::prepare(&links_config(&format!("{window_ms}ms"), privacy, &sim));
+        d.write_script("10.lua", OFFER);
+        d.spawn();
+        let push = start(&d, "p", "offer");
+        let (key, ids) = (key(&d), deliveries(&d, push));
+        assert!(ids.len() >= 2, "{ids:?}");
+        wait_past_window(&d, push, window_ms);
+        Fixture {
+            d,
+            push,
+            key,
+            ids,
+            sim,
+        }
+    }
+
+    /// The daemon's `/l/TOKEN` URL of `link` of `delivery`.
+    fn url(&self, delivery: i64, link: u8) -> String {
+        format!(
+            "{}/l/{}",
+            self.d.http_base(),
+            token::encode(&self.key, delivery, link)
+        )
+    }
+
+    /// Rewrites `[links]` and reloads.
+    fn reconfigure(&self, window: &str, privacy: &str) {
+        std::fs::write(
+            &self.d.config_path,
+            links_config(window, privacy, &self.sim),
+        )
+        .unwrap();
+        let v = self.d.cli_json(&["reload"]);
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["data"]["config"]["ok"], true, "{v}");
+    }
 }
 
 #[test]
-fn previews_and_head_never_count_and_the_privacy_modes_record_what_they_say() {
+fn previews_and_head_never_count() {
     let rt = runtime();
-    let sim = "[channels.sim]\nkind = \"simulator\"\nseed_members = 3\nlatency = \"2ms\"\nblock_rate = 0.0\ninvalid_rate = 0.0\ntransient_rate = 0.0\nrate_limit_rate = 0.0\n";
-    let mut d = TestDaemon::prepare(&links_config("300ms", "individual", sim));
-    d.write_script("10.lua", OFFER);
-    d.spawn();
-    let p = create_push(
-        &d,
-        &["--audience", "all", "--template", "offer", "--name", "p"],
-    );
-    let push = p["id"].as_i64().unwrap();
-    wait_status(&d, "p", "completed", Duration::from_secs(60));
-    let key = key(&d);
-    let ids = deliveries(&d, push);
-    assert!(ids.len() >= 2, "{ids:?}");
-    let url = |delivery: i64, link: u8| {
-        format!(
-            "{}/l/{}",
-            d.http_base(),
-            token::encode(&key, delivery, link)
-        )
-    };
-    wait_past_window(&d, push, 300);
-
+    let f = Fixture::start(3, 300, "individual");
+    let (d, ids) = (&f.d, &f.ids);
     // Fetchers, HEAD and a request without a User-Agent: redirected, counted as previews only.
-    let before = counts(&report(&d, "p"));
+    let before = counts(&report(d, "p"));
     for ua in [
         Some("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"),
         Some("WhatsApp/2.23.20.0 A"),
@@ -427,16 +481,16 @@ fn previews_and_head_never_count_and_the_privacy_modes_record_what_they_say() {
         None,
     ] {
         assert_eq!(
-            open(&rt, &url(ids[0], 0), "GET", ua),
+            open(&rt, &f.url(ids[0], 0), "GET", ua),
             (302, Some(SALE.to_string())),
             "{ua:?}"
         );
     }
     assert_eq!(
-        open(&rt, &url(ids[0], 1), "HEAD", Some(BROWSER)),
+        open(&rt, &f.url(ids[0], 1), "HEAD", Some(BROWSER)),
         (302, Some(SHOP.to_string()))
     );
-    let r = report(&d, "p");
+    let r = report(d, "p");
     assert_eq!(r["links"][0]["previews"], 6, "{r}");
     assert_eq!(r["links"][1]["previews"], 1, "{r}");
     let mut expect = before.clone();
@@ -445,31 +499,30 @@ fn previews_and_head_never_count_and_the_privacy_modes_record_what_they_say() {
     assert_eq!(r["clicks_total"], 0);
     assert_eq!(count(&d.db(), "SELECT count(*) FROM link_clicks"), 0);
 
-    let reconfigure = |window: &str, privacy: &str| {
-        std::fs::write(&d.config_path, links_config(window, privacy, sim)).unwrap();
-        let v = d.cli_json(&["reload"]);
-        assert_eq!(v["ok"], true, "{v}");
-        assert_eq!(v["data"]["config"]["ok"], true, "{v}");
-    };
     // A person's browser within the preview window is the platform's fetcher too.
-    reconfigure("1h", "individual");
-    assert_eq!(open(&rt, &url(ids[0], 0), "GET", Some(BROWSER)).0, 302);
-    let r = report(&d, "p");
-    assert_eq!(
-        (
-            r["links"][0]["previews"].as_u64(),
-            r["clicks_total"].as_u64()
-        ),
-        (Some(7), Some(0)),
-        "{r}"
-    );
+    f.reconfigure("1h", "individual");
+    assert_eq!(open(&rt, &f.url(ids[0], 0), "GET", Some(BROWSER)).0, 302);
+    let r = report(d, "p");
+    assert_eq!(r["links"][0]["previews"], 7, "{r}");
+    assert_eq!(counts(&r)["clicks_total"], 0, "{r}");
+    // Past it, the same request is a click.
+    f.reconfigure("300ms", "individual");
+    assert_eq!(open(&rt, &f.url(ids[0], 0), "GET", Some(BROWSER)).0, 302);
+    assert_eq!(report(d, "p")["clicks"], 1);
+    assert_consistent(d, f.push);
+}
 
+#[test]
+fn privacy_anonymous_counts_per_link_only_and_off_records_nothing() {
+    let rt = runtime();
+    let f = Fixture::start(3, 300, "anonymous");
+    let (d, ids) = (&f.d, &f.ids);
+    let before = report(d, "p");
     // Anonymous: per-link totals only, nothing about who clicked.
-    reconfigure("300ms", "anonymous");
     for id in [ids[0], ids[0], ids[1]] {
-        assert_eq!(open(&rt, &url(id, 0), "GET", Some(BROWSER)).0, 302);
+        assert_eq!(open(&rt, &f.url(id, 0), "GET", Some(BROWSER)).0, 302);
     }
-    let r = report(&d, "p");
+    let r = report(d, "p");
     assert_eq!(
         (r["clicks"].as_u64(), r["clicks_total"].as_u64()),
         (Some(0), Some(3)),
@@ -497,32 +550,24 @@ fn previews_and_head_never_count_and_the_privacy_modes_record_what_they_say() {
     );
 
     // Off: redirect, record nothing at all.
-    reconfigure("300ms", "off");
-    let state = link_state(&d);
+    f.reconfigure("300ms", "off");
+    let state = link_state(d);
     assert_eq!(
-        open(&rt, &url(ids[1], 1), "GET", Some(BROWSER)),
+        open(&rt, &f.url(ids[1], 1), "GET", Some(BROWSER)),
         (302, Some(SHOP.to_string()))
     );
     assert_eq!(
-        open(&rt, &url(ids[1], 1), "HEAD", None),
+        open(&rt, &f.url(ids[1], 1), "HEAD", None),
         (302, Some(SHOP.to_string()))
     );
-    assert_eq!(
-        open(
-            &rt,
-            &format!("{}/l/{}", d.http_base(), "A".repeat(22)),
-            "GET",
-            Some(BROWSER)
-        )
-        .0,
-        404
-    );
-    assert_eq!(link_state(&d), state, "privacy off recorded something");
+    let forged = format!("{}/l/{}", d.http_base(), "A".repeat(22));
+    assert_eq!(open(&rt, &forged, "GET", Some(BROWSER)).0, 404);
+    assert_eq!(link_state(d), state, "privacy off recorded something");
 
-    // Individual again: the click is that recipient's interaction.
-    reconfigure("300ms", "individual");
-    assert_eq!(open(&rt, &url(ids[1], 1), "GET", Some(BROWSER)).0, 302);
-    let r = report(&d, "p");
+    // Individual: the click is that recipient's interaction.
+    f.reconfigure("300ms", "individual");
+    assert_eq!(open(&rt, &f.url(ids[1], 1), "GET", Some(BROWSER)).0, 302);
+    let r = report(d, "p");
     assert_eq!(
         (
             r["clicks"].as_u64(),
@@ -532,14 +577,14 @@ fn previews_and_head_never_count_and_the_privacy_modes_record_what_they_say() {
         (Some(1), Some(4), Some(1)),
         "{r}"
     );
-    assert_consistent(&d, push);
+    assert_consistent(d, f.push);
 }
 
 #[test]
 fn forged_truncated_and_other_push_tokens_are_404_and_record_nothing() {
     let rt = runtime();
-    let sim = "[channels.sim]\nkind = \"simulator\"\nseed_members = 4\nlatency = \"2ms\"\nblock_rate = 0.0\ninvalid_rate = 0.0\ntransient_rate = 0.0\nrate_limit_rate = 0.0\n";
-    let mut d = TestDaemon::prepare(&links_config("0s", "individual", sim));
+    let sim = sim(4);
+    let mut d = TestDaemon::prepare(&links_config("0s", "individual", &sim));
     // Push "two" tracks two links, push "one" a single one.
     d.write_script(
         "10.lua",
@@ -550,20 +595,8 @@ template "one" { en = { text = 'C {{track "https://c.example/"}}' } }
 "#,
     );
     d.spawn();
-    let two = create_push(
-        &d,
-        &["--audience", "all", "--template", "two", "--name", "two"],
-    )["id"]
-        .as_i64()
-        .unwrap();
-    wait_status(&d, "two", "completed", Duration::from_secs(60));
-    let one = create_push(
-        &d,
-        &["--audience", "all", "--template", "one", "--name", "one"],
-    )["id"]
-        .as_i64()
-        .unwrap();
-    wait_status(&d, "one", "completed", Duration::from_secs(60));
+    let two = start(&d, "two", "two");
+    let one = start(&d, "one", "one");
     let key = key(&d);
     let (a, c) = (deliveries(&d, two)[0], deliveries(&d, one)[0]);
     let base = d.http_base();
@@ -612,90 +645,68 @@ template "one" { en = { text = 'C {{track "https://c.example/"}}' } }
     assert_consistent(&d, one);
 }
 
-#[test]
-fn a_crash_between_click_and_record_loses_at_most_that_click_and_never_double_counts() {
-    let rt = runtime();
-    let sim = "[channels.sim]\nkind = \"simulator\"\nseed_members = 200\nlatency = \"1ms\"\nblock_rate = 0.0\ninvalid_rate = 0.0\ntransient_rate = 0.0\nrate_limit_rate = 0.0\n";
-    let mut d = TestDaemon::prepare(&links_config("0s", "individual", sim));
-    d.write_script("10.lua", OFFER);
-    d.spawn();
-    let push = create_push(
-        &d,
-        &[
-            "--audience",
-            "all",
-            "--template",
-            "offer",
-            "--name",
-            "storm",
-        ],
-    )["id"]
-        .as_i64()
-        .unwrap();
-    wait_status(&d, "storm", "completed", Duration::from_secs(60));
-    let key = key(&d);
-    let ids = deliveries(&d, push);
-    let base = d.http_base();
-    // Every recipient clicks its text link twice, 16 at a time.
-    let work: Vec<(i64, String)> = ids
-        .iter()
-        .flat_map(|&id| {
-            let u = format!("{base}/l/{}", token::encode(&key, id, 0));
-            [(id, u.clone()), (id, u)]
-        })
-        .collect();
-    let answered: Arc<Mutex<BTreeMap<i64, u64>>> = Arc::default();
-    let asked: Arc<Mutex<BTreeMap<i64, u64>>> = Arc::default();
-    let storm = {
-        let (answered, asked) = (answered.clone(), asked.clone());
-        let queue = Arc::new(Mutex::new(work));
-        rt.spawn(async move {
-            let client = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client");
-            let mut tasks = Vec::new();
-            for _ in 0..16 {
-                let (client, queue, answered, asked) = (
-                    client.clone(),
-                    queue.clone(),
-                    answered.clone(),
-                    asked.clone(),
-                );
-                tasks.push(tokio::spawn(async move {
-                    loop {
-                        let Some((id, url)) = queue.lock().unwrap().pop() else {
-                            return;
-                        };
-                        *asked.lock().unwrap().entry(id).or_default() += 1;
-                        match client.get(&url).header("User-Agent", BROWSER).send().await {
-                            Ok(r) if r.status() == 302 => {
-                                *answered.lock().unwrap().entry(id).or_default() += 1
-                            }
-                            Ok(r) => panic!("click answered {}", r.status()),
-                            Err(_) => return, // the daemon is gone
-                        }
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await.expect("click task");
-            }
-        })
-    };
-    wait_for(
-        "some clicks to be answered",
-        Duration::from_secs(30),
-        || (answered.lock().unwrap().values().sum::<u64>() >= 60).then_some(()),
-    );
-    d.crash();
-    rt.block_on(storm).expect("click storm");
-    d.spawn();
+/// Clicks fired by 16 clients until the work runs out or the daemon dies:
+/// per delivery, how many were asked and how many answered 302.
+struct Storm {
+    task: tokio::task::JoinHandle<()>,
+    answered: Arc<Mutex<BTreeMap<i64, u64>>>,
+    asked: Arc<Mutex<BTreeMap<i64, u64>>>,
+}
 
-    let db = d.db();
-    let recorded: BTreeMap<i64, u64> = strings(
-        &db,
+impl Storm {
+    fn start(rt: &tokio::runtime::Runtime, work: Vec<(i64, String)>) -> Storm {
+        let answered: Arc<Mutex<BTreeMap<i64, u64>>> = Arc::default();
+        let asked: Arc<Mutex<BTreeMap<i64, u64>>> = Arc::default();
+        let task = {
+            let (answered, asked) = (answered.clone(), asked.clone());
+            let queue = Arc::new(Mutex::new(work));
+            rt.spawn(async move {
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("client");
+                let mut tasks = Vec::new();
+                for _ in 0..16 {
+                    let (client, queue, answered, asked) = (
+                        client.clone(),
+                        queue.clone(),
+                        answered.clone(),
+                        asked.clone(),
+                    );
+                    tasks.push(tokio::spawn(async move {
+                        loop {
+                            let Some((id, url)) = queue.lock().unwrap().pop() else {
+                                return;
+                            };
+                            *asked.lock().unwrap().entry(id).or_default() += 1;
+                            match client.get(&url).header("User-Agent", BROWSER).send().await {
+                                Ok(r) if r.status() == 302 => {
+                                    *answered.lock().unwrap().entry(id).or_default() += 1
+                                }
+                                Ok(r) => panic!("click answered {}", r.status()),
+                                Err(_) => return, // the daemon is gone
+                            }
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.expect("click task");
+                }
+            })
+        };
+        Storm {
+            task,
+            answered,
+            asked,
+        }
+    }
+}
+
+/// (delivery → clicks) recorded for `push`.
+fn recorded_clicks(d: &TestDaemon, push: i64) -> BTreeMap<i64, u64> {
+    strings(
+        &d.db(),
         &format!("SELECT delivery_id || ':' || n FROM link_clicks WHERE push_id = {push}"),
     )
     .iter()
@@ -703,34 +714,13 @@ fn a_crash_between_click_and_record_loses_at_most_that_click_and_never_double_co
         let (id, n) = s.split_once(':').unwrap();
         (id.parse().unwrap(), n.parse().unwrap())
     })
-    .collect();
-    let (answered, asked) = (
-        answered.lock().unwrap().clone(),
-        asked.lock().unwrap().clone(),
-    );
-    let total_answered: u64 = answered.values().sum();
-    eprintln!(
-        "crash after {total_answered} answered clicks of {} asked; {} recorded",
-        asked.values().sum::<u64>(),
-        recorded.values().sum::<u64>()
-    );
-    assert!(
-        total_answered < 400,
-        "the crash came after the storm ({total_answered} answered)"
-    );
-    for &id in &ids {
-        let (got, ok, tried) = (
-            recorded.get(&id).copied().unwrap_or(0),
-            answered.get(&id).copied().unwrap_or(0),
-            asked.get(&id).copied().unwrap_or(0),
-        );
-        // Every answered click is recorded; nothing is recorded twice.
-        assert!(
-            ok <= got && got <= tried,
-            "delivery {id}: answered {ok}, recorded {got}, asked {tried}"
-        );
-    }
-    // Counters equal a recount, and every clicker (and only they) interacted.
+    .collect()
+}
+
+/// The link counters equal a recount of the recorded clicks, and every
+/// clicker (and only they) interacted.
+fn assert_recount(d: &TestDaemon, push: i64, recorded: &BTreeMap<i64, u64>) {
+    let db = d.db();
     let sum = |sql: &str| count(&db, sql);
     assert_eq!(
         sum(&format!(
@@ -756,14 +746,68 @@ fn a_crash_between_click_and_record_loses_at_most_that_click_and_never_double_co
         )),
         recorded.len() as i64
     );
-    assert_consistent(&d, push);
+    assert_consistent(d, push);
+}
+
+#[test]
+fn a_crash_between_click_and_record_loses_at_most_that_click_and_never_double_counts() {
+    let rt = runtime();
+    let f = Fixture::start(200, 0, "individual");
+    let (mut d, push, key, ids) = (f.d, f.push, f.key, f.ids);
+    let base = d.http_base();
+    // Every recipient clicks its text link twice, 16 at a time.
+    let work: Vec<(i64, String)> = ids
+        .iter()
+        .flat_map(|&id| {
+            let u = format!("{base}/l/{}", token::encode(&key, id, 0));
+            [(id, u.clone()), (id, u)]
+        })
+        .collect();
+    let storm = Storm::start(&rt, work);
+    wait_for(
+        "some clicks to be answered",
+        Duration::from_secs(30),
+        || (storm.answered.lock().unwrap().values().sum::<u64>() >= 60).then_some(()),
+    );
+    d.crash();
+    rt.block_on(storm.task).expect("click storm");
+    d.spawn();
+
+    let recorded = recorded_clicks(&d, push);
+    let (answered, asked) = (
+        storm.answered.lock().unwrap().clone(),
+        storm.asked.lock().unwrap().clone(),
+    );
+    let total_answered: u64 = answered.values().sum();
+    eprintln!(
+        "crash after {total_answered} answered clicks of {} asked; {} recorded",
+        asked.values().sum::<u64>(),
+        recorded.values().sum::<u64>()
+    );
+    assert!(
+        total_answered < 400,
+        "the crash came after the storm ({total_answered} answered)"
+    );
+    for &id in &ids {
+        let (got, ok, tried) = (
+            recorded.get(&id).copied().unwrap_or(0),
+            answered.get(&id).copied().unwrap_or(0),
+            asked.get(&id).copied().unwrap_or(0),
+        );
+        // Every answered click is recorded; nothing is recorded twice.
+        assert!(
+            ok <= got && got <= tried,
+            "delivery {id}: answered {ok}, recorded {got}, asked {tried}"
+        );
+    }
+    assert_recount(&d, push, &recorded);
 
     // After the restart, everyone clicks once more: each recipient counts once.
     for &id in &ids {
         let u = format!("{}/l/{}", d.http_base(), token::encode(&key, id, 0));
         assert_eq!(open(&rt, &u, "GET", Some(BROWSER)).0, 302);
     }
-    let r = report(&d, "storm");
+    let r = report(&d, "p");
     assert_eq!(r["clicks"], ids.len(), "{r}");
     assert_eq!(r["interacted_only"], ids.len(), "{r}");
     assert_eq!(
