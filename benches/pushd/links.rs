@@ -52,9 +52,25 @@ pub fn redirects(d: &Daemon, dir: &Path, per_run: u64, runs: usize, concurrency:
             "[links] {per_run} first clicks to the daemon ({}/{runs})…",
             k + 1
         );
+        let cpu = cpu_ticks(d.pid());
+        let perf = (k == 0 && std::env::var_os("PUSHD_BENCH_PERF").is_some()).then(|| {
+            std::process::Command::new("perf")
+                .args(["record", "-F", "1999", "-g", "-o", "/tmp/links.perf", "-p"])
+                .arg(d.pid().to_string())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("perf")
+        });
         figures
             .runs
             .push(rate(per_run, click_loop(&listen, t, concurrency)));
+        if let Some(mut p) = perf {
+            unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
+            let _ = p.wait();
+        }
+        // Clock ticks are 10 ms: µs of daemon CPU per click.
+        let used = (cpu_ticks(d.pid()) - cpu) as f64 * 10_000.0 / per_run as f64;
+        eprintln!("[links] daemon CPU: {used:.1} µs per click");
         figures.bare.push(bare_run(k + 2, t));
     }
     let recorded = super::inproc::count(
@@ -78,6 +94,17 @@ pub fn redirects(d: &Daemon, dir: &Path, per_run: u64, runs: usize, concurrency:
         target: "≥ 20k redirects/s, ≥ 0.6×".into(),
         pass: Some(r >= 20_000.0 && ratio >= 0.6),
     }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
 }
 
 /// The daemon's link key and the sent deliveries of `push`, in order.

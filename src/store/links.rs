@@ -18,6 +18,12 @@ use std::collections::HashMap;
 pub const MAX_LINKS: usize = 16;
 
 const SENT: i64 = DeliveryState::Sent as i64;
+const _: () = assert!(SENT == 2);
+
+/// A first click's interaction (state 2 = sent): fixed text, so the
+/// statement cache finds it without formatting a key per click.
+const INTERACT: &str = "UPDATE deliveries SET interacted_at = ?2, updated_at = ?3
+  WHERE id = ?1 AND state = 2 AND interacted_at IS NULL";
 
 /// Whether delivery `d` (over `deliveries d`) had a tracked link clicked:
 /// the `clicked` outcome of `pushd recipients` (issue 19).
@@ -72,15 +78,32 @@ pub fn register(conn: &Connection, push: PushId, urls: &[String]) -> Result<Vec<
     Ok(out)
 }
 
+/// A delivery's push, send time and the URL of its push's link `?2`
+/// (NULL: no such link). A correlated subquery, not a join: SQLite
+/// re-prepares the join form on every run (its plan depends on the bound
+/// values), which was half of the writer's time per click.
+const LINK_OF_DELIVERY: &str = "SELECT d.push_id, d.sent_at,
+        (SELECT l.url FROM links l WHERE l.push_id = d.push_id AND l.link = ?2)
+   FROM deliveries d WHERE d.id = ?1";
+
+/// (push, sent_at, URL) of `link` of `delivery`; None when either is unknown.
+fn link_of(
+    conn: &Connection,
+    delivery: DeliveryId,
+    link: u8,
+) -> Result<Option<(PushId, Option<Millis>, String)>> {
+    let found: Option<(PushId, Option<Millis>, Option<String>)> = conn
+        .prepare_cached(LINK_OF_DELIVERY)?
+        .query_row(params![delivery, link], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    Ok(found.and_then(|(push, sent_at, url)| Some((push, sent_at, url?))))
+}
+
 /// The URL registered for `link` of the push `delivery` belongs to.
 pub fn url(conn: &Connection, delivery: DeliveryId, link: u8) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT l.url FROM deliveries d JOIN links l ON l.push_id = d.push_id AND l.link = ?2
-              WHERE d.id = ?1",
-        )?
-        .query_row(params![delivery, link], |r| r.get(0))
-        .optional()?)
+    Ok(link_of(conn, delivery, link)?.map(|(_, _, url)| url))
 }
 
 /// One request for a tracked link whose token checked out.
@@ -130,17 +153,7 @@ pub fn record(conn: &Connection, clicks: &[Click]) -> Result<Vec<Option<String>>
 }
 
 fn record_one(conn: &Connection, c: &Click, moves: &mut Moves) -> Result<Option<String>> {
-    let found: Option<(PushId, Option<Millis>, String)> = conn
-        .prepare_cached(
-            "SELECT d.push_id, d.sent_at, l.url FROM deliveries d
-               JOIN links l ON l.push_id = d.push_id AND l.link = ?2
-              WHERE d.id = ?1",
-        )?
-        .query_row(params![c.delivery, c.link], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
-    let Some((push, sent_at, url)) = found else {
+    let Some((push, sent_at, url)) = link_of(conn, c.delivery, c.link)? else {
         return Ok(None);
     };
     let counts = moves.links.entry((push, c.link)).or_default();
@@ -155,16 +168,22 @@ fn record_one(conn: &Connection, c: &Click, moves: &mut Moves) -> Result<Option<
     if !c.per_recipient {
         return Ok(Some(url));
     }
-    let n: i64 = conn
+    // The first click of this link by this recipient inserts; a repeat
+    // counts on the row. (Two plain statements: an upsert with RETURNING
+    // builds a temporary table for every click.)
+    let first = conn
         .prepare_cached(
-            "INSERT INTO link_clicks (push_id, delivery_id, link, first_at, last_at, n)
-             VALUES (?1, ?2, ?3, ?4, ?4, 1)
-             ON CONFLICT (push_id, delivery_id, link)
-               DO UPDATE SET n = n + 1, last_at = max(last_at, excluded.last_at)
-             RETURNING n",
+            "INSERT OR IGNORE INTO link_clicks (push_id, delivery_id, link, first_at, last_at, n)
+             VALUES (?1, ?2, ?3, ?4, ?4, 1)",
         )?
-        .query_row(params![push, c.delivery, c.link, c.at], |r| r.get(0))?;
-    if n > 1 {
+        .execute(params![push, c.delivery, c.link, c.at])?
+        == 1;
+    if !first {
+        conn.prepare_cached(
+            "UPDATE link_clicks SET n = n + 1, last_at = max(last_at, ?4)
+              WHERE push_id = ?1 AND delivery_id = ?2 AND link = ?3",
+        )?
+        .execute(params![push, c.delivery, c.link, c.at])?;
         return Ok(Some(url));
     }
     counts[0] += 1;
@@ -176,11 +195,8 @@ fn record_one(conn: &Connection, c: &Click, moves: &mut Moves) -> Result<Option<
         // An interaction, exactly as a button reply is (the counters'
         // trigger moves the recipient's slice); never on anything but a
         // sent message, never moved back.
-        conn.prepare_cached(&format!(
-            "UPDATE deliveries SET interacted_at = ?2, updated_at = ?3
-              WHERE id = ?1 AND state = {SENT} AND interacted_at IS NULL"
-        ))?
-        .execute(params![c.delivery, c.at, now_ms()])?;
+        conn.prepare_cached(INTERACT)?
+            .execute(params![c.delivery, c.at, now_ms()])?;
     }
     Ok(Some(url))
 }
@@ -344,3 +360,4 @@ mod tests {
         store.close();
     }
 }
+
