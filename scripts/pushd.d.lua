@@ -30,6 +30,7 @@
 ---@field title string
 ---@field payload string? Postback payload (exactly one of payload or url).
 ---@field url string? Opens a link.
+---@field track boolean? Template tables only: send `url` as a tracked link (`<[links] public_url>/l/TOKEN`), so a tap counts as the recipient's interaction. The URL must be fixed (no placeholders). Default: `[links] track_buttons`.
 
 ---A channel-neutral message.
 ---@class pushd.Message
@@ -44,6 +45,16 @@
 ---which renders `fallback` when the value is missing or empty. A missing
 ---attribute renders as "" (empty string); numbers as in JSON (42, 1.5);
 ---booleans as true/false. Unknown placeholders fail the load with file:line.
+---
+---`{{track "https://shop.example.com/sale"}}` is a tracked link: each
+---recipient gets its own `<[links] public_url>/l/TOKEN` URL, which
+---redirects to the fixed http(s) URL given and counts the click (as the
+---recipient's interaction under `[links] privacy = "individual"`). URL
+---buttons are tracked with `track = true`. Up to 16 different tracked URLs
+---per template; the load fails if `[links] public_url` is not set. Until
+---the send, `route`'s `msg` shows each tracked URL as one placeholder
+---character (U+FDD0 + its number). A `render` function's links are sent
+---as they are (not tracked).
 ---@class pushd.LocaleMessage
 ---@field text string
 ---@field buttons pushd.Button[]?

@@ -11,6 +11,7 @@ use crate::commands::{self, Handles, ProcessInfo, ReloadLog};
 use crate::config::{Config, LiveConfig};
 use crate::control::server;
 use crate::dispatch::{self, Dispatcher};
+use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::model::{ChannelEvent, now_ms};
 use crate::receipts::Receipts;
@@ -72,7 +73,7 @@ pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 /// Builds every handle from the config and the open store.
-fn build_handles(
+async fn build_handles(
     config: Config,
     store: Store,
     sink: mpsc::Sender<ChannelEvent>,
@@ -89,12 +90,18 @@ fn build_handles(
     let config = Arc::new(LiveConfig::new(config));
     let metrics = Arc::new(Metrics::default());
     let alerts = Arc::new(Alerts::default());
+    let links = Arc::new(
+        Links::open(&store, config.clone())
+            .await
+            .context("cannot set up tracked links")?,
+    );
     let dispatcher = Arc::new(Dispatcher::new(dispatch::Deps {
         store: store.clone(),
         channels: channels.clone(),
         scripts: scripts.clone(),
         config: config.clone(),
         metrics: metrics.clone(),
+        links: links.clone(),
         alerts: alerts.clone(),
         shutdown: shutdown.clone(),
     }));
@@ -104,6 +111,7 @@ fn build_handles(
         channels,
         scripts,
         dispatcher,
+        links,
         metrics,
         alerts,
         reloads: Arc::new(ReloadLog::default()),
@@ -143,7 +151,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     let (sink, events_rx) = mpsc::channel::<ChannelEvent>(EVENT_QUEUE);
-    let h = match build_handles(config, store.clone(), sink, &shutdown) {
+    let h = match build_handles(config, store.clone(), sink, &shutdown).await {
         Ok(h) => Arc::new(h),
         Err(e) => {
             let _ = std::fs::remove_file(&socket_path);
@@ -196,6 +204,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let http = http_listener.map(|l| {
         let services = http::Services {
             receipts: receipts.clone(),
+            links: h.links.clone(),
             store: store.clone(),
             metrics: h.metrics.clone(),
             panel: panel.clone(),
@@ -272,7 +281,10 @@ async fn watch_files(
                 let before = h.config.get();
                 commands::reload::config(&h, None).await;
                 let after = h.config.get();
-                if before.scripts != after.scripts || before.channels != after.channels {
+                if before.scripts != after.scripts
+                    || before.channels != after.channels
+                    || before.links != after.links
+                {
                     commands::reload::scripts(&h, None).await;
                 }
             }

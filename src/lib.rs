@@ -3,7 +3,8 @@
 //! Audiences, templates and routing live in Lua scripts (`script`); a fixed
 //! core schedules and sends (`dispatch`) through channel adapters (`channel`),
 //! records every outcome in SQLite (`store`), ingests receipts (`receipts`),
-//! and reports (`analytics`). Operators steer it over a Unix socket (`control`)
+//! counts clicks on tracked links (`links`) and reports (`analytics`).
+//! Operators steer it over a Unix socket (`control`)
 //! and watch it in a browser (`panel`).
 
 pub mod alerts;
@@ -16,6 +17,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod http;
 pub mod import;
+pub mod links;
 pub mod metrics;
 pub mod model;
 pub mod panel;

@@ -12,6 +12,7 @@ mod dispatch;
 mod e2e;
 mod examples;
 mod limits;
+mod links;
 mod members;
 mod onboard;
 mod panel;

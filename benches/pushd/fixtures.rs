@@ -59,6 +59,17 @@ invalid_rate = 0.0
 transient_rate = 0.0
 rate_limit_rate = 0.0
 delivered_rate = 0.0
+[channels.lk]
+kind = "simulator"
+latency = "0ms"
+block_rate = 0.0
+invalid_rate = 0.0
+transient_rate = 0.0
+rate_limit_rate = 0.0
+delivered_rate = 0.0
+[links]
+public_url = "https://go.example.com"
+preview_window = "0s"
 {wa}{wr}{policy}"#,
         head = config_head(0, concurrency),
         wa = whatsapp_channel("wa", mock_port, mock::BULK_PHONE_ID, 10_000_000.0),
@@ -81,11 +92,14 @@ pub fn scripts() -> String {
     format!(
         r#"audience "sim" {{ where = {{ channel = "sim" }} }}
 audience "wa" {{ where = {{ channel = "wa" }} }}
+audience "lk" {{ where = {{ channel = "lk" }} }}
+template "tracked" {{ en = {{ text = 'Hi {{{{name}}}}, your offer: {{{{track "{target}"}}}}' }} }}
 audience "r100" {{ where = {{ channel = "wr", tags_all = {{ "r100" }} }} }}
 audience "r6000" {{ where = {{ channel = "wr", tags_all = {{ "r6000" }} }} }}
 template "hello" {{ en = {{ text = "{TEMPLATE_TEXT}" }} }}
 route(function(m, msg, ctx) return {{ channel = m.channel }} end)
-"#
+"#,
+        target = super::links::TARGET
     )
 }
 

@@ -39,6 +39,7 @@ mod fixtures;
 mod fmt;
 mod growth;
 mod inproc;
+mod links;
 mod mock;
 mod rates;
 mod reads;
@@ -189,7 +190,7 @@ fn store_rows(b: &mut Bench) {
 fn main_daemon_rows(b: &mut Bench) {
     let own = [
         "import", "core", "rss", "report", "explorer", "export", "dispatch", "rss-wa", "receipts",
-        "rate",
+        "links", "rate",
     ];
     if !b.s.any(&own) {
         return;
@@ -217,6 +218,16 @@ fn main_daemon_rows(b: &mut Bench) {
     }
     if b.s.any(&["dispatch", "rss-wa", "receipts"]) {
         e2e_rows(b, &d, &wa);
+    }
+    if b.s.wants("links") {
+        let row = links::redirects(
+            &d,
+            b.dir.path(),
+            b.s.size(100_000),
+            b.s.repeat,
+            b.s.concurrency,
+        );
+        b.table.push(row);
     }
     if b.s.wants("rate") {
         rate_rows(b, &d, &wa);

@@ -1,8 +1,9 @@
 //! Loopback HTTP servers for the bench: a WhatsApp-shaped Cloud API mock
 //! (the daemon and the bare reqwest loop both send to it; every send to a
 //! phone number id other than the bulk one is timestamped on arrival, for
-//! the rate, first-send and many-accounts rows) and a bare "200 OK" webhook
-//! sink (the receipts baseline). Each runs on its own
+//! the rate, first-send and many-accounts rows), a bare "200 OK" webhook
+//! sink (the receipts baseline) and a bare 302 server (the tracked-links
+//! baseline). Each runs on its own
 //! tokio runtime on a background thread, so the process under test and the
 //! mock share the machine the same way in every measurement.
 
@@ -178,4 +179,27 @@ pub fn whatsapp_mock(threads: usize) -> Server {
 
 pub fn webhook_sink(threads: usize) -> Server {
     serve(threads, sink)
+}
+/// The bare redirect: every request answered `302 Location: <to>`, no
+/// caching (the tracked-links baseline).
+pub fn redirect_server(threads: usize, to: &'static str) -> Server {
+    serve(
+        threads,
+        move |req: Request<Incoming>, seen: Arc<Seen>| async move {
+            let _ = req.into_body().collect().await?;
+            seen.requests.fetch_add(1, Ordering::Relaxed);
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::FOUND;
+            let h = r.headers_mut();
+            h.insert(
+                hyper::header::LOCATION,
+                hyper::header::HeaderValue::from_static(to),
+            );
+            h.insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+            Ok(r)
+        },
+    )
 }

@@ -16,6 +16,7 @@ pub const KEYS: &[&str] = &[
     "dispatch",
     "rss-wa",
     "receipts",
+    "links",
     "rate",
     "first-send",
     "accounts",

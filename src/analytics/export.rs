@@ -22,6 +22,7 @@ pub const HEADER: &[&str] = &[
     "read_at",
     "interacted_at",
     "failed_at",
+    "clicked_at",
 ];
 
 /// Bytes per chunk handed to `emit`.
@@ -80,6 +81,7 @@ pub fn stream(store: &Store, push: PushId, mut emit: impl FnMut(String) -> bool)
                 time(r.read_at),
                 time(r.interacted_at),
                 time(r.failed_at),
+                time(r.clicked_at),
             ])
             .map_err(csv_err)?;
             if buf.len() >= CHUNK {

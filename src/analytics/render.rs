@@ -1,5 +1,7 @@
 //! Report renderings: aligned table with terminal bars, CSV, and one
 //! self-contained HTML page with an SVG pie of the five disjoint slices.
+//! Tracked links (clicks, and a table per link) follow the indicators in
+//! each, when the push has any.
 
 use super::report::Report;
 use crate::model::FailureGroup;
@@ -73,6 +75,35 @@ pub fn text(r: &Report) -> String {
         &["INDICATOR", ">COUNT", ">PERCENT", ""],
         &body,
     ));
+    out.push_str(&links_text(r));
+    out
+}
+
+/// The tracked links under the terminal report (nothing when none).
+fn links_text(r: &Report) -> String {
+    if r.links.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nclicks: {} recipient(s) ({:.1}%), {} click(s) in all\n\n",
+        r.clicks, r.percent.clicks, r.clicks_total
+    );
+    let body: Vec<Vec<String>> = r
+        .links
+        .iter()
+        .map(|l| {
+            vec![
+                l.url.clone(),
+                l.clicks.to_string(),
+                l.clicks_total.to_string(),
+                l.previews.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &["TRACKED LINK", ">RECIPIENTS", ">CLICKS", ">PREVIEWS"],
+        &body,
+    ));
     out
 }
 
@@ -100,7 +131,66 @@ pub fn csv(r: &Report) -> String {
     ] {
         let _ = writeln!(out, "{k},{n},{v:.2}");
     }
+    if !r.links.is_empty() {
+        let _ = writeln!(out, "clicks,{},{:.2}", r.clicks, p.clicks);
+        let _ = writeln!(out, "clicks_total,{},", r.clicks_total);
+        // One row per link and count, in the same three columns.
+        let pct = |n: u64| {
+            if r.recipients == 0 {
+                0.0
+            } else {
+                n as f64 * 100.0 / r.recipients as f64
+            }
+        };
+        for l in &r.links {
+            let _ = writeln!(
+                out,
+                "{},{},{:.2}",
+                csv_field(&format!("link {}", l.url)),
+                l.clicks,
+                pct(l.clicks)
+            );
+            let _ = writeln!(
+                out,
+                "{},{},",
+                csv_field(&format!("link_total {}", l.url)),
+                l.clicks_total
+            );
+        }
+    }
     out
+}
+
+/// A CSV field, quoted when it needs to be.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The tracked-links section of the HTML report (and of the panel's push
+/// page): clicks, and one row per link. Empty when the push tracks none.
+pub fn links_html(r: &Report) -> String {
+    if r.links.is_empty() {
+        return String::new();
+    }
+    let mut rows = String::new();
+    for l in &r.links {
+        let _ = write!(
+            rows,
+            "<tr><td class=\"url\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(&l.url),
+            l.clicks,
+            l.clicks_total,
+            l.previews
+        );
+    }
+    format!(
+        "<h2>Tracked links</h2>\n<p class=\"muted\">{} recipient(s) clicked ({:.1}%), {} click(s) in all; previews are platforms fetching the link, not people.</p>\n<table class=\"links\"><tr><th>URL</th><th>Recipients</th><th>Clicks</th><th>Previews</th></tr>{rows}</table>\n",
+        r.clicks, r.percent.clicks, r.clicks_total
+    )
 }
 
 fn esc(s: &str) -> String {
@@ -233,7 +323,7 @@ h1{{font-size:1.4rem}} .row{{display:flex;gap:2rem;align-items:center;flex-wrap:
 ul.legend{{list-style:none;padding:0}} ul.legend li{{margin:.3rem 0}}
 .sw{{display:inline-block;width:.9rem;height:.9rem;margin-right:.5rem;vertical-align:middle;border-radius:2px}}
 table{{border-collapse:collapse;margin:1rem 0}} td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}
-td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#666}}
+td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#666}} td.url{{word-break:break-all}}
 </style></head><body>
 <h1>Push report: {name}</h1>
 <p class="muted">Status <b>{status}</b> · Start At {start} · Finish At {finish} · {recipients} recipients · as of {as_of}{retry}</p>
@@ -243,7 +333,7 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#666}}
 <table><tr><th>Indicator</th><th>Count</th><th>%</th></tr>{table_rows}
 <tr><td>Skipped (not in the pie)</td><td class="n">{skipped}</td><td></td></tr>
 <tr><td>Cancelled (not in the pie)</td><td class="n">{cancelled}</td><td></td></tr></table>
-<h2>Failures</h2>
+{links}<h2>Failures</h2>
 <table><tr><th>Class</th><th>Code</th><th>Count</th><th>Platform message</th><th>Sample recipients</th></tr>{fail_rows}</table>
 </body></html>
 "#,
@@ -262,5 +352,6 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#666}}
         svg = pie_svg(r),
         skipped = r.skipped,
         cancelled = r.cancelled,
+        links = links_html(r),
     )
 }

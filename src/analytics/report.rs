@@ -2,6 +2,7 @@
 //! (milliseconds whatever the push size).
 
 use crate::model::{fmt_ms, now_ms};
+use crate::store::links::LinkStats;
 use crate::store::pushes::{Counts, PushRow};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,9 @@ pub struct Percentages {
     pub not_read_or_interacted: f64,
     pub skipped: f64,
     pub cancelled: f64,
+    /// Recipients who clicked a tracked link.
+    #[serde(default)]
+    pub clicks: f64,
 }
 
 /// `push.report` data. Field names are the contract (DESIGN.md).
@@ -52,6 +56,17 @@ pub struct Report {
     /// Set when the push sends to a retry audience: the push it retries.
     pub retry_of: Option<String>,
     pub note: String,
+    /// Recipients who clicked any tracked link (`[links] privacy =
+    /// "individual"` clicks; a click is also an interaction).
+    #[serde(default)]
+    pub clicks: u64,
+    /// Every click on the push's tracked links, repeats and anonymous
+    /// clicks included (previews never).
+    #[serde(default)]
+    pub clicks_total: u64,
+    /// The push's tracked links, in link order.
+    #[serde(default)]
+    pub links: Vec<LinkStats>,
 }
 
 fn pct(n: u64, of: u64) -> f64 {
@@ -95,6 +110,7 @@ pub fn build(push: &PushRow, c: &Counts, retry_of: Option<String>) -> Report {
             not_read_or_interacted: pct(c.not_read_or_interacted, recipients),
             skipped: pct(c.skipped, recipients),
             cancelled: pct(c.cancelled, recipients),
+            clicks: 0.0,
         },
         is_final,
         as_of: fmt_ms(now_ms()),
@@ -109,6 +125,20 @@ pub fn build(push: &PushRow, c: &Counts, retry_of: Option<String>) -> Report {
                 c.remaining()
             )
         },
+        clicks: 0,
+        clicks_total: 0,
+        links: Vec::new(),
+    }
+}
+
+impl Report {
+    /// Adds the tracked links' counts (`store::links::stats`).
+    pub fn with_links(mut self, clicked: u64, links: Vec<LinkStats>) -> Report {
+        self.clicks = clicked;
+        self.clicks_total = links.iter().map(|l| l.clicks_total).sum();
+        self.percent.clicks = pct(clicked, self.recipients);
+        self.links = links;
+        self
     }
 }
 

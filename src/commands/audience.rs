@@ -4,7 +4,7 @@
 //! audience.retry. None of the reads writes anything.
 
 use super::{Actor, CommandError, CommandResult};
-use crate::model::{Member, fmt_ms, now_ms};
+use crate::model::{Member, Routed, fmt_ms, now_ms};
 use crate::protocol::{
     AudienceInfo, AudienceListArgs, AudienceListData, AudiencePreviewArgs, AudienceRetryArgs,
     AudienceShowArgs, AudienceShowData, AudienceSummary, Lineage, MemberSample, PreviewData,
@@ -50,10 +50,21 @@ pub async fn preview(
         subscribed,
         samples,
     } = walk(store, Some(&g), &a.name, limit).await?;
-    let routed = match &template {
+    let mut routed = match &template {
         Some(t) => g.prepare(t, samples.clone(), now_ms()).await,
         None => Vec::new(),
     };
+    // Nothing is sent, so no delivery has a tracked URL yet: show where
+    // each tracked link leads.
+    if let Some(t) = template.as_ref().and_then(|t| g.templates.get(t)) {
+        for r in routed.iter_mut() {
+            if let Ok(Routed::Send { outbound, .. }) = r {
+                crate::links::marker::substitute(outbound, |l| {
+                    t.tracked.get(usize::from(l)).cloned()
+                });
+            }
+        }
+    }
     let mut out = Vec::new();
     for (i, m) in samples.into_iter().enumerate() {
         let (routed, error) = match routed.get(i) {

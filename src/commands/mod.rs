@@ -22,6 +22,7 @@ use crate::alerts::Alerts;
 use crate::channel::Channels;
 use crate::config::LiveConfig;
 use crate::dispatch::Dispatcher;
+use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::model::Millis;
 use crate::protocol::{Request, Response};
@@ -43,6 +44,8 @@ pub struct Handles {
     pub scripts: Arc<Scripts>,
     pub dispatcher: Arc<Dispatcher>,
     pub metrics: Arc<Metrics>,
+    /// Tracked links (the HTTP listener's `/l/` route takes it from here).
+    pub links: Arc<Links>,
     pub alerts: Arc<Alerts>,
     pub reloads: Arc<ReloadLog>,
     pub process: Arc<ProcessInfo>,

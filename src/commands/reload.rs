@@ -65,6 +65,7 @@ fn applied(current: &Config, new: Config) -> Config {
     applied.daemon.max_database_mb = new.daemon.max_database_mb;
     applied.scripts = new.scripts;
     applied.receipts = new.receipts;
+    applied.links = new.links;
     applied.http.public_url = new.http.public_url;
     applied.channels = new.channels;
     applied.policy = new.policy;

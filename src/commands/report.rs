@@ -3,7 +3,7 @@
 use super::CommandResult;
 use crate::analytics::{self, export};
 use crate::protocol::{ExportData, FailuresData, PushFailuresArgs, ReportData, Response};
-use crate::store::{Store, failures, policy, pushes};
+use crate::store::{Store, failures, links, policy, pushes};
 use tokio::sync::mpsc;
 
 /// The key indicators of a push.
@@ -17,7 +17,8 @@ pub async fn report(store: &Store, push: &str) -> CommandResult<ReportData> {
                 Some(id) => pushes::get(c, id)?.map(|s| s.name),
                 None => None,
             };
-            let mut report = analytics::build(&p, &counts, retry_of);
+            let (clicked, tracked) = links::stats(c, p.id)?;
+            let mut report = analytics::build(&p, &counts, retry_of).with_links(clicked, tracked);
             if counts.skipped > 0 {
                 report.capped = policy::capped(c, p.id)?;
             }

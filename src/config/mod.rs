@@ -4,11 +4,13 @@
 //! Unknown keys are errors (with the line), because a misspelt key silently
 //! falling back to a default is how operators lose a day.
 
+mod links;
 mod live;
 mod policy;
 mod public_url;
 mod toml_error;
 
+pub use links::{LinksConfig, Privacy};
 pub use live::LiveConfig;
 pub use policy::{Caps, DailyHours, PolicyConfig};
 pub use public_url::parse_public_url;
@@ -732,6 +734,7 @@ struct RawConfig {
     dispatch: DispatchConfig,
     scripts: ScriptsConfig,
     receipts: ReceiptsConfig,
+    links: LinksConfig,
     channels: BTreeMap<String, ChannelConfig>,
     policy: policy::RawPolicy,
 }
@@ -748,6 +751,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub scripts: ScriptsConfig,
     pub receipts: ReceiptsConfig,
+    pub links: LinksConfig,
     pub channels: BTreeMap<String, ChannelConfig>,
     /// `[policy]`: frequency caps and quiet hours across all pushes.
     pub policy: PolicyConfig,
@@ -860,6 +864,11 @@ impl Config {
             ));
         }
 
+        let mut links = raw.links;
+        links
+            .validate(http.enabled)
+            .map_err(|(f, m)| invalid(&f, m))?;
+
         let mut channels = raw.channels;
         for (name, ch) in channels.iter_mut() {
             ch.validate(name).map_err(|(f, m)| invalid(&f, m))?;
@@ -875,6 +884,7 @@ impl Config {
             dispatch,
             scripts,
             receipts: raw.receipts,
+            links,
             channels,
             policy,
             database_path,
@@ -960,6 +970,9 @@ impl Config {
         }
         if self.policy != new.policy {
             out.push("policy".into());
+        }
+        if self.links != new.links {
+            out.push("links".into());
         }
         let names: BTreeSet<&String> = self.channels.keys().chain(new.channels.keys()).collect();
         for n in names {

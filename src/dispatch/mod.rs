@@ -17,6 +17,7 @@ mod slots;
 use crate::alerts::Alerts;
 use crate::channel::Channels;
 use crate::config::LiveConfig;
+use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::model::{Millis, PushId, now_ms};
 use crate::script::Scripts;
@@ -113,14 +114,15 @@ fn resize(sem: &Arc<Semaphore>, from: usize, to: usize) {
 
 /// What the dispatcher works with: the store it records in, the channels it
 /// sends through, the scripts it routes and renders with, the settings it
-/// reads (`[dispatch]`, per-channel rates), the metrics it counts into, and
-/// the daemon's shutdown signal.
+/// reads (`[dispatch]`, per-channel rates), the metrics it counts into, the
+/// tracked links it puts in messages, and the daemon's shutdown signal.
 pub struct Deps {
     pub store: Store,
     pub channels: Arc<Channels>,
     pub scripts: Arc<Scripts>,
     pub config: Arc<LiveConfig>,
     pub metrics: Arc<Metrics>,
+    pub links: Arc<Links>,
     /// Where channel holds (a platform's daily quota) raise their alerts.
     pub alerts: Arc<Alerts>,
     pub shutdown: CancellationToken,
@@ -132,6 +134,7 @@ pub struct Dispatcher {
     scripts: Arc<Scripts>,
     config: Arc<LiveConfig>,
     metrics: Arc<Metrics>,
+    links: Arc<Links>,
     shutdown: CancellationToken,
     global: ArcSwap<Rate>,
     global_per_minute: AtomicU32,
@@ -171,6 +174,7 @@ impl Dispatcher {
             scripts: deps.scripts,
             config: deps.config,
             metrics: deps.metrics,
+            links: deps.links,
             shutdown: deps.shutdown,
             global: ArcSwap::from_pointee(Rate::per_minute(rate_per_minute)),
             global_per_minute: AtomicU32::new(rate_per_minute),

@@ -3,10 +3,12 @@
 //! next page's database read and Lua work overlap the current page's sends.
 //! Members already over a frequency cap are skipped here, before any Lua
 //! work or rate limit is spent on them (the claim checks again).
+//! Tracked links get each delivery's URL here, as a page is routed.
 
 use super::Dispatcher;
 use super::policy::{Rules, held_until, local_day};
 use crate::config::DailyHours;
+use crate::links::Minter;
 use crate::model::{DeliveryId, Member, MemberId, Millis, PushId, Routed, now_ms};
 use crate::script::{Generation, ScriptError};
 use crate::store::StoreError;
@@ -36,6 +38,20 @@ pub(super) struct Page {
     /// Due first attempts whose member is over a frequency cap already:
     /// to be skipped as `capped` (one write for the page), not routed.
     pub(super) capped: Vec<DeliveryId>,
+}
+
+impl Page {
+    /// Puts each routed message's tracked-link URLs in (its delivery's).
+    fn with_links(mut self, links: Option<&Minter>) -> Page {
+        if let Some(links) = links {
+            for (p, r) in self.due.iter_mut() {
+                if let Ok(Routed::Send { outbound, .. }) = r {
+                    links.apply(p.delivery_id, outbound);
+                }
+            }
+        }
+        self
+    }
 }
 
 /// Which pending recipients a pass reads.
@@ -89,6 +105,9 @@ pub(super) struct PageLoader {
     pub(super) window: Option<DailyHours>,
     /// `policy = "bypass"`: `[policy]` is not checked for this push.
     pub(super) bypass: bool,
+    /// Puts each delivery's tracked-link URLs in its message (None: the
+    /// template tracks no link).
+    pub(super) links: Option<Arc<Minter>>,
 }
 
 /// Pages read ahead of the walk, in order ([`PageLoader::ahead`]).
@@ -130,6 +149,7 @@ impl PageLoader {
             self.window,
             self.bypass,
         );
+        let links = self.links.clone();
         let reader = tokio::spawn(async move {
             let mut after = after;
             loop {
@@ -151,13 +171,15 @@ impl PageLoader {
                     Err(_) => None,
                 };
                 let (g, template, d) = (g.clone(), template.clone(), d.clone());
+                let links = links.clone();
                 // The policy in force as the page is read (a reload applies
                 // from the next page on).
                 let rules = Rules::for_push(&d.config.get().policy, bypass);
                 let page = tokio::spawn(async move {
                     let read = read?;
                     let capped = over_cap(&d, &rules, window.as_ref(), &read).await?;
-                    route_page(&g, &template, &rules, window.is_some(), read, capped).await
+                    let page = route_page(&g, &template, &rules, window.is_some(), read, capped);
+                    page.await.map(|p| p.with_links(links.as_deref()))
                 });
                 if tx.send(page).await.is_err() {
                     return;

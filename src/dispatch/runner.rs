@@ -237,6 +237,7 @@ impl<'a> Walk<'a> {
                  widen the window or change quiet_hours, then resume (or cancel the push)"
             )));
         }
+        let links = tracked_links(d, &push, &generation).await?;
         Ok(Some(Walk {
             d,
             push_rate: push.rate_per_minute.map(Rate::per_minute),
@@ -249,6 +250,7 @@ impl<'a> Walk<'a> {
                 push: id,
                 window,
                 bypass: push.bypasses_policy(),
+                links,
             },
             window,
             push,
@@ -534,6 +536,26 @@ impl<'a> Walk<'a> {
         group.launch(&mut self.inflight);
         true
     }
+}
+
+/// What puts the deliveries' `/l/TOKEN` URLs in the push's messages, when
+/// its template tracks links (registered for the push here, once each).
+async fn tracked_links(
+    d: &Dispatcher,
+    push: &PushRow,
+    generation: &Generation,
+) -> Result<Option<Arc<crate::links::Minter>>, RunError> {
+    let Some(t) = generation.templates.get(&push.template) else {
+        return Ok(None);
+    };
+    d.links
+        .minter(push.id, &t.name, &t.tracked)
+        .await
+        .map_err(|e| match e {
+            crate::links::LinkError::Store(StoreError::Invalid(m)) => RunError::Setup(m),
+            crate::links::LinkError::Store(e) => RunError::Store(e),
+            crate::links::LinkError::Setup(m) => RunError::Setup(m),
+        })
 }
 
 /// A recipient whose routing or rendering failed before any request: an

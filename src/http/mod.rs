@@ -1,5 +1,6 @@
 //! The HTTP listener: `POST|GET /webhooks/{channel}` (handed to `receipts`),
-//! `/healthz`, `/metrics`, and the web panel's routes (`crate::panel`, the
+//! `GET|HEAD /l/{token}` (tracked links, handed to `links`), `/healthz`,
+//! `/metrics`, and the web panel's routes (`crate::panel`, the
 //! second transport over the commands).
 //!
 //! Served with hyper directly (not `axum::serve`) so we control what a
@@ -9,7 +10,10 @@
 //! checked on the raw bytes before any parsing; a refused webhook writes
 //! nothing.
 
+mod links;
+
 use crate::config::HttpConfig;
+use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::model::now_ms;
 use crate::receipts::{Receipts, WebhookRequest};
@@ -41,11 +45,12 @@ pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
     l.local_addr().ok()
 }
 
-/// What the routes reach: receipts for webhooks, the store for health and
-/// gauges, the metrics, and the panel.
+/// What the routes reach: receipts for webhooks, tracked links for clicks,
+/// the store for health and gauges, the metrics, and the panel.
 #[derive(Clone)]
 pub struct Services {
     pub receipts: Arc<Receipts>,
+    pub links: Arc<Links>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub panel: crate::panel::Backend,
@@ -68,6 +73,11 @@ fn router(services: Services, http: &HttpConfig) -> Router {
     Router::new()
         .route("/webhooks/{channel}", any(webhook_handler))
         .with_state(webhooks)
+        .merge(
+            Router::new()
+                .route("/l/{token}", get(links::redirect))
+                .with_state(services.links.clone()),
+        )
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))

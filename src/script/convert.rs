@@ -264,11 +264,11 @@ pub(crate) fn check_keys(t: &Table, allowed: &[&str], what: &str) -> Result<(), 
     Ok(())
 }
 
-/// Reads a list of `{ title, payload }` / `{ title, url }` tables.
+/// Reads a list of `{ title, payload }` / `{ title, url [, track] }` tables.
 pub(crate) fn buttons_of<T>(
     v: &Value,
     what: &str,
-    mut make: impl FnMut(String, Option<String>, Option<String>) -> Result<T, String>,
+    mut make: impl FnMut(String, Option<String>, Option<String>, Option<bool>) -> Result<T, String>,
 ) -> Result<Vec<T>, String> {
     let Value::Table(list) = v else {
         return Err(format!(
@@ -282,7 +282,7 @@ pub(crate) fn buttons_of<T>(
         let Value::Table(b) = item else {
             return Err(format!("{w} must be a table {{ title = …, payload = … }}"));
         };
-        check_keys(&b, &["title", "payload", "url"], &w)?;
+        check_keys(&b, &["title", "payload", "url", "track"], &w)?;
         let title = opt_text(&b, "title", &format!("{w}.title"))?
             .ok_or_else(|| format!("{w} needs a title"))?;
         let payload = opt_text(&b, "payload", &format!("{w}.payload"))?;
@@ -290,7 +290,17 @@ pub(crate) fn buttons_of<T>(
         if payload.is_some() == url.is_some() {
             return Err(format!("{w} needs exactly one of payload or url"));
         }
-        out.push(make(title, payload, url)?);
+        let track = match b.raw_get::<Value>("track").map_err(|e| e.to_string())? {
+            Value::Nil => None,
+            Value::Boolean(t) => Some(t),
+            other => {
+                return Err(format!(
+                    "{w}.track must be true or false, found {}",
+                    other.type_name()
+                ));
+            }
+        };
+        out.push(make(title, payload, url, track)?);
     }
     if out.len() != list.raw_len() {
         return Err(format!("{what} must be a list (1, 2, 3, …)"));
@@ -308,7 +318,13 @@ pub(crate) fn message_of(v: &Value) -> Result<Message, String> {
     };
     check_keys(t, MESSAGE_KEYS, "message")?;
     let text = opt_text(t, "text", "text")?.ok_or("the message needs a text")?;
-    let plain = |title, payload, url| {
+    let plain = |title, payload, url, track: Option<bool>| {
+        if track == Some(true) {
+            return Err(
+                "track = true works in template tables; a render function's buttons are sent as they are"
+                    .to_string(),
+            );
+        }
         Ok(Button {
             title,
             payload,

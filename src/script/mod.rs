@@ -17,6 +17,7 @@
 //! `{{locale}}`, `{{timezone}}`, `{{attributes.key}}` (nested with dots) and
 //! `{{field|fallback}}`. A missing attribute renders as the empty string (or
 //! the fallback); anything else is a load error with file:line.
+//! `{{track "https://…"}}` renders a tracked link's marker (see `crate::links`).
 
 mod api;
 mod convert;
@@ -89,13 +90,22 @@ impl ChannelInfo {
 /// Asks a channel whether it can send `outbound` (button limits, lengths, …).
 pub type OutboundValidator = Arc<dyn Fn(&str, &Outbound) -> Result<(), String> + Send + Sync>;
 
+/// What templates need of `[links]`: whether tracked links can be sent at
+/// all (`public_url`) and whether every URL button is tracked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkEnv {
+    pub public_url: Option<String>,
+    pub track_buttons: bool,
+}
+
 /// What scripts are loaded against: the configured channels, the fallback
-/// locale and the channels' message validator.
+/// locale, the channels' message validator and the tracked-link settings.
 #[derive(Clone)]
 pub struct ScriptEnv {
     pub channels: BTreeMap<String, ChannelInfo>,
     pub default_locale: String,
     pub validate: OutboundValidator,
+    pub links: LinkEnv,
 }
 
 impl ScriptEnv {
@@ -117,6 +127,10 @@ impl ScriptEnv {
                 .collect(),
             default_locale: c.scripts.default_locale.clone(),
             validate,
+            links: LinkEnv {
+                public_url: c.links.public_url.clone(),
+                track_buttons: c.links.track_buttons,
+            },
         }
     }
 
@@ -131,6 +145,7 @@ impl std::fmt::Debug for ScriptEnv {
         f.debug_struct("ScriptEnv")
             .field("channels", &self.channels)
             .field("default_locale", &self.default_locale)
+            .field("links", &self.links)
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +180,8 @@ pub struct TemplateDef {
     /// Platforms with their own version (`whatsapp = { en = … }`) and its locales, sorted.
     pub overrides: BTreeMap<Platform, Vec<String>>,
     pub has_render: bool,
+    /// Its tracked URLs (`{{track}}`, tracked buttons), by link number.
+    pub tracked: Vec<String>,
     pub location: Location,
 }
 

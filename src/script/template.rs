@@ -10,7 +10,14 @@
 //!
 //! Which table a member gets — a platform's own version or the generic one,
 //! in which locale — is [`choose_message`]'s decision.
+//!
+//! `{{track "https://…"}}` is a tracked link: it renders the link's marker
+//! (`crate::links::marker`), which the dispatcher turns into the delivery's
+//! `/l/TOKEN` URL; so does a URL button with `track = true` (or every URL
+//! button under `[links] track_buttons`). A template's tracked URLs are
+//! numbered once all its texts are compiled ([`CompiledMessage::number_links`]).
 
+use crate::links::marker;
 use crate::model::{Button, Member, Message};
 use std::fmt::Write as _;
 
@@ -40,6 +47,11 @@ enum Field {
 enum Part {
     Literal(String),
     Field(Field, Option<String>),
+    /// `{{track "URL"}}`: the URL (normalised) and the template's number for it.
+    Track {
+        url: String,
+        link: u8,
+    },
 }
 
 /// A text with placeholders, split into literal and field parts.
@@ -52,6 +64,9 @@ pub(crate) struct Text {
 
 impl Text {
     pub(crate) fn compile(src: &str) -> Result<Text, String> {
+        if marker::contains_marker(src) {
+            return Err("contains a character from U+FDD0 to U+FDDF, which pushd reserves for tracked links".into());
+        }
         let mut parts = Vec::new();
         let mut rest = src;
         while let Some(open) = rest.find("{{") {
@@ -63,12 +78,16 @@ impl Text {
                 .find("}}")
                 .ok_or_else(|| format!("unclosed placeholder \"{{{{{}\"", truncate(after, 30)))?;
             let inner = &after[..close];
+            rest = &after[close + 2..];
+            if let Some(url) = tracked_url(inner)? {
+                parts.push(Part::Track { url, link: 0 });
+                continue;
+            }
             let (name, fallback) = match inner.split_once('|') {
                 Some((n, f)) => (n.trim(), Some(f.to_string())),
                 None => (inner.trim(), None),
             };
             parts.push(Part::Field(parse_field(name)?, fallback));
-            rest = &after[close + 2..];
         }
         if !rest.is_empty() {
             parts.push(Part::Literal(rest.to_string()));
@@ -78,6 +97,7 @@ impl Text {
             .map(|p| match p {
                 Part::Literal(s) => s.len(),
                 Part::Field(..) => 8,
+                Part::Track { .. } => 3,
             })
             .sum();
         Ok(Text { parts, hint })
@@ -91,6 +111,7 @@ impl Text {
         for p in &self.parts {
             match p {
                 Part::Literal(s) => out.push_str(s),
+                Part::Track { link, .. } => out.push(marker::marker(*link)),
                 Part::Field(f, fallback) => {
                     let start = out.len();
                     write_field(&mut out, f, m, platform);
@@ -103,6 +124,75 @@ impl Text {
             }
         }
         out
+    }
+}
+
+impl Text {
+    /// The text when it has no placeholders.
+    fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Literal(s)] => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Numbers its `{{track}}` links in `links` (the template's list).
+    fn number_links(&mut self, links: &mut Vec<String>) -> Result<(), String> {
+        for p in &mut self.parts {
+            if let Part::Track { url, link } = p {
+                *link = link_number(links, url)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `url`'s number in the template's list of tracked URLs (added if new).
+fn link_number(links: &mut Vec<String>, url: &str) -> Result<u8, String> {
+    if let Some(i) = links.iter().position(|u| u == url) {
+        return Ok(i as u8);
+    }
+    if links.len() >= usize::from(marker::COUNT) {
+        return Err(format!(
+            "tracks more than {} different URLs, the most one template can",
+            marker::COUNT
+        ));
+    }
+    links.push(url.to_string());
+    Ok((links.len() - 1) as u8)
+}
+
+/// `track "URL"` → the URL, checked and normalised; None when the
+/// placeholder is not a `track`.
+fn tracked_url(inner: &str) -> Result<Option<String>, String> {
+    let t = inner.trim();
+    let Some(arg) = t.strip_prefix("track") else {
+        return Ok(None);
+    };
+    if !(arg.is_empty() || arg.starts_with([' ', '\t', '"'])) {
+        return Ok(None);
+    }
+    let arg = arg.trim();
+    let url = arg
+        .strip_prefix('"')
+        .and_then(|a| a.strip_suffix('"'))
+        .filter(|u| !u.contains('"'))
+        .ok_or_else(|| format!("{{{{{t}}}}} needs one quoted URL: {{{{track \"https://…\"}}}}"))?;
+    check_tracked_url(url).map(Some)
+}
+
+/// A URL a click may be sent to: absolute http(s) with a host. Returned
+/// normalised (the form stored and redirected to).
+pub(crate) fn check_tracked_url(url: &str) -> Result<String, String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(u.to_string())
+        }
+        Ok(_) => Err(format!(
+            "tracked URL {url:?} must be an http(s) address like \"https://shop.example.com/sale\""
+        )),
+        Err(e) => Err(format!("tracked URL {url:?} is not a URL ({e})")),
     }
 }
 
@@ -183,6 +273,11 @@ pub(crate) struct CompiledButton {
     pub title: Text,
     pub payload: Option<Text>,
     pub url: Option<Text>,
+    /// The button's `track` (None: `[links] track_buttons` decides).
+    pub track: Option<bool>,
+    /// Its tracked link's number, once [`CompiledMessage::number_links`]
+    /// found it tracked.
+    pub link: Option<u8>,
 }
 
 /// One locale's message, compiled.
@@ -201,7 +296,10 @@ impl CompiledMessage {
                 .map(|b| Button {
                     title: b.title.render(m, platform),
                     payload: b.payload.as_ref().map(|t| t.render(m, platform)),
-                    url: b.url.as_ref().map(|t| t.render(m, platform)),
+                    url: match b.link {
+                        Some(link) => Some(marker::marker(link).to_string()),
+                        None => b.url.as_ref().map(|t| t.render(m, platform)),
+                    },
                 })
                 .collect()
         };
@@ -211,6 +309,58 @@ impl CompiledMessage {
             quick_replies: buttons(&self.quick_replies),
             image_url: self.image.as_ref().map(|t| t.render(m, platform)),
         }
+    }
+}
+
+impl CompiledMessage {
+    /// Numbers the message's tracked links in `links` (the template's
+    /// list, shared by its locales): `{{track}}` placeholders and the URL
+    /// buttons that are tracked (their own `track`, else `track_buttons`).
+    /// A tracked button's URL must be fixed: the URL is registered once per
+    /// push, not per recipient.
+    pub(crate) fn number_links(
+        &mut self,
+        links: &mut Vec<String>,
+        track_buttons: bool,
+    ) -> Result<(), String> {
+        self.text.number_links(links)?;
+        if let Some(img) = &mut self.image {
+            img.number_links(links)?;
+        }
+        for (key, list) in [
+            ("buttons", &mut self.buttons),
+            ("quick_replies", &mut self.quick_replies),
+        ] {
+            for (i, b) in list.iter_mut().enumerate() {
+                let what = format!("{key}[{}]", i + 1);
+                for t in [Some(&mut b.title), b.payload.as_mut(), b.url.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    t.number_links(links)?;
+                }
+                let Some(url) = &b.url else {
+                    if b.track == Some(true) {
+                        return Err(format!("{what}: track = true is for URL buttons (url = …)"));
+                    }
+                    continue;
+                };
+                if !b.track.unwrap_or(track_buttons)
+                    || matches!(url.parts.as_slice(), [Part::Track { .. }])
+                {
+                    continue;
+                }
+                let fixed = url.literal().ok_or_else(|| {
+                    format!(
+                        "{what}: a tracked URL must be fixed (it is registered once per push), but this one has placeholders; \
+                         write track = false to send it untracked"
+                    )
+                })?;
+                let fixed = check_tracked_url(fixed).map_err(|e| format!("{what}: {e}"))?;
+                b.link = Some(link_number(links, &fixed)?);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -336,6 +486,77 @@ mod tests {
         assert!(Text::compile("Hi {{name").unwrap_err().contains("unclosed"));
         assert!(Text::compile("{{attributes.}}").is_err());
         assert!(Text::compile("{{attributes.a b}}").is_err());
+    }
+
+    #[test]
+    fn tracked_links_render_markers_numbered_per_template() {
+        let mut t = Text::compile(
+            r#"A {{ track "https://Shop.example.com/sale?x=1|2" }} B {{track "https://b.example"}} {{name}}"#,
+        )
+        .unwrap();
+        let mut links = vec!["https://b.example/".to_string()];
+        t.number_links(&mut links).unwrap();
+        assert_eq!(
+            links,
+            vec!["https://b.example/", "https://shop.example.com/sale?x=1|2"]
+        );
+        assert_eq!(
+            t.render(&member(), "simulator"),
+            format!("A {} B {} Ada", marker::marker(1), marker::marker(0))
+        );
+        for (src, words) in [
+            (r#"{{track}}"#, "quoted URL"),
+            (r#"{{track https://x.example}}"#, "quoted URL"),
+            (r#"{{track "ftp://x.example"}}"#, "http(s)"),
+            (r#"{{track "/relative"}}"#, "not a URL"),
+            ("x \u{FDD3} y", "reserves"),
+        ] {
+            let e = Text::compile(src).unwrap_err();
+            assert!(e.contains(words), "{src}: {e}");
+        }
+        // Not a track: an unknown placeholder like any other.
+        assert!(
+            Text::compile("{{tracking}}")
+                .unwrap_err()
+                .contains("unknown placeholder")
+        );
+    }
+
+    #[test]
+    fn tracked_buttons_need_a_fixed_url() {
+        let button = |url: &str, track: Option<bool>| CompiledButton {
+            title: Text::compile("Go").unwrap(),
+            payload: None,
+            url: Some(Text::compile(url).unwrap()),
+            track,
+            link: None,
+        };
+        let mut m = CompiledMessage {
+            text: Text::compile("hi").unwrap(),
+            buttons: vec![
+                button("https://a.example/x", Some(true)),
+                button("https://b.example/{{id}}", None),
+            ],
+            quick_replies: vec![],
+            image: None,
+        };
+        let mut links = Vec::new();
+        m.clone().number_links(&mut links, false).unwrap();
+        assert_eq!(links, vec!["https://a.example/x"]);
+        let msg = {
+            let mut m = m.clone();
+            m.number_links(&mut Vec::new(), false).unwrap();
+            m.render(&member(), "telegram")
+        };
+        assert_eq!(msg.buttons[0].url, Some(marker::marker(0).to_string()));
+        assert_eq!(msg.buttons[1].url.as_deref(), Some("https://b.example/7"));
+        // `track_buttons` tracks the second one too, and it has a placeholder.
+        let e = m.number_links(&mut Vec::new(), true).unwrap_err();
+        assert!(e.contains("buttons[2]") && e.contains("fixed"), "{e}");
+        m.buttons[1].track = Some(false);
+        let mut links = Vec::new();
+        m.number_links(&mut links, true).unwrap();
+        assert_eq!(links.len(), 1);
     }
 
     #[test]

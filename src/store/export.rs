@@ -1,7 +1,7 @@
 //! The rows of the detailed report: every recipient of a push in delivery
 //! order, read in one pass (the CSV is written by `analytics::export`).
 
-use super::{Result, deliveries};
+use super::{Result, deliveries, links};
 use crate::model::{DeliveryState, Millis, PushId};
 use rusqlite::Connection;
 
@@ -26,6 +26,8 @@ pub struct ExportRow {
     pub read_at: Option<Millis>,
     pub interacted_at: Option<Millis>,
     pub failed_at: Option<Millis>,
+    /// The recipient's first click on a tracked link.
+    pub clicked_at: Option<Millis>,
 }
 
 /// Calls `each` with every recipient of `push` in delivery id order until it
@@ -56,14 +58,35 @@ pub fn for_each_row(
         first.unwrap_or(0),
         last.unwrap_or(-1)
     ])?;
+    // First clicks, walked beside the deliveries (both in delivery order)
+    // rather than looked up row by row.
+    let mut clicks_stmt = conn.prepare(links::FIRST_CLICKS_SQL)?;
+    let mut clicks = clicks_stmt.query([push])?;
+    let mut next_click: Option<(i64, Millis)> = match clicks.next()? {
+        Some(r) => Some((r.get(0)?, r.get(1)?)),
+        None => None,
+    };
     let mut n = 0u64;
     while let Some(r) = rows.next()? {
         let opt = |i: usize| -> rusqlite::Result<String> {
             Ok(r.get::<_, Option<String>>(i)?.unwrap_or_default())
         };
         let state: i64 = r.get(5)?;
+        let id: i64 = r.get(0)?;
+        let mut clicked_at = None;
+        while let Some((d, at)) = next_click
+            && d <= id
+        {
+            if d == id {
+                clicked_at = Some(at);
+            }
+            next_click = match clicks.next()? {
+                Some(c) => Some((c.get(0)?, c.get(1)?)),
+                None => None,
+            };
+        }
         let row = ExportRow {
-            delivery_id: r.get(0)?,
+            delivery_id: id,
             member_id: r.get(1)?,
             channel: opt(2)?,
             channel_user_id: opt(3)?,
@@ -82,6 +105,7 @@ pub fn for_each_row(
             read_at: r.get(14)?,
             interacted_at: r.get(15)?,
             failed_at: r.get(16)?,
+            clicked_at,
         };
         n += 1;
         if !each(row)? {

@@ -11,6 +11,7 @@ pub mod events;
 pub mod export;
 pub mod failures;
 mod health;
+pub mod links;
 pub mod members;
 pub mod open;
 pub mod panel;

@@ -344,6 +344,41 @@ CREATE TABLE member_sends (
 CREATE INDEX deliveries_capped ON deliveries(push_id) WHERE state = 4 AND skip_reason = 'capped';
 ALTER TABLE pushes ADD COLUMN policy TEXT;  -- NULL: [policy] applies; 'bypass': it does not
 "#,
+    // 9: tracked links (`store::links`). A token is a MAC over (delivery,
+    // link) under `link_key`, so sending writes nothing per recipient: the
+    // URL is registered once per (push, link) in `links`, and a click writes
+    // one `link_clicks` row (privacy individual) plus counters moved once
+    // per batch of clicks. WITHOUT ROWID: every lookup is by its key.
+    r#"
+CREATE TABLE link_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    key BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE links (
+    push_id INTEGER NOT NULL,
+    link INTEGER NOT NULL,                  -- the push's link number (the token carries it)
+    url TEXT NOT NULL,                      -- where a click goes: the only place it can go
+    clicked INTEGER NOT NULL DEFAULT 0,     -- recipients who clicked it (privacy individual)
+    clicks INTEGER NOT NULL DEFAULT 0,      -- every click, repeats and anonymous ones included
+    previews INTEGER NOT NULL DEFAULT 0,    -- preview fetches (HEAD, fetchers, the preview window)
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (push_id, link)
+) WITHOUT ROWID;
+CREATE TABLE link_clicks (
+    push_id INTEGER NOT NULL,
+    delivery_id INTEGER NOT NULL,
+    link INTEGER NOT NULL,
+    first_at INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (push_id, delivery_id, link)
+) WITHOUT ROWID;
+CREATE TABLE link_totals (
+    push_id INTEGER PRIMARY KEY,
+    clicked INTEGER NOT NULL DEFAULT 0      -- recipients who clicked any link of the push
+);
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -58,6 +58,7 @@ pub fn env() -> ScriptEnv {
         channels,
         default_locale: "en".into(),
         validate: ScriptEnv::accept_all(),
+        links: Default::default(),
     }
 }
 

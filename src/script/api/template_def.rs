@@ -74,21 +74,23 @@ fn compile_locale(locale: &str, v: &Value, errs: &mut Vec<String>) -> Option<Com
         }
         let what = format!("{locale}.{key}");
         let mut es = Vec::new();
-        let r = buttons_of(&v, &what, |title, payload, url| {
+        let r = buttons_of(&v, &what, |title, payload, url, track| {
             let title = compile(&title, &format!("{what} title"), &mut es);
             let payload = payload.map(|p| compile(&p, &format!("{what} payload"), &mut es));
             let url = url.map(|u| compile(&u, &format!("{what} url"), &mut es));
-            Ok((title, payload, url))
+            Ok((title, payload, url, track))
         });
         errs.extend(es);
         match r {
             Ok(list) => list
                 .into_iter()
-                .filter_map(|(title, payload, url)| {
+                .filter_map(|(title, payload, url, track)| {
                     Some(CompiledButton {
                         title: title?,
                         payload: payload.map(|p| p.ok_or(())).transpose().ok()?,
                         url: url.map(|u| u.ok_or(())).transpose().ok()?,
+                        track,
+                        link: None,
                     })
                 })
                 .collect(),
@@ -183,7 +185,7 @@ fn compile_override(
 pub(super) fn define_template(
     _lua: &Lua,
     defs: &DefsRef,
-    _shared: &Shared,
+    shared: &Shared,
     name: String,
     at: Location,
     body: Value,
@@ -237,10 +239,11 @@ pub(super) fn define_template(
             "needs at least one locale table (en = { text = … }) or a render function".into(),
         );
     }
+    locales.sort_by(|a, b| a.0.cmp(&b.0));
+    let tracked = track_links(&mut locales, &mut overrides, &shared.env.links, &mut errs);
     if !record(defs, &at, &prefix, errs) {
         return;
     }
-    locales.sort_by(|a, b| a.0.cmp(&b.0));
     let mut d = defs.borrow_mut();
     if let Some(first) = d.templates.get(&name) {
         let msg = format!("{prefix} is already defined at {}", first.def.location);
@@ -258,6 +261,7 @@ pub(super) fn define_template(
                     .map(|(p, ls)| (*p, ls.iter().map(|(l, _)| l.clone()).collect()))
                     .collect(),
                 has_render: render.is_some(),
+                tracked,
                 location: at,
             },
             locales,
@@ -265,4 +269,34 @@ pub(super) fn define_template(
             render,
         },
     );
+}
+
+/// Numbers the tracked links of every locale and platform version (one
+/// list per template, so the same URL is the same link in every language
+/// and on every platform) and returns the list.
+fn track_links(
+    locales: &mut [(String, CompiledMessage)],
+    overrides: &mut BTreeMap<Platform, Vec<(String, CompiledMessage)>>,
+    links: &crate::script::LinkEnv,
+    errs: &mut Vec<String>,
+) -> Vec<String> {
+    let mut tracked = Vec::new();
+    let generic = locales.iter_mut().map(|(l, m)| (l.clone(), m));
+    let versions = overrides.iter_mut().flat_map(|(p, ls)| {
+        ls.iter_mut()
+            .map(move |(l, m)| (format!("{}.{l}", p.as_str()), m))
+    });
+    for (what, m) in generic.chain(versions) {
+        if let Err(e) = m.number_links(&mut tracked, links.track_buttons) {
+            errs.push(format!("{what}: {e}"));
+        }
+    }
+    if !tracked.is_empty() && links.public_url.is_none() {
+        errs.push(
+            "tracks links, but [links] public_url is not set in config.toml: set it to the public http(s) address \
+             that reaches this daemon's HTTP listener (tracked URLs are sent as <public_url>/l/TOKEN)"
+                .into(),
+        );
+    }
+    tracked
 }

@@ -108,11 +108,14 @@ impl Runtime {
         };
         let Routed::Send {
             channel: to,
-            outbound,
+            mut outbound,
         } = routed
         else {
             return;
         };
+        // Checked in the shape it is sent in: tracked links as URLs.
+        let url = crate::links::marker::sample_url(self.shared.env.links.public_url.as_deref());
+        crate::links::marker::substitute(&mut outbound, |_| Some(url.clone()));
         if let Outbound::Message { message, .. } = &outbound
             && message_is_empty(message)
         {
