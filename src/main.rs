@@ -247,7 +247,7 @@ enum ListFormat {
 #[derive(Args)]
 struct FilterArgs {
     /// read_and_interacted, read_only, interacted_only, not_read_or_interacted,
-    /// sent_fail, skipped, cancelled.
+    /// sent_fail, skipped, cancelled, clicked (a tracked link).
     #[arg(long)]
     outcome: Option<String>,
     /// The channel instance they were sent through.

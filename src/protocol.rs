@@ -326,7 +326,7 @@ pub struct RecipientFilter<'a> {
 #[serde(deny_unknown_fields)]
 pub struct PushRecipientsArgs {
     pub push: String,
-    /// read_and_interacted, read_only, interacted_only,
+    /// read_and_interacted, read_only, interacted_only, clicked,
     /// not_read_or_interacted, sent_fail, skipped, cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,

@@ -303,6 +303,16 @@ fn check_renderings(d: &TestDaemon) {
     let clicked: Vec<bool> = lines.map(|l| !l.ends_with(',')).collect();
     // Import order: wa 15550001, wa 15550002, tg 1001, tg 1002.
     assert_eq!(clicked, vec![true, false, true, false], "{export}");
+    // `recipients --outcome clicked` lists exactly the clicked ones, counted.
+    let v = d.cli_json(&["recipients", "offer", "--outcome", "clicked"]);
+    let users: Vec<&str> = v["data"]["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["channel_user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, vec!["15550001", "1001"], "{v}");
+    assert_eq!(v["data"]["total"], 2, "{v}");
 }
 
 #[test]

@@ -30,6 +30,15 @@ const INTERACT: &str = "UPDATE deliveries SET interacted_at = ?2, updated_at = ?
 pub const CLICKED_SQL: &str =
     "EXISTS (SELECT 1 FROM link_clicks lc WHERE lc.push_id = d.push_id AND lc.delivery_id = d.id)";
 
+/// How many deliveries of `push` had a tracked link clicked (by the key of
+/// `link_clicks`, not a scan of the push).
+pub fn clicked_deliveries(conn: &Connection, push: PushId) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(DISTINCT delivery_id) FROM link_clicks WHERE push_id = ?1")?
+        .query_row([push], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
 /// The first click of each clicked delivery of push `?1`, in delivery
 /// order (the export merges it with its own walk).
 pub const FIRST_CLICKS_SQL: &str = "SELECT delivery_id, min(first_at) FROM link_clicks

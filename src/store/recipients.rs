@@ -23,10 +23,12 @@ pub enum Outcome {
     SentFail,
     Skipped,
     Cancelled,
+    /// Clicked a tracked link (privacy individual): beside the slices.
+    Clicked,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::ReadAndInteracted,
         Outcome::ReadOnly,
         Outcome::InteractedOnly,
@@ -34,6 +36,7 @@ impl Outcome {
         Outcome::SentFail,
         Outcome::Skipped,
         Outcome::Cancelled,
+        Outcome::Clicked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Outcome {
             Outcome::SentFail => "sent_fail",
             Outcome::Skipped => "skipped",
             Outcome::Cancelled => "cancelled",
+            Outcome::Clicked => "clicked",
         }
     }
 
@@ -81,6 +85,15 @@ impl Outcome {
             Outcome::SentFail => ("deliveries_failed", format!("d.state = {failed}")),
             Outcome::Skipped => ("deliveries_skipped", format!("d.state = {skipped}")),
             Outcome::Cancelled => ("deliveries_push", format!("d.state = {cancelled}")),
+            // A click is an interaction: clicked rows are among the
+            // interacted ones.
+            Outcome::Clicked => (
+                "deliveries_interacted",
+                format!(
+                    "d.state = {sent} AND d.interacted_at IS NOT NULL AND {}",
+                    super::links::CLICKED_SQL
+                ),
+            ),
         }
     }
 }
@@ -286,6 +299,7 @@ pub fn count(conn: &Connection, push: PushId, filter: &Filter) -> Result<Option<
         Some(Outcome::SentFail) => c.failed,
         Some(Outcome::Skipped) => c.skipped,
         Some(Outcome::Cancelled) => c.cancelled,
+        Some(Outcome::Clicked) => super::links::clicked_deliveries(conn, push)?,
     }))
 }
 
