@@ -313,6 +313,32 @@ fn check_renderings(d: &TestDaemon) {
         .collect();
     assert_eq!(users, vec!["15550001", "1001"], "{v}");
     assert_eq!(v["data"]["total"], 2, "{v}");
+    // The panel's push page: the clicks, the per-link table, and the
+    // explorer's "Clicked a link" list equals the CLI's.
+    let panel = crate::panel::PanelClient::sign_in(d, true);
+    let page = panel.get("/pushes/offer");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let text = page.text();
+    assert!(
+        text.contains("Tracked links")
+            && text.contains("https://shop.example.com/sale?utm=push")
+            && text.contains(r#"data-field="clicks">2<"#)
+            && text.contains(r#"data-field="clicks_total">4<"#),
+        "{text}"
+    );
+    let list = panel.get("/pushes/offer/recipients?outcome=clicked").text();
+    for (user, listed) in [
+        ("15550001", true),
+        ("1001", true),
+        ("15550002", false),
+        ("1002", false),
+    ] {
+        assert_eq!(
+            list.contains(user),
+            listed,
+            "{user} in the clicked list: {list}"
+        );
+    }
 }
 
 #[test]

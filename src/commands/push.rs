@@ -387,12 +387,7 @@ pub async fn show(
     dispatcher: &Dispatcher,
     push: &str,
 ) -> CommandResult<PushShowData> {
-    let (p, c, retry_of) = load(store, push).await?;
-    let mut report = crate::analytics::build(&p, &c, retry_of.clone());
-    if c.skipped > 0 {
-        let id = p.id;
-        report.capped = store.read(move |c| policy::capped(c, id)).await?;
-    }
+    let (p, c, retry_of, report) = super::report::read(store, push).await?;
     Ok(PushShowData {
         push: progress::summary(&p, &c, &dispatcher.live(p.id), retry_of),
         report,

@@ -3,11 +3,22 @@
 use super::CommandResult;
 use crate::analytics::{self, export};
 use crate::protocol::{ExportData, FailuresData, PushFailuresArgs, ReportData, Response};
+use crate::store::pushes::{Counts, PushRow};
 use crate::store::{Store, failures, links, policy, pushes};
 use tokio::sync::mpsc;
 
 /// The key indicators of a push.
 pub async fn report(store: &Store, push: &str) -> CommandResult<ReportData> {
+    Ok(read(store, push).await?.3)
+}
+
+/// A push, its counters, the name of the push it retries and its report
+/// (capped recipients and tracked links included), read in one snapshot:
+/// `push.report` and `push.show` (the panel's push page) say the same.
+pub(super) async fn read(
+    store: &Store,
+    push: &str,
+) -> CommandResult<(PushRow, Counts, Option<String>, ReportData)> {
     let push = push.to_string();
     Ok(store
         .read(move |c| {
@@ -18,11 +29,12 @@ pub async fn report(store: &Store, push: &str) -> CommandResult<ReportData> {
                 None => None,
             };
             let (clicked, tracked) = links::stats(c, p.id)?;
-            let mut report = analytics::build(&p, &counts, retry_of).with_links(clicked, tracked);
+            let mut report =
+                analytics::build(&p, &counts, retry_of.clone()).with_links(clicked, tracked);
             if counts.skipped > 0 {
                 report.capped = policy::capped(c, p.id)?;
             }
-            Ok(report)
+            Ok((p, counts, retry_of, report))
         })
         .await?)
 }

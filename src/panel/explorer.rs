@@ -28,7 +28,7 @@ use super::page::Result;
 
 /// The outcomes a recipient can have, as the report names them, with their
 /// pie colour (the five slices) — the explorer's tabs, in the report's order.
-pub const OUTCOMES: [(&str, &str, Option<usize>); 7] = [
+pub const OUTCOMES: [(&str, &str, Option<usize>); 8] = [
     ("read_and_interacted", "Read & Interacted", Some(0)),
     ("read_only", "Read Only", Some(1)),
     ("interacted_only", "Interacted Only", Some(2)),
@@ -36,6 +36,7 @@ pub const OUTCOMES: [(&str, &str, Option<usize>); 7] = [
     ("sent_fail", "Sent Fail", Some(4)),
     ("skipped", "Skipped", None),
     ("cancelled", "Cancelled", None),
+    ("clicked", "Clicked a link", None),
 ];
 
 /// An outcome's label ("Read Only"); the key itself if it is not one.
@@ -275,6 +276,7 @@ async fn draw(
         r.sent_fail,
         r.skipped,
         r.cancelled,
+        r.clicks,
     ];
     let outcome = given(&f.outcome).unwrap_or_default();
     let mut tabs = vec![Tab {
@@ -284,7 +286,11 @@ async fn draw(
         colour: None,
         active: outcome.is_empty(),
     }];
-    tabs.extend(OUTCOMES.iter().zip(counts).map(|((key, label, c), n)| Tab {
+    // "Clicked a link" only for a push whose template tracks links.
+    let tracked = !r.links.is_empty();
+    let shown = OUTCOMES.iter().zip(counts);
+    let shown = shown.filter(|((key, _, _), _)| tracked || *key != "clicked");
+    tabs.extend(shown.map(|((key, label, c), n)| Tab {
         label,
         href: explorer_href(&push, Some(key)),
         count: Some(thousands(n)),

@@ -177,6 +177,23 @@ pub struct PushView {
     pub explorer: String,
     pub as_of: Option<Time>,
     pub note: String,
+    /// Tracked links (none: the template tracks no link).
+    pub links: Vec<LinkRow>,
+    /// Recipients who clicked a tracked link, their share, every click, and
+    /// where they are listed.
+    pub clicks: String,
+    pub clicks_percent: String,
+    pub clicks_total: String,
+    pub clicked_href: String,
+}
+
+/// One tracked link of a push, as the push page lists it.
+#[derive(Debug, Clone)]
+pub struct LinkRow {
+    pub url: String,
+    pub clicks: String,
+    pub clicks_total: String,
+    pub previews: String,
 }
 
 impl PushView {
@@ -257,6 +274,20 @@ impl PushView {
             explorer: explorer_href(name, None),
             as_of: Time::parse(&r.as_of),
             note: r.note.clone(),
+            links: r
+                .links
+                .iter()
+                .map(|l| LinkRow {
+                    url: l.url.clone(),
+                    clicks: thousands(l.clicks),
+                    clicks_total: thousands(l.clicks_total),
+                    previews: thousands(l.previews),
+                })
+                .collect(),
+            clicks: thousands(r.clicks),
+            clicks_percent: percent(p.clicks),
+            clicks_total: thousands(r.clicks_total),
+            clicked_href: explorer_href(name, Some("clicked")),
         }
     }
 
