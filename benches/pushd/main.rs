@@ -41,6 +41,7 @@ mod growth;
 mod inproc;
 mod links;
 mod mock;
+mod panel;
 mod rates;
 mod reads;
 mod settings;
@@ -189,8 +190,8 @@ fn store_rows(b: &mut Bench) {
 /// export read).
 fn main_daemon_rows(b: &mut Bench) {
     let own = [
-        "import", "core", "rss", "report", "explorer", "export", "dispatch", "rss-wa", "receipts",
-        "links", "rate",
+        "import", "core", "rss", "report", "panel", "explorer", "export", "dispatch", "rss-wa",
+        "receipts", "links", "rate",
     ];
     if !b.s.any(&own) {
         return;
@@ -200,7 +201,7 @@ fn main_daemon_rows(b: &mut Bench) {
         &fixtures::config(wa.addr.port(), b.s.concurrency),
         &fixtures::scripts(),
     );
-    let readers = ["core", "rss", "report", "explorer", "export"];
+    let readers = ["core", "rss", "report", "panel", "explorer", "export"];
     if b.s.wants("import") || b.s.any(&readers) {
         import_row(b, &d);
     }
@@ -208,6 +209,9 @@ fn main_daemon_rows(b: &mut Bench) {
         let push = core_rows(b, &d);
         if b.s.wants("report") {
             report_row(b, &d, push);
+        }
+        if b.s.wants("panel") {
+            panel_row(b, &d, push);
         }
         if b.s.wants("explorer") {
             explorer_rows(b, &d, push);
@@ -355,6 +359,30 @@ fn report_row(b: &mut Bench, d: &Daemon, push: i64) {
         .cost(Cost {
             pushd: value * 1e3,
             bare: Some(base * 1e3),
+            unit: Unit::Millis,
+            work: b.members as f64,
+        }),
+    );
+}
+
+/// The panel's push page on the finished push, beside `push.report`.
+fn panel_row(b: &mut Bench, d: &Daemon, push: i64) {
+    eprintln!("[panel] the push page of the finished push…");
+    let (page, report) = panel::push_page(d, push);
+    b.table.push(
+        Row::new(
+            "panel",
+            format!("panel push page ({} recipients)", fmt::n(b.members)),
+        )
+        .value(format!("{} median (server + HTML)", fmt::ms(page)))
+        .baseline(format!("{} push.report over the socket", fmt::ms(report)))
+        // The page reads what push.report reads (plus progress) and renders
+        // it: a few times the bare command at most.
+        .ratio(report / page, Target::AtLeast(0.2))
+        .absolute("≤ 50 ms", page <= 0.050)
+        .cost(Cost {
+            pushd: page * 1e3,
+            bare: Some(report * 1e3),
             unit: Unit::Millis,
             work: b.members as f64,
         }),

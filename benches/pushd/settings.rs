@@ -11,6 +11,7 @@ pub const KEYS: &[&str] = &[
     "core",
     "rss",
     "report",
+    "panel",
     "explorer",
     "export",
     "dispatch",
