@@ -743,6 +743,11 @@ pub struct PreviewData {
     /// Members the audience resolves to now (after `filter`), unsubscribed included.
     pub size: u64,
     pub subscribed: u64,
+    /// `size` and `subscribed` are estimates: the audience's Lua filter ran
+    /// on its first candidates only (a preview's budget), and the rest is
+    /// extrapolated from the share it kept.
+    #[serde(default)]
+    pub estimated: bool,
     pub samples: Vec<PreviewSample>,
 }
 
@@ -832,6 +837,9 @@ pub struct AudienceShowData {
     /// Members it resolves to now (after `filter`), unsubscribed included.
     pub size: u64,
     pub subscribed: u64,
+    /// `size` and `subscribed` are estimates (see `PreviewData::estimated`).
+    #[serde(default)]
+    pub estimated: bool,
     /// The first subscribed members, in id order.
     pub sample: Vec<MemberSample>,
 }

@@ -332,3 +332,44 @@ fn hostile_lines_on_a_live_socket_get_errors_and_change_nothing() {
     );
     assert_eq!(count(&d.db(), "SELECT count(*) FROM members"), 0);
 }
+
+/// A read-only peer's `audience preview` runs the audience's Lua filter on
+/// a bounded number of candidates and estimates the rest (marked as an
+/// estimate), so it cannot hold the script pool for a whole large
+/// audience; under the budget the sizes are exact.
+#[test]
+fn a_filtered_preview_is_bounded_and_says_when_it_estimates() {
+    let mut d = TestDaemon::prepare(&base_config(""));
+    d.write_script(
+        "10_half.lua",
+        r#"audience "half" {
+  where = { channel = "sim" },
+  filter = function(m) return m.id % 2 == 0 end,
+}
+template "hi" { en = { text = "Hi {{name}}" } }
+"#,
+    );
+    d.spawn_with_env(&[("PUSHD_PREVIEW_SCAN", "2000".to_string())]);
+    let mut csv = String::from("channel,channel_user_id,name\n");
+    for i in 0..10_000 {
+        csv.push_str(&format!("sim,u{i},M{i}\n"));
+    }
+    let path = d.path("members.csv");
+    std::fs::write(&path, csv).unwrap();
+    let v = d.cli_json(&["members", "import", path.to_str().unwrap()]);
+    assert_eq!(v["ok"], true, "{v}");
+    let v = d.cli_json(&["audience", "preview", "half", "--template", "hi"]);
+    assert_eq!(v["data"]["estimated"], true, "{v}");
+    // Half of the first 2000 kept: 5000 of 10,000, extrapolated.
+    assert_eq!(v["data"]["size"], 5000, "{v}");
+    let text = String::from_utf8_lossy(&d.cli(&["audience", "preview", "half"]).stdout).to_string();
+    assert!(text.contains("≈5000 (estimated"), "{text}");
+    // `status` answers while previews run.
+    assert_eq!(d.cli_json(&["status"])["ok"], true);
+    d.stop();
+    // With a budget above the audience, the filter runs on everyone: exact.
+    d.spawn_with_env(&[("PUSHD_PREVIEW_SCAN", "20000".to_string())]);
+    let v = d.cli_json(&["audience", "preview", "half", "--template", "hi"]);
+    assert_eq!(v["data"]["estimated"], false, "{v}");
+    assert_eq!(v["data"]["size"], 5000, "{v}");
+}

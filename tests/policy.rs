@@ -28,24 +28,7 @@ fn config(policy: &str, seed_members: u64) -> String {
 fn daemon_with(config: &str, env: &[(&str, String)]) -> TestDaemon {
     let mut d = TestDaemon::prepare(config);
     d.write_script("10_test.lua", SCRIPTS);
-    let mut child = std::process::Command::new(BIN);
-    child
-        .args(["serve", "--config"])
-        .arg(&d.config_path)
-        .env("RUST_LOG", "info,pushd=debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&d.log_path)
-                .expect("log file"),
-        );
-    for (k, v) in env {
-        child.env(k, v);
-    }
-    d.child = Some(child.spawn().expect("spawn pushd serve"));
-    d.wait_ready();
+    d.spawn_with_env(env);
     d
 }
 

@@ -19,6 +19,18 @@ use std::ops::Bound::{Excluded, Unbounded};
 /// Candidates examined per page when an audience has a Lua filter.
 const PAGE: usize = 2000;
 
+/// Candidates a read-only preview runs an audience's Lua `filter` over
+/// before it estimates the rest: a peer that may only read must not hold
+/// the script pool for a whole large audience. `PUSHD_PREVIEW_SCAN`
+/// changes it (tests use a small one).
+fn filter_budget() -> u64 {
+    std::env::var("PUSHD_PREVIEW_SCAN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(100_000)
+}
+
 /// Audience size and sample rendered messages. Nothing is sent or written.
 pub async fn preview(
     store: &Store,
@@ -49,6 +61,7 @@ pub async fn preview(
         size,
         subscribed,
         samples,
+        estimated,
     } = walk(store, Some(&g), &a.name, limit).await?;
     let mut routed = match &template {
         Some(t) => g.prepare(t, samples.clone(), now_ms()).await,
@@ -87,6 +100,7 @@ pub async fn preview(
         template,
         size,
         subscribed,
+        estimated,
         samples: out,
     })
 }
@@ -99,11 +113,16 @@ struct Walked {
     /// The first `limit` subscribed members, in id order (a saved
     /// audience's first members, subscribed or not).
     samples: Vec<Member>,
+    /// `size` and `subscribed` were extrapolated from the first candidates
+    /// the filter ran on (the filter's budget ran out).
+    estimated: bool,
 }
 
 /// Resolves audience `name` as a push would (the scripts' `where` and
 /// `filter`, else a saved audience) without writing anything. A `where`
-/// alone is counted in SQL; a Lua filter is run over every candidate.
+/// alone is counted in SQL; a Lua filter is run over the candidates up to
+/// [`filter_budget`], and the sizes beyond it are estimated from the share
+/// it kept.
 async fn walk(
     store: &Store,
     g: Option<&Generation>,
@@ -122,6 +141,7 @@ async fn walk(
                     size: members::count_where(c, &sql, &args)?,
                     subscribed: members::count_where(c, &subscribed_sql, &args)?,
                     samples: members::page_where(c, &subscribed_sql, &args, 0, limit)?,
+                    estimated: false,
                 })
             })
             .await?);
@@ -130,15 +150,29 @@ async fn walk(
         size: 0,
         subscribed: 0,
         samples: Vec::new(),
+        estimated: false,
     };
+    let (budget, mut seen) = (filter_budget(), 0u64);
     let mut after = 0i64;
     loop {
+        if seen >= budget {
+            let (sql, args) = (sql.clone(), args.clone());
+            let total = store
+                .read(move |c| members::count_where(c, &sql, &args))
+                .await?;
+            if total > seen {
+                let scale = |n: u64| (n as f64 * total as f64 / seen as f64).round() as u64;
+                (w.size, w.subscribed, w.estimated) = (scale(w.size), scale(w.subscribed), true);
+            }
+            break;
+        }
         let (sql, args) = (sql.clone(), args.clone());
         let page = store
             .read(move |c| members::page_where(c, &sql, &args, after, PAGE))
             .await?;
         let Some(last) = page.last() else { break };
         after = last.id;
+        seen += page.len() as u64;
         let keep = g
             .filter(name, page.clone())
             .await
@@ -176,6 +210,7 @@ async fn walk_saved(store: &Store, name: &str, limit: usize) -> CommandResult<Wa
                 size: aud.members,
                 subscribed: audiences::subscribed(c, aud.id)?,
                 samples,
+                estimated: false,
             }))
         })
         .await?;
@@ -283,8 +318,8 @@ fn saved_summary(s: SavedAudience) -> AudienceSummary {
     }
 }
 
-/// One audience: its definition or lineage, its exact size now (the Lua
-/// filter run over every candidate) and its first subscribed members.
+/// One audience: its definition or lineage, its size now (the Lua filter
+/// run within the preview budget, estimated beyond) and its first members.
 pub async fn show(
     store: &Store,
     scripts: &Scripts,
@@ -321,6 +356,7 @@ pub async fn show(
         audience: summary,
         size: walked.size,
         subscribed: walked.subscribed,
+        estimated: walked.estimated,
         sample: walked
             .samples
             .into_iter()

@@ -303,11 +303,19 @@ pub fn push_created(d: &PushCreateData) -> String {
     out
 }
 
+/// A count, marked `≈ … (estimated)` when it was extrapolated.
+fn approx(n: u64, estimated: bool) -> String {
+    match estimated {
+        true => format!("≈{n} (estimated: the filter ran on the first members only)"),
+        false => n.to_string(),
+    }
+}
+
 pub fn preview(d: &PreviewData) -> String {
     let mut out = table::kv(&[
         ("audience", d.audience.clone()),
-        ("size", d.size.to_string()),
-        ("subscribed", d.subscribed.to_string()),
+        ("size", approx(d.size, d.estimated)),
+        ("subscribed", approx(d.subscribed, d.estimated)),
         ("template", d.template.clone().unwrap_or_else(|| "-".into())),
     ]);
     out.push_str("nothing is sent by a preview\n\n");
@@ -589,8 +597,8 @@ pub fn audience(d: &AudienceShowData) -> String {
     let mut pairs = vec![
         ("audience", format!("{} ({})", a.name, a.kind)),
         ("what", audience_origin(a)),
-        ("size", d.size.to_string()),
-        ("subscribed", d.subscribed.to_string()),
+        ("size", approx(d.size, d.estimated)),
+        ("subscribed", approx(d.subscribed, d.estimated)),
     ];
     if let Some(desc) = &a.description {
         pairs.push(("description", desc.clone()));

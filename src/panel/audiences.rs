@@ -170,8 +170,9 @@ pub async fn show(
     let a = AudienceView::new(&data.audience);
     let page = AudiencePage {
         chrome: in_section(chrome(format!("Audience {}", a.name), &who, None)),
-        size: thousands(data.size),
-        subscribed: thousands(data.subscribed),
+        // "≈" when the filter ran on the first members only (the budget).
+        size: approx(data.size, data.estimated),
+        subscribed: approx(data.subscribed, data.estimated),
         members: data
             .sample
             .iter()
@@ -187,4 +188,12 @@ pub async fn show(
         a,
     };
     Ok(page::html(StatusCode::OK, &page))
+}
+
+/// A count, with "≈" when it was extrapolated.
+fn approx(n: u64, estimated: bool) -> String {
+    match estimated {
+        true => format!("≈{}", thousands(n)),
+        false => thousands(n),
+    }
 }

@@ -97,19 +97,32 @@ impl TestDaemon {
 
     /// Spawns without waiting (for tests that expect the start to fail).
     pub fn spawn_raw(&self) -> Child {
+        self.spawn_raw_with_env(&[])
+    }
+
+    /// `spawn`, with these variables in the daemon's environment.
+    pub fn spawn_with_env(&mut self, env: &[(&str, String)]) {
+        let child = self.spawn_raw_with_env(env);
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn spawn_raw_with_env(&self, env: &[(&str, String)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log_path)
             .expect("log file");
-        Command::new(BIN)
-            .args(["serve", "--config"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"])
             .arg(&self.config_path)
             .env("RUST_LOG", "info,pushd=debug")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn pushd serve")
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn pushd serve")
     }
 
     pub fn wait_ready(&mut self) {
