@@ -191,7 +191,7 @@ fn store_rows(b: &mut Bench) {
 fn main_daemon_rows(b: &mut Bench) {
     let own = [
         "import", "core", "rss", "report", "panel", "explorer", "export", "dispatch", "rss-wa",
-        "receipts", "links", "rate",
+        "receipts", "links", "viewers", "rate",
     ];
     if !b.s.any(&own) {
         return;
@@ -222,6 +222,9 @@ fn main_daemon_rows(b: &mut Bench) {
     }
     if b.s.any(&["dispatch", "rss-wa", "receipts"]) {
         e2e_rows(b, &d, &wa);
+    }
+    if b.s.wants("viewers") {
+        viewers_row(b, &d, &wa);
     }
     if b.s.wants("links") {
         let row = links::redirects(
@@ -386,6 +389,39 @@ fn panel_row(b: &mut Bench, d: &Daemon, push: i64) {
             unit: Unit::Millis,
             work: b.members as f64,
         }),
+    );
+}
+
+/// Dispatch with 50 panel viewers on the live feed beside the same push
+/// without them (the e2e members must be imported: the dispatch rows do it).
+fn viewers_row(b: &mut Bench, d: &Daemon, wa: &mock::Server) {
+    let (n, c) = (b.e2e, b.s.concurrency);
+    if !b.s.any(&["dispatch", "rss-wa", "receipts"]) {
+        let csv = b.dir.path().join("wa.csv");
+        write_csv(&csv, (1..=n).map(|i| member_row("wa", i)));
+        import(d, &csv);
+    }
+    let sum = panel::viewers(d, wa, n, 50, b.s.repeat).summary();
+    b.table.push(
+        Row::new(
+            "viewers",
+            format!(
+                "dispatch with 50 panel viewers ({} recipients, c={c})",
+                fmt::n(n)
+            ),
+        )
+        .value(format!(
+            "{} msg/s (median of {})",
+            fmt::rate(sum.run),
+            b.s.repeat
+        ))
+        .baseline(format!(
+            "{} msg/s without viewers (median of {}{})",
+            fmt::rate(sum.bare),
+            b.s.repeat + 1,
+            sum.spread
+        ))
+        .ratio(sum.ratio, Target::AtLeast(0.95)),
     );
 }
 

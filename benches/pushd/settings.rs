@@ -18,6 +18,7 @@ pub const KEYS: &[&str] = &[
     "rss-wa",
     "receipts",
     "links",
+    "viewers",
     "rate",
     "first-send",
     "accounts",
