@@ -239,6 +239,22 @@ fn quiet_hours_hold_recipients_and_release_them_when_they_end() {
         status.contains("15 held") && status.contains(&quiet),
         "{status}"
     );
+    // The panel says the same: the policy in force, and who is held until when.
+    let panel = crate::panel::PanelClient::sign_in(&d, true);
+    let pushes = panel.get("/").text();
+    assert!(
+        pushes.contains(&format!(
+            "Delivery policy: no frequency cap, all pushes together; quiet hours {quiet}"
+        )),
+        "{pushes}"
+    );
+    let page = panel.get("/pushes/held").text();
+    assert!(
+        page.contains(&format!(
+            r#"data-field="held">15, sending resumes {until}<"#
+        )),
+        "{page}"
+    );
     assert_eq!(
         count(&d.db(), "SELECT count(*) FROM deliveries WHERE state = 2"),
         0

@@ -79,6 +79,8 @@ pub struct PushesPage {
     pub rows: Vec<PushRow>,
     /// The push ids shown, so the live script knows when to reload.
     pub ids: String,
+    /// The delivery policy in force (`[policy]`), in words.
+    pub policy: String,
 }
 
 #[derive(Template)]

@@ -49,10 +49,12 @@ pub async fn pushes(State(panel): State<Arc<Panel>>, who: SignedIn) -> Result {
         .map(|r| r.id.to_string())
         .collect::<Vec<_>>()
         .join(",");
+    let policy = panel.backend.status().await.map_err(fail)?.policy;
     let page = PushesPage {
         chrome: chrome("Pushes", &who, Some("/live".into())),
         rows,
         ids,
+        policy: crate::panel::view::policy_words(&policy),
     };
     Ok(page::html(StatusCode::OK, &page))
 }

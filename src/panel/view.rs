@@ -66,6 +66,9 @@ pub struct PushRow {
     pub eta: String,
     pub start_at: Option<Time>,
     pub finish_at: Option<Time>,
+    /// Recipients held by quiet hours or the send window, and until when
+    /// ("—" when none).
+    pub held: String,
 }
 
 /// Path segment of a push: its name, percent-encoded.
@@ -123,6 +126,12 @@ impl PushRow {
             },
             start_at: Time::parse(&p.start_at),
             finish_at: p.finished_at.as_deref().and_then(Time::parse),
+            held: match (p.held, &p.resumes_at, &p.held_until) {
+                (0, _, _) => "—".into(),
+                (n, Some(at), _) => format!("{}, sending resumes {at}", thousands(n)),
+                (n, None, Some(until)) => format!("{} until {until}", thousands(n)),
+                (n, None, None) => thousands(n),
+            },
         }
     }
 
@@ -137,6 +146,7 @@ impl PushRow {
                 "sent": self.sent,
                 "failed": self.failed,
                 "remaining": self.remaining,
+                "held": self.held,
                 "recipients": self.recipients,
                 "rate": self.rate,
                 "eta": self.eta,
@@ -374,4 +384,19 @@ mod tests {
         assert_eq!(t.utc, "2026-12-04 07:55:10 UTC");
         assert_eq!(Time::parse("soon"), None);
     }
+}
+
+/// The delivery policy in force, as the Pushes page states it.
+pub fn policy_words(p: &crate::protocol::PolicyStatus) -> String {
+    let caps = match (p.max_per_day, p.max_per_week) {
+        (None, None) => "no frequency cap".to_string(),
+        (Some(d), None) => format!("at most {d} a day per member"),
+        (None, Some(w)) => format!("at most {w} a week per member"),
+        (Some(d), Some(w)) => format!("at most {d} a day and {w} a week per member"),
+    };
+    let quiet = match &p.quiet_hours {
+        Some(q) => format!("quiet hours {q} in each member's timezone"),
+        None => "no quiet hours".to_string(),
+    };
+    format!("{caps}, all pushes together; {quiet}")
 }
