@@ -367,6 +367,21 @@ pub fn sample(s: &PreviewSample) -> SampleView {
     SampleView { who, text, buttons }
 }
 
+/// The delivery policy in force, as the Pushes page states it.
+pub fn policy_words(p: &crate::protocol::PolicyStatus) -> String {
+    let caps = match (p.max_per_day, p.max_per_week) {
+        (None, None) => "no frequency cap".to_string(),
+        (Some(d), None) => format!("at most {d} a day per member"),
+        (None, Some(w)) => format!("at most {w} a week per member"),
+        (Some(d), Some(w)) => format!("at most {d} a day and {w} a week per member"),
+    };
+    let quiet = match &p.quiet_hours {
+        Some(q) => format!("quiet hours {q} in each member's timezone"),
+        None => "no quiet hours".to_string(),
+    };
+    format!("{caps}, all pushes together; {quiet}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,19 +399,4 @@ mod tests {
         assert_eq!(t.utc, "2026-12-04 07:55:10 UTC");
         assert_eq!(Time::parse("soon"), None);
     }
-}
-
-/// The delivery policy in force, as the Pushes page states it.
-pub fn policy_words(p: &crate::protocol::PolicyStatus) -> String {
-    let caps = match (p.max_per_day, p.max_per_week) {
-        (None, None) => "no frequency cap".to_string(),
-        (Some(d), None) => format!("at most {d} a day per member"),
-        (None, Some(w)) => format!("at most {w} a week per member"),
-        (Some(d), Some(w)) => format!("at most {d} a day and {w} a week per member"),
-    };
-    let quiet = match &p.quiet_hours {
-        Some(q) => format!("quiet hours {q} in each member's timezone"),
-        None => "no quiet hours".to_string(),
-    };
-    format!("{caps}, all pushes together; {quiet}")
 }
