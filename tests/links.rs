@@ -235,14 +235,7 @@ fn sent_links(wa: &MockPlatform, tg: &MockPlatform) -> BTreeMap<String, (String,
 
 /// A signed WhatsApp `read` status for the push's message to `user`.
 fn read_receipt(rt: &tokio::runtime::Runtime, d: &TestDaemon, user: &str) {
-    let wamid: String = d
-        .db()
-        .query_row(
-            "SELECT provider_message_id FROM deliveries d JOIN members m ON m.id = d.member_id WHERE m.channel_user_id = ?1",
-            [user],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let wamid = d.provider_message_id(user);
     let body = whatsapp_status(&wamid, "read", chrono::Utc::now().timestamp());
     let (status, text) = crate::webhooks::http(
         rt,

@@ -59,15 +59,7 @@ fn finished_push(rt: &tokio::runtime::Runtime) -> (TestDaemon, MockPlatform) {
         ],
     );
     wait_status(&d, "first", "completed", Duration::from_secs(60));
-    let provider = |u: &str| -> String {
-        d.db()
-            .query_row(
-                "SELECT provider_message_id FROM deliveries d JOIN members m ON m.id = d.member_id WHERE m.channel_user_id = ?1",
-                [u],
-                |r| r.get(0),
-            )
-            .unwrap()
-    };
+    let provider = |u: &str| d.provider_message_id(u);
     let mut evs = Vec::new();
     for u in ["u1", "u2", "u3", "u4", "u5"] {
         evs.push(custom_status(&provider(u), "read", now_s()));

@@ -206,6 +206,18 @@ impl TestDaemon {
         )
     }
 
+    /// The platform's message id of the push's delivery to `user` (the
+    /// member's channel_user_id): what a receipt webhook refers to.
+    pub fn provider_message_id(&self, user: &str) -> String {
+        self.db()
+            .query_row(
+                "SELECT provider_message_id FROM deliveries d JOIN members m ON m.id = d.member_id WHERE m.channel_user_id = ?1",
+                [user],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("no sent delivery to {user}: {e}"))
+    }
+
     pub fn db(&self) -> rusqlite::Connection {
         let c = rusqlite::Connection::open(&self.db_path).expect("open db");
         c.busy_timeout(Duration::from_secs(10))
