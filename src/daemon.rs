@@ -41,7 +41,7 @@ pub fn check(config_path: Option<&Path>) -> Vec<String> {
             send_timeout: config.dispatch.send_timeout,
             receipts: tx,
         },
-        Err(e) => return vec![e],
+        Err(e) => return vec![e.to_string()],
     };
     let channels = match Channels::build(&config, ctx) {
         Ok(c) => c,

@@ -57,7 +57,7 @@
 //! never a delivery's).
 
 use crate::channel::http::{self, HttpSettings, Scrubber};
-use crate::channel::{Channel, ChannelContext, Recipient};
+use crate::channel::{Channel, ChannelContext, ChannelError, Recipient, Rule, RuleError};
 use crate::config::ChannelConfig;
 use crate::model::{ErrorClass, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
@@ -86,7 +86,7 @@ impl Custom {
         cfg: &ChannelConfig,
         ctx: &ChannelContext,
         platform: Platform,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ChannelError> {
         let url = cfg
             .url
             .clone()
@@ -99,7 +99,9 @@ impl Custom {
             .as_ref()
             .map(|s| signing_key(s.expose()))
             .transpose()
-            .map_err(|e| format!("channels.{name}.webhook_secret: {e}"))?;
+            .map_err(|_| ChannelError::WebhookSecretNotBase64 {
+                channel: name.to_string(),
+            })?;
         Ok(Custom {
             name: name.to_string(),
             platform,
@@ -205,7 +207,7 @@ impl Channel for Custom {
         self.platform
     }
 
-    fn validate(&self, outbound: &Outbound) -> Result<(), String> {
+    fn validate(&self, outbound: &Outbound) -> Result<(), RuleError> {
         rules(self.platform, outbound)
     }
 
@@ -235,15 +237,15 @@ impl Channel for Custom {
 /// The message rules of a custom or webchat platform (what
 /// [`Channel::validate`] checks): the contract carries any message, so only
 /// an empty one or an empty button title is refused.
-pub(crate) fn rules(platform: Platform, outbound: &Outbound) -> Result<(), String> {
+pub(crate) fn rules(platform: Platform, outbound: &Outbound) -> Result<(), RuleError> {
     let broken = match outbound {
-        Outbound::Template { name, .. } if name.trim().is_empty() => "template name is empty",
+        Outbound::Template { name, .. } if name.trim().is_empty() => Rule::Empty("template name"),
         Outbound::Message { message, .. }
             if message.text.trim().is_empty()
                 && message.image_url.is_none()
                 && message.buttons.is_empty() =>
         {
-            "the message is empty (no text, image or buttons)"
+            Rule::EmptyMessage
         }
         Outbound::Message { message, .. }
             if message
@@ -252,11 +254,11 @@ pub(crate) fn rules(platform: Platform, outbound: &Outbound) -> Result<(), Strin
                 .chain(&message.quick_replies)
                 .any(|b| b.title.trim().is_empty()) =>
         {
-            "a button has an empty title"
+            Rule::Other("a button has an empty title".into())
         }
         _ => return Ok(()),
     };
-    Err(format!("{platform}: {broken}"))
+    Err(broken.on(platform.as_str()))
 }
 
 /// The webhook body (see the module documentation).
@@ -293,11 +295,9 @@ pub fn request_body(id: &str, to: &str, outbound: &Outbound) -> Value {
 }
 
 /// The HMAC key for a `webhook_secret`: base64 after `whsec_`, else raw bytes.
-pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, base64::DecodeError> {
     match secret.strip_prefix("whsec_") {
-        Some(b64) => BASE64
-            .decode(b64.trim())
-            .map_err(|_| "the part after `whsec_` is not valid base64".to_string()),
+        Some(b64) => BASE64.decode(b64.trim()),
         None => Ok(secret.as_bytes().to_vec()),
     }
 }

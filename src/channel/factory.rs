@@ -6,14 +6,18 @@ use crate::channel::slack::Slack;
 use crate::channel::telegram::Telegram;
 use crate::channel::wechat::WeChat;
 use crate::channel::whatsapp::WhatsApp;
-use crate::channel::{ChannelContext, ChannelRef, instagram};
+use crate::channel::{ChannelContext, ChannelError, ChannelRef, instagram};
 use crate::config::ChannelConfig;
 use crate::model::Platform;
 use std::sync::Arc;
 
 /// The adapter for `cfg.kind`, sharing `ctx`'s HTTP client. The error names
 /// the missing or invalid setting.
-pub fn build(name: &str, cfg: &ChannelConfig, ctx: &ChannelContext) -> Result<ChannelRef, String> {
+pub fn build(
+    name: &str,
+    cfg: &ChannelConfig,
+    ctx: &ChannelContext,
+) -> Result<ChannelRef, ChannelError> {
     Ok(match cfg.kind {
         Platform::Whatsapp => Arc::new(WhatsApp::new(name, cfg, ctx)?),
         Platform::Messenger => Arc::new(Messenger::new(name, cfg, ctx, Flavor::Messenger)?),

@@ -9,7 +9,7 @@
 //! which strips it, and every `SendError` an adapter returns goes through
 //! [`Scrubber::scrub`] as a second line of defence.
 
-use crate::channel::ChannelContext;
+use crate::channel::{ChannelContext, ChannelError, Rule};
 use crate::config::{ChannelConfig, Secret};
 use crate::model::{Button, ErrorClass, SendError};
 use reqwest::StatusCode;
@@ -49,15 +49,18 @@ impl HttpSettings {
 
     /// [`HttpSettings::url`], parsed once (a fixed endpoint is then not
     /// parsed again on every send).
-    pub fn endpoint(&self, path: &str) -> Result<reqwest::Url, String> {
+    pub fn endpoint(&self, path: &str) -> Result<reqwest::Url, ChannelError> {
         parse_url(&self.url(path))
     }
 }
 
 /// A configured URL, parsed (config validation has checked it already; the
 /// caller names the channel).
-pub(crate) fn parse_url(url: &str) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))
+pub(crate) fn parse_url(url: &str) -> Result<reqwest::Url, ChannelError> {
+    reqwest::Url::parse(url).map_err(|e| ChannelError::InvalidUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// A platform's reply, read in full.
@@ -311,8 +314,8 @@ pub(crate) fn failed(channel: &str, scrubber: &Scrubber, err: SendError) -> Send
 }
 
 /// The error `send` returns when `validate` refuses the message.
-pub(crate) fn invalid_message(reason: String) -> SendError {
-    SendError::new(ErrorClass::Rejected, "invalid_message", reason)
+pub(crate) fn invalid_message(reason: impl std::fmt::Display) -> SendError {
+    SendError::new(ErrorClass::Rejected, "invalid_message", reason.to_string())
 }
 
 /// Characters as users count them (Unicode scalar values).
@@ -321,33 +324,48 @@ pub(crate) fn chars(s: &str) -> usize {
 }
 
 /// Checks `s` has at most `max` characters.
-pub(crate) fn check_chars(what: &str, s: &str, max: usize) -> Result<(), String> {
-    let n = chars(s);
-    if n > max {
-        return Err(format!(
-            "{what} has {n} characters; the limit is {max}: {:?}",
-            preview(s)
-        ));
+pub(crate) fn check_chars(what: &str, s: &str, max: usize) -> Result<(), Rule> {
+    let count = chars(s);
+    if count > max {
+        return Err(Rule::TooManyChars {
+            what: what.to_string(),
+            count,
+            max,
+            preview: preview(s),
+        });
     }
     Ok(())
 }
 
 /// Checks `s` has at most `max` bytes (UTF-8).
-pub(crate) fn check_bytes(what: &str, s: &str, max: usize) -> Result<(), String> {
+pub(crate) fn check_bytes(what: &str, s: &str, max: usize) -> Result<(), Rule> {
     if s.len() > max {
-        return Err(format!(
-            "{what} is {} bytes long in UTF-8; the limit is {max} bytes: {:?}",
-            s.len(),
-            preview(s)
-        ));
+        return Err(Rule::TooManyBytes {
+            what: what.to_string(),
+            len: s.len(),
+            max,
+            preview: preview(s),
+        });
     }
     Ok(())
 }
 
+/// Checks `url` is an http(s) URL (images and links must be fetchable).
+pub(crate) fn check_http_url(what: &'static str, url: &str) -> Result<(), Rule> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(Rule::NotHttpUrl {
+            what,
+            url: url.to_string(),
+        })
+    }
+}
+
 /// Checks a list has at most `max` entries.
-pub(crate) fn check_count(what: &str, n: usize, max: usize) -> Result<(), String> {
-    if n > max {
-        return Err(format!("{n} {what}; the limit is {max}"));
+pub(crate) fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), Rule> {
+    if count > max {
+        return Err(Rule::TooMany { what, count, max });
     }
     Ok(())
 }
@@ -367,16 +385,12 @@ pub(crate) fn payload(b: &Button) -> &str {
     b.payload.as_deref().unwrap_or(&b.title)
 }
 
-/// The error for `Outbound::Template` on platforms without templates.
-pub(crate) fn no_templates(platform: &str) -> String {
-    format!(
-        "{platform} has no pre-approved message templates; send a free-form message (`kind = \"message\"`) on this channel"
-    )
-}
-
 /// A required `[channels.<name>]` setting is missing.
-pub(crate) fn missing_setting(name: &str, key: &str) -> String {
-    format!("channels.{name}.{key}: required for this channel kind")
+pub(crate) fn missing_setting(name: &str, key: &'static str) -> ChannelError {
+    ChannelError::MissingSetting {
+        channel: name.to_string(),
+        key,
+    }
 }
 
 #[cfg(test)]
@@ -392,7 +406,9 @@ mod tests {
 
     #[test]
     fn limits_name_the_limit() {
-        let e = check_chars("button title", "a very long button title", 20).unwrap_err();
+        let e = check_chars("button title", "a very long button title", 20)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("24 characters") && e.contains("limit is 20"),
             "{e}"

@@ -7,11 +7,15 @@
 //! titles ≤ 20 (…/instagram/features/quick-replies); `HUMAN_AGENT` is the only
 //! tag Instagram accepts for replies after the 24 h window.
 
-use crate::channel::ChannelContext;
 use crate::channel::messenger::{Flavor, Messenger};
+use crate::channel::{ChannelContext, ChannelError};
 use crate::config::ChannelConfig;
 
 /// An Instagram channel instance.
-pub fn new(name: &str, cfg: &ChannelConfig, ctx: &ChannelContext) -> Result<Messenger, String> {
+pub fn new(
+    name: &str,
+    cfg: &ChannelConfig,
+    ctx: &ChannelContext,
+) -> Result<Messenger, ChannelError> {
     Messenger::new(name, cfg, ctx, Flavor::Instagram)
 }

@@ -17,7 +17,7 @@
 
 use crate::channel::http::{self, HttpSettings, Scrubber};
 use crate::channel::meta::{self, GraphError};
-use crate::channel::{Channel, ChannelContext, Recipient};
+use crate::channel::{Channel, ChannelContext, ChannelError, Recipient, Rule, RuleError};
 use crate::config::{ChannelConfig, Secret};
 use crate::model::{ErrorClass, Message, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
@@ -93,7 +93,7 @@ impl Messenger {
         cfg: &ChannelConfig,
         ctx: &ChannelContext,
         flavor: Flavor,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ChannelError> {
         let token = cfg
             .secrets
             .token
@@ -140,28 +140,28 @@ impl Messenger {
 
 /// Messenger's or Instagram's message rules (what [`Channel::validate`]
 /// checks); the error names the rule broken.
-pub(crate) fn rules(flavor: Flavor, outbound: &Outbound) -> Result<(), String> {
-    validate_outbound(flavor, outbound).map_err(|e| format!("{}: {e}", flavor.label()))
+pub(crate) fn rules(flavor: Flavor, outbound: &Outbound) -> Result<(), RuleError> {
+    validate_outbound(flavor, outbound).map_err(|rule| rule.on(flavor.label()))
 }
 
-fn validate_outbound(flavor: Flavor, outbound: &Outbound) -> Result<(), String> {
+fn validate_outbound(flavor: Flavor, outbound: &Outbound) -> Result<(), Rule> {
     let (message, tag) = match outbound {
         Outbound::Template { .. } => {
-            return Err(format!(
+            return Err(Rule::Other(format!(
                 "{} has no pre-approved message templates; outside the 24 h window send a message with a `tag` ({})",
                 flavor.label(),
                 flavor.tags().join(", ")
-            ));
+            )));
         }
         Outbound::Message { message, tag } => (message, tag),
     };
     if let Some(tag) = tag
         && !flavor.tags().contains(&tag.as_str())
     {
-        return Err(format!(
+        return Err(Rule::Other(format!(
             "message tag {tag:?} is not one of {}",
             flavor.tags().join(", ")
-        ));
+        )));
     }
     validate_message(flavor, message)
 }
@@ -179,7 +179,7 @@ impl Channel for Messenger {
         }
     }
 
-    fn validate(&self, outbound: &Outbound) -> Result<(), String> {
+    fn validate(&self, outbound: &Outbound) -> Result<(), RuleError> {
         rules(self.flavor, outbound)
     }
 
@@ -230,19 +230,14 @@ fn classify(e: &GraphError) -> ErrorClass {
     }
 }
 
-fn validate_message(flavor: Flavor, m: &Message) -> Result<(), String> {
-    if let Some(url) = &m.image_url
-        && !is_http(url)
-    {
-        return Err(format!("image_url {url:?} is not an http(s) URL"));
+fn validate_message(flavor: Flavor, m: &Message) -> Result<(), Rule> {
+    if let Some(url) = &m.image_url {
+        http::check_http_url("image_url", url)?;
     }
     http::check_count("quick replies", m.quick_replies.len(), QUICK_REPLIES_MAX)?;
     for q in &m.quick_replies {
         if q.url.is_some() {
-            return Err(format!(
-                "quick reply {:?} has a url; quick replies post back, use a button for links",
-                q.title
-            ));
+            return Err(Rule::QuickReplyWithUrl(q.title.clone()));
         }
         non_empty("quick reply title", &q.title)?;
         http::check_chars("quick reply title", &q.title, QUICK_REPLY_TITLE_MAX)?;
@@ -253,10 +248,7 @@ fn validate_message(flavor: Flavor, m: &Message) -> Result<(), String> {
         non_empty("button title", &b.title)?;
         http::check_chars("button title", &b.title, BUTTON_TITLE_MAX)?;
         match &b.url {
-            Some(url) if !is_http(url) => {
-                return Err(format!("button url {url:?} is not an http(s) URL"));
-            }
-            Some(_) => {}
+            Some(url) => http::check_http_url("button url", url)?,
             None => http::check_chars("button payload", http::payload(b), PAYLOAD_MAX)?,
         }
     }
@@ -267,9 +259,9 @@ fn validate_message(flavor: Flavor, m: &Message) -> Result<(), String> {
             text,
             GENERIC_TITLE_MAX,
         ),
-        (Some(_), false) => Err(
+        (Some(_), false) => Err(Rule::Other(
             "a message with an image and buttons needs text (the generic-template title)".into(),
-        ),
+        )),
         (Some(_), true) => Ok(()),
         (None, false) => {
             non_empty("text of a message with buttons", text)?;
@@ -286,16 +278,12 @@ fn validate_message(flavor: Flavor, m: &Message) -> Result<(), String> {
     }
 }
 
-fn non_empty(what: &str, s: &str) -> Result<(), String> {
+fn non_empty(what: &'static str, s: &str) -> Result<(), Rule> {
     if s.trim().is_empty() {
-        Err(format!("{what} is empty"))
+        Err(Rule::Empty(what))
     } else {
         Ok(())
     }
-}
-
-fn is_http(url: &str) -> bool {
-    url.starts_with("https://") || url.starts_with("http://")
 }
 
 /// The Send API request body (assumes validation passed).
@@ -369,6 +357,7 @@ mod tests {
         assert!(
             validate_message(Flavor::Messenger, &m)
                 .unwrap_err()
+                .to_string()
                 .contains("2000")
         );
         m.text = "x".repeat(1000);
@@ -376,6 +365,7 @@ mod tests {
         assert!(
             validate_message(Flavor::Instagram, &m)
                 .unwrap_err()
+                .to_string()
                 .contains("999")
         );
         m.text = "pick".into();
@@ -385,7 +375,9 @@ mod tests {
                 ..Button::default()
             })
             .collect();
-        let e = validate_message(Flavor::Messenger, &m).unwrap_err();
+        let e = validate_message(Flavor::Messenger, &m)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("14 quick replies") && e.contains("13"), "{e}");
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub mod activity;
 pub mod custom;
+mod error;
 pub mod factory;
 pub(crate) mod http;
 pub mod instagram;
@@ -21,6 +22,7 @@ pub mod telegram;
 pub mod wechat;
 pub mod whatsapp;
 
+pub use error::{ChannelError, Rule, RuleError};
 pub use factory::build;
 pub use onboard::{Probe, ProbeAnswer, ProbeFailure};
 pub use registry::{BuildError, ChannelSet, Channels, build_set};
@@ -29,7 +31,7 @@ pub use registry::{BuildError, ChannelSet, Channels, build_set};
 /// applies them, without an instance: scripts check a template's own
 /// version for a platform (`wechat = { … }`) with it even when no channel of
 /// that kind is configured. The error names the platform and the rule.
-pub fn rules(platform: Platform, outbound: &Outbound) -> Result<(), String> {
+pub fn rules(platform: Platform, outbound: &Outbound) -> Result<(), RuleError> {
     use messenger::Flavor;
     match platform {
         Platform::Whatsapp => whatsapp::rules(outbound),
@@ -66,7 +68,7 @@ pub trait Channel: Send + Sync {
     /// Checks, at script-load time, that `outbound` can be expressed on this
     /// platform within its limits (button counts, title lengths, ...).
     /// The error says what is wrong and what the limit is.
-    fn validate(&self, outbound: &Outbound) -> Result<(), String>;
+    fn validate(&self, outbound: &Outbound) -> Result<(), RuleError>;
 
     /// Sends one message. Every response — success, documented error, HTML
     /// error page, truncated body, timeout — becomes `Ok` or a classified
@@ -101,7 +103,7 @@ pub struct ChannelContext {
 }
 
 /// Builds the shared HTTP client.
-pub fn http_client() -> Result<reqwest::Client, String> {
+pub fn http_client() -> Result<reqwest::Client, ChannelError> {
     reqwest::Client::builder()
         // No cap on idle connections: `dispatch.concurrency` already bounds
         // how many are open, and a cap below it closes connections a burst
@@ -111,7 +113,7 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("pushd/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(ChannelError::HttpClient)
 }
 
 pub type ChannelRef = Arc<dyn Channel>;

@@ -4,7 +4,7 @@
 //! interaction receipts back through the same path real webhooks take.
 //! Outcomes are a pure function of (seed, recipient, attempt): deterministic.
 
-use super::{Channel, ChannelContext, Recipient};
+use super::{Channel, ChannelContext, Recipient, Rule, RuleError};
 use crate::config::ChannelConfig;
 use crate::model::{ChannelEvent, EventSink as ReceiptSink};
 use crate::model::{
@@ -177,16 +177,17 @@ impl Simulator {
 
 /// The simulator's message rules (what [`Channel::validate`] checks): like
 /// a plain-text platform, a non-empty text of at most 4096 characters.
-pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
-    match outbound {
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), RuleError> {
+    let broken = match outbound {
         Outbound::Message { message, .. } if message.text.trim().is_empty() => {
-            Err("simulator: the message text is empty".into())
+            "the message text is empty"
         }
         Outbound::Message { message, .. } if message.text.chars().count() > 4096 => {
-            Err("simulator: text is longer than 4096 characters".into())
+            "text is longer than 4096 characters"
         }
-        _ => Ok(()),
-    }
+        _ => return Ok(()),
+    };
+    Err(Rule::Other(broken.into()).on("simulator"))
 }
 
 #[async_trait]
@@ -199,7 +200,7 @@ impl Channel for Simulator {
         Platform::Simulator
     }
 
-    fn validate(&self, outbound: &Outbound) -> Result<(), String> {
+    fn validate(&self, outbound: &Outbound) -> Result<(), RuleError> {
         rules(outbound)
     }
 
@@ -211,7 +212,7 @@ impl Channel for Simulator {
             return Err(SendError::new(
                 ErrorClass::Rejected,
                 "sim_invalid_message",
-                reason,
+                reason.to_string(),
             ));
         }
         if !self.settings.latency.is_zero() {

@@ -14,7 +14,7 @@
 //! `"<channel>:<ts>"`: `ts` is only unique within a conversation.
 
 use crate::channel::http::{self, HttpSettings, Scrubber};
-use crate::channel::{Channel, ChannelContext, Recipient};
+use crate::channel::{Channel, ChannelContext, ChannelError, Recipient, Rule, RuleError};
 use crate::config::{ChannelConfig, Secret};
 use crate::model::{Button, ErrorClass, Message, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
@@ -48,7 +48,11 @@ pub struct Slack {
 }
 
 impl Slack {
-    pub fn new(name: &str, cfg: &ChannelConfig, ctx: &ChannelContext) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        cfg: &ChannelConfig,
+        ctx: &ChannelContext,
+    ) -> Result<Self, ChannelError> {
         let token = cfg
             .secrets
             .token
@@ -133,7 +137,7 @@ impl Channel for Slack {
         Platform::Slack
     }
 
-    fn validate(&self, outbound: &Outbound) -> Result<(), String> {
+    fn validate(&self, outbound: &Outbound) -> Result<(), RuleError> {
         rules(outbound)
     }
 
@@ -144,7 +148,7 @@ impl Channel for Slack {
                 self.post(&request_body(&to.channel_user_id, message)).await
             }
             (Ok(()), Outbound::Template { .. }) => {
-                Err(http::invalid_message(http::no_templates("Slack")))
+                Err(http::invalid_message(Rule::NoTemplates("Slack")))
             }
         };
         result.map_err(|e| http::failed(&self.name, &self.scrubber, e))
@@ -222,17 +226,17 @@ fn describe_reply(error: &str, json: &Value) -> String {
 
 /// Slack's message rules (what [`Channel::validate`] checks); the error
 /// names the rule broken.
-pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
-    validate(outbound).map_err(|e| format!("Slack: {e}"))
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), RuleError> {
+    validate(outbound).map_err(|rule| rule.on("Slack"))
 }
 
-fn validate(outbound: &Outbound) -> Result<(), String> {
+fn validate(outbound: &Outbound) -> Result<(), Rule> {
     let m = match outbound {
-        Outbound::Template { .. } => return Err(http::no_templates("Slack")),
+        Outbound::Template { .. } => return Err(Rule::NoTemplates("Slack")),
         Outbound::Message { message, .. } => message,
     };
     if m.text.trim().is_empty() && m.image_url.is_none() {
-        return Err("text is empty".into());
+        return Err(Rule::Empty("text"));
     }
     if uses_blocks(m) {
         http::check_chars(
@@ -244,9 +248,7 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
         http::check_chars("text", &m.text, TEXT_MAX)?;
     }
     if let Some(url) = &m.image_url {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(format!("image_url {url:?} is not an http(s) URL"));
-        }
+        http::check_http_url("image_url", url)?;
         http::check_chars("image_url", url, IMAGE_URL_MAX)?;
     }
     http::check_count(
@@ -256,7 +258,7 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
     )?;
     for b in m.buttons.iter().chain(&m.quick_replies) {
         if b.title.trim().is_empty() {
-            return Err("button text is empty".into());
+            return Err(Rule::Empty("button text"));
         }
         http::check_chars("button text", &b.title, BUTTON_TEXT_MAX)?;
         http::check_chars("button value (payload)", http::payload(b), BUTTON_VALUE_MAX)?;
@@ -347,7 +349,8 @@ mod tests {
             message: m,
             tag: None,
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("26") && e.contains("25"), "{e}");
     }
 }

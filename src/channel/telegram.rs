@@ -17,7 +17,7 @@
 //! unique within a chat.
 
 use crate::channel::http::{self, HttpSettings, Scrubber};
-use crate::channel::{Channel, ChannelContext, Recipient};
+use crate::channel::{Channel, ChannelContext, ChannelError, Recipient, Rule, RuleError};
 use crate::config::{ChannelConfig, Secret};
 use crate::model::{Button, ErrorClass, Message, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
@@ -46,7 +46,11 @@ pub struct Telegram {
 }
 
 impl Telegram {
-    pub fn new(name: &str, cfg: &ChannelConfig, ctx: &ChannelContext) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        cfg: &ChannelConfig,
+        ctx: &ChannelContext,
+    ) -> Result<Self, ChannelError> {
         let token = cfg
             .secrets
             .token
@@ -126,7 +130,7 @@ impl Channel for Telegram {
         Platform::Telegram
     }
 
-    fn validate(&self, outbound: &Outbound) -> Result<(), String> {
+    fn validate(&self, outbound: &Outbound) -> Result<(), RuleError> {
         rules(outbound)
     }
 
@@ -138,7 +142,7 @@ impl Channel for Telegram {
                 self.call(method, &body).await
             }
             (Ok(()), Outbound::Template { .. }) => {
-                Err(http::invalid_message(http::no_templates("Telegram")))
+                Err(http::invalid_message(Rule::NoTemplates("Telegram")))
             }
         };
         result.map_err(|e| http::failed(&self.name, &self.scrubber, e))
@@ -204,25 +208,25 @@ fn classify(code: i64, description: &str) -> ErrorClass {
 
 /// Telegram's message rules (what [`Channel::validate`] checks); the error
 /// names the rule broken.
-pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
-    validate(outbound).map_err(|e| format!("Telegram: {e}"))
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), RuleError> {
+    validate(outbound).map_err(|rule| rule.on("Telegram"))
 }
 
-fn validate(outbound: &Outbound) -> Result<(), String> {
+fn validate(outbound: &Outbound) -> Result<(), Rule> {
     let m = match outbound {
-        Outbound::Template { .. } => return Err(http::no_templates("Telegram")),
+        Outbound::Template { .. } => return Err(Rule::NoTemplates("Telegram")),
         Outbound::Message { message, .. } => message,
     };
     match &m.image_url {
         Some(url) => {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(format!("image_url {url:?} is not an http(s) URL"));
-            }
+            http::check_http_url("image_url", url)?;
             http::check_chars("photo caption (text)", &m.text, CAPTION_MAX)?;
         }
         None => {
             if m.text.trim().is_empty() {
-                return Err("text is empty (Telegram needs 1-4096 characters)".into());
+                return Err(Rule::Other(
+                    "text is empty (Telegram needs 1-4096 characters)".into(),
+                ));
             }
             http::check_chars("text", &m.text, TEXT_MAX)?;
         }
@@ -232,19 +236,16 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
     }
     for q in &m.quick_replies {
         if q.url.is_some() {
-            return Err(format!(
-                "quick reply {:?} has a url; quick replies post back, use a button for links",
-                q.title
-            ));
+            return Err(Rule::QuickReplyWithUrl(q.title.clone()));
         }
         check_button(q)?;
     }
     Ok(())
 }
 
-fn check_button(b: &Button) -> Result<(), String> {
+fn check_button(b: &Button) -> Result<(), Rule> {
     if b.title.trim().is_empty() {
-        return Err("button text is empty".into());
+        return Err(Rule::Empty("button text"));
     }
     match &b.url {
         Some(url) => {
@@ -252,13 +253,18 @@ fn check_button(b: &Button) -> Result<(), String> {
                 || url.starts_with("http://")
                 || url.starts_with("tg://"))
             {
-                return Err(format!("button url {url:?} is not an http(s) or tg:// URL"));
+                return Err(Rule::Other(format!(
+                    "button url {url:?} is not an http(s) or tg:// URL"
+                )));
             }
         }
         None => {
             let data = http::payload(b);
             if data.is_empty() {
-                return Err(format!("button {:?} has an empty payload", b.title));
+                return Err(Rule::Other(format!(
+                    "button {:?} has an empty payload",
+                    b.title
+                )));
             }
             http::check_bytes(
                 &format!("callback_data of button {:?}", b.title),
@@ -359,7 +365,8 @@ mod tests {
             message: m,
             tag: None,
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("66 bytes") && e.contains("64"), "{e}");
     }
 }

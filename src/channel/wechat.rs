@@ -29,7 +29,7 @@
 //! the per-minute quota, stays an ordinary rate limit.
 
 use crate::channel::http::{self, HttpSettings, Scrubber};
-use crate::channel::{Channel, ChannelContext, Recipient};
+use crate::channel::{Channel, ChannelContext, ChannelError, Recipient, Rule, RuleError};
 use crate::config::{ChannelConfig, Secret};
 use crate::model::{Button, ErrorClass, Message, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
@@ -83,7 +83,11 @@ pub struct WeChat {
 }
 
 impl WeChat {
-    pub fn new(name: &str, cfg: &ChannelConfig, ctx: &ChannelContext) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        cfg: &ChannelConfig,
+        ctx: &ChannelContext,
+    ) -> Result<Self, ChannelError> {
         let app_id = cfg
             .app_id
             .clone()
@@ -218,7 +222,7 @@ impl Channel for WeChat {
         Platform::Wechat
     }
 
-    fn validate(&self, outbound: &Outbound) -> Result<(), String> {
+    fn validate(&self, outbound: &Outbound) -> Result<(), RuleError> {
         rules(outbound)
     }
 
@@ -323,17 +327,17 @@ fn classify(errcode: i64) -> ErrorClass {
     }
 }
 
-fn template_error() -> String {
-    "this channel sends customer-service messages only and has no template messages; send a free-form message within 48 h of the user's last interaction".into()
+fn template_error() -> Rule {
+    Rule::Other("this channel sends customer-service messages only and has no template messages; send a free-form message within 48 h of the user's last interaction".into())
 }
 
 /// WeChat's message rules (what [`Channel::validate`] checks); the error
 /// names the rule broken.
-pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
-    validate(outbound).map_err(|e| format!("WeChat: {e}"))
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), RuleError> {
+    validate(outbound).map_err(|rule| rule.on("WeChat"))
 }
 
-fn validate(outbound: &Outbound) -> Result<(), String> {
+fn validate(outbound: &Outbound) -> Result<(), Rule> {
     let m = match outbound {
         Outbound::Template { .. } => return Err(template_error()),
         Outbound::Message { message, .. } => message,
@@ -347,26 +351,24 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
         .collect();
     for b in m.buttons.iter().chain(&m.quick_replies) {
         if b.title.trim().is_empty() {
-            return Err("button title is empty".into());
+            return Err(Rule::Empty("button title"));
         }
-        if let Some(url) = &b.url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(format!("button url {url:?} is not an http(s) URL"));
+        if let Some(url) = &b.url {
+            http::check_http_url("button url", url)?;
         }
     }
     if m.quick_replies.iter().any(|q| q.url.is_some()) {
-        return Err("quick replies post back; use a button for links".into());
+        return Err(Rule::Other(
+            "quick replies post back; use a button for links".into(),
+        ));
     }
     if let Some(image) = &m.image_url {
-        if !(image.starts_with("https://") || image.starts_with("http://")) {
-            return Err(format!("image_url {image:?} is not an http(s) URL"));
-        }
+        http::check_http_url("image_url", image)?;
         if !menu.is_empty() {
-            return Err(
+            return Err(Rule::Other(
                 "an image goes out as a news article (title, picture, one link), which carries no menu buttons or quick replies; send the image without them, or the buttons without the image"
                     .into(),
-            );
+            ));
         }
         http::check_count(
             "URL buttons on an image (news article link)",
@@ -374,12 +376,14 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
             1,
         )?;
         if m.text.trim().is_empty() {
-            return Err("a message with an image needs text (the article title)".into());
+            return Err(Rule::Other(
+                "a message with an image needs text (the article title)".into(),
+            ));
         }
         return Ok(());
     }
     if m.text.trim().is_empty() {
-        return Err("text is empty".into());
+        return Err(Rule::Empty("text"));
     }
     if menu.is_empty() {
         return http::check_bytes("text (with its links)", &text_with_links(m), TEXT_MAX_BYTES);
@@ -500,7 +504,8 @@ mod tests {
             message: m,
             tag: None,
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("2049 bytes") && e.contains("2048"), "{e}");
     }
 }

@@ -17,7 +17,7 @@
 
 use crate::channel::http::{self, HttpSettings, Scrubber};
 use crate::channel::meta::{self, GraphError};
-use crate::channel::{Channel, ChannelContext, Recipient};
+use crate::channel::{Channel, ChannelContext, ChannelError, Recipient, Rule, RuleError};
 use crate::config::{ChannelConfig, Secret};
 use crate::model::{Button, ErrorClass, Message, Outbound, Platform, SendError, SendOk};
 use async_trait::async_trait;
@@ -50,7 +50,11 @@ pub struct WhatsApp {
 }
 
 impl WhatsApp {
-    pub fn new(name: &str, cfg: &ChannelConfig, ctx: &ChannelContext) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        cfg: &ChannelConfig,
+        ctx: &ChannelContext,
+    ) -> Result<Self, ChannelError> {
         let phone_number_id = cfg
             .phone_number_id
             .clone()
@@ -70,7 +74,9 @@ impl WhatsApp {
         Ok(WhatsApp {
             name: name.to_string(),
             scrubber: Scrubber::new(cfg.secrets.all().cloned()),
-            auth: bearer(&token).map_err(|e| format!("channels.{name}.token: {e}"))?,
+            auth: bearer(&token).map_err(|_| ChannelError::TokenNotHeaderSafe {
+                channel: name.to_string(),
+            })?,
             http,
             url,
         })
@@ -118,7 +124,7 @@ impl Channel for WhatsApp {
         Platform::Whatsapp
     }
 
-    fn validate(&self, outbound: &Outbound) -> Result<(), String> {
+    fn validate(&self, outbound: &Outbound) -> Result<(), RuleError> {
         rules(outbound)
     }
 
@@ -168,41 +174,41 @@ fn classify(e: &GraphError) -> ErrorClass {
 
 /// WhatsApp's message rules (what [`Channel::validate`] checks); the error
 /// names the rule broken.
-pub(crate) fn rules(outbound: &Outbound) -> Result<(), String> {
-    validate(outbound).map_err(|e| format!("WhatsApp: {e}"))
+pub(crate) fn rules(outbound: &Outbound) -> Result<(), RuleError> {
+    validate(outbound).map_err(|rule| rule.on("WhatsApp"))
 }
 
-fn validate(outbound: &Outbound) -> Result<(), String> {
+fn validate(outbound: &Outbound) -> Result<(), Rule> {
     let message = match outbound {
         Outbound::Template { name, language, .. } => {
             if name.trim().is_empty() {
-                return Err("template name is empty".into());
+                return Err(Rule::Empty("template name"));
             }
             if language.trim().is_empty() {
-                return Err(format!(
+                return Err(Rule::Other(format!(
                     "template {name:?} has no language code (e.g. \"en_US\")"
-                ));
+                )));
             }
             return Ok(());
         }
         Outbound::Message { message, .. } => message,
     };
     if let Some(url) = &message.image_url {
-        check_link("image_url", url)?;
+        http::check_http_url("image_url", url)?;
     }
     let (replies, links) = split_buttons(message)?;
     if !links.is_empty() {
         if links.len() > 1 || !replies.is_empty() {
-            return Err(format!(
+            return Err(Rule::Other(format!(
                 "one message carries up to {REPLY_BUTTONS_MAX} reply buttons (quick replies count as reply buttons) or one URL button, never both; this one has {} reply and {} URL button(s) (a link can go in the text instead)",
                 replies.len(),
                 links.len()
-            ));
+            )));
         }
         check_body(&message.text)?;
         let (title, url) = links[0];
         check_title("URL button title", title)?;
-        check_link("URL button url", url)?;
+        http::check_http_url("URL button url", url)?;
         return Ok(());
     }
     if !replies.is_empty() {
@@ -218,9 +224,9 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
             let id = http::payload(b);
             http::check_chars("button payload (reply id)", id, BUTTON_ID_MAX)?;
             if !ids.insert(id) {
-                return Err(format!(
+                return Err(Rule::Other(format!(
                     "two buttons have the payload {id:?}; reply ids must be unique"
-                ));
+                )));
             }
         }
         return Ok(());
@@ -229,7 +235,7 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
         return http::check_chars("image caption (text)", &message.text, CAPTION_MAX);
     }
     if message.text.trim().is_empty() {
-        return Err("the message is empty (no text, image or buttons)".into());
+        return Err(Rule::EmptyMessage);
     }
     http::check_chars("text", &message.text, TEXT_MAX)
 }
@@ -238,7 +244,7 @@ fn validate(outbound: &Outbound) -> Result<(), String> {
 type SplitButtons<'a> = (Vec<&'a Button>, Vec<(&'a str, &'a str)>);
 
 /// Reply buttons (buttons without a URL, then quick replies) and URL buttons.
-fn split_buttons(message: &Message) -> Result<SplitButtons<'_>, String> {
+fn split_buttons(message: &Message) -> Result<SplitButtons<'_>, Rule> {
     let mut replies = Vec::new();
     let mut links = Vec::new();
     for b in &message.buttons {
@@ -249,19 +255,18 @@ fn split_buttons(message: &Message) -> Result<SplitButtons<'_>, String> {
     }
     for q in &message.quick_replies {
         if q.url.is_some() {
-            return Err(format!(
-                "quick reply {:?} has a url; quick replies post back, use a button for links",
-                q.title
-            ));
+            return Err(Rule::QuickReplyWithUrl(q.title.clone()));
         }
         replies.push(q);
     }
     Ok((replies, links))
 }
 
-fn check_body(text: &str) -> Result<(), String> {
+fn check_body(text: &str) -> Result<(), Rule> {
     if text.trim().is_empty() {
-        return Err("a message with buttons needs text (the interactive body)".into());
+        return Err(Rule::Other(
+            "a message with buttons needs text (the interactive body)".into(),
+        ));
     }
     http::check_chars(
         "text of a message with buttons",
@@ -270,26 +275,19 @@ fn check_body(text: &str) -> Result<(), String> {
     )
 }
 
-fn check_title(what: &str, title: &str) -> Result<(), String> {
+fn check_title(what: &'static str, title: &str) -> Result<(), Rule> {
     if title.trim().is_empty() {
-        return Err(format!("{what} is empty"));
+        return Err(Rule::Empty(what));
     }
     http::check_chars(what, title, BUTTON_TITLE_MAX)
 }
 
-fn check_link(what: &str, url: &str) -> Result<(), String> {
-    if url.starts_with("https://") || url.starts_with("http://") {
-        Ok(())
-    } else {
-        Err(format!("{what} {url:?} is not an http(s) URL"))
-    }
-}
-
 /// The Cloud API request body for one recipient (assumes `validate` passed).
 /// `Authorization: Bearer <token>`, checked once when the channel is built.
-fn bearer(token: &Secret) -> Result<reqwest::header::HeaderValue, String> {
-    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-        .map_err(|_| "the token has characters an HTTP header cannot carry".to_string())?;
+fn bearer(
+    token: &Secret,
+) -> Result<reqwest::header::HeaderValue, reqwest::header::InvalidHeaderValue> {
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -459,21 +457,28 @@ mod tests {
     #[test]
     fn limits() {
         assert!(validate(&out(msg(&"x".repeat(4096)))).is_ok());
-        let e = validate(&out(msg(&"x".repeat(4097)))).unwrap_err();
+        let e = validate(&out(msg(&"x".repeat(4097))))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("4096"), "{e}");
         let mut m = msg("pick");
         m.buttons = vec![button("a"), button("b"), button("c"), button("d")];
-        let e = validate(&out(m)).unwrap_err();
+        let e = validate(&out(m)).unwrap_err().to_string();
         assert!(
             e.contains("4 reply buttons") && e.contains("limit is 3"),
             "{e}"
         );
         let mut m = msg("pick");
         m.buttons = vec![button("this title is far too long")];
-        assert!(validate(&out(m)).unwrap_err().contains("limit is 20"));
+        assert!(
+            validate(&out(m))
+                .unwrap_err()
+                .to_string()
+                .contains("limit is 20")
+        );
         let mut m = msg(&"x".repeat(1025));
         m.buttons = vec![button("a")];
-        assert!(validate(&out(m)).unwrap_err().contains("1024"));
+        assert!(validate(&out(m)).unwrap_err().to_string().contains("1024"));
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub fn script_env(cfg: &Config, channels: &Channels) -> ScriptEnv {
         cfg,
         Arc::new(
             move |channel: &str, outbound: &crate::model::Outbound| match set.get(channel) {
-                Some(c) => c.validate(outbound),
+                Some(c) => c.validate(outbound).map_err(|e| e.to_string()),
                 None => Ok(()),
             },
         ),

@@ -182,7 +182,12 @@ async fn empty_message_is_refused_before_sending() {
         message: Message::default(),
         tag: None,
     };
-    assert!(ch.validate(&empty).unwrap_err().contains("empty"));
+    assert!(
+        ch.validate(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("empty")
+    );
     assert!(ch.send(&to("u"), &empty).await.is_err());
     assert!(mock.requests().is_empty());
 }

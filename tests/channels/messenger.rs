@@ -183,7 +183,7 @@ async fn validation_names_the_limit() {
         quick_replies: (0..14).map(|i| button(&format!("q{i}"), "P")).collect(),
         ..Message::default()
     };
-    let e = ch.validate(&message(qr)).unwrap_err();
+    let e = ch.validate(&message(qr)).unwrap_err().to_string();
     assert!(
         e.contains("14 quick replies") && e.contains("limit is 13"),
         "{e}"
@@ -196,6 +196,7 @@ async fn validation_names_the_limit() {
     assert!(
         ch.validate(&message(long))
             .unwrap_err()
+            .to_string()
             .contains("limit is 20")
     );
     let buttons = Message {
@@ -206,15 +207,17 @@ async fn validation_names_the_limit() {
     assert!(
         ch.validate(&message(buttons))
             .unwrap_err()
+            .to_string()
             .contains("limit is 3")
     );
     assert!(
         ch.validate(&text(&"x".repeat(2001)))
             .unwrap_err()
+            .to_string()
             .contains("2000")
     );
     assert!(ch.validate(&text(&"x".repeat(2000))).is_ok());
-    let e = ch.validate(&template()).unwrap_err();
+    let e = ch.validate(&template()).unwrap_err().to_string();
     assert!(
         e.contains("no pre-approved message templates") && e.contains("tag"),
         "{e}"
@@ -229,6 +232,7 @@ async fn validation_names_the_limit() {
     assert!(
         ch.validate(&bad_tag)
             .unwrap_err()
+            .to_string()
             .contains("ACCOUNT_UPDATE")
     );
 }
@@ -246,7 +250,10 @@ async fn instagram_uses_the_send_api_with_its_limits() {
     );
     assert_eq!(ok.provider_message_id, format!("m_mock{}", r.seq));
 
-    let e = ch.validate(&text(&"x".repeat(1000))).unwrap_err();
+    let e = ch
+        .validate(&text(&"x".repeat(1000)))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("Instagram:") && e.contains("999"), "{e}");
     assert!(ch.validate(&text(&"x".repeat(999))).is_ok());
     let tagged = Outbound::Message {
@@ -256,7 +263,12 @@ async fn instagram_uses_the_send_api_with_its_limits() {
         },
         tag: Some("ACCOUNT_UPDATE".into()),
     };
-    assert!(ch.validate(&tagged).unwrap_err().contains("HUMAN_AGENT"));
+    assert!(
+        ch.validate(&tagged)
+            .unwrap_err()
+            .to_string()
+            .contains("HUMAN_AGENT")
+    );
 
     let err = send_err(&ch, &mock, "IGSID2", Behavior::OutsideWindow, &text("hi")).await;
     assert_eq!(err.class, ErrorClass::OutsideWindow);

@@ -35,7 +35,7 @@ pub fn ctx() -> ChannelContext {
 pub fn build(toml: &str, name: &str) -> Result<ChannelRef, String> {
     let config =
         Config::parse(toml, Path::new("/tmp/x/config.toml")).map_err(|e| format!("config: {e}"))?;
-    pushd::channel::build(name, &config.channels[name], &ctx())
+    pushd::channel::build(name, &config.channels[name], &ctx()).map_err(|e| e.to_string())
 }
 
 /// The adapter for `mock`, with `extra` config lines (e.g. `timeout = "300ms"`).

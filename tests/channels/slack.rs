@@ -148,7 +148,7 @@ async fn validation_names_the_limit() {
         quick_replies: (0..6).map(|i| button(&format!("q{i}"), "v")).collect(),
         ..Message::default()
     };
-    let e = ch.validate(&message(many)).unwrap_err();
+    let e = ch.validate(&message(many)).unwrap_err().to_string();
     assert!(e.contains("26 buttons") && e.contains("limit is 25"), "{e}");
     let long = Message {
         text: "pick".into(),
@@ -158,11 +158,13 @@ async fn validation_names_the_limit() {
     assert!(
         ch.validate(&message(long))
             .unwrap_err()
+            .to_string()
             .contains("limit is 75")
     );
     assert!(
         ch.validate(&template())
             .unwrap_err()
+            .to_string()
             .contains("Slack has no pre-approved")
     );
 }

@@ -291,7 +291,10 @@ async fn secrets_never_in_errors_or_logs() {
 async fn validation_names_the_limit() {
     let mock = MockPlatform::start(Platform::Wechat).await;
     let ch = channel(&mock, "");
-    let e = ch.validate(&text(&"字".repeat(700))).unwrap_err();
+    let e = ch
+        .validate(&text(&"字".repeat(700)))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("2100 bytes") && e.contains("2048"), "{e}");
     let menu = Message {
         text: "pick".into(),
@@ -303,6 +306,7 @@ async fn validation_names_the_limit() {
     assert!(
         ch.validate(&message(menu))
             .unwrap_err()
+            .to_string()
             .contains("limit is 10")
     );
     let mixed = Message {
@@ -314,11 +318,13 @@ async fn validation_names_the_limit() {
     assert!(
         ch.validate(&message(mixed))
             .unwrap_err()
+            .to_string()
             .contains("news article")
     );
     assert!(
         ch.validate(&template())
             .unwrap_err()
+            .to_string()
             .contains("no template messages")
     );
 }

@@ -186,7 +186,7 @@ impl Runtime {
                 member_platform: platform.as_str(),
                 channel: None,
                 platform: platform.as_str(),
-                rule: &rule,
+                rule: &rule.to_string(),
             };
             found.push(unsendable(tpl, made, u), &sample);
         }
