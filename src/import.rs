@@ -7,7 +7,7 @@ use crate::model::{Millis, NewMember};
 use crate::store::{Store, StoreError, members::upsert_rows};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Rows per write transaction during import: big enough to amortise the
 /// commit, small enough that sends interleave with a million-row import.
@@ -30,6 +30,75 @@ pub struct ImportReport {
     pub errors: Vec<RowError>,
     /// True when nothing was written because of invalid rows.
     pub aborted: bool,
+}
+
+/// Why an import cannot start: its file, or its CSV header.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open {}: {error}", path.display())]
+    Open {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("line 1: cannot read the CSV header ({0})")]
+    Header(csv::Error),
+    #[error("line 1: unknown column {0:?} (columns: {columns})", columns = COLUMNS.join(", "))]
+    UnknownColumn(String),
+    #[error("line 1: the header has no {0:?} column")]
+    MissingColumn(&'static str),
+}
+
+/// Why one row is refused; the reason names the column.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidRow {
+    #[error("channel {0:?} must be a channel instance name (letters, digits, '_' or '-')")]
+    Channel(String),
+    #[error("channel_user_id is empty")]
+    EmptyUserId,
+    #[error("{0} is longer than 256 bytes")]
+    TooLong(&'static str),
+    #[error("locale {0:?} is not a language tag like \"en\" or \"zh-CN\"")]
+    Locale(String),
+    #[error("timezone {0:?} is not an IANA time zone like \"Asia/Hong_Kong\"")]
+    Timezone(String),
+    #[error("tag {0:?} is invalid (no ';', at most 64 bytes)")]
+    Tag(String),
+    #[error("last_interaction_at {value:?} is not an RFC 3339 time ({error})")]
+    Time {
+        value: String,
+        error: chrono::ParseError,
+    },
+    /// A CSV record with another number of fields than the header.
+    #[error("has {fields} fields, the header has {header}")]
+    FieldCount { fields: usize, header: usize },
+    #[error("attributes is not valid JSON ({0})")]
+    AttributesJson(serde_json::Error),
+    /// `subscribed` in a CSV file, which takes the usual spellings.
+    #[error("subscribed {0:?} must be true/false, 1/0 or yes/no")]
+    CsvSubscribed(String),
+    /// `subscribed` as a string in JSON.
+    #[error("subscribed {0:?} must be true or false")]
+    JsonSubscribed(String),
+    /// A JSON field of the wrong type.
+    #[error("{field} must be {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("not valid JSON ({0})")]
+    Json(serde_json::Error),
+    #[error("each line must be a JSON object")]
+    NotAnObject,
+    #[error("unknown field {0:?} (fields: {fields})", fields = COLUMNS.join(", "))]
+    UnknownField(String),
+    #[error("unreadable CSV record ({0})")]
+    Csv(csv::Error),
+    #[error("not UTF-8 text (invalid byte at column {column}); save the file as UTF-8")]
+    NotUtf8 { column: usize },
+    #[error("cannot read the file here ({0})")]
+    Io(std::io::Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,13 +159,18 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn parse_time(s: &str) -> std::result::Result<Millis, String> {
+fn parse_time(s: &str) -> std::result::Result<Millis, InvalidRow> {
     chrono::DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.timestamp_millis())
-        .map_err(|e| format!("last_interaction_at {s:?} is not an RFC 3339 time ({e})"))
+        .map_err(|error| InvalidRow::Time {
+            value: s.to_string(),
+            error,
+        })
 }
 
-fn clean_tags(tags: impl IntoIterator<Item = String>) -> std::result::Result<Vec<String>, String> {
+fn clean_tags(
+    tags: impl IntoIterator<Item = String>,
+) -> std::result::Result<Vec<String>, InvalidRow> {
     let mut out: Vec<String> = Vec::new();
     for t in tags {
         let t = t.trim().to_string();
@@ -104,7 +178,7 @@ fn clean_tags(tags: impl IntoIterator<Item = String>) -> std::result::Result<Vec
             continue;
         }
         if t.contains(';') || t.len() > 64 {
-            return Err(format!("tag {t:?} is invalid (no ';', at most 64 bytes)"));
+            return Err(InvalidRow::Tag(t));
         }
         out.push(t);
     }
@@ -113,39 +187,41 @@ fn clean_tags(tags: impl IntoIterator<Item = String>) -> std::result::Result<Vec
     Ok(out)
 }
 
+const NOT_AN_OBJECT: InvalidRow = InvalidRow::WrongType {
+    field: "attributes",
+    expected: "a JSON object",
+};
+const NOT_STRINGS: InvalidRow = InvalidRow::WrongType {
+    field: "tags",
+    expected: "an array of strings",
+};
+
 impl NewMember {
     /// Checks every field; the reason names the column.
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), InvalidRow> {
         if !valid_channel_name(&self.channel) {
-            return Err(format!(
-                "channel {:?} must be a channel instance name (letters, digits, '_' or '-')",
-                self.channel
-            ));
+            return Err(InvalidRow::Channel(self.channel.clone()));
         }
         if self.channel_user_id.trim().is_empty() {
-            return Err("channel_user_id is empty".into());
+            return Err(InvalidRow::EmptyUserId);
         }
         if self.channel_user_id.len() > 256 {
-            return Err("channel_user_id is longer than 256 bytes".into());
+            return Err(InvalidRow::TooLong("channel_user_id"));
         }
         if let Some(n) = &self.name
             && n.len() > 256
         {
-            return Err("name is longer than 256 bytes".into());
+            return Err(InvalidRow::TooLong("name"));
         }
         if let Some(l) = &self.locale
             && !valid_locale(l)
         {
-            return Err(format!(
-                "locale {l:?} is not a language tag like \"en\" or \"zh-CN\""
-            ));
+            return Err(InvalidRow::Locale(l.clone()));
         }
         if let Some(tz) = &self.timezone
             && tz.parse::<chrono_tz::Tz>().is_err()
         {
-            return Err(format!(
-                "timezone {tz:?} is not an IANA time zone like \"Asia/Hong_Kong\""
-            ));
+            return Err(InvalidRow::Timezone(tz.clone()));
         }
         Ok(())
     }
@@ -153,14 +229,13 @@ impl NewMember {
     fn from_csv(
         header: &[String],
         record: &csv::StringRecord,
-    ) -> std::result::Result<NewMember, String> {
+    ) -> std::result::Result<NewMember, InvalidRow> {
         let mut row = NewMember::default();
         if record.len() != header.len() {
-            return Err(format!(
-                "has {} fields, the header has {}",
-                record.len(),
-                header.len()
-            ));
+            return Err(InvalidRow::FieldCount {
+                fields: record.len(),
+                header: header.len(),
+            });
         }
         for (col, value) in header.iter().zip(record.iter()) {
             let v = value.to_string();
@@ -177,15 +252,14 @@ impl NewMember {
                     } else {
                         match serde_json::from_str::<serde_json::Value>(&v) {
                             Ok(serde_json::Value::Object(m)) => m,
-                            Ok(_) => return Err("attributes must be a JSON object".into()),
-                            Err(e) => return Err(format!("attributes is not valid JSON ({e})")),
+                            Ok(_) => return Err(NOT_AN_OBJECT),
+                            Err(e) => return Err(InvalidRow::AttributesJson(e)),
                         }
                     })
                 }
                 "subscribed" if !v.trim().is_empty() => {
-                    row.subscribed = Some(parse_bool(&v).ok_or_else(|| {
-                        format!("subscribed {v:?} must be true/false, 1/0 or yes/no")
-                    })?)
+                    row.subscribed =
+                        Some(parse_bool(&v).ok_or_else(|| InvalidRow::CsvSubscribed(v.clone()))?)
                 }
                 "last_interaction_at" if !v.trim().is_empty() => {
                     row.last_interaction_at = Some(parse_time(&v)?)
@@ -197,24 +271,23 @@ impl NewMember {
         Ok(row)
     }
 
-    fn from_json(line: &str) -> std::result::Result<NewMember, String> {
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
-        let obj = v.as_object().ok_or("each line must be a JSON object")?;
+    fn from_json(line: &str) -> std::result::Result<NewMember, InvalidRow> {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(InvalidRow::Json)?;
+        let obj = v.as_object().ok_or(InvalidRow::NotAnObject)?;
         for k in obj.keys() {
             if !COLUMNS.contains(&k.as_str()) {
-                return Err(format!(
-                    "unknown field {k:?} (fields: {})",
-                    COLUMNS.join(", ")
-                ));
+                return Err(InvalidRow::UnknownField(k.clone()));
             }
         }
-        let text = |k: &str| -> std::result::Result<Option<String>, String> {
+        let text = |k: &'static str| -> std::result::Result<Option<String>, InvalidRow> {
             match obj.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(None),
                 Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
                 Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(_) => Err(format!("{k} must be a string")),
+                Some(_) => Err(InvalidRow::WrongType {
+                    field: k,
+                    expected: "a string",
+                }),
             }
         };
         let mut row = NewMember {
@@ -233,23 +306,19 @@ impl NewMember {
             Some(serde_json::Value::Array(a)) => {
                 let mut tags = Vec::new();
                 for t in a {
-                    tags.push(
-                        t.as_str()
-                            .ok_or("tags must be an array of strings")?
-                            .to_string(),
-                    );
+                    tags.push(t.as_str().ok_or(NOT_STRINGS)?.to_string());
                 }
                 row.tags = Some(clean_tags(tags)?);
             }
             Some(serde_json::Value::String(s)) => {
                 row.tags = Some(clean_tags(s.split(';').map(String::from))?)
             }
-            Some(_) => return Err("tags must be an array of strings".into()),
+            Some(_) => return Err(NOT_STRINGS),
         }
         match obj.get("attributes") {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Object(m)) => row.attributes = Some(m.clone()),
-            Some(_) => return Err("attributes must be a JSON object".into()),
+            Some(_) => return Err(NOT_AN_OBJECT),
         }
         match obj.get("subscribed") {
             None | Some(serde_json::Value::Null) => {}
@@ -261,12 +330,15 @@ impl NewMember {
                 row.subscribed = Some(true)
             }
             Some(serde_json::Value::String(s)) => {
-                row.subscribed = Some(
-                    parse_bool(s)
-                        .ok_or_else(|| format!("subscribed {s:?} must be true or false"))?,
-                )
+                row.subscribed =
+                    Some(parse_bool(s).ok_or_else(|| InvalidRow::JsonSubscribed(s.clone()))?)
             }
-            Some(_) => return Err("subscribed must be true or false".into()),
+            Some(_) => {
+                return Err(InvalidRow::WrongType {
+                    field: "subscribed",
+                    expected: "true or false",
+                });
+            }
         }
         if let Some(t) = text("last_interaction_at")? {
             row.last_interaction_at = Some(parse_time(&t)?);
@@ -298,7 +370,7 @@ enum RowSource<R: Read> {
 
 impl<R: Read> RowReader<R> {
     /// Fails when a CSV header lacks a required column or names an unknown one.
-    pub fn new(format: Format, source: R) -> std::result::Result<RowReader<R>, String> {
+    pub fn new(format: Format, source: R) -> std::result::Result<RowReader<R>, SourceError> {
         let inner = match format {
             Format::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
@@ -307,21 +379,18 @@ impl<R: Read> RowReader<R> {
                     .from_reader(source);
                 let header: Vec<String> = reader
                     .headers()
-                    .map_err(|e| format!("line 1: cannot read the CSV header ({e})"))?
+                    .map_err(SourceError::Header)?
                     .iter()
                     .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
                     .collect();
                 for h in &header {
                     if !COLUMNS.contains(&h.as_str()) {
-                        return Err(format!(
-                            "line 1: unknown column {h:?} (columns: {})",
-                            COLUMNS.join(", ")
-                        ));
+                        return Err(SourceError::UnknownColumn(h.clone()));
                     }
                 }
                 for req in ["channel", "channel_user_id"] {
                     if !header.iter().any(|h| h == req) {
-                        return Err(format!("line 1: the header has no {req:?} column"));
+                        return Err(SourceError::MissingColumn(req));
                     }
                 }
                 RowSource::Csv {
@@ -342,7 +411,7 @@ impl<R: Read> RowReader<R> {
 }
 
 impl<R: Read> Iterator for RowReader<R> {
-    type Item = (u64, std::result::Result<NewMember, String>);
+    type Item = (u64, std::result::Result<NewMember, InvalidRow>);
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
@@ -359,7 +428,7 @@ impl<R: Read> Iterator for RowReader<R> {
                 Err(e) => {
                     let line = e.position().map(|p| p.line()).unwrap_or(0);
                     // A broken record (e.g. bad UTF-8) is one invalid row; csv resumes after it.
-                    Some((line, Err(format!("unreadable CSV record ({e})"))))
+                    Some((line, Err(InvalidRow::Csv(e))))
                 }
             },
             RowSource::Json { failed: true, .. } => None,
@@ -381,16 +450,13 @@ impl<R: Read> Iterator for RowReader<R> {
                         Ok(text) if text.trim().is_empty() => continue,
                         Ok(text) => return Some((*line_no, NewMember::from_json(text.trim()))),
                         Err(e) => {
-                            let reason = format!(
-                                "not UTF-8 text (invalid byte at column {}); save the file as UTF-8",
-                                e.valid_up_to() + 1
-                            );
-                            return Some((*line_no, Err(reason)));
+                            let column = e.valid_up_to() + 1;
+                            return Some((*line_no, Err(InvalidRow::NotUtf8 { column })));
                         }
                     },
                     Err(e) => {
                         *failed = true;
-                        return Some((*line_no, Err(format!("cannot read the file here ({e})"))));
+                        return Some((*line_no, Err(InvalidRow::Io(e))));
                     }
                 }
             },
@@ -406,16 +472,20 @@ pub enum ImportSource<'a> {
 
 fn open_rows<'a>(
     source: &ImportSource<'a>,
-) -> std::result::Result<RowReader<Box<dyn Read + Send + 'a>>, String> {
+) -> std::result::Result<RowReader<Box<dyn Read + Send + 'a>>, SourceError> {
     match source {
         ImportSource::File(path) => {
-            let mut file = std::fs::File::open(path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let open = || {
+                std::fs::File::open(path).map_err(|error| SourceError::Open {
+                    path: path.to_path_buf(),
+                    error,
+                })
+            };
+            let mut file = open()?;
             let mut head = [0u8; 64];
-            let n = file.read(&mut head).map_err(|e| e.to_string())?;
+            let n = file.read(&mut head).map_err(SourceError::Read)?;
             let format = Format::detect(Some(path), &head[..n]);
-            let file = std::fs::File::open(path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let file = open()?;
             RowReader::new(
                 format,
                 Box::new(std::io::BufReader::with_capacity(1 << 16, file)),
@@ -437,11 +507,15 @@ pub fn import(
     skip_invalid: bool,
 ) -> std::result::Result<ImportReport, StoreError> {
     let mut report = ImportReport::default();
-    for (line, row) in open_rows(&source).map_err(StoreError::Invalid)? {
+    let invalid = |e: SourceError| StoreError::Invalid(e.to_string());
+    for (line, row) in open_rows(&source).map_err(invalid)? {
         if let Err(reason) = row {
             report.rejected += 1;
             if report.errors.len() < MAX_LISTED_ERRORS {
-                report.errors.push(RowError { line, reason });
+                report.errors.push(RowError {
+                    line,
+                    reason: reason.to_string(),
+                });
             }
         }
     }
@@ -456,7 +530,7 @@ pub fn import(
         report.updated += upd;
         Ok(())
     };
-    for (_, row) in open_rows(&source).map_err(StoreError::Invalid)? {
+    for (_, row) in open_rows(&source).map_err(invalid)? {
         if let Ok(row) = row {
             chunk.push(row);
             if chunk.len() == IMPORT_CHUNK {
@@ -489,7 +563,7 @@ mod proptests {
             if let Ok(rows) = RowReader::new(format, &data[..]) {
                 for (line, row) in rows.take(1000) {
                     if let Err(reason) = row {
-                        prop_assert!(!reason.is_empty());
+                        prop_assert!(!reason.to_string().is_empty());
                         prop_assert!(line >= 1);
                     }
                 }
@@ -523,22 +597,38 @@ mod proptests {
         data.extend_from_slice(b"{not json\n");
         data.extend_from_slice(b"\xc3\n");
         data.extend_from_slice(b"{\"channel\":\"sim\",\"channel_user_id\":\"c\"}");
-        let rows: Vec<(u64, std::result::Result<String, String>)> =
+        let rows: Vec<(u64, std::result::Result<String, InvalidRow>)> =
             RowReader::new(Format::JsonLines, &data[..])
                 .unwrap()
                 .map(|(line, row)| (line, row.map(|r| r.channel_user_id)))
                 .collect();
         let lines: Vec<u64> = rows.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, [1, 2, 3, 5, 6, 7], "{rows:?}");
-        let users: Vec<&str> = rows.iter().filter_map(|(_, r)| r.as_deref().ok()).collect();
+        let users: Vec<&str> = rows
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().map(String::as_str))
+            .collect();
         assert_eq!(users, ["a", "b", "c"], "{rows:?}");
         assert!(
-            rows[1].1.as_ref().unwrap_err().contains("not UTF-8"),
+            rows[1]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("not UTF-8"),
             "{rows:?}"
         );
-        assert!(rows[3].1.as_ref().unwrap_err().contains("JSON"), "{rows:?}");
         assert!(
-            rows[4].1.as_ref().unwrap_err().contains("not UTF-8"),
+            rows[3].1.as_ref().unwrap_err().to_string().contains("JSON"),
+            "{rows:?}"
+        );
+        assert!(
+            rows[4]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("not UTF-8"),
             "{rows:?}"
         );
     }
