@@ -26,3 +26,4 @@ pub mod receipts;
 pub mod script;
 pub mod store;
 pub mod util;
+pub mod variants;

@@ -181,6 +181,8 @@ enum PanelCommand {
     LogoutAll,
 }
 
+// (Parsed once per process: the size of its largest variant costs nothing.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum PushCommand {
     /// Create a push (starts now unless --at).
@@ -212,6 +214,27 @@ enum PushCommand {
         /// (transactional messages; audited).
         #[arg(long)]
         policy: Option<String>,
+        /// A/B test: the share of the audience sent first ("20%"); the
+        /// template must have variants.
+        #[arg(long, requires = "test_wait")]
+        test_share: Option<String>,
+        /// How long after the test share is sent the winner is chosen ("2h").
+        #[arg(long, requires = "test_share")]
+        test_wait: Option<String>,
+        /// read (default), interacted or clicked.
+        #[arg(long, requires = "test_share")]
+        test_metric: Option<String>,
+        /// auto (default) or manual (`pushd push pick-winner`).
+        #[arg(long, requires = "test_share")]
+        winner: Option<String>,
+        /// A control group sent nothing ("5%").
+        #[arg(long)]
+        holdout: Option<String>,
+    },
+    /// Choose the winner of an A/B test (a manual test, or early).
+    PickWinner {
+        push: String,
+        variant: String,
     },
     List {
         #[arg(long)]
@@ -259,6 +282,9 @@ struct FilterArgs {
     error_class: Option<String>,
     #[arg(long)]
     error_code: Option<String>,
+    /// The A/B variant they were assigned (`holdout` for the control group).
+    #[arg(long)]
+    variant: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -444,6 +470,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             _,
             Request::PushShow(_)
             | Request::PushPause(_)
+            | Request::PushPickWinner(_)
             | Request::PushResume(_)
             | Request::PushCancel(_),
         ) => render::push_detail(&data::<PushShowData>(&resp)?.push),
@@ -537,6 +564,11 @@ fn build_request(command: &Command) -> Result<Request> {
                 window_from,
                 window_to,
                 policy,
+                test_share,
+                test_wait,
+                test_metric,
+                winner,
+                holdout,
             } => Request::PushCreate(PushCreateArgs {
                 audience: audience.clone(),
                 template: template.clone(),
@@ -548,7 +580,18 @@ fn build_request(command: &Command) -> Result<Request> {
                 window_from: window_from.clone(),
                 window_to: window_to.clone(),
                 policy: policy.clone(),
+                test_share: test_share.clone(),
+                test_wait: test_wait.clone(),
+                test_metric: test_metric.clone(),
+                winner: winner.clone(),
+                holdout: holdout.clone(),
             }),
+            PushCommand::PickWinner { push, variant } => {
+                Request::PushPickWinner(PushPickWinnerArgs {
+                    push: push.clone(),
+                    variant: variant.clone(),
+                })
+            }
             PushCommand::List { status, limit } => Request::PushList(PushListArgs {
                 status: status.clone(),
                 limit: Some(*limit),
@@ -592,6 +635,7 @@ fn build_request(command: &Command) -> Result<Request> {
             locale: filter.locale.clone(),
             error_class: filter.error_class.clone(),
             error_code: filter.error_code.clone(),
+            variant: filter.variant.clone(),
         }),
         Command::Recipients {
             push,
@@ -607,6 +651,7 @@ fn build_request(command: &Command) -> Result<Request> {
             locale: filter.locale.clone(),
             error_class: filter.error_class.clone(),
             error_code: filter.error_code.clone(),
+            variant: filter.variant.clone(),
             limit: Some(if *format == ListFormat::Csv {
                 1000
             } else {

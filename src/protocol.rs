@@ -93,6 +93,7 @@ requests! {
     PushPause(PushRef) = "push.pause", mutates: true;
     PushResume(PushRef) = "push.resume", mutates: true;
     PushCancel(PushRef) = "push.cancel", mutates: true;
+    PushPickWinner(PushPickWinnerArgs) = "push.pick_winner", mutates: true;
     PushReport(PushRef) = "push.report", mutates: false;
     PushFailures(PushFailuresArgs) = "push.failures", mutates: false;
     PushExport(PushRef) = "push.export", mutates: false;
@@ -148,6 +149,7 @@ impl Request {
             | Request::PushReport(p)
             | Request::PushExport(p) => Some(p.push.clone()),
             Request::PushFailures(a) => Some(a.push.clone()),
+            Request::PushPickWinner(a) => Some(format!("{} -> {}", a.push, a.variant)),
             Request::AudienceRetry(a) => Some(format!("{} -> {}", a.push, a.name)),
             Request::AudienceFromPush(a) => Some(format!("{} -> {}", a.push, a.name)),
             Request::PushRecipients(a) => Some(a.push.clone()),
@@ -258,6 +260,29 @@ pub struct PushCreateArgs {
     /// for transactional messages; audited as `push.policy_bypass`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// A/B test share of a template with variants ("20%" or "0.2"): sent
+    /// first; the winner goes to the rest after `test_wait`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_share: Option<String>,
+    /// Human duration, e.g. "2h".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_wait: Option<String>,
+    /// "read" (default), "interacted" or "clicked".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_metric: Option<String>,
+    /// "auto" (default) or "manual" (`push.pick_winner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    /// Share of the audience held out as a control group ("5%").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushPickWinnerArgs {
+    pub push: String,
+    pub variant: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -320,6 +345,7 @@ pub struct RecipientFilter<'a> {
     pub locale: Option<&'a str>,
     pub error_class: Option<&'a str>,
     pub error_code: Option<&'a str>,
+    pub variant: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -338,6 +364,9 @@ pub struct PushRecipientsArgs {
     pub error_class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// Only recipients of this A/B variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Page size (default 50, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
@@ -361,6 +390,8 @@ pub struct AudienceFromPushArgs {
     pub error_class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 impl PushRecipientsArgs {
@@ -371,6 +402,7 @@ impl PushRecipientsArgs {
             locale: self.locale.as_deref(),
             error_class: self.error_class.as_deref(),
             error_code: self.error_code.as_deref(),
+            variant: self.variant.as_deref(),
         }
     }
 }
@@ -383,6 +415,7 @@ impl AudienceFromPushArgs {
             locale: self.locale.as_deref(),
             error_class: self.error_class.as_deref(),
             error_code: self.error_code.as_deref(),
+            variant: self.variant.as_deref(),
         }
     }
 }
@@ -415,6 +448,9 @@ pub struct RecipientInfo {
     pub timeline: Timeline,
     pub error: Option<RecipientError>,
     pub skip_reason: Option<String>,
+    /// The A/B variant it was (or will be) sent; absent without variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// The recipient's timeline (RFC 3339 times, absent when it did not happen).
@@ -655,6 +691,30 @@ pub struct PushSummary {
     /// When sending resumes, while every remaining recipient is held.
     #[serde(default)]
     pub resumes_at: Option<String>,
+    /// The A/B plan and where it stands; None for a push without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab: Option<AbSummary>,
+}
+
+/// A push's A/B variants and its phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AbSummary {
+    /// The plan in words ("variants a, b; test 20% then …").
+    pub plan: String,
+    pub variants: Vec<String>,
+    /// "test", "waiting", "winner" or "split" (no test).
+    pub phase: String,
+    /// When the winner is due (auto), once the test share is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide_at: Option<String>,
+    /// "auto" or "manual" (a push with a test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    /// Who chose it: "auto" or the admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
 }
 
 pub type ImportData = ImportReport;

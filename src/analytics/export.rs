@@ -23,6 +23,7 @@ pub const HEADER: &[&str] = &[
     "interacted_at",
     "failed_at",
     "clicked_at",
+    "variant",
 ];
 
 /// Bytes per chunk handed to `emit`.
@@ -82,6 +83,7 @@ pub fn stream(store: &Store, push: PushId, mut emit: impl FnMut(String) -> bool)
                 time(r.interacted_at),
                 time(r.failed_at),
                 time(r.clicked_at),
+                r.variant,
             ])
             .map_err(csv_err)?;
             if buf.len() >= CHUNK {

@@ -3,6 +3,8 @@
 //! renderings (table + terminal bars, JSON, CSV, self-contained HTML with an
 //! SVG pie chart).
 
+pub mod ab;
+pub mod ab_render;
 pub mod export;
 pub mod render;
 pub mod report;

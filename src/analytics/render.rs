@@ -76,6 +76,7 @@ pub fn text(r: &Report) -> String {
         &body,
     ));
     out.push_str(&links_text(r));
+    out.push_str(&super::ab_render::text(r));
     out
 }
 
@@ -158,6 +159,7 @@ pub fn csv(r: &Report) -> String {
             );
         }
     }
+    super::ab_render::csv(r, &mut out);
     out
 }
 
@@ -193,7 +195,7 @@ pub fn links_html(r: &Report) -> String {
     )
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -323,7 +325,7 @@ h1{{font-size:1.4rem}} .row{{display:flex;gap:2rem;align-items:center;flex-wrap:
 ul.legend{{list-style:none;padding:0}} ul.legend li{{margin:.3rem 0}}
 .sw{{display:inline-block;width:.9rem;height:.9rem;margin-right:.5rem;vertical-align:middle;border-radius:2px}}
 table{{border-collapse:collapse;margin:1rem 0}} td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}
-td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#666}} td.url{{word-break:break-all}}
+td.n{{text-align:right;font-variant-numeric:tabular-nums}} tr.winner td{{background:#f1f8e9}} figure.vpie{{margin:0;text-align:center}} figure.vpie svg{{width:160px;height:160px}} .muted{{color:#666}} td.url{{word-break:break-all}}
 </style></head><body>
 <h1>Push report: {name}</h1>
 <p class="muted">Status <b>{status}</b> · Start At {start} · Finish At {finish} · {recipients} recipients · as of {as_of}{retry}</p>
@@ -333,7 +335,7 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#666}} 
 <table><tr><th>Indicator</th><th>Count</th><th>%</th></tr>{table_rows}
 <tr><td>Skipped (not in the pie)</td><td class="n">{skipped}</td><td></td></tr>
 <tr><td>Cancelled (not in the pie)</td><td class="n">{cancelled}</td><td></td></tr></table>
-{links}<h2>Failures</h2>
+{links}{variants}<h2>Failures</h2>
 <table><tr><th>Class</th><th>Code</th><th>Count</th><th>Platform message</th><th>Sample recipients</th></tr>{fail_rows}</table>
 </body></html>
 "#,
@@ -353,5 +355,6 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#666}} 
         skipped = r.skipped,
         cancelled = r.cancelled,
         links = links_html(r),
+        variants = super::ab_render::html(r),
     )
 }

@@ -67,9 +67,18 @@ pub struct Report {
     /// The push's tracked links, in link order.
     #[serde(default)]
     pub links: Vec<LinkStats>,
+    /// A/B: each variant's indicators (the same keys), in the plan's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<super::ab::VariantReport>,
+    /// A/B: the variant chosen for the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    /// A/B: the test (metric, phase, who decided) and the control group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab: Option<super::ab::AbReport>,
 }
 
-fn pct(n: u64, of: u64) -> f64 {
+pub(crate) fn pct(n: u64, of: u64) -> f64 {
     if of == 0 {
         0.0
     } else {
@@ -128,6 +137,9 @@ pub fn build(push: &PushRow, c: &Counts, retry_of: Option<String>) -> Report {
         clicks: 0,
         clicks_total: 0,
         links: Vec::new(),
+        variants: Vec::new(),
+        winner: push.ab_winner.clone(),
+        ab: None,
     }
 }
 

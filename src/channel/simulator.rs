@@ -23,6 +23,8 @@ pub struct SimSettings {
     pub rate_limit_rate: f64,
     pub delivered_rate: f64,
     pub read_rate: f64,
+    /// Read rates of messages whose text contains the key.
+    pub read_rate_by_text: Vec<(String, f64)>,
     pub interact_rate: f64,
     pub receipt_delay: Duration,
 }
@@ -38,6 +40,12 @@ impl SimSettings {
             rate_limit_rate: cfg.rate_limit_rate.unwrap_or(0.0),
             delivered_rate: cfg.delivered_rate.unwrap_or(1.0),
             read_rate: cfg.read_rate.unwrap_or(0.0),
+            read_rate_by_text: cfg
+                .read_rate_by_text
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
             interact_rate: cfg.interact_rate.unwrap_or(0.0),
             receipt_delay: cfg.receipt_delay.unwrap_or(Duration::from_secs(1)),
         }
@@ -121,13 +129,21 @@ impl Simulator {
     }
 
     /// Schedules the receipts a real platform would send for this message.
-    fn schedule_receipts(&self, user: &str, provider_id: &str) {
+    fn schedule_receipts(&self, user: &str, provider_id: &str, outbound: &Outbound) {
         let s = &self.settings;
         let delivered = self.draw(user, 3) < s.delivered_rate;
         if !delivered {
             return;
         }
-        let read = self.draw(user, 4) < s.read_rate;
+        let read_rate = match outbound {
+            Outbound::Message { message, .. } => s
+                .read_rate_by_text
+                .iter()
+                .find(|(k, _)| message.text.contains(k.as_str()))
+                .map_or(s.read_rate, |(_, r)| *r),
+            _ => s.read_rate,
+        };
+        let read = self.draw(user, 4) < read_rate;
         let interacted = self.draw(user, 5) < s.interact_rate;
         let sink = self.receipts.clone();
         let channel = self.name.clone();
@@ -220,7 +236,7 @@ impl Channel for Simulator {
         }
         self.outcome(&to.channel_user_id, attempt)?;
         let provider_message_id = format!("sim.{}.{}", to.delivery_id, attempt);
-        self.schedule_receipts(&to.channel_user_id, &provider_message_id);
+        self.schedule_receipts(&to.channel_user_id, &provider_message_id, outbound);
         Ok(SendOk {
             provider_message_id,
         })

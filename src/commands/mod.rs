@@ -229,6 +229,7 @@ async fn run(h: &Handles, actor: &Actor, req: Request) -> CommandResult<Reply> {
         Request::PushPause(a) => one(push::pause(store, dispatcher, actor, &a.push).await?),
         Request::PushResume(a) => one(push::resume(store, dispatcher, &a.push).await?),
         Request::PushCancel(a) => one(push::cancel(store, dispatcher, &a.push).await?),
+        Request::PushPickWinner(a) => one(push::pick_winner(store, dispatcher, actor, a).await?),
         Request::PushReport(a) => one(report::report(store, &a.push).await?),
         Request::PushFailures(a) => one(report::failures(store, a).await?),
         Request::PushExport(a) => Ok(Reply::Stream(report::export(store, &a.push).await?)),

@@ -5,11 +5,14 @@ use crate::config::DailyHours;
 use crate::dispatch::policy::{Rules, held_until, never_open};
 use crate::dispatch::{self, Control, Dispatcher, progress};
 use crate::model::{PushId, now_ms};
-use crate::protocol::{PushCreateArgs, PushCreateData, PushListArgs, PushListData, PushShowData};
+use crate::protocol::{
+    PushCreateArgs, PushCreateData, PushListArgs, PushListData, PushPickWinnerArgs, PushShowData,
+};
 use crate::script::Scripts;
 use crate::store::pushes::{self, NewPush, PushRow, PushStatus};
-use crate::store::{Store, StoreError, audiences, audit, deliveries, members, policy};
+use crate::store::{Store, StoreError, audiences, audit, deliveries, members, policy, variants};
 use crate::util::duration::{self, human_secs};
+use crate::variants::{Metric, Plan, Test, WinnerMode, parse_share};
 use std::sync::Arc;
 
 /// Reads a push with its counters and "retry of" name.
@@ -29,6 +32,49 @@ async fn load(
             Ok((p, counts, retry_of))
         })
         .await?)
+}
+
+/// The A/B plan of `push create`'s --test-* and --holdout options on a
+/// template with `variants` (None: nothing to plan).
+fn ab_plan(a: &PushCreateArgs, variants: &[String]) -> Result<Option<Plan>, CommandError> {
+    let invalid = CommandError::Invalid;
+    let test = match (&a.test_share, &a.test_wait) {
+        (None, None) => {
+            if a.test_metric.is_some() || a.winner.is_some() {
+                return Err(invalid(
+                    "--test-metric and --winner go with --test-share and --test-wait".into(),
+                ));
+            }
+            None
+        }
+        (Some(share), Some(wait)) => Some(Test {
+            share: parse_share(share, "--test-share").map_err(invalid)?,
+            wait_ms: duration::parse(wait)
+                .map_err(|e| invalid(format!("--test-wait: {e}")))?
+                .as_millis()
+                .min(i64::MAX as u128) as i64,
+            metric: match &a.test_metric {
+                Some(m) => Metric::parse(m).map_err(|e| invalid(format!("--test-metric: {e}")))?,
+                None => Metric::Read,
+            },
+            winner: match &a.winner {
+                Some(w) => WinnerMode::parse(w).map_err(|e| invalid(format!("--winner: {e}")))?,
+                None => WinnerMode::Auto,
+            },
+        }),
+        _ => {
+            return Err(invalid(
+                "--test-share and --test-wait go together (e.g. --test-share 20% --test-wait 2h)"
+                    .into(),
+            ));
+        }
+    };
+    let holdout = match &a.holdout {
+        Some(h) => parse_share(h, "--holdout").map_err(invalid)?,
+        None => 0.0,
+    };
+    crate::variants::plan_for(variants, test, holdout)
+        .map_err(|e| invalid(format!("template {:?}: {e}", a.template)))
 }
 
 fn parse_at(at: Option<&str>) -> Result<i64, CommandError> {
@@ -84,6 +130,12 @@ pub async fn create(
             "no script generation is live; fix the scripts first (see `pushd status`)".into(),
         ));
     }
+    let template_variants = generation
+        .as_ref()
+        .and_then(|g| g.templates.get(&a.template))
+        .map(|t| t.variants.clone())
+        .unwrap_or_default();
+    let ab = ab_plan(&a, &template_variants)?;
     let start_at = parse_at(a.at.as_deref())?;
     if a.rate_per_minute == Some(0) {
         return Err(CommandError::Invalid(
@@ -167,6 +219,7 @@ pub async fn create(
         retry_of,
         created_by: actor.uid,
         policy: bypass.map(String::from),
+        ab,
     };
     let row = store.write(move |c| pushes::create(c, &new)).await?;
     if row.bypasses_policy() {
@@ -431,6 +484,56 @@ pub async fn pause(
     .await?;
     dispatcher.control(p.id, Control::Pause);
     show(store, dispatcher, &p.id.to_string()).await
+}
+
+/// `push.pick_winner`: the winner of an A/B test, chosen by an admin (a
+/// manual test, or an auto test decided early). Decides once: the winner
+/// and the release of the members waiting for it are one transaction.
+pub async fn pick_winner(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    actor: &Actor,
+    a: PushPickWinnerArgs,
+) -> CommandResult<PushShowData> {
+    let (p, _, _) = load(store, &a.push).await?;
+    let Some(plan) = p.ab.as_ref().filter(|plan| plan.test.is_some()) else {
+        return Err(CommandError::Conflict(format!(
+            "push {:?} has no A/B test, so there is no winner to pick",
+            p.name
+        )));
+    };
+    if !plan.variants.contains(&a.variant) {
+        return Err(CommandError::Invalid(format!(
+            "variant {:?} is not one of push {:?}'s variants: {}",
+            a.variant,
+            p.name,
+            plan.variants.join(", ")
+        )));
+    }
+    if p.status.is_final() {
+        return Err(CommandError::Conflict(format!(
+            "push {:?} is {}; its winner can no longer be picked",
+            p.name, p.status
+        )));
+    }
+    if let Some(w) = &p.ab_winner {
+        return Err(CommandError::Conflict(format!(
+            "the winner of push {:?} is chosen already: {w} (by {})",
+            p.name,
+            p.ab_decided_by.as_deref().unwrap_or("-")
+        )));
+    }
+    let (id, variant, by) = (p.id, a.variant.clone(), actor.label());
+    let released = store
+        .write(move |c| variants::decide(c, id, &variant, &by, now_ms()))
+        .await
+        .map_err(|e| match e {
+            StoreError::Invalid(m) => CommandError::Conflict(m),
+            e => e.into(),
+        })?;
+    tracing::info!(push = id, winner = %a.variant, by = %actor.label(), released, "A/B winner picked");
+    dispatcher.nudge(id);
+    show(store, dispatcher, &id.to_string()).await
 }
 
 pub async fn resume(

@@ -33,6 +33,7 @@ fn filter(f: &RecipientFilter<'_>) -> Result<Filter, CommandError> {
         locale: own(f.locale),
         error_class: own(f.error_class),
         error_code: own(f.error_code),
+        variant: own(f.variant),
         retryable_only: false,
     })
 }
@@ -129,6 +130,7 @@ fn info(r: RecipientRow, queued: &Option<String>) -> RecipientInfo {
             None
         },
         skip_reason: r.skip_reason,
+        variant: r.variant,
     }
 }
 

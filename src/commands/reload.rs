@@ -251,8 +251,9 @@ async fn record_load(
     status
 }
 
-/// The push a script's `push "name" { … }` defines.
-fn new_push(def: &PushDef) -> pushes::NewPush {
+/// The push a script's `push "name" { … }` defines (`variants`: its
+/// template's).
+fn new_push(def: &PushDef, variants: &[String]) -> pushes::NewPush {
     let hhmm = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
     pushes::NewPush {
         name: def.name.clone(),
@@ -269,6 +270,10 @@ fn new_push(def: &PushDef) -> pushes::NewPush {
         window_from: def.send_window.as_ref().map(|w| hhmm(w.from)),
         window_to: def.send_window.as_ref().map(|w| hhmm(w.to)),
         policy: def.bypass_policy.then(|| pushes::BYPASS.to_string()),
+        // (Checked at load: a test only on a template with variants.)
+        ab: crate::variants::plan_for(variants, def.test, def.holdout)
+            .ok()
+            .flatten(),
         ..Default::default()
     }
 }
@@ -277,7 +282,12 @@ fn new_push(def: &PushDef) -> pushes::NewPush {
 /// and restarts never create (or send) it again.
 async fn create_script_pushes(store: &Store, g: &Generation) {
     for def in &g.pushes {
-        let new = new_push(def);
+        let variants = g
+            .templates
+            .get(&def.template)
+            .map(|t| t.variants.clone())
+            .unwrap_or_default();
+        let new = new_push(def, &variants);
         let name = def.name.clone();
         let created = store
             .write(move |c| {

@@ -4,7 +4,7 @@ use super::CommandResult;
 use crate::analytics::{self, export};
 use crate::protocol::{ExportData, FailuresData, PushFailuresArgs, ReportData, Response};
 use crate::store::pushes::{Counts, PushRow};
-use crate::store::{Store, failures, links, policy, pushes};
+use crate::store::{Store, failures, links, policy, pushes, variants};
 use tokio::sync::mpsc;
 
 /// The key indicators of a push.
@@ -33,6 +33,13 @@ pub(super) async fn read(
                 analytics::build(&p, &counts, retry_of.clone()).with_links(clicked, tracked);
             if counts.skipped > 0 {
                 report.capped = policy::capped(c, p.id)?;
+            }
+            if let Some(plan) = &p.ab {
+                let per = variants::counts(c, p.id, plan)?;
+                let control = variants::holdout(c, p.id)?;
+                let (vs, ab) = analytics::ab::build(&p, plan, &per, control);
+                report.variants = vs;
+                report.ab = Some(ab);
             }
             Ok((p, counts, retry_of, report))
         })

@@ -110,6 +110,10 @@ pub struct ChannelConfig {
     pub rate_limit_rate: Option<f64>,
     pub delivered_rate: Option<f64>,
     pub read_rate: Option<f64>,
+    /// Read rates for messages whose text contains a key (the first key
+    /// found, in key order), e.g. to try A/B variants:
+    /// `read_rate_by_text = { "VIP" = 0.6, "% off" = 0.2 }`.
+    pub read_rate_by_text: Option<std::collections::BTreeMap<String, f64>>,
     pub interact_rate: Option<f64>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub receipt_delay: Option<Duration>,
@@ -196,6 +200,7 @@ fn rules(kind: Platform) -> KindRules {
                 "rate_limit_rate",
                 "delivered_rate",
                 "read_rate",
+                "read_rate_by_text",
                 "interact_rate",
                 "receipt_delay",
             ],
@@ -237,6 +242,7 @@ impl ChannelConfig {
             rate_limit_rate,
             delivered_rate,
             read_rate,
+            read_rate_by_text,
             interact_rate,
             receipt_delay,
             encryption
@@ -427,7 +433,14 @@ impl ChannelConfig {
             ("delivered_rate", self.delivered_rate),
             ("read_rate", self.read_rate),
             ("interact_rate", self.interact_rate),
-        ] {
+        ]
+        .into_iter()
+        .chain(
+            self.read_rate_by_text
+                .iter()
+                .flatten()
+                .map(|(_, v)| ("read_rate_by_text", Some(*v))),
+        ) {
             if let Some(v) = v
                 && !(0.0..=1.0).contains(&v)
             {

@@ -2,10 +2,10 @@
 
 use crate::model::fmt_ms;
 use crate::protocol::{
-    AudienceListData, AudienceShowData, AudienceSummary, AuditData, ChannelStep, ChannelTestData,
-    ChannelWebhookData, EventsData, FailuresData, ImportData, PolicyStatus, PreviewData,
-    PushCreateData, PushSummary, RecipientsData, ReloadData, ReloadStatus, RetryAudienceData,
-    StatusData,
+    AbSummary, AudienceListData, AudienceShowData, AudienceSummary, AuditData, ChannelStep,
+    ChannelTestData, ChannelWebhookData, EventsData, FailuresData, ImportData, PolicyStatus,
+    PreviewData, PushCreateData, PushSummary, RecipientsData, ReloadData, ReloadStatus,
+    RetryAudienceData, StatusData,
 };
 use crate::util::{duration, table};
 
@@ -104,6 +104,23 @@ fn policy_line(p: &PolicyStatus) -> String {
     )
 }
 
+/// "waiting: the winner is due at …", "winner b (auto)", …
+pub fn ab_phase(ab: &AbSummary) -> String {
+    match ab.phase.as_str() {
+        "test" => "test: sending the test share".into(),
+        "waiting" => match &ab.decide_at {
+            Some(t) => format!("waiting: the winner is chosen at {t}"),
+            None => "waiting: pick the winner with `pushd push pick-winner PUSH VARIANT`".into(),
+        },
+        "winner" => format!(
+            "winner {} (chosen by {}): sending it to the rest",
+            ab.winner.as_deref().unwrap_or("-"),
+            ab.decided_by.as_deref().unwrap_or("-")
+        ),
+        _ => "split: every variant goes to its share of the audience".into(),
+    }
+}
+
 /// "120 held until …; sending resumes at …", or None when nothing is held.
 fn held_line(p: &PushSummary) -> Option<String> {
     if p.held == 0 {
@@ -157,7 +174,13 @@ pub fn pushes(list: &[PushSummary]) -> String {
         &rows,
     ) + &list
         .iter()
-        .filter_map(|p| held_line(p).map(|h| format!("  {}: {h}\n", p.name)))
+        .flat_map(|p| {
+            let held = held_line(p).map(|h| format!("  {}: {h}\n", p.name));
+            let ab =
+                p.ab.as_ref()
+                    .map(|ab| format!("  {}: a/b {}\n", p.name, ab_phase(ab)));
+            held.into_iter().chain(ab)
+        })
         .collect::<String>()
 }
 
@@ -273,6 +296,10 @@ pub fn push_detail(p: &PushSummary) -> String {
     ];
     if let Some(h) = held_line(p) {
         pairs.push(("held", h));
+    }
+    if let Some(ab) = &p.ab {
+        pairs.push(("a/b", ab.plan.clone()));
+        pairs.push(("a/b phase", ab_phase(ab)));
     }
     if p.policy.is_some() {
         pairs.push(("policy", "bypass ([policy] does not apply)".into()));

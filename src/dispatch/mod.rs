@@ -2,6 +2,7 @@
 //! runner per running push, shared rate limits and bounded concurrency, and
 //! crash-safe resume.
 
+mod ab;
 mod chat_gap;
 mod clock;
 pub mod holds;
@@ -261,6 +262,19 @@ impl Dispatcher {
         match runners.get(&push) {
             Some(h) => {
                 let _ = h.control.send(c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wakes a push's runner to look at its rows again (a winner was
+    /// picked and the rest released); false when it is not running.
+    pub fn nudge(&self, push: PushId) -> bool {
+        let runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
+        match runners.get(&push) {
+            Some(h) => {
+                h.control.send_modify(|_| {});
                 true
             }
             None => false,

@@ -239,6 +239,45 @@ async fn over_cap(
         .collect())
 }
 
+/// Renders and routes `due` in order, each A/B variant's members in one
+/// batch with its body (most pages have one group: no variants).
+async fn prepare_by_variant(
+    g: &Generation,
+    template: &str,
+    due: Vec<Pending>,
+    now: Millis,
+) -> Vec<Result<Routed, ScriptError>> {
+    let n = due.len();
+    let mut groups: Vec<(Option<String>, Vec<usize>, Vec<Member>)> = Vec::new();
+    for (i, p) in due.into_iter().enumerate() {
+        match groups.iter_mut().find(|(v, _, _)| *v == p.variant) {
+            Some((_, at, members)) => {
+                at.push(i);
+                members.push(p.member);
+            }
+            None => groups.push((p.variant, vec![i], vec![p.member])),
+        }
+    }
+    if let [(variant, _, _)] = groups.as_slice()
+        && variant.is_none()
+    {
+        let (_, _, members) = groups.pop().unwrap_or_default();
+        return g.prepare(template, members, now).await;
+    }
+    let mut out: Vec<Option<Result<Routed, ScriptError>>> = (0..n).map(|_| None).collect();
+    for (variant, at, members) in groups {
+        let routed = g
+            .prepare_for(None, variant.as_deref(), template, members, now)
+            .await;
+        for (i, r) in at.into_iter().zip(routed) {
+            out[i] = Some(r);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(ScriptError::new("no message was prepared"))))
+        .collect()
+}
+
 /// Splits a page read into due and later recipients and routes the due
 /// ones (but those `capped`, skipped without routing).
 async fn route_page(
@@ -275,12 +314,7 @@ async fn route_page(
             .collect()
     };
     let keep: Vec<Due> = due.iter().map(|p| Due::of(p, rules, window)).collect();
-    let members: Vec<Member> = due.into_iter().map(|p| p.member).collect();
-    let routed = if members.is_empty() {
-        Vec::new()
-    } else {
-        g.prepare(template, members, now).await
-    };
+    let routed = prepare_by_variant(g, template, due, now).await;
     Ok(Page {
         last: Some(last),
         due: keep.into_iter().zip(routed).collect(),

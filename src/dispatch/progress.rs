@@ -3,9 +3,10 @@
 //! time recipients are held (quiet hours, send windows).
 
 use crate::model::{Millis, fmt_ms, now_ms};
-use crate::protocol::PushSummary;
+use crate::protocol::{AbSummary, PushSummary};
 use crate::store::pushes::{Counts, PushRow, PushStatus};
 use crate::util::duration::human_secs;
+use crate::variants::{self, WinnerMode};
 
 /// Messages per minute this push can go at: the tighter of its own and the
 /// global limit (None = unlimited).
@@ -153,7 +154,27 @@ pub fn summary(p: &PushRow, c: &Counts, live: &Live, retry_of: Option<String>) -
             .then(|| live.held.first().map(|(t, _)| fmt_ms(*t)))
             .flatten(),
         held_until: live.held.last().map(|(t, _)| fmt_ms(*t)),
+        ab: ab_summary(p),
     }
+}
+
+/// The push's A/B plan and phase, for status and `push show`.
+pub fn ab_summary(p: &PushRow) -> Option<AbSummary> {
+    let plan = p.ab.as_ref()?;
+    Some(AbSummary {
+        plan: plan.describe(),
+        variants: plan.variants.clone(),
+        phase: variants::phase(plan, p.ab_winner.as_deref(), p.ab_decide_at).to_string(),
+        // (A manual test records when its share was sent; nothing is due.)
+        decide_at: p
+            .ab_decide_at
+            .filter(|_| p.ab_winner.is_none())
+            .filter(|_| plan.test.is_some_and(|t| t.winner == WinnerMode::Auto))
+            .map(fmt_ms),
+        winner_mode: plan.test.map(|t| t.winner.as_str().to_string()),
+        winner: p.ab_winner.clone(),
+        decided_by: p.ab_decided_by.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::policy::{Held, Rules, held_until, never_open};
 use super::rate::Rate;
 use super::send::{Group, Outcome, SendTask, persist, persist_with};
 use super::slots::acquire_send_slot;
-use super::{Control, Dispatcher, resolve};
+use super::{Control, Dispatcher, ab, resolve};
 use crate::model::{ErrorClass, Millis, PushId, Routed, now_ms};
 use crate::script::{Generation, ScriptError};
 use crate::store::deliveries::{self, Attempt};
@@ -297,6 +297,12 @@ impl<'a> Walk<'a> {
                     _ = tokio::time::sleep(wait) => {}
                     _ = self.ctl.changed() => {}
                 }
+                continue;
+            }
+            if let Some(plan) = &self.push.ab
+                && ab::step(self.d, self.push.id, plan, self.ctl).await? == ab::Step::Again
+            {
+                self.full = true;
                 continue;
             }
             if self.complete_if_done().await? {

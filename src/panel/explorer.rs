@@ -60,6 +60,8 @@ pub struct Filter {
     pub error_class: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error_code: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
     /// The command's `next` cursor of the previous page.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub after: String,
@@ -78,6 +80,7 @@ impl Filter {
             locale: given(&self.locale),
             error_class: given(&self.error_class),
             error_code: given(&self.error_code),
+            variant: given(&self.variant),
             limit: None,
             after: given(&self.after),
         }
@@ -107,6 +110,7 @@ impl Filter {
             ("locale", &self.locale),
             ("error_class", &self.error_class),
             ("error_code", &self.error_code),
+            ("variant", &self.variant),
         ]
         .into_iter()
         .filter(|(_, v)| !v.trim().is_empty())
@@ -437,6 +441,7 @@ pub async fn create_audience(
         locale: listed.locale,
         error_class: listed.error_class,
         error_code: listed.error_code,
+        variant: listed.variant,
     };
     match panel.backend.audience_from_push(&session, args).await {
         Ok(made) => {

@@ -4,9 +4,10 @@
 //! loading goes on, so one run reports every mistake. Templates are
 //! compiled in `api/template_def.rs`.
 
+mod ab_def;
 mod template_def;
 
-pub(crate) use template_def::TemplateSlot;
+pub(crate) use template_def::{Body, TemplateSlot};
 
 use super::convert::check_keys;
 use super::error::{Location, ScriptError};
@@ -442,6 +443,8 @@ fn define_push(
         "batch",
         "send_window",
         "policy",
+        "test",
+        "holdout",
     ];
     let Some(t) = body_table(defs, "push", &name, &at, &body, KEYS) else {
         return;
@@ -569,6 +572,8 @@ fn define_push(
             false
         }
     };
+    let test = ab_def::test_of(t, &mut errs);
+    let holdout = ab_def::holdout_of(t, &mut errs);
     if !record(defs, &at, &prefix, errs) {
         return;
     }
@@ -590,6 +595,8 @@ fn define_push(
         batch,
         send_window,
         bypass_policy,
+        test,
+        holdout,
         location: at,
     });
 }

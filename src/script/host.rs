@@ -35,6 +35,8 @@ pub(crate) enum Job {
     },
     Prepare {
         push: Option<Arc<str>>,
+        /// The A/B variant the members were assigned (`ctx.variant`).
+        variant: Option<Arc<str>>,
         template: Arc<str>,
         members: Vec<Member>,
         now: Millis,
@@ -94,6 +96,8 @@ struct Runtime {
     /// What `ctx.platform` holds now (`None`: not set since the batch began),
     /// so it is written only when the member's platform changes.
     ctx_platform: Option<Option<Platform>>,
+    /// The A/B variant of this batch's members (`ctx.variant`).
+    variant: Option<Arc<str>>,
     shared: Arc<Shared>,
 }
 
@@ -133,6 +137,7 @@ impl Host {
                 ctx_fns,
                 ctx_now,
                 ctx_platform: None,
+                variant: None,
                 shared,
             },
             defs: Defs::default(),
@@ -182,6 +187,17 @@ impl Host {
                     names(defs.templates.keys())
                 );
                 defs.errors.push(ScriptError::at(p.location.clone(), msg));
+            } else if p.test.is_some()
+                && defs
+                    .templates
+                    .get(&p.template)
+                    .is_some_and(|t| t.variants.is_empty())
+            {
+                let msg = format!(
+                    "push {:?}: test needs variants, but template {:?} has none; add variants = {{ a = {{ en = … }}, b = {{ en = … }} }} to the template, or leave test out",
+                    p.name, p.template
+                );
+                defs.errors.push(ScriptError::at(p.location.clone(), msg));
             }
         }
         let errors = std::mem::take(&mut defs.errors);
@@ -218,11 +234,12 @@ impl Host {
             } => reply(self.filter(&audience, &members, now)),
             Job::Prepare {
                 push,
+                variant,
                 template,
                 members,
                 now,
                 reply,
-            } => reply(self.prepare(push.as_deref(), &template, &members, now)),
+            } => reply(self.prepare(push.as_deref(), variant, &template, &members, now)),
         }
     }
 
@@ -256,6 +273,7 @@ impl Host {
     fn prepare(
         &mut self,
         push: Option<&str>,
+        variant: Option<Arc<str>>,
         template: &str,
         members: &[Member],
         now: Millis,
@@ -266,6 +284,7 @@ impl Host {
             return members.iter().map(|_| Err(e.clone())).collect();
         };
         rt.begin_batch(now, push, Some(template));
+        rt.set_variant(variant);
         let mut trips = 0;
         let mut last_trip: Option<ScriptError> = None;
         let mut out = Vec::with_capacity(members.len());
@@ -319,9 +338,18 @@ impl Runtime {
         let _ = self.ctx.raw_set("template", template);
         let _ = self.ctx.raw_set("platform", Value::Nil);
         self.ctx_platform = None;
+        let _ = self.ctx.raw_set("variant", Value::Nil);
+        self.variant = None;
         for (k, f) in &self.ctx_fns {
             let _ = self.ctx.raw_set(*k, f);
         }
+    }
+
+    /// The A/B variant of the batch's members: the body their messages
+    /// come from and `ctx.variant` for `render`.
+    fn set_variant(&mut self, variant: Option<Arc<str>>) {
+        let _ = self.ctx.raw_set("variant", variant.as_deref());
+        self.variant = variant;
     }
 
     /// `ctx.platform` for the member about to be rendered and routed;
@@ -418,9 +446,10 @@ impl Runtime {
                     .map_err(|msg| ScriptError::at(at.clone(), msg).in_function(what()));
             }
         }
+        let body = tpl.body(self.variant.as_deref());
         let chosen = choose_message(
-            tpl.overrides_for(platform),
-            &tpl.locales,
+            body.overrides_for(platform),
+            &body.locales,
             &m.locale,
             &self.shared.env.default_locale,
         )

@@ -182,6 +182,8 @@ pub struct TemplateDef {
     pub has_render: bool,
     /// Its tracked URLs (`{{track}}`, tracked buttons), by link number.
     pub tracked: Vec<String>,
+    /// Its A/B variants, sorted (empty: none).
+    pub variants: Vec<String>,
     pub location: Location,
 }
 
@@ -204,7 +206,7 @@ pub struct SendWindow {
     pub to: chrono::NaiveTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PushDef {
     pub name: String,
     pub audience: String,
@@ -215,6 +217,10 @@ pub struct PushDef {
     pub send_window: Option<SendWindow>,
     /// `policy = "bypass"`: `[policy]` does not apply (transactional pushes).
     pub bypass_policy: bool,
+    /// `test = { … }`: the A/B test phase (the template must have variants).
+    pub test: Option<crate::variants::Test>,
+    /// `holdout`: the share of the audience sent nothing (0 = none).
+    pub holdout: f64,
     pub location: Location,
 }
 
@@ -482,6 +488,7 @@ impl Generation {
     fn prepare_jobs<F, R>(
         &self,
         push: Option<&str>,
+        variant: Option<&str>,
         template: &str,
         members: Vec<Member>,
         now: Millis,
@@ -497,12 +504,14 @@ impl Generation {
         }
         let template: Arc<str> = template.into();
         let push: Option<Arc<str>> = push.map(Into::into);
+        let variant: Option<Arc<str>> = variant.map(Into::into);
         let mut waits = Vec::new();
         for chunk in self.chunks(members) {
             let n = chunk.len();
             let (r, w) = reply();
             self.send(Job::Prepare {
                 push: push.clone(),
+                variant: variant.clone(),
                 template: template.clone(),
                 members: chunk,
                 now,
@@ -565,19 +574,21 @@ impl Generation {
         members: Vec<Member>,
         now: Millis,
     ) -> Vec<Result<Routed, ScriptError>> {
-        self.prepare_for(None, template, members, now).await
+        self.prepare_for(None, None, template, members, now).await
     }
 
-    /// [`Generation::prepare`] with `ctx.push` set to the push's name.
+    /// [`Generation::prepare`] with `ctx.push` set to the push's name and
+    /// the members' A/B variant (`ctx.variant`; the body they get).
     pub async fn prepare_for(
         &self,
         push: Option<&str>,
+        variant: Option<&str>,
         template: &str,
         members: Vec<Member>,
         now: Millis,
     ) -> Vec<Result<Routed, ScriptError>> {
         let n = members.len();
-        let waits = match self.prepare_jobs(push, template, members, now, || {
+        let waits = match self.prepare_jobs(push, variant, template, members, now, || {
             let (tx, rx) = tokio::sync::oneshot::channel();
             (Box::new(move |r| drop(tx.send(r))), rx)
         }) {
@@ -601,19 +612,20 @@ impl Generation {
         members: Vec<Member>,
         now: Millis,
     ) -> Vec<Result<Routed, ScriptError>> {
-        self.prepare_for_blocking(None, template, members, now)
+        self.prepare_for_blocking(None, None, template, members, now)
     }
 
     /// Blocking form of [`Generation::prepare_for`].
     pub fn prepare_for_blocking(
         &self,
         push: Option<&str>,
+        variant: Option<&str>,
         template: &str,
         members: Vec<Member>,
         now: Millis,
     ) -> Vec<Result<Routed, ScriptError>> {
         let n = members.len();
-        let waits = match self.prepare_jobs(push, template, members, now, || {
+        let waits = match self.prepare_jobs(push, variant, template, members, now, || {
             let (tx, rx) = mpsc::sync_channel(1);
             (Box::new(move |r| drop(tx.send(r))), rx)
         }) {

@@ -28,6 +28,8 @@ pub struct ExportRow {
     pub failed_at: Option<Millis>,
     /// The recipient's first click on a tracked link.
     pub clicked_at: Option<Millis>,
+    /// The A/B variant sent ("holdout" for the control group).
+    pub variant: String,
 }
 
 /// Calls `each` with every recipient of `push` in delivery id order until it
@@ -48,10 +50,12 @@ pub fn for_each_row(
     let mut stmt = conn.prepare(&format!(
         "SELECT d.id, d.member_id, coalesce(d.channel, m.channel), m.channel_user_id, m.name, {}, d.attempts,
                 d.error_class, d.error_code, d.error_message, d.skip_reason, d.provider_message_id,
-                d.sent_at, d.delivered_at, d.read_at, d.interacted_at, d.failed_at
+                d.sent_at, d.delivered_at, d.read_at, d.interacted_at, d.failed_at,
+                coalesce(d.variant, CASE WHEN d.skip_reason = '{HOLDOUT}' THEN '{HOLDOUT}' END)
          FROM deliveries d NOT INDEXED JOIN members m ON m.id = d.member_id
          WHERE d.id BETWEEN ?2 AND ?3 AND d.push_id = ?1 ORDER BY d.id",
-        deliveries::STATE_SQL
+        deliveries::STATE_SQL,
+        HOLDOUT = crate::variants::HOLDOUT,
     ))?;
     let mut rows = stmt.query(rusqlite::params![
         push,
@@ -106,6 +110,7 @@ pub fn for_each_row(
             interacted_at: r.get(15)?,
             failed_at: r.get(16)?,
             clicked_at,
+            variant: opt(17)?,
         };
         n += 1;
         if !each(row)? {

@@ -22,6 +22,7 @@ pub mod recipients;
 pub mod recorder;
 pub mod schema;
 pub mod scripts;
+pub mod variants;
 mod writer;
 
 use rusqlite::{Connection, OpenFlags};
@@ -167,6 +168,7 @@ impl Store {
         schema::migrate(&mut conn)?;
         // Only the writer runs the statements that need them.
         deliveries::register_functions(&conn)?;
+        variants::register_functions(&conn)?;
         let writer = Writer::start(conn)?;
         let checkpointer = Checkpointer::start(path)?;
         Ok(Store {

@@ -3,6 +3,7 @@
 
 use super::{Result, StoreError};
 use crate::model::{DeliveryState, Millis, PushId, now_ms};
+use crate::variants::Plan;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -77,6 +78,14 @@ pub struct PushRow {
     pub finished_at: Option<Millis>,
     /// [`BYPASS`]: `[policy]` does not apply; None: it does.
     pub policy: Option<String>,
+    /// Its A/B variant plan (variants, test, holdout); None: one message for all.
+    pub ab: Option<Plan>,
+    /// When the winner is due: set once the test share has all been sent.
+    pub ab_decide_at: Option<Millis>,
+    pub ab_winner: Option<String>,
+    pub ab_decided_at: Option<Millis>,
+    /// "auto", or the admin who picked the winner.
+    pub ab_decided_by: Option<String>,
 }
 
 /// A push's `policy` that opts out of `[policy]` (frequency caps, quiet
@@ -108,12 +117,14 @@ pub struct NewPush {
     pub created_by: Option<u32>,
     /// [`BYPASS`] or None.
     pub policy: Option<String>,
+    pub ab: Option<Plan>,
 }
 
 const COLUMNS: &str =
     "id, name, origin, audience, template, status, status_reason, start_at, rate_per_minute,
     batch_size, batch_every_ms, window_from, window_to, generation, script_hash, retry_of, resolved,
-    created_at, created_by, started_at, finished_at, policy";
+    created_at, created_by, started_at, finished_at, policy, ab, ab_decide_at, ab_winner,
+    ab_decided_at, ab_decided_by";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<PushRow> {
     let status: String = r.get(5)?;
@@ -140,6 +151,13 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<PushRow> {
         started_at: r.get(19)?,
         finished_at: r.get(20)?,
         policy: r.get(21)?,
+        ab: r
+            .get::<_, Option<String>>(22)?
+            .and_then(|j| serde_json::from_str(&j).ok()),
+        ab_decide_at: r.get(23)?,
+        ab_winner: r.get(24)?,
+        ab_decided_at: r.get(25)?,
+        ab_decided_by: r.get(26)?,
     })
 }
 
@@ -161,8 +179,8 @@ pub fn create(conn: &Connection, p: &NewPush) -> Result<PushRow> {
     conn.prepare_cached(
         "INSERT INTO pushes (name, origin, audience, template, status, start_at, rate_per_minute,
             batch_size, batch_every_ms, window_from, window_to, retry_of, created_at, created_by, updated_at,
-            policy)
-         VALUES (?1, ?2, ?3, ?4, 'scheduled', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?12, ?14)",
+            policy, ab)
+         VALUES (?1, ?2, ?3, ?4, 'scheduled', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?12, ?14, ?15)",
     )?
     .execute(params![
         p.name,
@@ -178,7 +196,8 @@ pub fn create(conn: &Connection, p: &NewPush) -> Result<PushRow> {
         p.retry_of,
         now,
         p.created_by,
-        p.policy
+        p.policy,
+        p.ab.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default())
     ])?;
     get(conn, conn.last_insert_rowid())?
         .ok_or_else(|| StoreError::Sqlite("push vanished after insert".into()))
@@ -297,7 +316,7 @@ impl Counts {
         self.pending + self.sending + self.sent + self.failed + self.skipped + self.cancelled
     }
     /// Adds `n` deliveries in one (state, read, interacted) cell.
-    fn add(&mut self, state: i64, rd: bool, ia: bool, n: u64) {
+    pub(crate) fn add(&mut self, state: i64, rd: bool, ia: bool, n: u64) {
         match DeliveryState::from_code(state) {
             Some(DeliveryState::Pending) => self.pending += n,
             Some(DeliveryState::Sending) => self.sending += n,

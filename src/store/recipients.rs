@@ -107,6 +107,8 @@ pub struct Filter {
     pub locale: Option<String>,
     pub error_class: Option<String>,
     pub error_code: Option<String>,
+    /// The A/B variant it was (or will be) sent.
+    pub variant: Option<String>,
     /// Only failures worth retrying as they are (transient, rate limited,
     /// interrupted): a retry audience's `--only transient`.
     pub retryable_only: bool,
@@ -119,10 +121,17 @@ impl Filter {
     /// `FROM … WHERE …` over `deliveries d JOIN members m`, with its
     /// parameters after the push id (`?1`).
     fn sql_from_where(&self) -> (String, Vec<Value>) {
-        let (index, mut cond) = match self.outcome {
+        let (mut index, mut cond) = match self.outcome {
             Some(o) => o.access(),
             None => ("deliveries_push", "1".to_string()),
         };
+        // Failures in delivery order, unless the error columns narrow them.
+        if self.outcome == Some(Outcome::SentFail)
+            && self.error_class.is_none()
+            && self.error_code.is_none()
+        {
+            index = "deliveries_failed_order";
+        }
         let mut args = Vec::new();
         let mut add = |sql: &str, v: &Option<String>, cond: &mut String| {
             if let Some(v) = v {
@@ -134,6 +143,15 @@ impl Filter {
         add("m.locale", &self.locale, &mut cond);
         add("d.error_class", &self.error_class, &mut cond);
         add("d.error_code", &self.error_code, &mut cond);
+        // (`holdout`: the control group, whose rows carry no variant.)
+        add(
+            &format!(
+                "coalesce(d.variant, CASE WHEN d.skip_reason = '{h}' THEN '{h}' END)",
+                h = crate::variants::HOLDOUT
+            ),
+            &self.variant,
+            &mut cond,
+        );
         if self.retryable_only {
             cond.push_str(&format!(" AND d.error_class IN {RETRYABLE}"));
         }
@@ -151,6 +169,7 @@ impl Filter {
     fn countable(&self) -> bool {
         self.channel.is_none()
             && self.locale.is_none()
+            && self.variant.is_none()
             && (self.outcome == Some(Outcome::SentFail)
                 || (self.error_class.is_none()
                     && self.error_code.is_none()
@@ -165,6 +184,7 @@ impl Filter {
             ("locale", &self.locale),
             ("error_class", &self.error_class),
             ("error_code", &self.error_code),
+            ("variant", &self.variant),
         ] {
             if let Some(v) = v {
                 parts.push(format!("{k}={v}"));
@@ -196,6 +216,8 @@ pub struct RecipientRow {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub skip_reason: Option<String>,
+    /// The A/B variant it was (or will be) sent.
+    pub variant: Option<String>,
 }
 
 impl RecipientRow {
@@ -235,7 +257,7 @@ pub fn page(
                 (SELECT e.summary FROM events e INDEXED BY events_member
                   WHERE e.member_id = d.member_id AND e.delivery_id = d.id AND e.kind IN ('button', 'message')
                   ORDER BY e.at LIMIT 1),
-                {MEMBER_COLUMNS}
+                d.variant, {MEMBER_COLUMNS}
          {from_where} AND d.id > ?{} ORDER BY d.id LIMIT ?{}",
         n + 2,
         n + 3,
@@ -264,7 +286,8 @@ pub fn page(
             error_message: r.get(12)?,
             skip_reason: r.get(13)?,
             interaction: r.get(14)?,
-            member: member_from_row(r, 15)?,
+            variant: r.get(15)?,
+            member: member_from_row(r, 16)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

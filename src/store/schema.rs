@@ -379,6 +379,22 @@ CREATE TABLE link_totals (
     clicked INTEGER NOT NULL DEFAULT 0      -- recipients who clicked any link of the push
 );
 "#,
+    // 10: A/B template variants (`crate::variants`). A push's plan is kept
+    // as JSON; each delivery carries the variant it was (or will be) sent.
+    // Members waiting for the winner are pending with next_attempt_at =
+    // variants::REST_HELD; the decision (winner, when, by whom) is one
+    // UPDATE of the push together with the release of those members.
+    // deliveries_failed_order: the explorer's Sent Fail tab in delivery
+    // order without a sort of every failed row (10M members).
+    r#"
+ALTER TABLE deliveries ADD COLUMN variant TEXT;
+ALTER TABLE pushes ADD COLUMN ab TEXT;                 -- variants::Plan as JSON; NULL: no variants
+ALTER TABLE pushes ADD COLUMN ab_decide_at INTEGER;    -- the test share was sent: winner due then
+ALTER TABLE pushes ADD COLUMN ab_winner TEXT;
+ALTER TABLE pushes ADD COLUMN ab_decided_at INTEGER;
+ALTER TABLE pushes ADD COLUMN ab_decided_by TEXT;      -- 'auto' or the admin who picked
+CREATE INDEX deliveries_failed_order ON deliveries(push_id, id) WHERE state = 3;
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

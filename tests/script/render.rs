@@ -187,7 +187,7 @@ fn ctx_push_is_the_push_name_when_given() {
         Outbound::Message { tag, .. } => tag.clone(),
         _ => None,
     };
-    let out = g.prepare_for_blocking(Some("bf-2026"), "hello", vec![m.clone()], now_ms());
+    let out = g.prepare_for_blocking(Some("bf-2026"), None, "hello", vec![m.clone()], now_ms());
     assert_eq!(tag(&out[0]).as_deref(), Some("bf-2026"));
     let out = g.prepare_blocking("hello", vec![m], now_ms());
     assert_eq!(tag(&out[0]).as_deref(), Some("none"));

@@ -11,7 +11,7 @@
 
 use super::{Host, Runtime, platform_name, platform_of};
 use crate::model::{Member, Message, Millis, Outbound, Platform, Routed, now_ms};
-use crate::script::api::{Defs, TemplateSlot};
+use crate::script::api::{Body, Defs, TemplateSlot};
 use crate::script::error::{Made, ScriptError, Unsendable, unsendable_platform_template};
 use std::collections::{BTreeSet, HashSet};
 
@@ -51,18 +51,22 @@ impl Host {
         let mut found = Found::default();
         for tpl in defs.templates.values() {
             rt.begin_batch(now, None, Some(&tpl.def.name));
-            for locale in sample_locales(tpl, &shared.env.default_locale) {
-                for (channel, _) in &channels {
-                    for recent in [true, false] {
-                        let m = sample_member(channel, &locale, recent.then_some(now - 60_000));
-                        rt.check_sample(defs, tpl, &m, &mut found);
+            // Every variant's body, each under its own `ctx.variant`.
+            for (variant, body) in tpl.bodies() {
+                rt.set_variant(variant.map(Into::into));
+                for locale in sample_locales(body, &shared.env.default_locale) {
+                    for (channel, _) in &channels {
+                        for recent in [true, false] {
+                            let m = sample_member(channel, &locale, recent.then_some(now - 60_000));
+                            rt.check_sample(defs, tpl, &m, &mut found);
+                        }
                     }
                 }
-            }
-            for (platform, tables) in &tpl.overrides {
-                if channels.iter().all(|(_, p)| *p != Some(*platform)) {
-                    for (locale, _) in tables {
-                        rt.check_platform_version(tpl, *platform, locale, now, &mut found);
+                for (platform, tables) in &body.overrides {
+                    if channels.iter().all(|(_, p)| *p != Some(*platform)) {
+                        for (locale, _) in tables {
+                            rt.check_platform_version(tpl, *platform, locale, now, &mut found);
+                        }
                     }
                 }
             }
@@ -93,7 +97,8 @@ impl Runtime {
     /// the channel it is routed to.
     fn check_sample(&mut self, defs: &Defs, tpl: &TemplateSlot, m: &Member, found: &mut Found) {
         let sample = format!(
-            "sample member: locale {}, channel {}, last interaction {}",
+            "{}sample member: locale {}, channel {}, last interaction {}",
+            self.variant_label(),
             m.locale,
             m.channel,
             if m.last_interaction_at.is_some() {
@@ -157,6 +162,14 @@ impl Runtime {
         found.push(e, &sample);
     }
 
+    /// "variant b, " while a variant is checked.
+    fn variant_label(&self) -> String {
+        self.variant
+            .as_deref()
+            .map(|v| format!("variant {v}, "))
+            .unwrap_or_default()
+    }
+
     /// Renders `tpl` for a member of `platform`, which no configured channel
     /// speaks, and checks the message against the platform's rules.
     fn check_platform_version(
@@ -169,7 +182,8 @@ impl Runtime {
     ) {
         let m = sample_member(&format!("sample-{platform}"), locale, Some(now - 60_000));
         let sample = format!(
-            "sample {platform} member: locale {locale}; no {platform} channel is configured, so the platform's rules apply"
+            "{}sample {platform} member: locale {locale}; no {platform} channel is configured, so the platform's rules apply",
+            self.variant_label()
         );
         self.budget.clear_last_trip();
         self.set_ctx_platform(Some(platform));
@@ -202,13 +216,13 @@ fn unsendable(tpl: &TemplateSlot, made: Made<'_>, u: Unsendable<'_>) -> ScriptEr
     ScriptError::at(at, u.to_string())
 }
 
-/// Every locale `tpl` has a table for, generic or platform version (the
+/// Every locale a body has a table for, generic or platform version (the
 /// default locale when it has none, e.g. a template with only `render`).
-fn sample_locales(tpl: &TemplateSlot, default_locale: &str) -> BTreeSet<String> {
-    let mut locales: BTreeSet<String> = tpl
+fn sample_locales(body: &Body, default_locale: &str) -> BTreeSet<String> {
+    let mut locales: BTreeSet<String> = body
         .locales
         .iter()
-        .chain(tpl.overrides.values().flatten())
+        .chain(body.overrides.values().flatten())
         .map(|(l, _)| l.clone())
         .collect();
     if locales.is_empty() {

@@ -24,6 +24,7 @@ pub use sent::{SentRow, mark_sent_many, register_functions};
 use super::members::{MEMBER_COLUMNS, member_from_row};
 use super::{Result, StoreError};
 use crate::model::{DeliveryId, DeliveryState, ErrorClass, Member, Millis, PushId, now_ms};
+use crate::variants::REST_HELD;
 use rusqlite::{Connection, params};
 
 /// A recipient waiting to be sent.
@@ -32,6 +33,9 @@ pub struct Pending {
     pub delivery_id: DeliveryId,
     pub attempts: u32,
     pub next_attempt_at: Option<Millis>,
+    /// The A/B variant the member was assigned (None: no variants, or
+    /// waiting for the winner).
+    pub variant: Option<String>,
     pub member: Member,
 }
 
@@ -93,9 +97,10 @@ pub fn pending_page(
         ("deliveries_push", "")
     };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT d.id, d.attempts, d.next_attempt_at, {MEMBER_COLUMNS}
+        "SELECT d.id, d.attempts, d.next_attempt_at, d.variant, {MEMBER_COLUMNS}
          FROM deliveries d INDEXED BY {index} JOIN members m ON m.id = d.member_id
          WHERE d.push_id = ?1 AND d.state = {PENDING}{only} AND d.id > ?2{unclaimed}
+           AND d.next_attempt_at IS NOT {REST_HELD}
          ORDER BY d.id LIMIT {limit}"
     ))?;
     // (The limit is spelled out: SQLite re-prepares a statement whenever a
@@ -105,7 +110,8 @@ pub fn pending_page(
             delivery_id: r.get(0)?,
             attempts: r.get(1)?,
             next_attempt_at: r.get(2)?,
-            member: member_from_row(r, 3)?,
+            variant: r.get(3)?,
+            member: member_from_row(r, 4)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

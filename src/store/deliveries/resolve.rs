@@ -4,7 +4,7 @@
 
 use super::{PENDING, SKIPPED};
 use crate::model::{MemberId, PushId};
-use crate::store::Result;
+use crate::store::{Result, variants};
 use rusqlite::{Connection, params, params_from_iter};
 
 /// Drops a half-done resolution (after a crash) so it can be redone.
@@ -24,12 +24,13 @@ pub fn insert_from_sql(
     filter_sql: &str,
     args: &[crate::model::SqlValue],
 ) -> Result<u64> {
+    let plan = variants::plan_of(conn, push)?;
+    let k = variants::columns(push, plan.as_ref(), "m.id", "m.subscribed");
     let sql = format!(
-        "INSERT INTO deliveries (push_id, member_id, state, skip_reason)
-         SELECT {push}, m.id,
-                CASE WHEN m.subscribed THEN {PENDING} ELSE {SKIPPED} END,
-                CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
-         FROM members m NOT INDEXED WHERE ({filter_sql}) ORDER BY m.id"
+        "INSERT INTO deliveries (push_id, member_id, state, skip_reason, variant, next_attempt_at)
+         SELECT {push}, m.id, {}, {}, {}, {}
+         FROM members m NOT INDEXED WHERE ({filter_sql}) ORDER BY m.id",
+        k.state, k.skip_reason, k.variant, k.next_attempt_at
     );
     Ok(conn.execute(&sql, params_from_iter(args.iter()))? as u64)
 }
@@ -62,9 +63,9 @@ pub fn resolve_chunk(
     args: &[crate::model::SqlValue],
     limit: u32,
 ) -> Result<Chunk> {
-    let (status, after): (String, Option<MemberId>) = conn
-        .prepare_cached("SELECT status, resolved_through FROM pushes WHERE id = ?1")?
-        .query_row([push], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (status, after, plan): (String, Option<MemberId>, Option<String>) = conn
+        .prepare_cached("SELECT status, resolved_through, ab FROM pushes WHERE id = ?1")?
+        .query_row([push], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     if !matches!(status.as_str(), "running" | "paused") {
         return Ok(Chunk {
             rows: 0,
@@ -72,13 +73,14 @@ pub fn resolve_chunk(
         });
     }
     let after_param = args.len() + 1;
+    let plan = variants::parse_plan(plan.as_deref())?;
+    let k = variants::columns(push, plan.as_ref(), "m.id", "m.subscribed");
     let sql = format!(
-        "INSERT INTO deliveries (push_id, member_id, state, skip_reason)
-         SELECT {push}, m.id,
-                CASE WHEN m.subscribed THEN {PENDING} ELSE {SKIPPED} END,
-                CASE WHEN m.subscribed THEN NULL ELSE 'unsubscribed' END
+        "INSERT INTO deliveries (push_id, member_id, state, skip_reason, variant, next_attempt_at)
+         SELECT {push}, m.id, {}, {}, {}, {}
          FROM members m NOT INDEXED WHERE ({filter_sql}) AND m.id > ?{after_param}
-         ORDER BY m.id LIMIT {limit}"
+         ORDER BY m.id LIMIT {limit}",
+        k.state, k.skip_reason, k.variant, k.next_attempt_at
     );
     let mut params: Vec<&dyn rusqlite::ToSql> =
         args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
@@ -143,15 +145,15 @@ pub fn insert_members(
     push: PushId,
     members: &[(MemberId, bool)],
 ) -> Result<u64> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO deliveries (push_id, member_id, state, skip_reason) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let plan = variants::plan_of(conn, push)?;
+    let k = variants::columns(push, plan.as_ref(), "?2", "?3");
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO deliveries (push_id, member_id, state, skip_reason, variant, next_attempt_at)
+         SELECT ?1, ?2, {}, {}, {}, {}",
+        k.state, k.skip_reason, k.variant, k.next_attempt_at
+    ))?;
     for (id, subscribed) in members {
-        if *subscribed {
-            stmt.execute(params![push, id, PENDING, Option::<&str>::None])?;
-        } else {
-            stmt.execute(params![push, id, SKIPPED, "unsubscribed"])?;
-        }
+        stmt.execute(params![push, id, subscribed])?;
     }
     Ok(members.len() as u64)
 }
