@@ -25,4 +25,5 @@ mod reload;
 mod script;
 mod storage;
 mod upgrade;
+mod variants;
 mod webhooks;

@@ -25,8 +25,11 @@ pub struct VariantReport {
     /// Recipients who clicked a tracked link.
     pub clicks: u64,
     pub percent: Percentages,
-    /// The metric's rate: recipients who read (interacted, clicked) of
-    /// those sent successfully, in %.
+    /// Sent successfully in the test phase (before the winner was
+    /// chosen): what `rate` is measured over.
+    pub tested: u64,
+    /// The metric's rate in the test phase: recipients who read
+    /// (interacted, clicked) of those sent successfully then, in %.
     pub rate: f64,
     /// Percentage points from the best variant's rate (0 for the best).
     pub diff_to_best: f64,
@@ -103,6 +106,7 @@ pub fn build(
                     cancelled: 0.0,
                     clicks: pct(vc.clicked, recipients),
                 },
+                tested: s.sent,
                 rate: round2(s.rate() * 100.0),
                 diff_to_best: diff,
                 p_value: p.map(|p| (p * 10_000.0).round() / 10_000.0),

@@ -57,7 +57,11 @@ pub fn headline(r: &Report) -> String {
         (None, "waiting") => "waiting for the winner".into(),
         _ => "no test: every variant went to its share of the audience".into(),
     };
-    let _ = write!(s, "; rate = {} of sent", ab.metric);
+    let _ = write!(
+        s,
+        "; rate = {} of those sent in the test phase (TESTED)",
+        ab.metric
+    );
     if let Some(share) = ab.test_share {
         let _ = write!(s, "; test share {:.0}%", share * 100.0);
     }
@@ -96,6 +100,7 @@ pub fn text(r: &Report) -> String {
                 v.interacted_only.to_string(),
                 v.not_read_or_interacted.to_string(),
                 v.clicks.to_string(),
+                v.tested.to_string(),
                 format!("{:.2}%", v.rate),
                 diff_text(v),
                 p_text(v),
@@ -116,6 +121,7 @@ pub fn text(r: &Report) -> String {
                 ">INT ONLY",
                 ">NOT READ",
                 ">CLICKS",
+                ">TESTED",
                 ">RATE",
                 ">VS BEST",
                 ">P-VALUE",
@@ -149,6 +155,7 @@ pub fn csv(r: &Report, out: &mut String) {
         ] {
             let _ = writeln!(out, "variant {} {k},{n},{pc:.2}", v.variant);
         }
+        let _ = writeln!(out, "variant {} tested,{},", v.variant, v.tested);
         let _ = writeln!(out, "variant {} rate,,{:.2}", v.variant, v.rate);
         let _ = writeln!(
             out,
@@ -180,7 +187,7 @@ pub fn html(r: &Report) -> String {
         let winner = r.winner.as_deref() == Some(&v.variant);
         let _ = write!(
             rows,
-            "<tr data-variant=\"{name}\"{cls}><td>{name}{mark}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n rate\">{:.2}%</td><td class=\"n\">{}</td><td class=\"n p\">{}</td></tr>",
+            "<tr data-variant=\"{name}\"{cls}><td>{name}{mark}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n rate\">{:.2}%</td><td class=\"n\">{}</td><td class=\"n p\">{}</td></tr>",
             v.recipients,
             v.sent_success,
             v.sent_fail,
@@ -189,6 +196,7 @@ pub fn html(r: &Report) -> String {
             v.interacted_only,
             v.not_read_or_interacted,
             v.clicks,
+            v.tested,
             v.rate,
             esc(&diff_text(v)),
             esc(&p_text(v)),
@@ -206,7 +214,7 @@ pub fn html(r: &Report) -> String {
         );
     }
     format!(
-        "<h2>Variants</h2>\n<p class=\"muted\">{}. p-value: chi-squared test of each variant's rate against the best (below 0.05: the difference is unlikely to be chance).</p>\n<table class=\"variants\"><tr><th>Variant</th><th>Recipients</th><th>Sent</th><th>Fail</th><th>Read &amp; Int.</th><th>Read only</th><th>Int. only</th><th>Not read</th><th>Clicks</th><th>Rate</th><th>vs best</th><th>p-value</th></tr>{rows}</table>\n<div class=\"row vpies\">{pies}</div>\n",
+        "<h2>Variants</h2>\n<p class=\"muted\">{}. p-value: chi-squared test of each variant's rate against the best (below 0.05: the difference is unlikely to be chance).</p>\n<table class=\"variants\"><tr><th>Variant</th><th>Recipients</th><th>Sent</th><th>Fail</th><th>Read &amp; Int.</th><th>Read only</th><th>Int. only</th><th>Not read</th><th>Clicks</th><th>Tested</th><th>Rate</th><th>vs best</th><th>p-value</th></tr>{rows}</table>\n<div class=\"row vpies\">{pies}</div>\n",
         esc(&headline(r))
     )
 }

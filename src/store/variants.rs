@@ -131,19 +131,24 @@ pub struct VariantCounts {
     pub counts: Counts,
     /// Recipients who clicked a tracked link.
     pub clicked: u64,
+    /// The same, of the recipients sent before the winner was chosen (the
+    /// test share): what the variants are compared on, as the winner's
+    /// rest would otherwise weigh in with receipts still to come.
+    pub test: Counts,
+    pub test_clicked: u64,
 }
 
 impl VariantCounts {
     /// Its score on `metric`: recipients who read (interacted, clicked) of
     /// those sent successfully.
     pub fn score(&self, metric: Metric) -> Score {
-        let c = &self.counts;
+        let c = &self.test;
         Score {
             variant: self.variant.clone(),
             hits: match metric {
                 Metric::Read => c.read_and_interacted + c.read_only,
                 Metric::Interacted => c.read_and_interacted + c.interacted_only,
-                Metric::Clicked => self.clicked,
+                Metric::Clicked => self.test_clicked,
             },
             sent: c.sent,
         }
@@ -173,32 +178,42 @@ pub fn counts(conn: &Connection, push: PushId, plan: &Plan) -> Result<Vec<Varian
             }
         }
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT variant, CASE WHEN state <= 1 THEN 0 ELSE state END s,
-                read_at IS NOT NULL, interacted_at IS NOT NULL, count(*)
-         FROM deliveries INDEXED BY deliveries_push
-         WHERE push_id = ?1 AND variant IS NOT NULL GROUP BY variant, s, 3, 4",
-    )?;
-    let mut rows = stmt.query([push])?;
+    // Sent before the decision: the test share (all of it while undecided).
+    let decided: Option<Millis> = conn
+        .prepare_cached("SELECT ab_decided_at FROM pushes WHERE id = ?1")?
+        .query_row([push], |r| r.get(0))?;
+    const IN_TEST: &str = "(?2 IS NULL OR coalesce(d.sending_at, d.sent_at, 0) < ?2)";
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT d.variant, CASE WHEN d.state <= 1 THEN 0 ELSE d.state END s,
+                d.read_at IS NOT NULL, d.interacted_at IS NOT NULL, {IN_TEST}, count(*)
+         FROM deliveries d INDEXED BY deliveries_push
+         WHERE d.push_id = ?1 AND d.variant IS NOT NULL GROUP BY 1, 2, 3, 4, 5"
+    ))?;
+    let mut rows = stmt.query(params![push, decided])?;
     while let Some(r) = rows.next()? {
         let v: String = r.get(0)?;
         let i = at(&v, &mut out);
-        let n: i64 = r.get(4)?;
-        out[i]
-            .counts
-            .add(r.get(1)?, r.get(2)?, r.get(3)?, n.max(0) as u64);
+        let n = r.get::<_, i64>(5)?.max(0) as u64;
+        let (s, rd, ia, in_test) = (r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, bool>(4)?);
+        out[i].counts.add(s, rd, ia, n);
+        if in_test {
+            out[i].test.add(s, rd, ia, n);
+        }
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT d.variant, count(DISTINCT lc.delivery_id)
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT d.variant, {IN_TEST}, count(DISTINCT lc.delivery_id)
          FROM link_clicks lc JOIN deliveries d ON d.id = lc.delivery_id
-         WHERE lc.push_id = ?1 AND d.variant IS NOT NULL GROUP BY d.variant",
-    )?;
-    let mut rows = stmt.query([push])?;
+         WHERE lc.push_id = ?1 AND d.variant IS NOT NULL GROUP BY 1, 2"
+    ))?;
+    let mut rows = stmt.query(params![push, decided])?;
     while let Some(r) = rows.next()? {
         let v: String = r.get(0)?;
         let i = at(&v, &mut out);
-        let n: i64 = r.get(1)?;
-        out[i].clicked = n.max(0) as u64;
+        let n = r.get::<_, i64>(2)?.max(0) as u64;
+        out[i].clicked += n;
+        if r.get::<_, bool>(1)? {
+            out[i].test_clicked += n;
+        }
     }
     Ok(out)
 }

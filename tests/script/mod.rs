@@ -6,6 +6,7 @@ mod examples;
 mod limits;
 mod load;
 mod render;
+mod variants;
 mod watch;
 mod where_sql;
 
