@@ -25,7 +25,7 @@ template "bf" {
 "#;
 
 /// A simulator that never fails and answers fast; `extra` adds keys.
-fn sim_daemon(members: u64, extra: &str) -> TestDaemon {
+pub fn sim_daemon(members: u64, extra: &str) -> TestDaemon {
     let cfg = base_config(&format!(
         "[dispatch]\nrate_per_minute = 0\n[channels.sim]\nkind = \"simulator\"\nseed_members = {members}\n\
          latency = \"0ms\"\nreceipt_delay = \"20ms\"\nblock_rate = 0.0\ninvalid_rate = 0.0\n\
@@ -37,7 +37,7 @@ fn sim_daemon(members: u64, extra: &str) -> TestDaemon {
     d
 }
 
-fn push_bf(d: &TestDaemon, name: &str, extra: &[&str]) -> Value {
+pub fn push_bf(d: &TestDaemon, name: &str, extra: &[&str]) -> Value {
     let mut args = vec!["--audience", "all", "--template", "bf", "--name", name];
     args.extend_from_slice(extra);
     create_push(d, &args)

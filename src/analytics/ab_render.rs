@@ -48,7 +48,7 @@ pub fn headline(r: &Report) -> String {
     let Some(ab) = &r.ab else {
         return String::new();
     };
-    let mut s = match (&r.winner, ab.phase.as_str()) {
+    let decision = match (&r.winner, ab.phase.as_str()) {
         (Some(w), _) => format!(
             "winner {w} (chosen by {})",
             ab.decided_by.as_deref().unwrap_or("-")
@@ -57,9 +57,19 @@ pub fn headline(r: &Report) -> String {
         (None, "waiting") => "waiting for the winner".into(),
         _ => "no test: every variant went to its share of the audience".into(),
     };
+    format!("{decision}; {}", details(r))
+}
+
+/// How the variants are compared: the metric, the test share and the
+/// control group.
+pub fn details(r: &Report) -> String {
+    let Some(ab) = &r.ab else {
+        return String::new();
+    };
+    let mut s = String::new();
     let _ = write!(
         s,
-        "; rate = {} of those sent in the test phase (TESTED)",
+        "rate = {} of those sent in the test phase (TESTED)",
         ab.metric
     );
     if let Some(share) = ab.test_share {

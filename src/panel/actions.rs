@@ -109,6 +109,31 @@ pub async fn control(
 }
 
 #[derive(Deserialize)]
+pub struct WinnerForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    variant: String,
+}
+
+/// The A/B winner an admin picked (from its confirmation page).
+pub async fn pick_winner(
+    State(panel): State<Arc<Panel>>,
+    Path(name): Path<String>,
+    who: SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<WinnerForm>,
+) -> Result {
+    let session = authorize(&panel, &who, &headers, &f.csrf).await?;
+    let data = panel
+        .backend
+        .pick_winner(&session, &name, &f.variant)
+        .await
+        .map_err(|e| page::failure(&e))?;
+    Ok(Redirect::to(&push_href(&data.push.name)).into_response())
+}
+
+#[derive(Deserialize)]
 pub struct RetryForm {
     #[serde(default)]
     csrf: String,

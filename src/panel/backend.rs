@@ -11,8 +11,8 @@ use crate::model::now_ms;
 use crate::protocol::{
     AudienceFromPushArgs, AudienceListArgs, AudiencePreviewArgs, AudienceRetryArgs,
     AudienceShowArgs, AuditListArgs, ChannelListArgs, PanelLoginData, PushFailuresArgs,
-    PushListArgs, PushListData, PushRecipientsArgs, PushRef, Request, Response, StatusArgs,
-    TemplateListArgs,
+    PushListArgs, PushListData, PushPickWinnerArgs, PushRecipientsArgs, PushRef, Request, Response,
+    StatusArgs, TemplateListArgs,
 };
 use crate::store::audit;
 use crate::store::panel as store;
@@ -332,6 +332,19 @@ impl Backend {
     pub async fn pause(&self, who: &Session, push: &str) -> Result<PushShowData> {
         let args = PushRef { push: push.into() };
         self.call(Some(who), Request::PushPause(args)).await
+    }
+
+    pub async fn pick_winner(
+        &self,
+        who: &Session,
+        push: &str,
+        variant: &str,
+    ) -> Result<PushShowData> {
+        let args = PushPickWinnerArgs {
+            push: push.into(),
+            variant: variant.into(),
+        };
+        self.call(Some(who), Request::PushPickWinner(args)).await
     }
 
     pub async fn resume(&self, who: &Session, push: &str) -> Result<PushShowData> {

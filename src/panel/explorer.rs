@@ -95,7 +95,7 @@ impl Filter {
     }
 
     /// `path`, with the filter as its query.
-    fn href(&self, path: &str) -> String {
+    pub fn href(&self, path: &str) -> String {
         match serde_urlencoded::to_string(self) {
             Ok(q) if !q.is_empty() => format!("{path}?{q}"),
             _ => path.to_string(),

@@ -96,6 +96,10 @@ pub fn router(backend: Backend) -> Router {
         .route("/pushes/{push}/resume", lifecycle("resume"))
         .route("/pushes/{push}/cancel", lifecycle("cancel"))
         .route(
+            "/pushes/{push}/winner",
+            get(pages::confirm_winner).post(actions::pick_winner),
+        )
+        .route(
             "/audiences/{audience}/push",
             get(pages::again_form).post(actions::again),
         )

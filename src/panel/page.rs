@@ -156,10 +156,15 @@ pub struct ConfirmPage {
     pub chrome: Chrome,
     pub push: String,
     pub href: String,
-    pub verb: &'static str,
+    /// The question ("Pause black-friday?").
+    pub title: String,
+    /// The button.
+    pub verb: String,
     pub action: String,
-    pub consequence: &'static str,
+    pub consequence: String,
     pub danger: bool,
+    /// Hidden fields the form carries besides the CSRF token.
+    pub fields: Vec<(&'static str, String)>,
 }
 
 #[derive(Template)]

@@ -156,7 +156,7 @@ pub async fn retry_form(
         href: push_href(&data.push.name),
         sent_fail: thousands(data.report.sent_fail),
         name: format!("{}-retry", data.push.name),
-        push: data.push.name,
+        push: data.push.name.clone(),
         transient_only: false,
         error: None,
     };
@@ -250,11 +250,69 @@ pub async fn confirm(
     let page = ConfirmPage {
         chrome: chrome(format!("{verb} {}", data.push.name), &who, None),
         action: format!("{href}/{action}"),
-        push: data.push.name,
+        push: data.push.name.clone(),
         href,
-        verb,
-        consequence,
+        title: format!("{verb} {}?", data.push.name),
+        verb: verb.into(),
+        consequence: consequence.into(),
         danger,
+        fields: Vec::new(),
+    };
+    Ok(page::html(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+pub struct WinnerQuery {
+    #[serde(default)]
+    variant: String,
+}
+
+/// GET `/pushes/{push}/winner?variant=b`: confirm sending `b` to the rest.
+pub async fn confirm_winner(
+    State(panel): State<Arc<Panel>>,
+    Path(name): Path<String>,
+    Query(q): Query<WinnerQuery>,
+    who: SignedIn,
+) -> Result {
+    admin_only(&who)?;
+    let data = panel.backend.push(&name).await.map_err(fail)?;
+    let known = data
+        .push
+        .ab
+        .as_ref()
+        .is_some_and(|ab| ab.variants.contains(&q.variant));
+    if !known {
+        return Err(page::refused(
+            StatusCode::NOT_FOUND,
+            "No such variant",
+            &format!(
+                "Push {} has no variant {:?} to pick.",
+                data.push.name, q.variant
+            ),
+        )
+        .into());
+    }
+    let href = push_href(&data.push.name);
+    let page = ConfirmPage {
+        chrome: chrome(
+            format!("Pick {} for {}", q.variant, data.push.name),
+            &who,
+            None,
+        ),
+        action: format!("{href}/winner"),
+        push: data.push.name.clone(),
+        href,
+        title: format!(
+            "Send variant {} to the rest of {}?",
+            q.variant, data.push.name
+        ),
+        verb: format!("Send {} to the rest", q.variant),
+        consequence: format!(
+            "Everyone still waiting for the winner is sent variant {} now, and the test ends. This cannot be undone.",
+            q.variant
+        ),
+        danger: false,
+        fields: vec![("variant", q.variant)],
     };
     Ok(page::html(StatusCode::OK, &page))
 }

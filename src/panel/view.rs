@@ -6,6 +6,7 @@
 
 use super::backend::{PreviewSample, PushShowData, PushSummary};
 use super::explorer::explorer_href;
+use crate::analytics::ab_render;
 use crate::analytics::render::{SLICE_COLOURS, pie_svg_linked};
 use crate::model::{Outbound, Routed};
 use serde_json::{Value, json};
@@ -195,6 +196,112 @@ pub struct PushView {
     pub clicks_percent: String,
     pub clicks_total: String,
     pub clicked_href: String,
+    /// A/B variants (None: the push has none).
+    pub ab: Option<AbView>,
+}
+
+/// One A/B variant as the push page shows it: its indicators, its rate in
+/// the test phase against the best, its pie and its recipients.
+#[derive(Debug, Clone)]
+pub struct VariantRow {
+    pub name: String,
+    pub recipients: String,
+    pub sent: String,
+    pub failed: String,
+    pub read_and_interacted: String,
+    pub read_only: String,
+    pub interacted_only: String,
+    pub not_read: String,
+    pub tested: String,
+    pub rate: String,
+    pub vs_best: String,
+    pub p_value: String,
+    pub winner: bool,
+    pub pie: String,
+    /// Its recipients in the explorer.
+    pub href: String,
+}
+
+/// The A/B part of the push page (None: the push has no variants).
+#[derive(Debug, Clone)]
+pub struct AbView {
+    /// "rate = read of …; test share 20%; control group …".
+    pub details: String,
+    /// Where the test stands, in words.
+    pub phase: String,
+    pub variants: Vec<VariantRow>,
+    /// An admin may pick the winner now (a test still undecided).
+    pub can_pick: bool,
+    /// The control group's recipients in the explorer (None: no holdout).
+    pub control_href: Option<String>,
+    pub control: String,
+}
+
+impl AbView {
+    fn new(d: &PushShowData, is_final: bool) -> Option<AbView> {
+        let r = &d.report;
+        let ab = d.push.ab.as_ref()?;
+        let name = &d.push.name;
+        let variant_href = |v: &str| {
+            let f = super::explorer::Filter {
+                variant: v.to_string(),
+                ..Default::default()
+            };
+            f.href(&format!("{}/recipients", push_href(name)))
+        };
+        let variants = r
+            .variants
+            .iter()
+            .map(|v| VariantRow {
+                name: v.variant.clone(),
+                recipients: thousands(v.recipients),
+                sent: thousands(v.sent_success),
+                failed: thousands(v.sent_fail),
+                read_and_interacted: thousands(v.read_and_interacted),
+                read_only: thousands(v.read_only),
+                interacted_only: thousands(v.interacted_only),
+                not_read: thousands(v.not_read_or_interacted),
+                tested: thousands(v.tested),
+                rate: percent(v.rate),
+                vs_best: ab_render::diff_text(v),
+                p_value: ab_render::p_text(v),
+                winner: r.winner.as_deref() == Some(v.variant.as_str()),
+                pie: pie_svg_linked(&ab_render::as_report(v), |_| None),
+                href: variant_href(&v.variant),
+            })
+            .collect();
+        let control = r.ab.as_ref().map_or(0, |a| a.control_group);
+        let holdout = r.ab.as_ref().is_some_and(|a| a.holdout > 0.0);
+        Some(AbView {
+            details: ab_render::details(r),
+            phase: phase_words(ab, is_final, d.push.remaining),
+            variants,
+            can_pick: ab.winner_mode.is_some() && ab.winner.is_none() && !is_final,
+            control_href: holdout.then(|| variant_href(crate::variants::HOLDOUT)),
+            control: thousands(control),
+        })
+    }
+}
+
+/// Where an A/B test stands, as the push page says it.
+fn phase_words(ab: &crate::protocol::AbSummary, is_final: bool, remaining: u64) -> String {
+    let by = ab.decided_by.as_deref().unwrap_or("-");
+    match (ab.phase.as_str(), &ab.winner) {
+        (_, Some(w)) if is_final => format!("Winner: {w} (chosen by {by})."),
+        (_, Some(w)) => format!("Winner: {w} (chosen by {by}); sending it to the rest."),
+        ("test", _) => "Testing: sending the test share; the rest waits for the winner.".into(),
+        ("waiting", _) => match &ab.decide_at {
+            Some(t) => format!(
+                "The test share is sent; the winner is chosen at {t} and goes to the {} waiting.",
+                thousands(remaining)
+            ),
+            None => format!(
+                "The test share is sent; {} members wait for you to pick the winner.",
+                thousands(remaining)
+            ),
+        },
+        _ => "No test: every variant goes to its share of the audience.".into(),
+    }
 }
 
 /// One tracked link of a push, as the push page lists it.
@@ -298,6 +405,7 @@ impl PushView {
             clicks_percent: percent(p.clicks),
             clicks_total: thousands(r.clicks_total),
             clicked_href: explorer_href(name, Some("clicked")),
+            ab: AbView::new(d, r.is_final),
         }
     }
 

@@ -9,6 +9,7 @@ mod explorer;
 mod pages;
 mod read_pages;
 mod security;
+mod variants;
 
 use crate::dispatch::create_push;
 use crate::support::*;
