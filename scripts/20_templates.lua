@@ -93,3 +93,22 @@ template "spend_thanks" {
     }
   end,
 }
+
+-- An A/B test: two variants of one message (each a normal template body,
+-- with its own locales and platform versions). A push of this template
+-- sends every variant to an even share of the audience; with a `test`
+-- (scripts/40_pushes.lua, or `pushd push create --test-share 20%
+-- --test-wait 2h`) the test share goes first and the variant read most
+-- goes to the rest. `render` may read ctx.variant.
+template "spring_sale" {
+  variants = {
+    a = {
+      en = { text = "Hi {{name|there}}, 20% off the new spring collection this week!" },
+      zh = { text = "{{name|您好}}，春季新品本周八折！" },
+    },
+    b = {
+      en = { text = "Hi {{name|there}}, you get early access to the spring collection before anyone else." },
+      zh = { text = "{{name|您好}}，您可抢先选购春季新品（early access）。" },
+    },
+  },
+}

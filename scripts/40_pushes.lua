@@ -8,6 +8,17 @@ push "welcome-vip" {
   start_at = "now",
 }
 
+-- An A/B test, for reference: 20% of the big spenders get variant a or b
+-- of "spring_sale"; an hour after, the variant read most goes to the rest.
+-- 5% are held out and get nothing (the control group). `pushd push
+-- pick-winner spring-test b` decides early; winner = "manual" waits for it.
+--
+-- push "spring-test" {
+--   audience = "big_spenders", template = "spring_sale", start_at = "now",
+--   test = { share = 0.2, wait = "1h", metric = "read", winner = "auto" },
+--   holdout = 0.05,
+-- }
+
 -- A scheduled one, for reference (batches of 5000 every hour, 09:00-21:00
 -- member-local time):
 --

@@ -79,6 +79,7 @@
 ---@field push string? The push being prepared, when known.
 ---@field template string? In render and route: the template being prepared.
 ---@field platform pushd.Platform|""? In render and route: the member's platform (as `m.platform`), which also picks the template's platform version.
+---@field variant string? In render and route: the member's A/B variant (a template with `variants`), which also picks the variant's body.
 local Context = {}
 
 ---True when the member wrote to us within the channel's service window
@@ -119,8 +120,13 @@ function audience(name) end
 ---its language), the platform's table before the generic one at each step.
 ---@alias pushd.PlatformVersion table<string, pushd.LocaleMessage>
 
+---One variant of an A/B test: a template body (locale tables and platform
+---versions), like a template without variants.
+---@alias pushd.VariantBody table<string, pushd.LocaleMessage|pushd.PlatformVersion>
+
 ---@class pushd.TemplateSpec
 ---@field description string?
+---@field variants table<string, pushd.VariantBody>? 2 to 8 named bodies (names: letters, digits, _ or -), e.g. `variants = { a = { en = { … } }, b = { en = { … } } }`; a template with variants has no locale tables of its own. Every variant is rendered at load.
 ---@field render (fun(m: pushd.Member, ctx: pushd.Context): pushd.Message?)? Builds the message in Lua (`ctx.platform` says for which platform); returning nil falls back to the tables.
 ---@field whatsapp pushd.PlatformVersion? e.g. reply buttons with the link in the text (one message carries reply buttons or one URL button, not both).
 ---@field messenger pushd.PlatformVersion?
@@ -171,6 +177,16 @@ function route(fn) end
 ---@field batch pushd.Batch?
 ---@field send_window pushd.SendWindow? Hours to send in (member-local time).
 ---@field policy "bypass"? Frequency caps and quiet hours of config.toml [policy] do not apply (transactional messages; audited). Its sends still count toward other pushes' caps.
+---@field test pushd.Test? An A/B test of the template's variants: the test share first, then the winner to the rest.
+---@field holdout number|string? A control group sent nothing, e.g. 0.05 or "5%"; reported as `control_group`.
+
+---Which member gets which variant is a hash of (push, member): the same
+---after any restart, and an even split.
+---@class pushd.Test
+---@field share number|string The test share of the audience, e.g. 0.2 or "20%".
+---@field wait string How long after the test share is sent the winner is chosen, e.g. "2h".
+---@field metric "read"|"interacted"|"clicked"? The rate the winner is chosen by (default "read").
+---@field winner "auto"|"manual"? "manual" waits for `pushd push pick-winner PUSH VARIANT` (default "auto").
 
 ---Defines a push, created once by name (reloading never sends it twice).
 ---@param name string
