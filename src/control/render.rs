@@ -8,6 +8,7 @@ use crate::protocol::{
     RetryAudienceData, StatusData,
 };
 use crate::util::{duration, table};
+use crate::variants::HOLDOUT;
 
 pub fn status(s: &StatusData) -> String {
     let mut out = table::kv(&[
@@ -431,6 +432,11 @@ pub fn retry_audience(d: &RetryAudienceData) -> String {
 /// One page of recipients: who, what happened, when; then how to go on.
 pub fn recipients(d: &RecipientsData) -> String {
     let when = |t: &Option<String>| t.clone().unwrap_or_default();
+    // A/B pushes: which variant each got ("holdout" for the control group).
+    let ab = d
+        .recipients
+        .iter()
+        .any(|r| r.variant.is_some() || r.skip_reason.as_deref() == Some(HOLDOUT));
     let rows: Vec<Vec<String>> = d
         .recipients
         .iter()
@@ -441,7 +447,7 @@ pub fn recipients(d: &RecipientsData) -> String {
                 (None, None, Some(s)) => s.clone(),
                 _ => String::new(),
             };
-            vec![
+            let mut row = vec![
                 r.delivery_id.to_string(),
                 format!("{}:{}", r.channel, r.channel_user_id),
                 r.name.clone(),
@@ -450,26 +456,36 @@ pub fn recipients(d: &RecipientsData) -> String {
                 when(&r.timeline.read),
                 when(&r.timeline.interacted),
                 detail.chars().take(80).collect(),
-            ]
+            ];
+            if ab {
+                let v = match (&r.variant, r.skip_reason.as_deref()) {
+                    (Some(v), _) => v.clone(),
+                    (None, Some(HOLDOUT)) => HOLDOUT.to_string(),
+                    _ => "-".to_string(),
+                };
+                row.insert(4, v);
+            }
+            row
         })
         .collect();
+    let mut headers = vec![
+        ">DELIVERY",
+        "RECIPIENT",
+        "NAME",
+        "OUTCOME",
+        "SENT",
+        "READ",
+        "INTERACTED",
+        "DETAIL",
+    ];
+    if ab {
+        headers.insert(4, "VARIANT");
+    }
     let mut out = match d.total {
         Some(n) => format!("{}: {n} recipient(s) match\n\n", d.push),
         None => format!("{}: recipients\n\n", d.push),
     };
-    out.push_str(&table::render(
-        &[
-            ">DELIVERY",
-            "RECIPIENT",
-            "NAME",
-            "OUTCOME",
-            "SENT",
-            "READ",
-            "INTERACTED",
-            "DETAIL",
-        ],
-        &rows,
-    ));
+    out.push_str(&table::render(&headers, &rows));
     if let Some(next) = &d.next {
         out.push_str(&format!("\nmore: --after {next}\n"));
     }

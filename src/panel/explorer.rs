@@ -232,6 +232,8 @@ pub struct Tab {
 #[derive(Template)]
 #[template(path = "panel/recipients.html")]
 pub struct RecipientsPage {
+    /// The push's A/B variants (and "holdout"), to filter by; empty: none.
+    pub variants: Vec<String>,
     pub chrome: Chrome,
     pub push: String,
     pub push_href: String,
@@ -323,7 +325,7 @@ async fn draw(
         ),
         (None, None) => format!("{} recipient(s)", page.recipients.len()),
         (None, Some(_)) => format!(
-            "{} shown; a channel or locale filter is not counted (that would read the whole push)",
+            "{} shown; a channel, locale or variant filter is not counted (that would read the whole push)",
             page.recipients.len()
         ),
     };
@@ -336,8 +338,19 @@ async fn draw(
         Some((s, message, typed)) => (s, Some(message), typed),
         None => (status, None, format!("{push}-{slug}")),
     };
+    // A/B pushes: filter by variant (and the control group, if any).
+    let mut variants: Vec<String> = data
+        .push
+        .ab
+        .as_ref()
+        .map(|ab| ab.variants.clone())
+        .unwrap_or_default();
+    if r.ab.as_ref().is_some_and(|a| a.holdout > 0.0) {
+        variants.push(crate::variants::HOLDOUT.to_string());
+    }
     let first = f.first();
     let page_view = RecipientsPage {
+        variants,
         chrome: Chrome {
             section: "pushes",
             ..chrome(format!("{heading} · {push}"), who, None)
