@@ -70,6 +70,8 @@ pub struct PushRow {
     /// Recipients held by quiet hours or the send window, and until when
     /// ("—" when none).
     pub held: String,
+    /// The A/B phase ("" without variants): a new one redraws the page.
+    pub phase: String,
 }
 
 /// Path segment of a push: its name, percent-encoded.
@@ -105,6 +107,7 @@ impl PushRow {
             href: push_href(&p.name),
             status: p.status.clone(),
             reason: p.status_reason.clone().unwrap_or_default(),
+            phase: p.ab.as_ref().map(|a| a.phase.clone()).unwrap_or_default(),
             progress_value: done.min(max),
             progress_max: max,
             progress: format!("{pct:.0}%"),
@@ -141,6 +144,7 @@ impl PushRow {
         json!({
             "id": self.id,
             "status": self.status,
+            "phase": self.phase,
             "progress": [self.progress_value, self.progress_max],
             "fields": {
                 "progress": self.progress,

@@ -52,6 +52,8 @@
       if (!el) continue;
       // A new status changes what the page offers: draw it again.
       if (el.getAttribute("data-status") !== r.status) { location.reload(); return; }
+      // So does a new A/B phase (the winner chosen: the pick buttons go).
+      if (el.hasAttribute("data-phase") && el.getAttribute("data-phase") !== r.phase) { location.reload(); return; }
       Object.keys(r.fields).forEach(function (k) {
         setAll(el, '[data-field="' + k + '"]', function (n) {
           if (n.textContent !== r.fields[k]) n.textContent = r.fields[k];
