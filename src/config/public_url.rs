@@ -45,5 +45,16 @@ mod tests {
         ] {
             assert!(parse_public_url(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_public_url("ftp://x.example.com")
+                .unwrap_err()
+                .to_string(),
+            "\"ftp://x.example.com\" is not an http(s) URL with a host; give one like https://pushd.example.com"
+        );
+        assert_eq!(
+            parse_public_url("https://x/#f").unwrap_err().to_string(),
+            "\"https://x/#f\" has a query or fragment; give the base URL only, like https://pushd.example.com \
+             (pushd appends /webhooks/NAME)"
+        );
     }
 }
