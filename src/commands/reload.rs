@@ -4,7 +4,7 @@
 //! watcher and SIGHUP call the same functions as the socket.
 
 use super::Handles;
-use crate::channel::Channels;
+use crate::channel::{BuildError, Channels};
 use crate::config::Config;
 use crate::model::{fmt_ms, now_ms};
 use crate::protocol::{ReloadData, ReloadStatus};
@@ -86,7 +86,9 @@ pub async fn config(h: &Handles, uid: Option<u32>) -> ReloadStatus {
     };
     let target = current.path.display().to_string();
     let outcome = match Config::load(&current.path) {
-        Ok(new) => apply_config(h, &current, new, &mut status).await,
+        Ok(new) => apply_config(h, &current, new, &mut status)
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => {
             tracing::error!(error = %e, "config reload rejected; the running config stays");
             Err(e.to_string())
@@ -131,7 +133,7 @@ async fn apply_config(
     current: &Config,
     new: Config,
     status: &mut ReloadStatus,
-) -> Result<String, String> {
+) -> Result<String, BuildError> {
     status.restart_required = current
         .restart_required(&new)
         .into_iter()
@@ -142,7 +144,7 @@ async fn apply_config(
         tracing::warn!(settings = ?status.restart_required, "config changed settings that need a restart; they keep their running values");
     }
     if current.channels != new.channels {
-        h.channels.rebuild(&new).map_err(|e| e.to_string())?;
+        h.channels.rebuild(&new)?;
     }
     h.dispatcher
         .apply_config(new.dispatch.rate_per_minute, new.dispatch.concurrency);

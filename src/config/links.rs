@@ -99,11 +99,11 @@ impl LinksConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::config::{Config, ConfigError};
     use std::path::Path;
 
-    fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(text, Path::new("/etc/pushd/config.toml")).map_err(|e| e.to_string())
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/pushd/config.toml"))
     }
 
     #[test]
@@ -132,14 +132,17 @@ mod tests {
             ("preview_window = \"soon\"", "preview_window"),
         ] {
             // The key is named by its field or by its line.
-            let e = parse(&format!("[links]\n{text}\n")).unwrap_err();
+            let e = parse(&format!("[links]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(
                 (e.contains("links.") || e.contains("line 2")) && e.contains(words),
                 "{text}: {e}"
             );
         }
         let e = parse("[http]\nenabled = false\n[links]\npublic_url = \"https://x.example\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("links.public_url") && e.contains("[http] enabled"),
             "{e}"

@@ -3,9 +3,9 @@
 //! naming its key).
 
 use super::{
-    AdminEntry, ChannelConfig, Config, ConfigError, ControlConfig, DaemonConfig, DispatchConfig,
-    HttpConfig, LinksConfig, PanelConfig, PolicyConfig, ReceiptsConfig, ScriptsConfig,
-    parse_public_url, policy, toml_error,
+    AdminEntry, ChannelConfig, Config, ConfigError, ConfigValueError, ControlConfig, DaemonConfig,
+    DispatchConfig, HttpConfig, LinksConfig, PanelConfig, PolicyConfig, ReceiptsConfig,
+    ScriptsConfig, parse_public_url, policy, toml_error,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -15,8 +15,8 @@ use std::time::Duration;
 /// A setting that fails validation: its dotted key and what is wrong with it.
 type Invalid = (String, String);
 
-fn invalid(field: &str, message: impl Into<String>) -> Invalid {
-    (field.into(), message.into())
+fn invalid(field: &str, message: impl std::fmt::Display) -> Invalid {
+    (field.into(), message.to_string())
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -188,17 +188,14 @@ fn check_scripts(scripts: &ScriptsConfig) -> Result<(), Invalid> {
 
 /// The panel acts on pushes: reachable beyond this machine only when the
 /// operator says so (and then a warning at start says to put TLS in front).
-fn check_panel_exposure(http: &HttpConfig, panel: &PanelConfig) -> Result<(), String> {
+fn check_panel_exposure(http: &HttpConfig, panel: &PanelConfig) -> Result<(), ConfigValueError> {
     if !(http.enabled && panel.enabled) || panel.allow_remote {
         return Ok(());
     }
     match http.listen.parse::<std::net::SocketAddr>() {
-        Ok(addr) if !addr.ip().is_loopback() => Err(format!(
-            "http.listen {} is not a loopback address, so the panel would be reachable from the network; \
-             set [panel] allow_remote = true (and put TLS in front of it), or [panel] enabled = false, \
-             or listen on 127.0.0.1",
-            http.listen
-        )),
+        Ok(addr) if !addr.ip().is_loopback() => {
+            Err(ConfigValueError::PanelExposed(http.listen.clone()))
+        }
         _ => Ok(()),
     }
 }

@@ -12,6 +12,7 @@ mod policy;
 mod public_url;
 mod sections;
 mod toml_error;
+mod value_error;
 
 pub use channels::{ChannelConfig, ChannelSecrets, WechatEncryption, encoding_aes_key_shape};
 pub use links::{LinksConfig, Privacy};
@@ -22,6 +23,7 @@ pub use sections::{
     AdminEntry, ControlConfig, DaemonConfig, DispatchConfig, HttpConfig, PanelConfig,
     ReceiptsConfig, ScriptsConfig,
 };
+pub use value_error::ConfigValueError;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -5,6 +5,7 @@
 //! dispatcher (`dispatch::policy`) and counted by the store
 //! (`store::policy`).
 
+use super::ConfigValueError;
 use chrono::NaiveTime;
 use serde::Deserialize;
 use std::fmt;
@@ -35,20 +36,13 @@ pub struct DailyHours {
 
 impl DailyHours {
     /// Parses "HH:MM-HH:MM".
-    pub fn parse(s: &str) -> Result<DailyHours, String> {
-        let bad = || {
-            format!(
-                "{s:?} is not a range of hours like \"21:00-08:00\" (HH:MM-HH:MM, 24h, \
-                 in each member's timezone; it may wrap past midnight)"
-            )
-        };
+    pub fn parse(s: &str) -> Result<DailyHours, ConfigValueError> {
+        let bad = || ConfigValueError::HoursNotRange(s.to_string());
         let (from, to) = s.trim().split_once('-').ok_or_else(bad)?;
         let time = |t: &str| NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| bad());
         let (from, to) = (time(from)?, time(to)?);
         if from == to {
-            return Err(format!(
-                "{s:?} starts and ends at the same time (an empty range)"
-            ));
+            return Err(ConfigValueError::HoursEmpty(s.to_string()));
         }
         Ok(DailyHours { from, to })
     }

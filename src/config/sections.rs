@@ -1,6 +1,7 @@
 //! The plain `config.toml` sections: `[daemon]`, `[control]`, `[http]`,
 //! `[panel]`, `[dispatch]`, `[scripts]` and `[receipts]`, with their defaults.
 
+use super::ConfigValueError;
 use crate::util::duration;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -71,11 +72,11 @@ impl Default for ControlConfig {
 }
 
 impl ControlConfig {
-    pub fn mode_bits(&self) -> Result<u32, String> {
+    pub fn mode_bits(&self) -> Result<u32, ConfigValueError> {
         u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
-            .ok_or_else(|| "must be an octal file mode like \"0660\"".to_string())
+            .ok_or(ConfigValueError::ModeNotOctal)
     }
 }
 

@@ -60,7 +60,7 @@ impl Links {
     pub async fn open(store: &Store, config: Arc<LiveConfig>) -> Result<Links, StoreError> {
         let fresh = Key::generate();
         let bytes = store.write(move |c| stored::key(c, &fresh)).await?;
-        let key = Key::from_bytes(&bytes).map_err(StoreError::Invalid)?;
+        let key = Key::from_bytes(&bytes).map_err(|e| StoreError::Invalid(e.to_string()))?;
         Ok(Links {
             key: Arc::new(key),
             store: store.clone(),

@@ -51,17 +51,22 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// Why stored key material cannot sign tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the stored link key has {0} bytes, not {KEY_LEN}")]
+    WrongLength(usize),
+    #[error("cannot use the link key: {0}")]
+    Unusable(hmac::digest::InvalidLength),
+}
+
 impl Key {
     /// A key from its stored bytes (exactly [`KEY_LEN`] of them).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Key, String> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Key, KeyError> {
         if bytes.len() != KEY_LEN {
-            return Err(format!(
-                "the stored link key has {} bytes, not {KEY_LEN}",
-                bytes.len()
-            ));
+            return Err(KeyError::WrongLength(bytes.len()));
         }
-        let mac = <HmacSha256 as KeyInit>::new_from_slice(bytes)
-            .map_err(|e| format!("cannot use the link key: {e}"))?;
+        let mac = <HmacSha256 as KeyInit>::new_from_slice(bytes).map_err(KeyError::Unusable)?;
         Ok(Key { mac })
     }
 

@@ -212,39 +212,56 @@ pub struct AgainForm {
 /// `datetime-local` text in the browser's timezone (`tz_offset` is
 /// JavaScript's `getTimezoneOffset()`, minutes west of UTC; UTC without it)
 /// as the RFC 3339 time `push.create` takes.
-fn start_at(f: &AgainForm) -> std::result::Result<Option<String>, String> {
+fn start_at(f: &AgainForm) -> std::result::Result<Option<String>, AgainFormError> {
     if f.when != "at" {
         return Ok(None);
     }
     let text = f.at.trim();
     let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
         .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
-        .map_err(|_| format!("Start At {text:?} is not a date and time like 2026-11-27T09:00"))?;
+        .map_err(|_| AgainFormError::NotDateTime(text.to_string()))?;
     let west: i32 = match f.tz_offset.trim() {
         "" => 0,
         o => o
             .parse()
             .ok()
             .filter(|m: &i32| m.abs() <= 14 * 60)
-            .ok_or_else(|| format!("timezone offset {o:?} is not a number of minutes"))?,
+            .ok_or_else(|| AgainFormError::OffsetNotMinutes(o.to_string()))?,
     };
-    let offset = chrono::FixedOffset::east_opt(-west * 60)
-        .ok_or_else(|| "the timezone offset is out of range".to_string())?;
+    let offset =
+        chrono::FixedOffset::east_opt(-west * 60).ok_or(AgainFormError::OffsetOutOfRange)?;
     let at = naive
         .and_local_timezone(offset)
         .single()
-        .ok_or_else(|| format!("Start At {text:?} does not exist in your timezone"))?;
+        .ok_or_else(|| AgainFormError::NotInTimezone(text.to_string()))?;
     Ok(Some(at.to_rfc3339()))
 }
 
-fn rate(f: &AgainForm) -> std::result::Result<Option<u32>, String> {
+fn rate(f: &AgainForm) -> std::result::Result<Option<u32>, AgainFormError> {
     match f.rate.trim() {
         "" => Ok(None),
         r => r
             .parse::<u32>()
             .map(Some)
-            .map_err(|_| format!("rate {r:?} is not a whole number of messages per minute")),
+            .map_err(|_| AgainFormError::RateNotNumber(r.to_string())),
     }
+}
+
+/// Why the "run again" form's start time or rate cannot be read; shown to
+/// the operator above the form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum AgainFormError {
+    #[error("Start At {0:?} is not a date and time like 2026-11-27T09:00")]
+    NotDateTime(String),
+    #[error("timezone offset {0:?} is not a number of minutes")]
+    OffsetNotMinutes(String),
+    #[error("the timezone offset is out of range")]
+    OffsetOutOfRange,
+    /// A local time skipped by a daylight-saving change.
+    #[error("Start At {0:?} does not exist in your timezone")]
+    NotInTimezone(String),
+    #[error("rate {0:?} is not a whole number of messages per minute")]
+    RateNotNumber(String),
 }
 
 pub async fn again(
@@ -272,7 +289,7 @@ pub async fn again(
                 .await
                 .map_err(|e| (page::failure(&e).status(), e.message))
         }
-        Err(message) => Err((StatusCode::BAD_REQUEST, message)),
+        Err(e) => Err((StatusCode::BAD_REQUEST, e.to_string())),
     };
     match result {
         Ok(created) => {
@@ -335,7 +352,15 @@ mod tests {
                 .unwrap(),
             "2026-11-27T09:00:00+00:00"
         );
-        assert!(start_at(&form("at", "tomorrow", "0")).is_err());
-        assert!(start_at(&form("at", "2026-11-27T09:00", "x")).is_err());
+        assert_eq!(
+            start_at(&form("at", "tomorrow", "0"))
+                .unwrap_err()
+                .to_string(),
+            "Start At \"tomorrow\" is not a date and time like 2026-11-27T09:00"
+        );
+        assert_eq!(
+            start_at(&form("at", "2026-11-27T09:00", "x")).unwrap_err(),
+            AgainFormError::OffsetNotMinutes("x".into())
+        );
     }
 }

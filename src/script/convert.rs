@@ -218,24 +218,103 @@ pub(crate) fn route_call(
 
 pub(crate) const MESSAGE_KEYS: &[&str] = &["text", "buttons", "quick_replies", "image"];
 
+/// What is wrong with a value a script hands back: a message table (from
+/// `render` or a template definition) or `route`'s result.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConvertError {
+    #[error(transparent)]
+    Lua(#[from] mlua::Error),
+    #[error("{0} is not valid UTF-8")]
+    NotUtf8(String),
+    #[error("{what} must be a string, found {found}")]
+    NotText { what: String, found: &'static str },
+    /// `key` as written: a quoted name, or `a <type> key`.
+    #[error("{what}: unknown key {key} (it takes: {allowed})")]
+    UnknownKey {
+        what: String,
+        key: String,
+        allowed: String,
+    },
+    #[error("{0} must be a list of {{ title = …, payload = … }} tables")]
+    NotButtonList(String),
+    #[error("{0} must be a list (1, 2, 3, …)")]
+    NotList(String),
+    #[error("{0} must be a table {{ title = …, payload = … }}")]
+    ButtonNotTable(String),
+    #[error("{0} needs a title")]
+    ButtonWithoutTitle(String),
+    #[error("{0} needs exactly one of payload or url")]
+    ButtonPayloadOrUrl(String),
+    #[error("{what}.track must be true or false, found {found}")]
+    TrackNotBool { what: String, found: &'static str },
+    #[error(
+        "render must return a table {{ text = …, buttons = …, quick_replies = …, image = … }}, found {0}"
+    )]
+    RenderNotTable(&'static str),
+    #[error("the message needs a text")]
+    MessageWithoutText,
+    #[error(
+        "track = true works in template tables; a render function's buttons are sent as they are"
+    )]
+    TrackInRender,
+    #[error("route must return a table ({{ channel = … }} or {{ skip = \"reason\" }}), found {0}")]
+    RouteNotTable(&'static str),
+    #[error("route result: unknown key {0:?} (it takes: {keys})", keys = ROUTE_KEYS.join(", "))]
+    RouteUnknownKey(String),
+    #[error(
+        "route result: unknown key (a {0} key; it takes: {keys})",
+        keys = ROUTE_KEYS.join(", ")
+    )]
+    RouteKeyNotName(&'static str),
+    #[error("a {{ skip = \"reason\" }} result takes no other keys")]
+    SkipWithOtherKeys,
+    #[error("route result needs a channel (or skip = \"reason\")")]
+    NoChannel,
+    #[error("route result has an empty channel")]
+    EmptyChannel,
+    /// `template`, `language` or `params` with a free-form message.
+    #[error("{0} is only for kind = \"template\"")]
+    OnlyForTemplates(&'static str),
+    #[error("tag is only for free-form messages (kind = \"message\")")]
+    TagOnTemplate,
+    #[error("kind = \"template\" needs template = \"<platform template name>\"")]
+    NoTemplateName,
+    #[error("params must be a list of strings")]
+    ParamsNotList,
+    #[error("params must be a list of strings, found {0}")]
+    ParamsNotTable(&'static str),
+    #[error("kind must be \"message\" or \"template\", found {0:?}")]
+    UnknownKind(String),
+}
+
+/// Template definitions and `api` collect their problems as text; the
+/// shared readers ([`text_of`], [`check_keys`], [`buttons_of`]) return
+/// whichever of the two their caller keeps.
+impl From<ConvertError> for String {
+    fn from(e: ConvertError) -> String {
+        e.to_string()
+    }
+}
+
 /// Text of a string-ish Lua value (numbers are accepted and formatted).
-pub(crate) fn text_of(v: &Value, what: &str) -> Result<String, String> {
+pub(crate) fn text_of<E: From<ConvertError>>(v: &Value, what: &str) -> Result<String, E> {
     match v {
         Value::String(s) => s
             .to_str()
             .map(|s| s.to_string())
-            .map_err(|_| format!("{what} is not valid UTF-8")),
+            .map_err(|_| ConvertError::NotUtf8(what.to_string()).into()),
         Value::Integer(i) => Ok(i.to_string()),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(format!(
-            "{what} must be a string, found {}",
-            other.type_name()
-        )),
+        other => Err(ConvertError::NotText {
+            what: what.to_string(),
+            found: other.type_name(),
+        }
+        .into()),
     }
 }
 
-fn opt_text(t: &Table, key: &str, what: &str) -> Result<Option<String>, String> {
-    let v: Value = t.raw_get(key).map_err(|e| e.to_string())?;
+fn opt_text(t: &Table, key: &str, what: &str) -> Result<Option<String>, ConvertError> {
+    let v: Value = t.raw_get(key)?;
     match v {
         Value::Nil => Ok(None),
         v => text_of(&v, what).map(Some),
@@ -243,87 +322,86 @@ fn opt_text(t: &Table, key: &str, what: &str) -> Result<Option<String>, String> 
 }
 
 /// Checks a table's keys against `allowed`; the error names the first stranger.
-pub(crate) fn check_keys(t: &Table, allowed: &[&str], what: &str) -> Result<(), String> {
+pub(crate) fn check_keys<E: From<ConvertError>>(
+    t: &Table,
+    allowed: &[&str],
+    what: &str,
+) -> Result<(), E> {
     for pair in t.pairs::<Value, Value>() {
-        let (k, _) = pair.map_err(|e| e.to_string())?;
+        let (k, _) = pair.map_err(ConvertError::Lua)?;
         let ok = match &k {
             Value::String(s) => allowed.iter().any(|a| s.as_bytes() == a.as_bytes()),
             _ => false,
         };
         if !ok {
-            let name = match &k {
+            let key = match &k {
                 Value::String(s) => format!("{:?}", s.to_string_lossy()),
                 other => format!("a {} key", other.type_name()),
             };
-            return Err(format!(
-                "{what}: unknown key {name} (it takes: {})",
-                allowed.join(", ")
-            ));
+            return Err(ConvertError::UnknownKey {
+                what: what.to_string(),
+                key,
+                allowed: allowed.join(", "),
+            }
+            .into());
         }
     }
     Ok(())
 }
 
 /// Reads a list of `{ title, payload }` / `{ title, url [, track] }` tables.
-pub(crate) fn buttons_of<T>(
+pub(crate) fn buttons_of<T, E: From<ConvertError>>(
     v: &Value,
     what: &str,
-    mut make: impl FnMut(String, Option<String>, Option<String>, Option<bool>) -> Result<T, String>,
-) -> Result<Vec<T>, String> {
+    mut make: impl FnMut(String, Option<String>, Option<String>, Option<bool>) -> Result<T, E>,
+) -> Result<Vec<T>, E> {
     let Value::Table(list) = v else {
-        return Err(format!(
-            "{what} must be a list of {{ title = …, payload = … }} tables"
-        ));
+        return Err(ConvertError::NotButtonList(what.to_string()).into());
     };
     let mut out = Vec::new();
     for (i, item) in list.sequence_values::<Value>().enumerate() {
-        let item = item.map_err(|e| e.to_string())?;
+        let item = item.map_err(ConvertError::Lua)?;
         let w = format!("{what}[{}]", i + 1);
         let Value::Table(b) = item else {
-            return Err(format!("{w} must be a table {{ title = …, payload = … }}"));
+            return Err(ConvertError::ButtonNotTable(w).into());
         };
-        check_keys(&b, &["title", "payload", "url", "track"], &w)?;
+        check_keys::<E>(&b, &["title", "payload", "url", "track"], &w)?;
         let title = opt_text(&b, "title", &format!("{w}.title"))?
-            .ok_or_else(|| format!("{w} needs a title"))?;
+            .ok_or_else(|| ConvertError::ButtonWithoutTitle(w.clone()))?;
         let payload = opt_text(&b, "payload", &format!("{w}.payload"))?;
         let url = opt_text(&b, "url", &format!("{w}.url"))?;
         if payload.is_some() == url.is_some() {
-            return Err(format!("{w} needs exactly one of payload or url"));
+            return Err(ConvertError::ButtonPayloadOrUrl(w).into());
         }
-        let track = match b.raw_get::<Value>("track").map_err(|e| e.to_string())? {
+        let track = match b.raw_get::<Value>("track").map_err(ConvertError::Lua)? {
             Value::Nil => None,
             Value::Boolean(t) => Some(t),
             other => {
-                return Err(format!(
-                    "{w}.track must be true or false, found {}",
-                    other.type_name()
-                ));
+                return Err(ConvertError::TrackNotBool {
+                    what: w,
+                    found: other.type_name(),
+                }
+                .into());
             }
         };
         out.push(make(title, payload, url, track)?);
     }
     if out.len() != list.raw_len() {
-        return Err(format!("{what} must be a list (1, 2, 3, …)"));
+        return Err(ConvertError::NotList(what.to_string()).into());
     }
     Ok(out)
 }
 
 /// A message table as `render` returns it.
-pub(crate) fn message_of(v: &Value) -> Result<Message, String> {
+pub(crate) fn message_of(v: &Value) -> Result<Message, ConvertError> {
     let Value::Table(t) = v else {
-        return Err(format!(
-            "render must return a table {{ text = …, buttons = …, quick_replies = …, image = … }}, found {}",
-            v.type_name()
-        ));
+        return Err(ConvertError::RenderNotTable(v.type_name()));
     };
-    check_keys(t, MESSAGE_KEYS, "message")?;
-    let text = opt_text(t, "text", "text")?.ok_or("the message needs a text")?;
+    check_keys::<ConvertError>(t, MESSAGE_KEYS, "message")?;
+    let text = opt_text(t, "text", "text")?.ok_or(ConvertError::MessageWithoutText)?;
     let plain = |title, payload, url, track: Option<bool>| {
         if track == Some(true) {
-            return Err(
-                "track = true works in template tables; a render function's buttons are sent as they are"
-                    .to_string(),
-            );
+            return Err(ConvertError::TrackInRender);
         }
         Ok(Button {
             title,
@@ -331,14 +409,11 @@ pub(crate) fn message_of(v: &Value) -> Result<Message, String> {
             url,
         })
     };
-    let buttons = match t.raw_get::<Value>("buttons").map_err(|e| e.to_string())? {
+    let buttons = match t.raw_get::<Value>("buttons")? {
         Value::Nil => Vec::new(),
         v => buttons_of(&v, "buttons", plain)?,
     };
-    let quick_replies = match t
-        .raw_get::<Value>("quick_replies")
-        .map_err(|e| e.to_string())?
-    {
+    let quick_replies = match t.raw_get::<Value>("quick_replies")? {
         Value::Nil => Vec::new(),
         v => buttons_of(&v, "quick_replies", plain)?,
     };
@@ -356,18 +431,15 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
 
 /// What `route` returned → `Routed`. `message` is the rendered message.
 /// One pass over the table: this runs once per recipient.
-pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Routed, String> {
+pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Routed, ConvertError> {
     let Value::Table(t) = v else {
-        return Err(format!(
-            "route must return a table ({{ channel = … }} or {{ skip = \"reason\" }}), found {}",
-            v.type_name()
-        ));
+        return Err(ConvertError::RouteNotTable(v.type_name()));
     };
     let (mut channel, mut kind, mut template, mut language, mut params, mut tag, mut skip) =
         (None, None, None, None, None, None, None);
     let mut count = 0;
     for pair in t.pairs::<Value, Value>() {
-        let (k, v) = pair.map_err(|e| e.to_string())?;
+        let (k, v) = pair?;
         count += 1;
         let slot = match &k {
             Value::String(s) => match &*s.as_bytes() {
@@ -379,34 +451,25 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
                 b"tag" => &mut tag,
                 b"skip" => &mut skip,
                 other => {
-                    return Err(format!(
-                        "route result: unknown key {:?} (it takes: {})",
-                        String::from_utf8_lossy(other),
-                        ROUTE_KEYS.join(", ")
-                    ));
+                    let key = String::from_utf8_lossy(other).into_owned();
+                    return Err(ConvertError::RouteUnknownKey(key));
                 }
             },
-            other => {
-                return Err(format!(
-                    "route result: unknown key (a {} key; it takes: {})",
-                    other.type_name(),
-                    ROUTE_KEYS.join(", ")
-                ));
-            }
+            other => return Err(ConvertError::RouteKeyNotName(other.type_name())),
         };
         *slot = Some(v);
     }
-    let text = |v: Option<Value>, what: &str| v.map(|v| text_of(&v, what)).transpose();
+    let text =
+        |v: Option<Value>, what: &str| v.map(|v| text_of::<ConvertError>(&v, what)).transpose();
     if let Some(reason) = text(skip, "skip")? {
         if count != 1 {
-            return Err("a { skip = \"reason\" } result takes no other keys".into());
+            return Err(ConvertError::SkipWithOtherKeys);
         }
         return Ok(Routed::Skip { reason });
     }
-    let channel =
-        text(channel, "channel")?.ok_or("route result needs a channel (or skip = \"reason\")")?;
+    let channel = text(channel, "channel")?.ok_or(ConvertError::NoChannel)?;
     if channel.is_empty() {
-        return Err("route result has an empty channel".into());
+        return Err(ConvertError::EmptyChannel);
     }
     let outbound = match text(kind, "kind")?.as_deref() {
         None | Some("message") => {
@@ -416,7 +479,7 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
                 ("params", &params),
             ] {
                 if v.is_some() {
-                    return Err(format!("{k} is only for kind = \"template\""));
+                    return Err(ConvertError::OnlyForTemplates(k));
                 }
             }
             Outbound::Message {
@@ -426,30 +489,23 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
         }
         Some("template") => {
             if tag.is_some() {
-                return Err("tag is only for free-form messages (kind = \"message\")".into());
+                return Err(ConvertError::TagOnTemplate);
             }
-            let name = text(template, "template")?
-                .ok_or("kind = \"template\" needs template = \"<platform template name>\"")?;
+            let name = text(template, "template")?.ok_or(ConvertError::NoTemplateName)?;
             let language = text(language, "language")?.unwrap_or_else(|| m.locale.clone());
             let params = match params {
                 None => Vec::new(),
                 Some(Value::Table(p)) => {
                     let mut out = Vec::new();
                     for (i, x) in p.sequence_values::<Value>().enumerate() {
-                        let x = x.map_err(|e| e.to_string())?;
-                        out.push(text_of(&x, &format!("params[{}]", i + 1))?);
+                        out.push(text_of::<ConvertError>(&x?, &format!("params[{}]", i + 1))?);
                     }
                     if out.len() != p.raw_len() {
-                        return Err("params must be a list of strings".into());
+                        return Err(ConvertError::ParamsNotList);
                     }
                     out
                 }
-                Some(other) => {
-                    return Err(format!(
-                        "params must be a list of strings, found {}",
-                        other.type_name()
-                    ));
-                }
+                Some(other) => return Err(ConvertError::ParamsNotTable(other.type_name())),
             };
             Outbound::Template {
                 name,
@@ -457,11 +513,7 @@ pub(crate) fn routed_of(v: &Value, message: Message, m: &Member) -> Result<Route
                 params,
             }
         }
-        Some(other) => {
-            return Err(format!(
-                "kind must be \"message\" or \"template\", found {other:?}"
-            ));
-        }
+        Some(other) => return Err(ConvertError::UnknownKind(other.to_string())),
     };
     Ok(Routed::Send { channel, outbound })
 }

@@ -31,6 +31,51 @@ pub(crate) const MEMBER_FIELDS: &[&str] = &[
     "timezone",
 ];
 
+/// Why a template text does not compile or its tracked links cannot be
+/// numbered; the caller adds which text (`en.text`, `buttons[2]` …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TemplateError {
+    #[error("contains a character from U+FDD0 to U+FDDF, which pushd reserves for tracked links")]
+    ReservedCharacter,
+    /// The text after the `{{` (its first 30 characters).
+    #[error("unclosed placeholder \"{{{{{0}\"")]
+    Unclosed(String),
+    #[error(
+        "unknown placeholder {{{{{0}}}}}: use one of {fields} or attributes.<key>",
+        fields = MEMBER_FIELDS.join(", ")
+    )]
+    UnknownPlaceholder(String),
+    #[error(
+        "placeholder {{{{{0}}}}} has an invalid attribute key (use letters, digits, '_' or '-')"
+    )]
+    InvalidAttributeKey(String),
+    #[error("{{{{{0}}}}} needs one quoted URL: {{{{track \"https://…\"}}}}")]
+    TrackNeedsQuotedUrl(String),
+    #[error("tracked URL {0:?} must be an http(s) address like \"https://shop.example.com/sale\"")]
+    TrackedUrlNotHttp(String),
+    #[error("tracked URL {url:?} is not a URL ({reason})")]
+    TrackedUrlNotUrl { url: String, reason: String },
+    #[error(
+        "tracks more than {count} different URLs, the most one template can",
+        count = marker::COUNT
+    )]
+    TooManyLinks,
+    /// `track = true` on a payload button (named by `{0}`, e.g. `buttons[1]`).
+    #[error("{0}: track = true is for URL buttons (url = …)")]
+    TrackWithoutUrl(String),
+    #[error(
+        "{0}: a tracked URL must be fixed (it is registered once per push), but this one has placeholders; \
+         write track = false to send it untracked"
+    )]
+    TrackedUrlNotFixed(String),
+    /// A tracked button's URL is refused (the button is `what`).
+    #[error("{what}: {error}")]
+    InButton {
+        what: String,
+        error: Box<TemplateError>,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Field {
     Id,
@@ -63,9 +108,9 @@ pub(crate) struct Text {
 }
 
 impl Text {
-    pub(crate) fn compile(src: &str) -> Result<Text, String> {
+    pub(crate) fn compile(src: &str) -> Result<Text, TemplateError> {
         if marker::contains_marker(src) {
-            return Err("contains a character from U+FDD0 to U+FDDF, which pushd reserves for tracked links".into());
+            return Err(TemplateError::ReservedCharacter);
         }
         let mut parts = Vec::new();
         let mut rest = src;
@@ -76,7 +121,7 @@ impl Text {
             let after = &rest[open + 2..];
             let close = after
                 .find("}}")
-                .ok_or_else(|| format!("unclosed placeholder \"{{{{{}\"", truncate(after, 30)))?;
+                .ok_or_else(|| TemplateError::Unclosed(truncate(after, 30)))?;
             let inner = &after[..close];
             rest = &after[close + 2..];
             if let Some(url) = tracked_url(inner)? {
@@ -138,7 +183,7 @@ impl Text {
     }
 
     /// Numbers its `{{track}}` links in `links` (the template's list).
-    fn number_links(&mut self, links: &mut Vec<String>) -> Result<(), String> {
+    fn number_links(&mut self, links: &mut Vec<String>) -> Result<(), TemplateError> {
         for p in &mut self.parts {
             if let Part::Track { url, link } = p {
                 *link = link_number(links, url)?;
@@ -149,15 +194,12 @@ impl Text {
 }
 
 /// `url`'s number in the template's list of tracked URLs (added if new).
-fn link_number(links: &mut Vec<String>, url: &str) -> Result<u8, String> {
+fn link_number(links: &mut Vec<String>, url: &str) -> Result<u8, TemplateError> {
     if let Some(i) = links.iter().position(|u| u == url) {
         return Ok(i as u8);
     }
     if links.len() >= usize::from(marker::COUNT) {
-        return Err(format!(
-            "tracks more than {} different URLs, the most one template can",
-            marker::COUNT
-        ));
+        return Err(TemplateError::TooManyLinks);
     }
     links.push(url.to_string());
     Ok((links.len() - 1) as u8)
@@ -165,7 +207,7 @@ fn link_number(links: &mut Vec<String>, url: &str) -> Result<u8, String> {
 
 /// `track "URL"` → the URL, checked and normalised; None when the
 /// placeholder is not a `track`.
-fn tracked_url(inner: &str) -> Result<Option<String>, String> {
+fn tracked_url(inner: &str) -> Result<Option<String>, TemplateError> {
     let t = inner.trim();
     let Some(arg) = t.strip_prefix("track") else {
         return Ok(None);
@@ -178,21 +220,22 @@ fn tracked_url(inner: &str) -> Result<Option<String>, String> {
         .strip_prefix('"')
         .and_then(|a| a.strip_suffix('"'))
         .filter(|u| !u.contains('"'))
-        .ok_or_else(|| format!("{{{{{t}}}}} needs one quoted URL: {{{{track \"https://…\"}}}}"))?;
+        .ok_or_else(|| TemplateError::TrackNeedsQuotedUrl(t.to_string()))?;
     check_tracked_url(url).map(Some)
 }
 
 /// A URL a click may be sent to: absolute http(s) with a host. Returned
 /// normalised (the form stored and redirected to).
-pub(crate) fn check_tracked_url(url: &str) -> Result<String, String> {
+pub(crate) fn check_tracked_url(url: &str) -> Result<String, TemplateError> {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
             Ok(u.to_string())
         }
-        Ok(_) => Err(format!(
-            "tracked URL {url:?} must be an http(s) address like \"https://shop.example.com/sale\""
-        )),
-        Err(e) => Err(format!("tracked URL {url:?} is not a URL ({e})")),
+        Ok(_) => Err(TemplateError::TrackedUrlNotHttp(url.to_string())),
+        Err(e) => Err(TemplateError::TrackedUrlNotUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -200,7 +243,7 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-fn parse_field(name: &str) -> Result<Field, String> {
+fn parse_field(name: &str) -> Result<Field, TemplateError> {
     let field = match name {
         "id" => Field::Id,
         "channel" => Field::Channel,
@@ -213,18 +256,11 @@ fn parse_field(name: &str) -> Result<Field, String> {
             Some(path) => {
                 let keys: Vec<String> = path.split('.').map(str::to_string).collect();
                 if keys.iter().any(|k| !valid_attribute_key(k)) {
-                    return Err(format!(
-                        "placeholder {{{{{other}}}}} has an invalid attribute key (use letters, digits, '_' or '-')"
-                    ));
+                    return Err(TemplateError::InvalidAttributeKey(other.to_string()));
                 }
                 Field::Attribute(keys)
             }
-            None => {
-                return Err(format!(
-                    "unknown placeholder {{{{{other}}}}}: use one of {} or attributes.<key>",
-                    MEMBER_FIELDS.join(", ")
-                ));
-            }
+            None => return Err(TemplateError::UnknownPlaceholder(other.to_string())),
         },
     };
     Ok(field)
@@ -322,7 +358,7 @@ impl CompiledMessage {
         &mut self,
         links: &mut Vec<String>,
         track_buttons: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), TemplateError> {
         self.text.number_links(links)?;
         if let Some(img) = &mut self.image {
             img.number_links(links)?;
@@ -341,7 +377,7 @@ impl CompiledMessage {
                 }
                 let Some(url) = &b.url else {
                     if b.track == Some(true) {
-                        return Err(format!("{what}: track = true is for URL buttons (url = …)"));
+                        return Err(TemplateError::TrackWithoutUrl(what));
                     }
                     continue;
                 };
@@ -350,13 +386,13 @@ impl CompiledMessage {
                 {
                     continue;
                 }
-                let fixed = url.literal().ok_or_else(|| {
-                    format!(
-                        "{what}: a tracked URL must be fixed (it is registered once per push), but this one has placeholders; \
-                         write track = false to send it untracked"
-                    )
+                let fixed = url
+                    .literal()
+                    .ok_or_else(|| TemplateError::TrackedUrlNotFixed(what.clone()))?;
+                let fixed = check_tracked_url(fixed).map_err(|e| TemplateError::InButton {
+                    what,
+                    error: Box::new(e),
                 })?;
-                let fixed = check_tracked_url(fixed).map_err(|e| format!("{what}: {e}"))?;
                 b.link = Some(link_number(links, &fixed)?);
             }
         }
@@ -478,14 +514,20 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_unclosed_placeholders() {
-        assert!(
-            Text::compile("{{nme}}")
-                .unwrap_err()
-                .contains("unknown placeholder {{nme}}")
+        let e = |src: &str| Text::compile(src).unwrap_err().to_string();
+        assert_eq!(
+            e("{{nme}}"),
+            "unknown placeholder {{nme}}: use one of id, channel, platform, channel_user_id, name, locale, timezone or attributes.<key>"
         );
-        assert!(Text::compile("Hi {{name").unwrap_err().contains("unclosed"));
-        assert!(Text::compile("{{attributes.}}").is_err());
-        assert!(Text::compile("{{attributes.a b}}").is_err());
+        assert_eq!(e("Hi {{name"), "unclosed placeholder \"{{name\"");
+        assert_eq!(
+            e("{{attributes.}}"),
+            "placeholder {{attributes.}} has an invalid attribute key (use letters, digits, '_' or '-')"
+        );
+        assert_eq!(
+            Text::compile("{{attributes.a b}}").unwrap_err(),
+            TemplateError::InvalidAttributeKey("attributes.a b".into())
+        );
     }
 
     #[test]
@@ -511,14 +553,17 @@ mod tests {
             (r#"{{track "/relative"}}"#, "not a URL"),
             ("x \u{FDD3} y", "reserves"),
         ] {
-            let e = Text::compile(src).unwrap_err();
+            let e = Text::compile(src).unwrap_err().to_string();
             assert!(e.contains(words), "{src}: {e}");
         }
         // Not a track: an unknown placeholder like any other.
-        assert!(
-            Text::compile("{{tracking}}")
-                .unwrap_err()
-                .contains("unknown placeholder")
+        assert_eq!(
+            Text::compile("{{tracking}}").unwrap_err(),
+            TemplateError::UnknownPlaceholder("tracking".into())
+        );
+        assert_eq!(
+            Text::compile("{{track}}").unwrap_err().to_string(),
+            "{{track}} needs one quoted URL: {{track \"https://…\"}}"
         );
     }
 
@@ -552,7 +597,11 @@ mod tests {
         assert_eq!(msg.buttons[1].url.as_deref(), Some("https://b.example/7"));
         // `track_buttons` tracks the second one too, and it has a placeholder.
         let e = m.number_links(&mut Vec::new(), true).unwrap_err();
-        assert!(e.contains("buttons[2]") && e.contains("fixed"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "buttons[2]: a tracked URL must be fixed (it is registered once per push), but this one has placeholders; \
+             write track = false to send it untracked"
+        );
         m.buttons[1].track = Some(false);
         let mut links = Vec::new();
         m.number_links(&mut links, true).unwrap();

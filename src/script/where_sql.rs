@@ -9,7 +9,7 @@ use super::SqlFilter;
 use super::template::{is_locale_tag, valid_attribute_key};
 use crate::model::Platform;
 use crate::model::SqlValue as Sql;
-use crate::util::duration;
+use crate::util::duration::{self, DurationError};
 use mlua::{Table, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -49,6 +49,50 @@ pub(crate) struct Where {
     pub attributes: Vec<(String, Vec<AttrValue>)>,
 }
 
+/// What is wrong with one key of a `where` table (the key is added by
+/// [`parse`]).
+#[derive(Debug, thiserror::Error)]
+enum WhereError {
+    #[error(transparent)]
+    Lua(#[from] mlua::Error),
+    #[error("unknown key {0:?} (where takes: {keys})", keys = WHERE_KEYS.join(", "))]
+    UnknownKey(String),
+    #[error(
+        "unknown platform {0:?} (platforms: {names})",
+        names = Platform::ALL.map(|p| p.as_str()).join(", ")
+    )]
+    UnknownPlatform(String),
+    #[error("must be true or false, found {0}")]
+    NotBool(&'static str),
+    #[error("{0:?} is not a locale like \"en\" or \"zh-CN\"")]
+    NotLocale(String),
+    #[error(transparent)]
+    Duration(#[from] DurationError),
+    #[error("must be longer than 0s")]
+    ZeroDuration,
+    #[error("must be a duration like \"30d\" or \"12h\"")]
+    NotDuration,
+    #[error("list items must be strings, found {0}")]
+    ItemNotString(&'static str),
+    #[error("must be a string or a non-empty list of strings")]
+    NotStringList,
+    #[error("must be a string or a list of strings, found {0}")]
+    NotStrings(&'static str),
+    #[error("values must be strings, numbers or booleans, found {0}")]
+    NotAttrValue(&'static str),
+    #[error("must be a table like {{ plan = \"pro\" }}")]
+    AttributesNotTable,
+    #[error("keys must be attribute names")]
+    AttributeKeyNotName,
+    #[error("{0:?} is not a valid attribute name (letters, digits, '_' or '-')")]
+    InvalidAttributeName(String),
+    #[error("{0}: an empty list matches nobody")]
+    EmptyAttributeList(String),
+    /// A problem with one attribute's value.
+    #[error("{key}: {error}")]
+    InAttribute { key: String, error: Box<WhereError> },
+}
+
 /// Reads `where`; every problem is returned (one message each).
 pub(crate) fn parse(t: &Table) -> Result<Where, Vec<String>> {
     let mut w = Where::default();
@@ -71,18 +115,14 @@ pub(crate) fn parse(t: &Table) -> Result<Where, Vec<String>> {
                 continue;
             }
         };
-        let r: Result<(), String> = (|| {
+        let r: Result<(), WhereError> = (|| {
             match key.as_str() {
                 "platform" => {
                     let names = strings(&v)?;
                     let mut out = Vec::new();
                     for n in names {
-                        out.push(Platform::parse(&n).ok_or_else(|| {
-                            format!(
-                                "unknown platform {n:?} (platforms: {})",
-                                Platform::ALL.map(|p| p.as_str()).join(", ")
-                            )
-                        })?);
+                        let platform = Platform::parse(&n);
+                        out.push(platform.ok_or(WhereError::UnknownPlatform(n))?);
                     }
                     w.platform = Some(out);
                 }
@@ -92,12 +132,12 @@ pub(crate) fn parse(t: &Table) -> Result<Where, Vec<String>> {
                 "tags_none" => w.tags_none = strings(&v)?,
                 "subscribed" => match v {
                     Value::Boolean(b) => w.subscribed = Some(b),
-                    _ => return Err(format!("must be true or false, found {}", v.type_name())),
+                    _ => return Err(WhereError::NotBool(v.type_name())),
                 },
                 "locale" => {
                     let ls = strings(&v)?;
                     if let Some(bad) = ls.iter().find(|l| !is_locale_tag(l)) {
-                        return Err(format!("{bad:?} is not a locale like \"en\" or \"zh-CN\""));
+                        return Err(WhereError::NotLocale(bad.clone()));
                     }
                     w.locale = Some(ls);
                 }
@@ -105,28 +145,21 @@ pub(crate) fn parse(t: &Table) -> Result<Where, Vec<String>> {
                     Value::String(s) => {
                         let d = duration::parse(&s.to_string_lossy())?;
                         if d.is_zero() {
-                            return Err("must be longer than 0s".into());
+                            return Err(WhereError::ZeroDuration);
                         }
                         w.last_interaction_within = Some(d);
                     }
-                    _ => return Err("must be a duration like \"30d\" or \"12h\"".into()),
+                    _ => return Err(WhereError::NotDuration),
                 },
                 "attributes" => w.attributes = attributes(&v)?,
-                other => {
-                    return Err(format!(
-                        "unknown key {other:?} (where takes: {})",
-                        WHERE_KEYS.join(", ")
-                    ));
-                }
+                other => return Err(WhereError::UnknownKey(other.to_string())),
             }
             Ok(())
         })();
-        if let Err(e) = r {
-            if e.starts_with("unknown key") {
-                errors.push(format!("where: {e}"));
-            } else {
-                errors.push(format!("where.{key}: {e}"));
-            }
+        match r {
+            Ok(()) => {}
+            Err(e @ WhereError::UnknownKey(_)) => errors.push(format!("where: {e}")),
+            Err(e) => errors.push(format!("where.{key}: {e}")),
         }
     }
     if errors.is_empty() {
@@ -137,82 +170,68 @@ pub(crate) fn parse(t: &Table) -> Result<Where, Vec<String>> {
 }
 
 /// A string, or a non-empty list of strings.
-fn strings(v: &Value) -> Result<Vec<String>, String> {
+fn strings(v: &Value) -> Result<Vec<String>, WhereError> {
     match v {
-        Value::String(s) => Ok(vec![s.to_str().map_err(|e| e.to_string())?.to_string()]),
+        Value::String(s) => Ok(vec![s.to_str()?.to_string()]),
         Value::Table(t) => {
             let mut out = Vec::new();
             for item in t.sequence_values::<Value>() {
-                match item.map_err(|e| e.to_string())? {
-                    Value::String(s) => {
-                        out.push(s.to_str().map_err(|e| e.to_string())?.to_string())
-                    }
-                    other => {
-                        return Err(format!(
-                            "list items must be strings, found {}",
-                            other.type_name()
-                        ));
-                    }
+                match item? {
+                    Value::String(s) => out.push(s.to_str()?.to_string()),
+                    other => return Err(WhereError::ItemNotString(other.type_name())),
                 }
             }
             if out.is_empty()
                 || out.len() != t.raw_len()
                 || t.pairs::<Value, Value>().count() != out.len()
             {
-                return Err("must be a string or a non-empty list of strings".into());
+                return Err(WhereError::NotStringList);
             }
             Ok(out)
         }
-        other => Err(format!(
-            "must be a string or a list of strings, found {}",
-            other.type_name()
-        )),
+        other => Err(WhereError::NotStrings(other.type_name())),
     }
 }
 
-fn attr_value(v: &Value) -> Result<AttrValue, String> {
+fn attr_value(v: &Value) -> Result<AttrValue, WhereError> {
     match v {
-        Value::String(s) => Ok(AttrValue::Text(
-            s.to_str().map_err(|e| e.to_string())?.to_string(),
-        )),
+        Value::String(s) => Ok(AttrValue::Text(s.to_str()?.to_string())),
         Value::Integer(i) => Ok(AttrValue::Integer(*i)),
         Value::Number(n) if n.is_finite() => Ok(AttrValue::Real(*n)),
         Value::Boolean(b) => Ok(AttrValue::Bool(*b)),
-        other => Err(format!(
-            "values must be strings, numbers or booleans, found {}",
-            other.type_name()
-        )),
+        other => Err(WhereError::NotAttrValue(other.type_name())),
     }
 }
 
-fn attributes(v: &Value) -> Result<Vec<(String, Vec<AttrValue>)>, String> {
+fn attributes(v: &Value) -> Result<Vec<(String, Vec<AttrValue>)>, WhereError> {
     let Value::Table(t) = v else {
-        return Err("must be a table like { plan = \"pro\" }".into());
+        return Err(WhereError::AttributesNotTable);
     };
     let mut out = BTreeMap::new();
     for pair in t.pairs::<Value, Value>() {
-        let (k, v) = pair.map_err(|e| e.to_string())?;
+        let (k, v) = pair?;
         let Value::String(k) = k else {
-            return Err("keys must be attribute names".into());
+            return Err(WhereError::AttributeKeyNotName);
         };
         let key = k.to_string_lossy();
         if !valid_attribute_key(&key) {
-            return Err(format!(
-                "{key:?} is not a valid attribute name (letters, digits, '_' or '-')"
-            ));
+            return Err(WhereError::InvalidAttributeName(key));
         }
         let values = match &v {
             Value::Table(list) => {
                 let vals = list
                     .sequence_values::<Value>()
-                    .map(|x| x.map_err(|e| e.to_string()).and_then(|x| attr_value(&x)))
+                    .map(|x| attr_value(&x?))
                     .collect::<Result<Vec<_>, _>>()?;
                 if vals.is_empty() {
-                    return Err(format!("{key}: an empty list matches nobody"));
+                    return Err(WhereError::EmptyAttributeList(key));
                 }
                 vals
             }
-            other => vec![attr_value(other).map_err(|e| format!("{key}: {e}"))?],
+            other => vec![attr_value(other).map_err(|e| WhereError::InAttribute {
+                key: key.clone(),
+                error: Box::new(e),
+            })?],
         };
         out.insert(key, values);
     }

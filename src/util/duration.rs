@@ -3,24 +3,45 @@
 
 use std::time::Duration;
 
+/// Why a duration does not parse; each message gives examples of ones that do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration (expected e.g. \"30s\", \"5m\", \"72h\", \"30d\")")]
+    Empty,
+    #[error(
+        "invalid duration {text:?}: expected a number before {rest:?} (e.g. \"30s\", \"5m\", \"72h\", \"30d\")"
+    )]
+    MissingNumber { text: String, rest: String },
+    #[error("invalid duration {0:?}: number too large")]
+    NumberTooLarge(String),
+    #[error("invalid duration {text:?}: missing unit after {n} (use ms, s, m, h, d or w)")]
+    MissingUnit { text: String, n: u128 },
+    #[error("invalid duration {text:?}: unknown unit {unit:?} (use ms, s, m, h, d or w)")]
+    UnknownUnit { text: String, unit: String },
+    /// More milliseconds than a `u64` holds.
+    #[error("invalid duration {0:?}: too large")]
+    TooLarge(String),
+}
+
 /// Parses `"1h30m"`-style durations. Units: ms, s, m, h, d, w.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("empty duration (expected e.g. \"30s\", \"5m\", \"72h\", \"30d\")".into());
+        return Err(DurationError::Empty);
     }
     let mut total_ms: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!(
-                "invalid duration {text:?}: expected a number before {rest:?} (e.g. \"30s\", \"5m\", \"72h\", \"30d\")"
-            ));
+            return Err(DurationError::MissingNumber {
+                text: text.to_string(),
+                rest: rest.to_string(),
+            });
         }
         let n: u128 = rest[..digits]
             .parse()
-            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
+            .map_err(|_| DurationError::NumberTooLarge(text.to_string()))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -33,22 +54,24 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "d" => 86_400_000,
             "w" => 604_800_000,
             "" => {
-                return Err(format!(
-                    "invalid duration {text:?}: missing unit after {n} (use ms, s, m, h, d or w)"
-                ));
+                return Err(DurationError::MissingUnit {
+                    text: text.to_string(),
+                    n,
+                });
             }
             other => {
-                return Err(format!(
-                    "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m, h, d or w)"
-                ));
+                return Err(DurationError::UnknownUnit {
+                    text: text.to_string(),
+                    unit: other.to_string(),
+                });
             }
         };
         total_ms = total_ms
             .checked_add(n.saturating_mul(factor))
-            .ok_or_else(|| format!("invalid duration {text:?}: too large"))?;
+            .ok_or_else(|| DurationError::TooLarge(text.to_string()))?;
     }
     if total_ms > u64::MAX as u128 {
-        return Err(format!("invalid duration {text:?}: too large"));
+        return Err(DurationError::TooLarge(text.to_string()));
     }
     Ok(Duration::from_millis(total_ms as u64))
 }
@@ -111,11 +134,45 @@ mod tests {
         assert_eq!(parse("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse("30d").unwrap(), Duration::from_secs(30 * 86400));
-        assert!(parse("").is_err());
-        assert!(parse("5").unwrap_err().contains("missing unit"));
-        assert!(parse("5y").unwrap_err().contains("unknown unit"));
-        assert!(parse("h").is_err());
+        assert_eq!(parse("").unwrap_err(), DurationError::Empty);
+        assert!(matches!(
+            parse("5"),
+            Err(DurationError::MissingUnit { n: 5, .. })
+        ));
+        assert!(matches!(
+            parse("5y"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse("h"),
+            Err(DurationError::MissingNumber { .. })
+        ));
         assert!(parse("99999999999999999999999999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn errors_read_as_before() {
+        let text = |s: &str| parse(s).unwrap_err().to_string();
+        assert_eq!(
+            text(" "),
+            "empty duration (expected e.g. \"30s\", \"5m\", \"72h\", \"30d\")"
+        );
+        assert_eq!(
+            text("5"),
+            "invalid duration \"5\": missing unit after 5 (use ms, s, m, h, d or w)"
+        );
+        assert_eq!(
+            text("1hx"),
+            "invalid duration \"1hx\": unknown unit \"hx\" (use ms, s, m, h, d or w)"
+        );
+        assert_eq!(
+            text("1h,"),
+            "invalid duration \"1h,\": expected a number before \",\" (e.g. \"30s\", \"5m\", \"72h\", \"30d\")"
+        );
+        assert_eq!(
+            text("99999999999999999999w"),
+            "invalid duration \"99999999999999999999w\": too large"
+        );
     }
 
     #[test]
