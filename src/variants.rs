@@ -46,6 +46,22 @@ pub const SALT_HOLDOUT: u64 = 1;
 pub const SALT_TEST: u64 = 2;
 pub const SALT_VARIANT: u64 = 3;
 
+/// A malformed A/B option (a share, a metric, a winner mode, a test on a
+/// template without variants).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("metric {0:?} is not one of read, interacted, clicked")]
+    Metric(String),
+    #[error("winner {0:?} is not auto or manual")]
+    Winner(String),
+    #[error("{what} {text:?} is not a share like \"20%\" or 0.2")]
+    ShareText { what: String, text: String },
+    #[error("{0} must be more than 0% and less than 100% (like \"20%\" or 0.2)")]
+    ShareRange(String),
+    #[error("a test needs a template with variants (variants = {{ a = {{ … }}, b = {{ … }} }})")]
+    TestWithoutVariants,
+}
+
 /// The rate a winner is chosen by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,14 +72,12 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub fn parse(s: &str) -> Result<Metric, String> {
+    pub fn parse(s: &str) -> Result<Metric, PlanError> {
         match s.trim() {
             "read" => Ok(Metric::Read),
             "interacted" => Ok(Metric::Interacted),
             "clicked" => Ok(Metric::Clicked),
-            other => Err(format!(
-                "metric {other:?} is not one of read, interacted, clicked"
-            )),
+            other => Err(PlanError::Metric(other.to_string())),
         }
     }
 
@@ -87,11 +101,11 @@ pub enum WinnerMode {
 }
 
 impl WinnerMode {
-    pub fn parse(s: &str) -> Result<WinnerMode, String> {
+    pub fn parse(s: &str) -> Result<WinnerMode, PlanError> {
         match s.trim() {
             "auto" => Ok(WinnerMode::Auto),
             "manual" => Ok(WinnerMode::Manual),
-            other => Err(format!("winner {other:?} is not auto or manual")),
+            other => Err(PlanError::Winner(other.to_string())),
         }
     }
 
@@ -193,11 +207,9 @@ pub fn plan_for(
     variants: &[String],
     test: Option<Test>,
     holdout: f64,
-) -> Result<Option<Plan>, String> {
+) -> Result<Option<Plan>, PlanError> {
     if test.is_some() && variants.is_empty() {
-        return Err(
-            "a test needs a template with variants (variants = { a = { … }, b = { … } })".into(),
-        );
+        return Err(PlanError::TestWithoutVariants);
     }
     if variants.is_empty() && holdout <= 0.0 {
         return Ok(None);
@@ -220,24 +232,25 @@ pub fn basis_points(f: f64) -> u64 {
 }
 
 /// A share written `"20%"`, `"0.2"` or `0.2` → 0.2. `what` names it in errors.
-pub fn parse_share(s: &str, what: &str) -> Result<f64, String> {
+pub fn parse_share(s: &str, what: &str) -> Result<f64, PlanError> {
     let t = s.trim();
     let v = match t.strip_suffix('%') {
         Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
         None => t.parse::<f64>(),
     }
-    .map_err(|_| format!("{what} {s:?} is not a share like \"20%\" or 0.2"))?;
+    .map_err(|_| PlanError::ShareText {
+        what: what.to_string(),
+        text: s.to_string(),
+    })?;
     check_share(v, what)
 }
 
 /// A share must be a fraction strictly between 0 and 1.
-pub fn check_share(v: f64, what: &str) -> Result<f64, String> {
+pub fn check_share(v: f64, what: &str) -> Result<f64, PlanError> {
     if v.is_finite() && v > 0.0 && v < 1.0 {
         Ok(v)
     } else {
-        Err(format!(
-            "{what} must be more than 0% and less than 100% (like \"20%\" or 0.2)"
-        ))
+        Err(PlanError::ShareRange(what.to_string()))
     }
 }
 
@@ -434,7 +447,7 @@ mod tests {
         assert_eq!(parse_share(" 0.05 ", "x").unwrap(), 0.05);
         for bad in ["0%", "100%", "1.5", "-1", "abc", "NaN"] {
             let e = parse_share(bad, "--holdout").unwrap_err();
-            assert!(e.contains("--holdout"), "{e}");
+            assert!(e.to_string().contains("--holdout"), "{e}");
         }
     }
 

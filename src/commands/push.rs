@@ -48,7 +48,7 @@ fn ab_plan(a: &PushCreateArgs, variants: &[String]) -> Result<Option<Plan>, Comm
             None
         }
         (Some(share), Some(wait)) => Some(Test {
-            share: parse_share(share, "--test-share").map_err(invalid)?,
+            share: parse_share(share, "--test-share").map_err(|e| invalid(e.to_string()))?,
             wait_ms: duration::parse(wait)
                 .map_err(|e| invalid(format!("--test-wait: {e}")))?
                 .as_millis()
@@ -70,7 +70,7 @@ fn ab_plan(a: &PushCreateArgs, variants: &[String]) -> Result<Option<Plan>, Comm
         }
     };
     let holdout = match &a.holdout {
-        Some(h) => parse_share(h, "--holdout").map_err(invalid)?,
+        Some(h) => parse_share(h, "--holdout").map_err(|e| invalid(e.to_string()))?,
         None => 0.0,
     };
     crate::variants::plan_for(variants, test, holdout)

@@ -3,7 +3,7 @@
 
 use super::Control;
 use super::slots::wait_stop;
-use crate::config::DailyHours;
+use crate::config::{ConfigValueError, DailyHours};
 use crate::store::pushes::PushRow;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -12,11 +12,9 @@ use tokio::sync::watch;
 pub(super) type Window = DailyHours;
 
 /// The push's send window, if it has one.
-pub(super) fn send_window(push: &PushRow) -> Result<Option<Window>, String> {
+pub(super) fn send_window(push: &PushRow) -> Result<Option<Window>, ConfigValueError> {
     match (&push.window_from, &push.window_to) {
-        (Some(f), Some(t)) => DailyHours::parse(&format!("{f}-{t}"))
-            .map(Some)
-            .map_err(|e| format!("send window: {e}")),
+        (Some(f), Some(t)) => DailyHours::parse(&format!("{f}-{t}")).map(Some),
         _ => Ok(None),
     }
 }

@@ -227,7 +227,8 @@ impl<'a> Walk<'a> {
             .store
             .read(move |c| pushes::find(c, &id.to_string()))
             .await?;
-        let window = send_window(&push).map_err(RunError::Setup)?;
+        let window =
+            send_window(&push).map_err(|e| RunError::Setup(format!("send window: {e}")))?;
         let rules = Rules::for_push(&d.config.get().policy, push.bypasses_policy());
         if let (Some(w), Some(q)) = (&window, &rules.quiet)
             && never_open(w, q)

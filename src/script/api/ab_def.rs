@@ -4,7 +4,7 @@
 
 use super::field;
 use crate::script::convert::check_keys;
-use crate::variants::{Metric, Test, WinnerMode, check_share, parse_share};
+use crate::variants::{Metric, PlanError, Test, WinnerMode, check_share, parse_share};
 use mlua::{Table, Value};
 
 const TEST_SHAPE: &str =
@@ -16,12 +16,15 @@ fn share(v: &Value, what: &str, errs: &mut Vec<String>) -> Option<f64> {
         Value::Number(n) => check_share(*n, what),
         Value::Integer(n) => check_share(*n as f64, what),
         Value::String(s) => parse_share(&s.to_string_lossy(), what),
-        other => Err(format!(
-            "{what} must be a share like 0.2 or \"20%\", found {}",
-            other.type_name()
-        )),
+        other => {
+            errs.push(format!(
+                "{what} must be a share like 0.2 or \"20%\", found {}",
+                other.type_name()
+            ));
+            return None;
+        }
     };
-    r.map_err(|e| errs.push(e)).ok()
+    r.map_err(|e| errs.push(e.to_string())).ok()
 }
 
 /// A string option read with `parse`; `default` when absent.
@@ -29,7 +32,7 @@ fn word<T>(
     t: &Table,
     key: &str,
     default: T,
-    parse: fn(&str) -> Result<T, String>,
+    parse: fn(&str) -> Result<T, PlanError>,
     errs: &mut Vec<String>,
 ) -> Option<T> {
     match field(t, key) {
