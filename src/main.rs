@@ -18,7 +18,7 @@ use std::time::Duration;
 /// A push allocates and frees many small buffers per message on several
 /// threads (request bodies, JSON, rows, task state); with the system
 /// allocator the dispatch threads spent over a quarter of their time in
-/// malloc/free (see README, Performance).
+/// malloc/free (docs/PERFORMANCE.md, "The previous round").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -235,7 +235,7 @@ fn backup_during_a_push_restores_into_a_new_data_dir_without_sending_anyone_twic
     drop(copy);
 
     // The machine is lost; the backup is restored into a new data folder
-    // (README: stop, copy into place, start).
+    // (docs/OPERATIONS.md: stop, copy into place, start).
     d.crash();
     for u in &users[50..] {
         mock.script(u, Behavior::Succeed);

@@ -1,7 +1,7 @@
 //! `store.backup`: a consistent copy of the live database while pushes run
 //! (admin only, audited by `execute`). The copy itself is the store's
-//! (`store::backup`); restoring is done with the daemon stopped (README,
-//! Operations).
+//! (`store::backup`); restoring is done with the daemon stopped
+//! (docs/OPERATIONS.md, "Restore").
 
 use super::{CommandError, CommandResult};
 use crate::protocol::{BackupData, StoreBackupArgs};

@@ -142,7 +142,7 @@ fn copy_snapshot(source: &Path, tmp: &Path) -> Result<i64, StoreError> {
     let check: String = dst.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if check != "ok" {
         return Err(StoreError::Io(format!(
-            "the backup copy failed its check ({check}) and was deleted; try again, and if it fails again the live database itself may be damaged (see README, Operations)"
+            "the backup copy failed its check ({check}) and was deleted; try again, and if it fails again the live database itself may be damaged (see docs/OPERATIONS.md)"
         )));
     }
     dst.close().map_err(|(_, e)| StoreError::from(e))?;
