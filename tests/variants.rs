@@ -22,6 +22,7 @@ template "bf" {
     b = { en = { text = "Your VIP price is ready, {{name}}" } },
   },
 }
+template "plain" { en = { text = "Hello {{name}}" } }
 "#;
 
 /// A simulator that never fails and answers fast; `extra` adds keys.
@@ -523,9 +524,66 @@ fn push_create_checks_its_test_options() {
             "{args:?}: {v}"
         );
     }
+    let v = d.cli_json(&[
+        "push",
+        "create",
+        "--audience",
+        "all",
+        "--template",
+        "plain",
+        "--test-share",
+        "20%",
+        "--test-wait",
+        "1h",
+    ]);
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs a template with variants"),
+        "{v}"
+    );
     assert_eq!(
         count(&d.db(), "SELECT count(*) FROM pushes"),
         0,
         "nothing was created"
+    );
+}
+
+#[test]
+fn a_holdout_without_variants_is_a_control_group_sent_nothing() {
+    let d = sim_daemon(1_000, "");
+    let p = create_push(
+        &d,
+        &[
+            "--audience",
+            "all",
+            "--template",
+            "plain",
+            "--name",
+            "h",
+            "--holdout",
+            "10%",
+        ],
+    );
+    let id = p["id"].as_i64().unwrap();
+    wait_status(&d, "h", "completed", Duration::from_secs(60));
+    assert_consistent(&d, id);
+    let r = report(&d, "h");
+    assert!(r.get("variants").is_none(), "{r}");
+    let control = r["ab"]["control_group"].as_i64().unwrap();
+    assert!((50..=150).contains(&control), "control group {control}");
+    let sent_to_held = count(
+        &d.db(),
+        &format!(
+            "SELECT count(*) FROM deliveries WHERE push_id = {id} AND skip_reason = 'holdout' AND attempts > 0"
+        ),
+    );
+    assert_eq!(sent_to_held, 0);
+    let text = stdout(&d.cli(&["report", "h"]));
+    assert!(
+        text.contains(&format!("control group: {control} (holdout 10%")),
+        "{text}"
     );
 }

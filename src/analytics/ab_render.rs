@@ -86,8 +86,21 @@ pub fn details(r: &Report) -> String {
     s
 }
 
+/// A holdout without variants: just the control group.
+fn control_only(r: &Report) -> Option<String> {
+    let ab = r.ab.as_ref().filter(|_| r.variants.is_empty())?;
+    Some(format!(
+        "control group: {} (holdout {:.0}%, sent nothing)",
+        ab.control_group,
+        ab.holdout * 100.0
+    ))
+}
+
 /// The terminal table (nothing for a push without variants).
 pub fn text(r: &Report) -> String {
+    if let Some(c) = control_only(r) {
+        return format!("\n{c}\n");
+    }
     if r.variants.is_empty() {
         return String::new();
     }
@@ -188,6 +201,9 @@ pub fn csv(r: &Report, out: &mut String) {
 
 /// The HTML section: headline, per-variant table, one pie per variant.
 pub fn html(r: &Report) -> String {
+    if let Some(c) = control_only(r) {
+        return format!("<p class=\"muted\">{}</p>\n", esc(&c));
+    }
     if r.variants.is_empty() {
         return String::new();
     }

@@ -278,7 +278,14 @@ impl AbView {
         let holdout = r.ab.as_ref().is_some_and(|a| a.holdout > 0.0);
         Some(AbView {
             details: ab_render::details(r),
-            phase: phase_words(ab, is_final, d.push.remaining),
+            phase: if ab.variants.is_empty() {
+                format!(
+                    "A control group of {} is held out and sent nothing.",
+                    thousands(control)
+                )
+            } else {
+                phase_words(ab, is_final, d.push.remaining)
+            },
             variants,
             can_pick: ab.winner_mode.is_some() && ab.winner.is_none() && !is_final,
             control_href: holdout.then(|| variant_href(crate::variants::HOLDOUT)),
