@@ -287,13 +287,15 @@ fn check_renderings(d: &TestDaemon) {
             .status
             .success()
     );
+    let mut rd = csv::Reader::from_path(&export).unwrap();
+    let at = rd
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "clicked_at")
+        .expect("a clicked_at column");
+    let clicked: Vec<bool> = rd.records().map(|r| !r.unwrap()[at].is_empty()).collect();
     let export = std::fs::read_to_string(export).unwrap();
-    let mut lines = export.lines();
-    assert!(
-        lines.next().unwrap().ends_with(",failed_at,clicked_at"),
-        "{export}"
-    );
-    let clicked: Vec<bool> = lines.map(|l| !l.ends_with(',')).collect();
     // Import order: wa 15550001, wa 15550002, tg 1001, tg 1002.
     assert_eq!(clicked, vec![true, false, true, false], "{export}");
     // `recipients --outcome clicked` lists exactly the clicked ones, counted.
