@@ -108,75 +108,73 @@ fn known(names: Vec<String>) -> String {
     }
 }
 
-pub async fn create(
-    store: &Store,
-    dispatcher: &Dispatcher,
+/// The live generation, checked to define `template`, and the template's
+/// A/B variants.
+fn live_template(
     scripts: &Scripts,
-    actor: &Actor,
-    a: PushCreateArgs,
-) -> CommandResult<PushCreateData> {
-    let generation = scripts.live();
-    if let Some(g) = &generation {
-        if !g.templates.contains_key(&a.template) {
-            return Err(CommandError::Invalid(format!(
-                "template {:?} is not defined in the live scripts (generation {}); known: {}",
-                a.template,
-                g.number,
-                g.templates.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    } else {
+    template: &str,
+) -> Result<(Arc<crate::script::Generation>, Vec<String>), CommandError> {
+    let Some(g) = scripts.live() else {
         return Err(CommandError::Unavailable(
             "no script generation is live; fix the scripts first (see `pushd status`)".into(),
         ));
-    }
-    let template_variants = generation
-        .as_ref()
-        .and_then(|g| g.templates.get(&a.template))
-        .map(|t| t.variants.clone())
-        .unwrap_or_default();
-    let ab = ab_plan(&a, &template_variants)?;
-    let start_at = parse_at(a.at.as_deref())?;
-    if a.rate_per_minute == Some(0) {
-        return Err(CommandError::Invalid(
-            "--rate must be at least 1 per minute".into(),
-        ));
-    }
-    let batch_every_ms = match (&a.batch_size, &a.batch_every) {
-        (None, None) => None,
-        (Some(0), _) => {
-            return Err(CommandError::Invalid(
-                "--batch-size must be at least 1".into(),
-            ));
-        }
-        (Some(_), Some(every)) => Some(
+    };
+    let Some(t) = g.templates.get(template) else {
+        return Err(CommandError::Invalid(format!(
+            "template {:?} is not defined in the live scripts (generation {}); known: {}",
+            template,
+            g.number,
+            g.templates.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let variants = t.variants.clone();
+    Ok((g, variants))
+}
+
+/// `--batch-size` with `--batch-every`: the batch interval in ms (None: no
+/// batches).
+fn parse_batch(size: Option<u32>, every: Option<&str>) -> Result<Option<i64>, CommandError> {
+    match (size, every) {
+        (None, None) => Ok(None),
+        (Some(0), _) => Err(CommandError::Invalid(
+            "--batch-size must be at least 1".into(),
+        )),
+        (Some(_), Some(every)) => Ok(Some(
             duration::parse(every)
                 .map_err(|e| CommandError::Invalid(format!("--batch-every: {e}")))?
                 .as_millis() as i64,
-        ),
-        _ => {
-            return Err(CommandError::Invalid(
-                "--batch-size and --batch-every go together".into(),
-            ));
-        }
-    };
-    let (window_from, window_to) = match (&a.window_from, &a.window_to) {
-        (None, None) => (None, None),
-        (Some(f), Some(t)) => (
+        )),
+        _ => Err(CommandError::Invalid(
+            "--batch-size and --batch-every go together".into(),
+        )),
+    }
+}
+
+/// `--window-from` with `--window-to`, each as HH:MM (both None: no window).
+fn parse_window(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Option<String>, Option<String>), CommandError> {
+    match (from, to) {
+        (None, None) => Ok((None, None)),
+        (Some(f), Some(t)) => Ok((
             Some(parse_hhmm(f, "window from")?),
             Some(parse_hhmm(t, "window to")?),
-        ),
-        _ => {
-            return Err(CommandError::Invalid(
-                "a send window needs both a from and a to time".into(),
-            ));
-        }
-    };
-    let bypass = parse_policy(a.policy.as_deref())?;
-    let rules = Rules::for_push(&dispatcher.policy(), bypass.is_some());
-    // Recipients will be held (send window, quiet hours): the ETA needs to
-    // know when each timezone opens.
-    let window = match (&window_from, &window_to) {
+        )),
+        _ => Err(CommandError::Invalid(
+            "a send window needs both a from and a to time".into(),
+        )),
+    }
+}
+
+/// The send window as daily hours, refused when `rules`' quiet hours would
+/// keep it shut for good.
+fn send_window(
+    from: Option<&str>,
+    to: Option<&str>,
+    rules: &Rules,
+) -> Result<Option<DailyHours>, CommandError> {
+    let window = match (from, to) {
         (Some(f), Some(t)) => Some(
             DailyHours::parse(&format!("{f}-{t}"))
                 .map_err(|e| CommandError::Invalid(format!("send window: {e}")))?,
@@ -191,9 +189,62 @@ pub async fn create(
              widen the window (or create the push with --policy bypass if it is transactional)"
         )));
     }
+    Ok(window)
+}
+
+/// A push that bypasses `[policy]` is audited as such, beside its
+/// `push.create` entry.
+async fn audit_bypass(store: &Store, actor: &Actor, row: &PushRow) {
+    let detail = "policy = \"bypass\": [policy] frequency caps and quiet hours do not apply to this push (its sends still count toward the caps of other pushes)";
+    audit::log(
+        store,
+        actor.uid,
+        "push.policy_bypass",
+        Some(&row.name),
+        true,
+        Some(detail.into()),
+    )
+    .await;
+}
+
+/// Advice for a push that sends for over an hour.
+fn long_send_warning(send_secs: Option<u64>, rate: Option<f64>, size: u64) -> Option<String> {
+    match send_secs {
+        Some(secs) if secs > 3600 => Some(format!(
+            "at {:.0} messages/minute this push needs about {} for up to {size} recipients; \
+             consider splitting it into batches (--batch-size/--batch-every) or scheduling it earlier (--at)",
+            rate.unwrap_or(0.0),
+            human_secs(secs)
+        )),
+        _ => None,
+    }
+}
+
+pub async fn create(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    scripts: &Scripts,
+    actor: &Actor,
+    a: PushCreateArgs,
+) -> CommandResult<PushCreateData> {
+    let (generation, template_variants) = live_template(scripts, &a.template)?;
+    let ab = ab_plan(&a, &template_variants)?;
+    let start_at = parse_at(a.at.as_deref())?;
+    if a.rate_per_minute == Some(0) {
+        return Err(CommandError::Invalid(
+            "--rate must be at least 1 per minute".into(),
+        ));
+    }
+    let batch_every_ms = parse_batch(a.batch_size, a.batch_every.as_deref())?;
+    let (window_from, window_to) = parse_window(a.window_from.as_deref(), a.window_to.as_deref())?;
+    let bypass = parse_policy(a.policy.as_deref())?;
+    let rules = Rules::for_push(&dispatcher.policy(), bypass.is_some());
+    // Recipients will be held (send window, quiet hours): the ETA needs to
+    // know when each timezone opens.
+    let window = send_window(window_from.as_deref(), window_to.as_deref(), &rules)?;
     let holds = window.is_some() || rules.quiet.is_some();
     // The audience: a script audience (its size counted now) or a saved one.
-    let audience = find_audience(store, generation.as_ref(), &a.audience).await?;
+    let audience = find_audience(store, Some(&generation), &a.audience).await?;
     let retry_of = match &audience {
         Audience::Saved { source, .. } => *source,
         Audience::Script(_) => None,
@@ -223,16 +274,7 @@ pub async fn create(
     };
     let row = store.write(move |c| pushes::create(c, &new)).await?;
     if row.bypasses_policy() {
-        let detail = "policy = \"bypass\": [policy] frequency caps and quiet hours do not apply to this push (its sends still count toward the caps of other pushes)";
-        audit::log(
-            store,
-            actor.uid,
-            "push.policy_bypass",
-            Some(&row.name),
-            true,
-            Some(detail.into()),
-        )
-        .await;
+        audit_bypass(store, actor, &row).await;
     }
     dispatcher.wake();
     // Counted after the push exists and the dispatcher is awake: a large
@@ -256,16 +298,7 @@ pub async fn create(
     summary.eta = summary.eta_secs.map(human_secs);
     let mut warnings = Vec::new();
     forecast_holds(&mut summary, &mut warnings, &held, size);
-    if let Some(secs) = send_secs
-        && secs > 3600
-    {
-        warnings.push(format!(
-            "at {:.0} messages/minute this push needs about {} for up to {size} recipients; \
-             consider splitting it into batches (--batch-size/--batch-every) or scheduling it earlier (--at)",
-            rate.unwrap_or(0.0),
-            human_secs(secs)
-        ));
-    }
+    warnings.extend(long_send_warning(send_secs, rate, size));
     Ok(PushCreateData {
         push: summary,
         warnings,

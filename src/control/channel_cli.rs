@@ -1,6 +1,6 @@
 //! `pushd channel …`, the subcommands that connect a real channel: their
 //! arguments as the CLI parses them and the socket request each makes
-//! (kept here so `main.rs` stays a list of commands).
+//! (kept here so `cli/args.rs` stays a list of commands).
 
 use crate::protocol::{ChannelTestArgs, ChannelWebhookArgs, Request};
 use clap::Subcommand;

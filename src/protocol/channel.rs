@@ -1,5 +1,5 @@
-//! Wire types of `channel.test` and `channel.webhook`: connecting a real
-//! channel (`pushd channel test|webhook`).
+//! Wire types of `channel.list`, `channel.test` and `channel.webhook`: the
+//! configured channels and connecting a real one (`pushd channel test|webhook`).
 
 pub use crate::channel::onboard::{WebhookField, WebhookSetup};
 use serde::{Deserialize, Serialize};
@@ -80,4 +80,39 @@ pub struct ChannelWebhookData {
     pub registration: Option<ChannelStep>,
     /// One line, no secret: what the audit trail keeps.
     pub summary: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelListArgs {}
+
+/// A configured channel instance, its rates and how it has been doing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSummary {
+    pub name: String,
+    pub kind: String,
+    /// `rate_per_second` in config, if set.
+    pub configured_rate_per_second: Option<f64>,
+    /// The platform's documented default for one instance.
+    pub default_rate_per_second: Option<f64>,
+    /// Sends the platform accepted per minute, over the last minute.
+    pub current_per_minute: f64,
+    pub last_error: Option<ChannelError>,
+    /// Where the platform must send its webhooks (None: the channel takes
+    /// none, or the HTTP listener is off).
+    pub webhook_url: Option<String>,
+}
+
+/// A channel's last send error, in the platform's words.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelError {
+    pub at: String,
+    pub class: String,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelListData {
+    pub channels: Vec<ChannelSummary>,
 }

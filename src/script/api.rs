@@ -2,9 +2,11 @@
 //! `template`, `route`, `push`, plus `log.*` (and `print`, an alias of
 //! `log.info`). Problems in a definition are recorded with its file:line and
 //! loading goes on, so one run reports every mistake. Templates are
-//! compiled in `api/template_def.rs`.
+//! compiled in `api/template_def.rs`; a push's options are read in
+//! `api/push_def.rs` (schedule) and `api/ab_def.rs` (A/B test, holdout).
 
 mod ab_def;
+mod push_def;
 mod template_def;
 
 pub(crate) use template_def::{Body, TemplateSlot};
@@ -12,7 +14,7 @@ pub(crate) use template_def::{Body, TemplateSlot};
 use super::convert::check_keys;
 use super::error::{Location, ScriptError};
 use super::where_sql;
-use super::{AudienceDef, BatchDef, PushDef, PushStart, SendWindow, Shared};
+use super::{AudienceDef, PushDef, Shared};
 use mlua::{Function, Lua, Table, Value, Variadic};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -407,25 +409,6 @@ fn define_audience(
     );
 }
 
-fn positive_u32(v: &Value, what: &str, errs: &mut Vec<String>) -> Option<u32> {
-    let n = match v {
-        Value::Integer(i) => Some(*i),
-        Value::Number(f) if f.fract() == 0.0 && f.is_finite() => Some(*f as i64),
-        _ => None,
-    };
-    match n {
-        Some(n) if n >= 1 && n <= u32::MAX as i64 => Some(n as u32),
-        _ => {
-            errs.push(format!("{what} must be a whole number of at least 1"));
-            None
-        }
-    }
-}
-
-fn parse_hhmm(s: &str) -> Option<chrono::NaiveTime> {
-    chrono::NaiveTime::parse_from_str(s, "%H:%M").ok()
-}
-
 fn define_push(
     _lua: &Lua,
     defs: &DefsRef,
@@ -458,120 +441,11 @@ fn define_push(
     if template.is_none() && !errs.iter().any(|e| e.starts_with("template")) {
         errs.push("template = \"<template name>\" is required".into());
     }
-    let start_at = match opt_string(t, "start_at", &mut errs) {
-        Some(s) if s == "now" => Some(PushStart::Now),
-        Some(s) => match chrono::DateTime::parse_from_rfc3339(&s) {
-            Ok(t) => Some(PushStart::At(t.timestamp_millis())),
-            Err(e) => {
-                errs.push(format!(
-                    "start_at {s:?} is not \"now\" or an RFC 3339 time like \"2026-11-27T09:00:00+08:00\" ({e})"
-                ));
-                None
-            }
-        },
-        None => {
-            if !errs.iter().any(|e| e.starts_with("start_at")) {
-                errs.push(
-                    "start_at is required: \"now\" or an RFC 3339 time like \"2026-11-27T09:00:00+08:00\"".into(),
-                );
-            }
-            None
-        }
-    };
-    let rate_per_minute = match field(t, "rate_per_minute") {
-        Value::Nil => None,
-        v => positive_u32(&v, "rate_per_minute", &mut errs),
-    };
-    let batch = match field(t, "batch") {
-        Value::Nil => None,
-        Value::Table(b) => {
-            if let Err(e) = check_keys(&b, &["size", "every"], "batch") {
-                errs.push(e);
-                None
-            } else {
-                let size = positive_u32(&field(&b, "size"), "batch.size", &mut errs);
-                let every = match field(&b, "every") {
-                    Value::String(s) => match crate::util::duration::parse(&s.to_string_lossy()) {
-                        Ok(d) if !d.is_zero() => Some(d),
-                        Ok(_) => {
-                            errs.push("batch.every must be longer than 0s".into());
-                            None
-                        }
-                        Err(e) => {
-                            errs.push(format!("batch.every: {e}"));
-                            None
-                        }
-                    },
-                    _ => {
-                        errs.push("batch.every must be a duration like \"1h\" or \"30m\"".into());
-                        None
-                    }
-                };
-                match (size, every) {
-                    (Some(size), Some(every)) => Some(BatchDef { size, every }),
-                    _ => None,
-                }
-            }
-        }
-        other => {
-            errs.push(format!(
-                "batch must be a table {{ size = 5000, every = \"1h\" }}, found {}",
-                other.type_name()
-            ));
-            None
-        }
-    };
-    let send_window = match field(t, "send_window") {
-        Value::Nil => None,
-        Value::Table(w) => {
-            if let Err(e) = check_keys(&w, &["from", "to"], "send_window") {
-                errs.push(e);
-                None
-            } else {
-                let get = |k: &str, errs: &mut Vec<String>| match field(&w, k) {
-                    Value::String(s) => match parse_hhmm(&s.to_string_lossy()) {
-                        Some(t) => Some(t),
-                        None => {
-                            errs.push(format!("send_window.{k} must be a time like \"09:00\""));
-                            None
-                        }
-                    },
-                    _ => {
-                        errs.push(format!("send_window.{k} must be a time like \"09:00\""));
-                        None
-                    }
-                };
-                let from = get("from", &mut errs);
-                let to = get("to", &mut errs);
-                match (from, to) {
-                    (Some(from), Some(to)) if from == to => {
-                        errs.push("send_window.from and .to are equal; leave send_window out to send at any hour".into());
-                        None
-                    }
-                    (Some(from), Some(to)) => Some(SendWindow { from, to }),
-                    _ => None,
-                }
-            }
-        }
-        other => {
-            errs.push(format!(
-                "send_window must be a table {{ from = \"09:00\", to = \"21:00\" }}, found {}",
-                other.type_name()
-            ));
-            None
-        }
-    };
-    let bypass_policy = match opt_string(t, "policy", &mut errs).as_deref() {
-        None => false,
-        Some("bypass") => true,
-        Some(other) => {
-            errs.push(format!(
-                "policy {other:?} is not \"bypass\" (frequency caps and quiet hours do not apply, \
-                 for transactional messages); leave policy out to keep [policy]"
-            ));
-            false
-        }
-    };
+    let start_at = push_def::start_at_of(t, &mut errs);
+    let rate_per_minute = push_def::rate_of(t, &mut errs);
+    let batch = push_def::batch_of(t, &mut errs);
+    let send_window = push_def::send_window_of(t, &mut errs);
+    let bypass_policy = push_def::bypass_policy_of(t, &mut errs);
     let test = ab_def::test_of(t, &mut errs);
     let holdout = ab_def::holdout_of(t, &mut errs);
     if !record(defs, &at, &prefix, errs) {
