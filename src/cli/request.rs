@@ -126,18 +126,9 @@ fn audience_request(command: &AudienceCommand) -> Request {
             name: name.clone(),
             limit: Some(*limit),
         }),
-        AudienceCommand::FromPush { push, filter, name } => {
-            Request::AudienceFromPush(AudienceFromPushArgs {
-                push: push.clone(),
-                name: name.clone(),
-                outcome: filter.outcome.clone(),
-                channel: filter.channel.clone(),
-                locale: filter.locale.clone(),
-                error_class: filter.error_class.clone(),
-                error_code: filter.error_code.clone(),
-                variant: filter.variant.clone(),
-            })
-        }
+        AudienceCommand::FromPush { push, filter, name } => Request::AudienceFromPush(
+            AudienceFromPushArgs::of(filter_args(push, filter), name.clone()),
+        ),
     }
 }
 
@@ -149,13 +140,6 @@ fn recipients_request(
     format: ListFormat,
 ) -> Request {
     Request::PushRecipients(PushRecipientsArgs {
-        push: push.to_string(),
-        outcome: filter.outcome.clone(),
-        channel: filter.channel.clone(),
-        locale: filter.locale.clone(),
-        error_class: filter.error_class.clone(),
-        error_code: filter.error_code.clone(),
-        variant: filter.variant.clone(),
         // csv walks every page: the largest page the daemon serves.
         limit: Some(if format == ListFormat::Csv {
             1000
@@ -163,7 +147,23 @@ fn recipients_request(
             limit
         }),
         after: after.clone(),
+        ..filter_args(push, filter)
     })
+}
+
+/// Which recipients of `push` the filter options select (no page).
+fn filter_args(push: &str, filter: &FilterArgs) -> PushRecipientsArgs {
+    PushRecipientsArgs {
+        push: push.to_string(),
+        outcome: filter.outcome.clone(),
+        channel: filter.channel.clone(),
+        locale: filter.locale.clone(),
+        error_class: filter.error_class.clone(),
+        error_code: filter.error_code.clone(),
+        variant: filter.variant.clone(),
+        limit: None,
+        after: None,
+    }
 }
 
 fn members_request(command: &MembersCommand) -> Result<Request> {

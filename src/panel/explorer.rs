@@ -445,17 +445,7 @@ pub async fn create_audience(
 ) -> Result {
     let session = actions::authorize(&panel, &who, &headers, &form.csrf).await?;
     let f = form.filter.first();
-    let listed = f.args(&push);
-    let args = AudienceFromPushArgs {
-        push: push.clone(),
-        name: form.name.trim().to_string(),
-        outcome: listed.outcome,
-        channel: listed.channel,
-        locale: listed.locale,
-        error_class: listed.error_class,
-        error_code: listed.error_code,
-        variant: listed.variant,
-    };
+    let args = AudienceFromPushArgs::of(f.args(&push), form.name.trim().to_string());
     match panel.backend.audience_from_push(&session, args).await {
         Ok(made) => {
             let to = format!(

@@ -61,6 +61,22 @@ pub struct AudienceFromPushArgs {
     pub variant: Option<String>,
 }
 
+impl AudienceFromPushArgs {
+    /// The recipients `listed` selects (all pages), saved as audience `name`.
+    pub fn of(listed: PushRecipientsArgs, name: String) -> AudienceFromPushArgs {
+        AudienceFromPushArgs {
+            push: listed.push,
+            name,
+            outcome: listed.outcome,
+            channel: listed.channel,
+            locale: listed.locale,
+            error_class: listed.error_class,
+            error_code: listed.error_code,
+            variant: listed.variant,
+        }
+    }
+}
+
 impl PushRecipientsArgs {
     pub fn filter(&self) -> RecipientFilter<'_> {
         RecipientFilter {
