@@ -28,6 +28,17 @@ pub struct Rate {
     per_second: f64,
 }
 
+/// GCRA cells per send: the limiter counts in 1/16ths of a send, so it can
+/// hold a tolerance of a fraction of one send (see [`Rate::per_second`]).
+const CELLS: u32 = 16;
+
+/// At most this much of a send's lateness is won back by the next one.
+const CATCH_UP: Duration = Duration::from_millis(25);
+
+fn cells(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
 impl Rate {
     pub fn unlimited() -> Rate {
         Rate {
@@ -45,17 +56,29 @@ impl Rate {
 
     /// The bucket holds 50 ms worth of sends (at least one): enough to absorb
     /// timer overshoot at high rates so the long-run rate stays exact, never a
-    /// visible burst (100/min → 1, 6000/min → 5).
+    /// visible burst (100/min → 1, 6000/min → 5). On top of it, a tolerance
+    /// of up to a quarter of a send (at most [`CATCH_UP`]): a send that went
+    /// out late is caught up by the next, which a bucket of one send alone
+    /// never does (channels under 30/s held 0.983× of their limit). It
+    /// starts spent, so sends on time are spaced exactly one period apart;
+    /// it never lets two sends closer than three quarters of a period.
     pub fn per_second(rate: f64) -> Rate {
         if !(rate > 0.0 && rate.is_finite()) {
             return Rate::unlimited();
         }
         let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        let cell = (period / CELLS).max(Duration::from_nanos(1));
         let burst = ((rate * 0.05).round() as u32).max(1);
-        let quota = Quota::with_period(period)
-            .map(|q| q.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)));
+        let tolerance =
+            (CATCH_UP.as_nanos() / cell.as_nanos().max(1)).clamp(1, (CELLS / 4) as u128) as u32;
+        let quota = Quota::with_period(cell)
+            .map(|q| q.allow_burst(cells(burst.saturating_mul(CELLS).saturating_add(tolerance))));
+        let limiter = quota.map(|q| RateLimiter::direct_with_clock(q, TokioClock));
+        if let Some(l) = &limiter {
+            let _ = l.check_n(cells(tolerance));
+        }
         Rate {
-            limiter: quota.map(|q| RateLimiter::direct_with_clock(q, TokioClock)),
+            limiter,
             per_second: rate,
         }
     }
@@ -66,7 +89,9 @@ impl Rate {
 
     /// Takes one send if it conforms now; false = it would have to wait.
     pub fn try_acquire(&self) -> bool {
-        self.limiter.as_ref().is_none_or(|l| l.check().is_ok())
+        self.limiter
+            .as_ref()
+            .is_none_or(|l| matches!(l.check_n(cells(CELLS)), Ok(Ok(()))))
     }
 
     /// Waits until one send conforms, then takes it.
@@ -75,12 +100,14 @@ impl Rate {
             return;
         };
         loop {
-            match limiter.check() {
-                Ok(()) => return,
-                Err(not_until) => {
+            match limiter.check_n(cells(CELLS)) {
+                Ok(Ok(())) => return,
+                Ok(Err(not_until)) => {
                     let wait = not_until.wait_time_from(TokioClock.now());
                     tokio::time::sleep(wait.max(Duration::from_micros(50))).await;
                 }
+                // (The bucket always holds a whole send.)
+                Err(_) => return,
             }
         }
     }
@@ -126,6 +153,27 @@ mod tests {
         }
         // 101 sends at 100/min: the first at 0, then one every 600 ms.
         assert_eq!(start.elapsed(), Duration::from_millis(60_000));
+    }
+
+    /// A sender that can only look every 7 ms (a coarse timer, a busy
+    /// worker) is late for most sends; the tolerance wins that back, so a
+    /// 10/s limit still gives 10/s, and never two sends closer than 3/4 of
+    /// a period.
+    #[tokio::test(start_paused = true)]
+    async fn late_sends_are_caught_up_at_low_rates() {
+        let rate = Rate::per_second(10.0);
+        let start = tokio::time::Instant::now();
+        let mut sent = Vec::new();
+        while start.elapsed() < Duration::from_secs(20) {
+            if rate.try_acquire() {
+                sent.push(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
+        // 20 s at 10/s: 200 periods, the first send at 0.
+        assert!((200..=201).contains(&sent.len()), "{} sends", sent.len());
+        let min_gap = sent.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+        assert!(min_gap >= Duration::from_millis(75), "{min_gap:?}");
     }
 
     #[tokio::test(start_paused = true)]
