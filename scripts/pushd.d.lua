@@ -185,7 +185,7 @@ function route(fn) end
 ---@class pushd.Test
 ---@field share number|string The test share of the audience, e.g. 0.2 or "20%".
 ---@field wait string How long after the test share is sent the winner is chosen, e.g. "2h".
----@field metric "read"|"interacted"|"clicked"? The rate the winner is chosen by (default "read").
+---@field metric "read"|"interacted"|"clicked"? The rate the winner is chosen by (default "read"; "clicked" needs tracked links in the template).
 ---@field winner "auto"|"manual"? "manual" waits for `pushd push pick-winner PUSH VARIANT` (default "auto").
 
 ---Defines a push, created once by name (reloading never sends it twice).

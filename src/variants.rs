@@ -60,6 +60,11 @@ pub enum PlanError {
     ShareRange(String),
     #[error("a test needs a template with variants (variants = {{ a = {{ … }}, b = {{ … }} }})")]
     TestWithoutVariants,
+    #[error(
+        "the clicked metric needs tracked links, but the template has none: add {{{{track \"https://…\"}}}} \
+         to a text or track = true to a URL button, or test by read or interacted"
+    )]
+    ClickedWithoutLinks,
 }
 
 /// The rate a winner is chosen by.
@@ -202,14 +207,19 @@ impl Plan {
 
 /// The plan of a push of a template with `variants` (sorted), its `test`
 /// and `holdout`: None when there is nothing to plan (no variants, no
-/// holdout).
+/// holdout). `tracks_links`: whether the template has tracked links (a
+/// test by clicks without any could only ever pick by its tie rule).
 pub fn plan_for(
     variants: &[String],
+    tracks_links: bool,
     test: Option<Test>,
     holdout: f64,
 ) -> Result<Option<Plan>, PlanError> {
     if test.is_some() && variants.is_empty() {
         return Err(PlanError::TestWithoutVariants);
+    }
+    if test.as_ref().is_some_and(|t| t.metric == Metric::Clicked) && !tracks_links {
+        return Err(PlanError::ClickedWithoutLinks);
     }
     if variants.is_empty() && holdout <= 0.0 {
         return Ok(None);
@@ -476,6 +486,30 @@ mod tests {
         assert_eq!(best(&[s("a", 10, 100), s("b", 20, 200)]), Some(1));
         assert_eq!(best(&[s("a", 10, 100), s("b", 10, 100)]), Some(0));
         assert_eq!(best(&[s("a", 0, 0), s("b", 0, 0)]), None);
+    }
+
+    #[test]
+    fn plans_refuse_what_could_never_pick_a_winner() {
+        let ab = ["a".to_string(), "b".to_string()];
+        let test = |metric| {
+            Some(Test {
+                share: 0.2,
+                wait_ms: 1_000,
+                metric,
+                winner: WinnerMode::Auto,
+            })
+        };
+        assert_eq!(
+            plan_for(&[], true, test(Metric::Read), 0.0),
+            Err(PlanError::TestWithoutVariants)
+        );
+        assert_eq!(
+            plan_for(&ab, false, test(Metric::Clicked), 0.0),
+            Err(PlanError::ClickedWithoutLinks)
+        );
+        assert!(plan_for(&ab, true, test(Metric::Clicked), 0.0).is_ok_and(|p| p.is_some()));
+        assert!(plan_for(&ab, false, test(Metric::Read), 0.0).is_ok_and(|p| p.is_some()));
+        assert_eq!(plan_for(&[], false, None, 0.0), Ok(None));
     }
 
     #[test]

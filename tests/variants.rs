@@ -513,6 +513,17 @@ fn push_create_checks_its_test_options() {
             "--test-metric",
         ),
         (&["--holdout", "100%"], "less than 100%"),
+        (
+            &[
+                "--test-share",
+                "20%",
+                "--test-wait",
+                "1h",
+                "--test-metric",
+                "clicked",
+            ],
+            "clicked metric needs tracked links",
+        ),
     ];
     for (args, words) in cases {
         let mut all = vec!["push", "create", "--audience", "all", "--template", "bf"];

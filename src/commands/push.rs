@@ -8,7 +8,7 @@ use crate::model::{PushId, now_ms};
 use crate::protocol::{
     PushCreateArgs, PushCreateData, PushListArgs, PushListData, PushPickWinnerArgs, PushShowData,
 };
-use crate::script::Scripts;
+use crate::script::{Scripts, TemplateDef};
 use crate::store::pushes::{self, NewPush, PushRow, PushStatus};
 use crate::store::{Store, StoreError, audiences, audit, deliveries, members, policy, variants};
 use crate::util::duration::{self, human_secs};
@@ -36,7 +36,7 @@ async fn load(
 
 /// The A/B plan of `push create`'s --test-* and --holdout options on a
 /// template with `variants` (None: nothing to plan).
-fn ab_plan(a: &PushCreateArgs, variants: &[String]) -> Result<Option<Plan>, CommandError> {
+fn ab_plan(a: &PushCreateArgs, t: &TemplateDef) -> Result<Option<Plan>, CommandError> {
     let invalid = CommandError::Invalid;
     let test = match (&a.test_share, &a.test_wait) {
         (None, None) => {
@@ -73,7 +73,7 @@ fn ab_plan(a: &PushCreateArgs, variants: &[String]) -> Result<Option<Plan>, Comm
         Some(h) => parse_share(h, "--holdout").map_err(|e| invalid(e.to_string()))?,
         None => 0.0,
     };
-    crate::variants::plan_for(variants, test, holdout)
+    crate::variants::plan_for(&t.variants, !t.tracked.is_empty(), test, holdout)
         .map_err(|e| invalid(format!("template {:?}: {e}", a.template)))
 }
 
@@ -113,7 +113,7 @@ fn known(names: Vec<String>) -> String {
 fn live_template(
     scripts: &Scripts,
     template: &str,
-) -> Result<(Arc<crate::script::Generation>, Vec<String>), CommandError> {
+) -> Result<(Arc<crate::script::Generation>, TemplateDef), CommandError> {
     let Some(g) = scripts.live() else {
         return Err(CommandError::Unavailable(
             "no script generation is live; fix the scripts first (see `pushd status`)".into(),
@@ -127,8 +127,8 @@ fn live_template(
             g.templates.keys().cloned().collect::<Vec<_>>().join(", ")
         )));
     };
-    let variants = t.variants.clone();
-    Ok((g, variants))
+    let t = t.clone();
+    Ok((g, t))
 }
 
 /// `--batch-size` with `--batch-every`: the batch interval in ms (None: no
@@ -227,8 +227,8 @@ pub async fn create(
     actor: &Actor,
     a: PushCreateArgs,
 ) -> CommandResult<PushCreateData> {
-    let (generation, template_variants) = live_template(scripts, &a.template)?;
-    let ab = ab_plan(&a, &template_variants)?;
+    let (generation, template) = live_template(scripts, &a.template)?;
+    let ab = ab_plan(&a, &template)?;
     let start_at = parse_at(a.at.as_deref())?;
     if a.rate_per_minute == Some(0) {
         return Err(CommandError::Invalid(

@@ -8,7 +8,9 @@ use crate::channel::{BuildError, Channels};
 use crate::config::Config;
 use crate::model::{fmt_ms, now_ms};
 use crate::protocol::{ReloadData, ReloadStatus};
-use crate::script::{Generation, Loaded, PushDef, PushStart, ScriptEnv, ScriptLimits, Scripts};
+use crate::script::{
+    Generation, Loaded, PushDef, PushStart, ScriptEnv, ScriptLimits, Scripts, TemplateDef,
+};
 use crate::store::{Store, audit, pushes, scripts as generations};
 use std::sync::{Arc, Mutex};
 
@@ -253,9 +255,8 @@ async fn record_load(
     status
 }
 
-/// The push a script's `push "name" { … }` defines (`variants`: its
-/// template's).
-fn new_push(def: &PushDef, variants: &[String]) -> pushes::NewPush {
+/// The push a script's `push "name" { … }` defines on its template.
+fn new_push(def: &PushDef, template: Option<&TemplateDef>) -> pushes::NewPush {
     let hhmm = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
     pushes::NewPush {
         name: def.name.clone(),
@@ -272,10 +273,12 @@ fn new_push(def: &PushDef, variants: &[String]) -> pushes::NewPush {
         window_from: def.send_window.as_ref().map(|w| hhmm(w.from)),
         window_to: def.send_window.as_ref().map(|w| hhmm(w.to)),
         policy: def.bypass_policy.then(|| pushes::BYPASS.to_string()),
-        // (Checked at load: a test only on a template with variants.)
-        ab: crate::variants::plan_for(variants, def.test, def.holdout)
-            .ok()
-            .flatten(),
+        // (Checked at load: the same plan_for refuses the generation.)
+        ab: template.and_then(|t| {
+            crate::variants::plan_for(&t.variants, !t.tracked.is_empty(), def.test, def.holdout)
+                .ok()
+                .flatten()
+        }),
         ..Default::default()
     }
 }
@@ -284,12 +287,7 @@ fn new_push(def: &PushDef, variants: &[String]) -> pushes::NewPush {
 /// and restarts never create (or send) it again.
 async fn create_script_pushes(store: &Store, g: &Generation) {
     for def in &g.pushes {
-        let variants = g
-            .templates
-            .get(&def.template)
-            .map(|t| t.variants.clone())
-            .unwrap_or_default();
-        let new = new_push(def, &variants);
+        let new = new_push(def, g.templates.get(&def.template));
         let name = def.name.clone();
         let created = store
             .write(move |c| {

@@ -4,6 +4,7 @@
 
 use super::*;
 use pushd::model::{Outbound, Routed, now_ms};
+use pushd::script::LinkEnv;
 
 const BF: &str = r#"
 template "bf" {
@@ -164,6 +165,10 @@ fn malformed_tests_are_reported_at_the_push() {
             "template = \"ab\", holdout = 0",
             &["holdout", "more than 0%"],
         ),
+        (
+            "template = \"ab\", test = { share = 0.2, wait = \"1h\", metric = \"clicked\" }",
+            &["template \"ab\"", "clicked metric needs tracked links"],
+        ),
     ];
     for (body, words) in cases {
         let errs = load_err(&[(
@@ -172,14 +177,29 @@ fn malformed_tests_are_reported_at_the_push() {
         )]);
         assert_error_at(&errs, "scripts/10_t.lua:4", words);
     }
-    // Well formed: loads, shares as numbers or percentages.
-    let g = load(&[(
-        "10_t.lua",
-        &format!(
-            "{defs}push \"p\" {{ audience = \"all\", template = \"ab\", start_at = \"now\", \
-             test = {{ share = \"20%\", wait = \"2h\", metric = \"clicked\", winner = \"manual\" }}, holdout = 0.05 }}\n"
-        ),
-    )]);
+    // Well formed: loads, shares as numbers or percentages; by clicks on a
+    // template that tracks a link.
+    let with_url = ScriptEnv {
+        links: LinkEnv {
+            public_url: Some("https://go.example".into()),
+            track_buttons: false,
+        },
+        ..env()
+    };
+    let g = load_with(
+        &[(
+            "10_t.lua",
+            &format!(
+                "{defs}template \"abl\" {{ variants = {{ a = {{ en = {{ text = 'x {{{{track \"https://a.example/\"}}}}' }} }}, \
+                 b = {{ en = {{ text = \"y\" }} }} }} }}\n\
+                 push \"p\" {{ audience = \"all\", template = \"abl\", start_at = \"now\", \
+                 test = {{ share = \"20%\", wait = \"2h\", metric = \"clicked\", winner = \"manual\" }}, holdout = 0.05 }}\n"
+            ),
+        )],
+        &limits(),
+        &with_url,
+    )
+    .unwrap_or_else(|e| panic!("{}", show(&e)));
     let p = &g.pushes[0];
     let t = p.test.expect("a test");
     assert_eq!((t.share, t.wait_ms), (0.2, 7_200_000));
