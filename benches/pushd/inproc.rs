@@ -22,7 +22,7 @@ fn open_bare(db: &Path) -> Connection {
 }
 
 /// A plain connection set up as pushd's writer is (`store::configure`):
-/// 16 MB page cache, temp store in memory, synchronous NORMAL. It never
+/// the writer's page cache (`store::WRITER_CACHE_KIB`), temp store in memory, synchronous NORMAL. It never
 /// checkpoints inside a timed run (pushd moves that work to a thread of
 /// its own; the floor leaves it out): [`bare_clear`] checkpoints between
 /// runs, untimed.
@@ -30,7 +30,7 @@ pub fn open_like_writer(db: &Path) -> Connection {
     let conn = open_bare(db);
     conn.pragma_update(None, "temp_store", "MEMORY")
         .expect("temp_store");
-    conn.pragma_update(None, "cache_size", -16_000)
+    conn.pragma_update(None, "cache_size", -pushd::store::WRITER_CACHE_KIB)
         .expect("cache_size");
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .expect("wal_autocheckpoint");

@@ -114,8 +114,12 @@ struct Inner {
     health: health::Health,
 }
 
-/// Page cache of the writer's connection, in KiB.
-const WRITER_CACHE_KIB: i64 = 16_000;
+/// Page cache of the writer's connection, in KiB. 8 MB: with 16 MB the
+/// c=256 WhatsApp push peaked at 60–66 MB, with 8 MB at 52–58 MB, and
+/// resolution, import and core overhead were as fast or faster (the WAL's
+/// pages are in the OS cache anyway); see docs/PERFORMANCE.md. The bench's
+/// bare baselines use the same size.
+pub const WRITER_CACHE_KIB: i64 = 8_000;
 /// Page cache of each read connection, in KiB. A reader's cache starts
 /// empty whenever the writer has committed since its last read (always, on
 /// a busy daemon), so it only helps within one read: a long one (an export)
