@@ -58,6 +58,8 @@ struct RateMeter {
     /// First send measured: a young push is rated over its own age, not a
     /// whole minute.
     since: Option<Millis>,
+    /// Last send measured (with `since`, the young push's mean gap).
+    last: Millis,
 }
 
 impl Default for RateMeter {
@@ -65,6 +67,7 @@ impl Default for RateMeter {
         RateMeter {
             buckets: [(i64::MIN, 0); 60],
             since: None,
+            last: 0,
         }
     }
 }
@@ -72,6 +75,7 @@ impl Default for RateMeter {
 impl RateMeter {
     fn record(&mut self, at: Millis) {
         self.since.get_or_insert(at);
+        self.last = self.last.max(at);
         let sec = at.div_euclid(1000);
         let slot = &mut self.buckets[sec.rem_euclid(60) as usize];
         if slot.0 != sec {
@@ -80,8 +84,12 @@ impl RateMeter {
         slot.1 += 1;
     }
 
-    /// Sends per minute over the last 60 seconds (or over the push's age
-    /// while it is younger than that).
+    /// Sends per minute over the last 60 seconds, or, while the push is
+    /// younger than that, over its age plus one mean gap between its sends:
+    /// n sends at a steady rate span n − 1 gaps, so over the age alone a
+    /// push sending at exactly 100/min would read 109/min after 8 sends.
+    /// This way it reads the rate just after a send and a little less
+    /// between sends, never more.
     fn per_minute(&mut self, now: Millis) -> f64 {
         let sec = now.div_euclid(1000);
         let sends: f64 = self
@@ -90,8 +98,15 @@ impl RateMeter {
             .filter(|(s, _)| *s > sec - 60 && *s <= sec)
             .map(|(_, n)| *n as f64)
             .sum();
-        let span = (now - self.since.unwrap_or(now)).clamp(1_000, 60_000);
-        sends * 60_000.0 / span as f64
+        let age = now - self.since.unwrap_or(now);
+        let gap = match self.since {
+            Some(since) if sends >= 2.0 && age < 60_000 => {
+                (self.last - since) as f64 / (sends - 1.0)
+            }
+            _ => 0.0,
+        };
+        let span = (age as f64 + gap).clamp(1_000.0, 60_000.0);
+        sends * 60_000.0 / span
     }
 }
 
@@ -404,7 +419,7 @@ mod tests {
         for i in 0..120 {
             m.record(t0 + i * 500); // 2/s for 60 s
         }
-        assert!((m.per_minute(t0 + 59_999) - 120.0).abs() < 0.01);
+        assert!((m.per_minute(t0 + 59_500) - 120.0).abs() < 0.01);
         // 30 s later the first 30 s have left the window.
         assert_eq!(m.per_minute(t0 + 89_999), 60.0);
         assert_eq!(m.per_minute(t0 + 200_000), 0.0);
@@ -417,6 +432,20 @@ mod tests {
         for i in 0..10 {
             m.record(t0 + i * 500); // 2/s for 5 s
         }
-        assert_eq!(m.per_minute(t0 + 5_000), 120.0);
+        // Just after the 10th send: the rate exactly, not 10 sends ÷ 4.5 s.
+        assert_eq!(m.per_minute(t0 + 4_500), 120.0);
+        // Between sends: a little less, never more.
+        for now in (t0 + 4_500..t0 + 5_000).step_by(50) {
+            let r = m.per_minute(now);
+            assert!((109.0..=120.0).contains(&r), "{r} at +{}", now - t0);
+        }
+        // 100/min (one send every 600 ms), read after each of the first sends.
+        let mut m = RateMeter::default();
+        for i in 0..20 {
+            m.record(t0 + i * 600);
+            let r = m.per_minute(t0 + i * 600);
+            assert!(r <= 100.0 + 1e-9, "{r}/min after send {}", i + 1);
+        }
+        assert!((m.per_minute(t0 + 19 * 600) - 100.0).abs() < 1e-9);
     }
 }
