@@ -73,7 +73,7 @@ fn ab_plan(a: &PushCreateArgs, t: &TemplateDef) -> Result<Option<Plan>, CommandE
         Some(h) => parse_share(h, "--holdout").map_err(|e| invalid(e.to_string()))?,
         None => 0.0,
     };
-    crate::variants::plan_for(&t.variants, !t.tracked.is_empty(), test, holdout)
+    t.ab_plan(test, holdout)
         .map_err(|e| invalid(format!("template {:?}: {e}", a.template)))
 }
 

@@ -274,11 +274,7 @@ fn new_push(def: &PushDef, template: Option<&TemplateDef>) -> pushes::NewPush {
         window_to: def.send_window.as_ref().map(|w| hhmm(w.to)),
         policy: def.bypass_policy.then(|| pushes::BYPASS.to_string()),
         // (Checked at load: the same plan_for refuses the generation.)
-        ab: template.and_then(|t| {
-            crate::variants::plan_for(&t.variants, !t.tracked.is_empty(), def.test, def.holdout)
-                .ok()
-                .flatten()
-        }),
+        ab: template.and_then(|t| t.ab_plan(def.test, def.holdout).ok().flatten()),
         ..Default::default()
     }
 }

@@ -199,12 +199,7 @@ impl Host {
                 );
                 defs.errors.push(ScriptError::at(p.location.clone(), msg));
             } else if let Some(t) = defs.templates.get(&p.template)
-                && let Err(e) = crate::variants::plan_for(
-                    &t.def.variants,
-                    !t.def.tracked.is_empty(),
-                    p.test,
-                    p.holdout,
-                )
+                && let Err(e) = t.def.ab_plan(p.test, p.holdout)
             {
                 let msg = format!("push {:?}: template {:?}: {e}", p.name, p.template);
                 defs.errors.push(ScriptError::at(p.location.clone(), msg));

@@ -187,6 +187,18 @@ pub struct TemplateDef {
     pub location: Location,
 }
 
+impl TemplateDef {
+    /// The A/B plan of a push of this template with `test` and `holdout`
+    /// (None: nothing to plan); a test by clicks needs tracked links.
+    pub fn ab_plan(
+        &self,
+        test: Option<crate::variants::Test>,
+        holdout: f64,
+    ) -> Result<Option<crate::variants::Plan>, crate::variants::PlanError> {
+        crate::variants::plan_for(&self.variants, !self.tracked.is_empty(), test, holdout)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushStart {
     Now,
